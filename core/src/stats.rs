@@ -1,0 +1,223 @@
+//! Statistics per month, the node that produced them, and the in-memory aggregate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::counters::{CounterKey, Counters};
+use crate::hll::{Hll, HllParams};
+use crate::{Error, Month};
+
+/// The identity of one agent (one auth-server node). Every agent writes only its own node's
+/// data; reads merge all nodes. Two agents must never share a node id.
+///
+/// 1 to 128 characters from `A-Z a-z 0-9 . _ : -` (host names and pod names fit).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Validates `id`.
+    pub fn new(id: impl Into<String>) -> Result<Self, Error> {
+        let id = id.into();
+        let ok = (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if ok {
+            Ok(Self(id))
+        } else {
+            Err(Error::InvalidNodeId(id))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = Error;
+    fn try_from(id: String) -> Result<Self, Error> {
+        NodeId::new(id)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything known about one month: the distinct users (an HLL) and the counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonthStats {
+    /// The month.
+    pub month: Month,
+    /// Distinct active users.
+    pub users: Hll,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl MonthStats {
+    /// Nothing counted yet.
+    pub fn new(month: Month, params: HllParams) -> Self {
+        Self {
+            month,
+            users: Hll::new(params),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Merges another node's (or another batch's) stats of the same month: HLL union, counter
+    /// sums. Fails for a different month or HLLs with different parameters.
+    pub fn merge(&mut self, other: &MonthStats) -> Result<(), Error> {
+        if self.month != other.month {
+            return Err(Error::MonthMismatch {
+                left: self.month.to_string(),
+                right: other.month.to_string(),
+            });
+        }
+        self.users.union(&other.users)?;
+        self.counters.merge(&other.counters);
+        Ok(())
+    }
+
+    /// Monthly active users as the API reports them (0 for an UNDEFINED HLL read from storage).
+    pub fn monthly_active_users(&self) -> u64 {
+        self.users.cardinality().unwrap_or(0)
+    }
+}
+
+/// Where a deriver puts what it learned from one event.
+///
+/// Implemented by [`MonthlyAggregate`]; an agent may implement it to add bookkeeping.
+pub trait UpdateSink {
+    /// A user (already hashed) was active in `month`.
+    fn add_user(&mut self, month: Month, raw_hash: i64);
+    /// A counter of `month` grows by `n`.
+    fn add_count(&mut self, month: Month, key: &CounterKey, n: u64);
+}
+
+/// Stats per month, built up in memory from events; all months share one HLL setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonthlyAggregate {
+    params: HllParams,
+    months: BTreeMap<Month, MonthStats>,
+}
+
+impl MonthlyAggregate {
+    /// No months yet; new months get EMPTY HLLs with `params`.
+    pub fn new(params: HllParams) -> Self {
+        Self {
+            params,
+            months: BTreeMap::new(),
+        }
+    }
+
+    /// The HLL parameters of new months.
+    pub fn params(&self) -> &HllParams {
+        &self.params
+    }
+
+    /// The stats of `month`, created empty if absent.
+    pub fn month_mut(&mut self, month: Month) -> &mut MonthStats {
+        let params = self.params;
+        self.months
+            .entry(month)
+            .or_insert_with(|| MonthStats::new(month, params))
+    }
+
+    /// The stats of `month`, if anything was recorded.
+    pub fn get(&self, month: Month) -> Option<&MonthStats> {
+        self.months.get(&month)
+    }
+
+    /// All months in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = &MonthStats> + '_ {
+        self.months.values()
+    }
+
+    /// Merges stats in (creating the month if absent).
+    pub fn merge(&mut self, stats: &MonthStats) -> Result<(), Error> {
+        self.month_mut(stats.month).merge(stats)
+    }
+
+    /// Removes and returns every month.
+    pub fn take(&mut self) -> Vec<MonthStats> {
+        std::mem::take(&mut self.months).into_values().collect()
+    }
+
+    /// True when no month was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.months.is_empty()
+    }
+}
+
+impl UpdateSink for MonthlyAggregate {
+    fn add_user(&mut self, month: Month, raw_hash: i64) {
+        self.month_mut(month).users.add_raw(raw_hash);
+    }
+
+    fn add_count(&mut self, month: Month, key: &CounterKey, n: u64) {
+        self.month_mut(month).counters.add(key, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::Outcome;
+
+    #[test]
+    fn node_ids_are_validated() {
+        assert!(NodeId::new("auth-0.jans.svc:8443").is_ok());
+        assert!(NodeId::new("").is_err());
+        assert!(NodeId::new("a b").is_err());
+        assert!(NodeId::new("x".repeat(129)).is_err());
+        let err = NodeId::new("bad/node").unwrap_err().to_string();
+        assert!(err.contains("'bad/node'"), "{err}");
+        assert!(serde_json::from_str::<NodeId>("\"bad node\"").is_err());
+    }
+
+    #[test]
+    fn merge_refuses_other_months() {
+        let p = HllParams::janssen();
+        let mut a = MonthStats::new("202401".parse().unwrap(), p);
+        let b = MonthStats::new("202402".parse().unwrap(), p);
+        let err = a.merge(&b).unwrap_err().to_string();
+        assert!(err.contains("202401") && err.contains("202402"), "{err}");
+    }
+
+    #[test]
+    fn aggregate_collects_by_month() {
+        let mut agg = MonthlyAggregate::new(HllParams::janssen());
+        let jan: Month = "202401".parse().unwrap();
+        let feb: Month = "202402".parse().unwrap();
+        agg.add_user(feb, 1 << 20);
+        agg.add_user(feb, 1 << 20);
+        agg.add_user(jan, 7 << 20);
+        agg.add_count(feb, &CounterKey::Authentication(Outcome::Success), 2);
+        let months: Vec<Month> = agg.iter().map(|s| s.month).collect();
+        assert_eq!(months, [jan, feb]);
+        assert_eq!(agg.get(feb).unwrap().monthly_active_users(), 1);
+        assert_eq!(
+            agg.get(feb)
+                .unwrap()
+                .counters
+                .get(&CounterKey::Authentication(Outcome::Success)),
+            2
+        );
+        assert_eq!(agg.take().len(), 2);
+        assert!(agg.is_empty());
+    }
+}

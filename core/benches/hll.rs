@@ -19,7 +19,9 @@ fn full_hll(seed: u64) -> Hll {
 
 /// Pre-hashed values, so the benchmark measures `add_raw` alone.
 fn raw_values(n: usize) -> Vec<i64> {
-    (0..n).map(|i| HashAlgorithm::Murmur3.hash(&format!("id-{i}"))).collect()
+    (0..n)
+        .map(|i| HashAlgorithm::Murmur3.hash(&format!("id-{i}")))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -45,9 +47,13 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    group.bench_function("cardinality", |bench| bench.iter(|| black_box(&a).cardinality()));
+    group.bench_function("cardinality", |bench| {
+        bench.iter(|| black_box(&a).cardinality())
+    });
     let bytes = a.to_bytes().unwrap();
-    group.bench_function("to_bytes", |bench| bench.iter(|| black_box(&a).to_bytes().unwrap()));
+    group.bench_function("to_bytes", |bench| {
+        bench.iter(|| black_box(&a).to_bytes().unwrap())
+    });
     group.bench_function("from_bytes", |bench| {
         bench.iter(|| Hll::from_bytes(black_box(&bytes)).unwrap())
     });

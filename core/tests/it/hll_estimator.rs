@@ -46,7 +46,10 @@ fn reference(p: &HllParams, registers: &[u8], branches: &mut Branches) -> f64 {
 
 /// A FULL HLL holding exactly `registers`, and the same registers as SPARSE where possible.
 fn hlls_with(p: HllParams, registers: &[u8]) -> Vec<Hll> {
-    let full_params = p.with_explicit(ExplicitThreshold::Off).unwrap().with_sparse(false);
+    let full_params = p
+        .with_explicit(ExplicitThreshold::Off)
+        .unwrap()
+        .with_sparse(false);
     let sparse_params = p
         .with_explicit(ExplicitThreshold::Off)
         .unwrap()

@@ -1,5 +1,60 @@
-//! authstat-backends: storage backends behind `authstat_core::store::StatStore`.
+//! authstat-backends: where authstat keeps its statistics.
 //!
-//! Not built yet. This crate will hold the memory backend, the SQL backends via diesel
-//! (SQLite as the embedded default, PostgreSQL, MySQL/MariaDB) and MongoDB, and one factory that
-//! builds an `Arc<dyn StatStore>` from the configuration's `backend:` section.
+//! Every backend implements [`authstat_core::store::StatStore`] and is used as an
+//! `Arc<dyn StatStore>` built by [`build`] from the configuration's `backend:` section:
+//!
+//! | `type` | module | notes |
+//! |---|---|---|
+//! | `memory` | [`memory`] | tests and trials; lost at exit |
+//! | `sqlite` | [`sql`] | the embedded default: one file, WAL mode |
+//! | `postgres` | [`sql`] | feature `postgres`; stored HLLs readable by the `hll` extension |
+//! | `mysql` | [`sql`] | feature `mysql`; MySQL and MariaDB |
+//! | `mongodb` | [`mongo`] | feature `mongodb`; one document per node |
+//!
+//! The design decision they share: **each node writes only its own rows, and a flush is one
+//! atomic unit** (the counter deltas, the node's HLLs, its checkpoints and a sequence number that
+//! makes a retried flush a no-op). Reads merge all nodes. See [`authstat_core::store`] for the
+//! contract and `docs/storage.md` for the schemas.
+
+use std::sync::Arc;
+
+use authstat_config::BackendConfig;
+use authstat_core::store::{StatStore, StoreError};
+
+pub mod memory;
+mod merge;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+pub mod sql;
+
+/// Builds the configured backend: connects, creates or migrates the schema, and checks that the
+/// database answers.
+///
+/// Fails with [`StoreError::Unavailable`] when the database cannot be reached (the caller may
+/// retry), and with [`StoreError::Rejected`] for a backend this build was compiled without.
+pub async fn build(config: &BackendConfig) -> Result<Arc<dyn StatStore>, StoreError> {
+    let store: Arc<dyn StatStore> = match config {
+        BackendConfig::Memory => Arc::new(memory::MemoryStore::new()),
+        BackendConfig::Sqlite(c) => Arc::new(sql::SqliteStore::open(c).await?),
+        #[cfg(feature = "postgres")]
+        BackendConfig::Postgres(c) => Arc::new(sql::PgStore::connect(c).await?),
+        #[cfg(feature = "mysql")]
+        BackendConfig::Mysql(c) => Arc::new(sql::MysqlStore::connect(c).await?),
+        #[cfg(feature = "mongodb")]
+        BackendConfig::Mongodb(c) => Arc::new(mongo::MongoStore::open(c).await?),
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable when a backend feature is off"
+        )]
+        other => {
+            return Err(StoreError::Rejected {
+                backend: other.kind(),
+                message: format!(
+                    "this authstat was built without the `{}` feature",
+                    other.kind()
+                ),
+            });
+        }
+    };
+    Ok(store)
+}

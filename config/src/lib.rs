@@ -1,6 +1,13 @@
-//! authstat-config: the YAML configuration of the authstat agent.
+//! authstat-config: the configuration of the authstat agent.
 //!
-//! Not built yet. This crate will hold the serde structs of the configuration file (node id,
-//! listen address, sources, backend, HLL settings, flush interval, API, OTLP export, logging),
-//! `${VAR}` expansion, and syntactic validation with errors that name the file, line and key.
-//! It does no I/O beyond reading the file and opens no connections.
+//! Raw configuration only: serde structs with a doc comment and a default for every option, and
+//! syntactic checks. Nothing here connects anywhere; the agent resolves these into runtime
+//! objects (pools, listeners, compiled globs).
+//!
+//! So far this crate holds the `backend:` section ([`BackendConfig`]). The rest of the file
+//! (sources, API, export, logging) and the YAML loader with file/line/key errors come with the
+//! agent.
+
+mod backend;
+
+pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};

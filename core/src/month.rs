@@ -71,6 +71,20 @@ impl Month {
         self.index % 12 + 1
     }
 
+    /// The month as the integer `yyyyMM` (`202402`), the form SQL backends store.
+    pub fn yyyymm(self) -> u32 {
+        self.year() * 100 + self.month()
+    }
+
+    /// The month of the integer `yyyyMM`.
+    pub fn from_yyyymm(value: u32) -> Result<Self, Error> {
+        if value > 999_912 {
+            return Err(invalid(value.to_string(), "expected six digits yyyyMM"));
+        }
+        Month::new(value / 100, value % 100)
+            .map_err(|_| invalid(format!("{value:06}"), "month must be 01 to 12"))
+    }
+
     /// The next month, if there is one before 10000-01.
     pub fn succ(self) -> Option<Self> {
         (self.index < MAX_INDEX).then_some(Self {
@@ -320,6 +334,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("202403") && err.contains("202402"), "{err}");
+    }
+
+    #[test]
+    fn integer_form_round_trips() {
+        let m = Month::new(2024, 2).unwrap();
+        assert_eq!(m.yyyymm(), 202402);
+        assert_eq!(Month::from_yyyymm(202402).unwrap(), m);
+        assert_eq!(Month::from_yyyymm(101).unwrap().to_string(), "000101");
+        for bad in [202400, 202413, 1_000_001, 0] {
+            let err = Month::from_yyyymm(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid month"), "{err}");
+        }
     }
 
     #[test]

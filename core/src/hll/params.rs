@@ -100,12 +100,12 @@ impl HllParams {
 
     /// The same parameters with another explicit threshold.
     pub fn with_explicit(self, explicit: ExplicitThreshold) -> Result<Self, Error> {
-        if let ExplicitThreshold::Values(n) = explicit {
-            if !n.is_power_of_two() || n > MAX_EXPLICIT_THRESHOLD {
-                return Err(Error::InvalidHllParams(format!(
-                    "explicit threshold {n} is not a power of two from 1 to {MAX_EXPLICIT_THRESHOLD}"
-                )));
-            }
+        if let ExplicitThreshold::Values(n) = explicit
+            && (!n.is_power_of_two() || n > MAX_EXPLICIT_THRESHOLD)
+        {
+            return Err(Error::InvalidHllParams(format!(
+                "explicit threshold {n} is not a power of two from 1 to {MAX_EXPLICIT_THRESHOLD}"
+            )));
         }
         Ok(Self::derive(
             self.log2m,

@@ -123,7 +123,7 @@ impl Hll {
                 }
             }
             HllType::Explicit => {
-                if body.len() % 8 != 0 {
+                if !body.len().is_multiple_of(8) {
                     return Err(invalid(format!(
                         "EXPLICIT body of {} bytes is not a multiple of 8",
                         body.len()

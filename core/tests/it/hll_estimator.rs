@@ -14,7 +14,10 @@ struct Branches {
 }
 
 /// java-hll's `fullProbabilisticAlgorithmCardinality`, written the naive way: index order.
-#[allow(clippy::neg_multiply, reason = "a transcription of java-hll's `-1 * twoToL * ...`")]
+#[allow(
+    clippy::neg_multiply,
+    reason = "a transcription of java-hll's `-1 * twoToL * ...`"
+)]
 fn reference(p: &HllParams, registers: &[u8], branches: &mut Branches) -> f64 {
     let m = p.m() as f64;
     let mut sum = 0.0;

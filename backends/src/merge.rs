@@ -1,0 +1,98 @@
+//! The read path shared by the backends: stored rows of many nodes → merged [`MonthStats`].
+
+use std::collections::BTreeMap;
+
+use authstat_core::counters::{CounterKey, Counters};
+use authstat_core::hll::{Hll, HllParams};
+use authstat_core::store::StoreError;
+use authstat_core::{Month, MonthStats};
+
+/// Accumulates rows (in any order) and yields merged months in ascending order.
+#[derive(Debug)]
+pub(crate) struct Merger {
+    backend: &'static str,
+    months: BTreeMap<Month, (Option<Hll>, Counters)>,
+}
+
+impl Merger {
+    pub(crate) fn new(backend: &'static str) -> Self {
+        Self {
+            backend,
+            months: BTreeMap::new(),
+        }
+    }
+
+    fn corrupt(&self, message: String) -> StoreError {
+        StoreError::Corrupt {
+            backend: self.backend,
+            message,
+        }
+    }
+
+    /// A stored month number (`yyyyMM`).
+    pub(crate) fn month(&self, yyyymm: i64) -> Result<Month, StoreError> {
+        u32::try_from(yyyymm)
+            .ok()
+            .and_then(|m| Month::from_yyyymm(m).ok())
+            .ok_or_else(|| self.corrupt(format!("stored month {yyyymm} is not a valid yyyyMM")))
+    }
+
+    /// One node's stored HLL bytes for `month`, unioned in.
+    pub(crate) fn add_hll(
+        &mut self,
+        month: Month,
+        node: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let hll = Hll::from_bytes(bytes)
+            .map_err(|e| self.corrupt(format!("node {node} month {month}: {e}")))?;
+        let backend = self.backend;
+        let (slot, _) = self.months.entry(month).or_default();
+        match slot {
+            None => *slot = Some(hll),
+            Some(merged) => merged.union(&hll).map_err(|e| StoreError::Corrupt {
+                backend,
+                message: format!("node {node} month {month}: {e}"),
+            })?,
+        }
+        Ok(())
+    }
+
+    /// A stored counter row (a sum over nodes, or one node's value).
+    pub(crate) fn add_counter(
+        &mut self,
+        month: Month,
+        kind: &str,
+        first: &str,
+        second: &str,
+        value: i64,
+    ) -> Result<(), StoreError> {
+        let key = CounterKey::from_parts(kind, first, second)
+            .map_err(|e| self.corrupt(format!("month {month}: {e}")))?;
+        let value = u64::try_from(value)
+            .map_err(|_| self.corrupt(format!("month {month}: negative counter {value}")))?;
+        self.months.entry(month).or_default().1.add(&key, value);
+        Ok(())
+    }
+
+    /// The merged months, ascending. A month with counters but no HLL (not written by authstat,
+    /// which always flushes both) gets an EMPTY HLL with Janssen's parameters.
+    pub(crate) fn finish(self) -> Vec<MonthStats> {
+        self.months
+            .into_iter()
+            .map(|(month, (users, counters))| MonthStats {
+                month,
+                users: users.unwrap_or_else(|| Hll::new(HllParams::janssen())),
+                counters,
+            })
+            .collect()
+    }
+}
+
+/// Sorted, deduplicated months of a request.
+pub(crate) fn distinct_months(months: &[Month]) -> Vec<Month> {
+    let mut months = months.to_vec();
+    months.sort_unstable();
+    months.dedup();
+    months
+}

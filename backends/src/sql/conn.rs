@@ -1,0 +1,256 @@
+//! What the store needs from a diesel connection, implemented for SQLite, PostgreSQL and MySQL.
+//!
+//! Statements are built as text by [`Dialect`](super::dialect::Dialect) and bound dynamically, so
+//! one implementation of the store logic serves all three connection types.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::dialect::Dialect;
+
+/// A bind parameter.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    Int(i32),
+    BigInt(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// A row of the read path: an HLL (`kind = "#hll"`, `k1` = node) or a counter.
+#[derive(Debug, QueryableByName)]
+pub struct StatRow {
+    #[diesel(sql_type = Integer)]
+    pub month: i32,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub k1: String,
+    #[diesel(sql_type = Text)]
+    pub k2: String,
+    #[diesel(sql_type = BigInt)]
+    pub value: i64,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub hll: Option<Vec<u8>>,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct SeqRow {
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct CheckpointRow {
+    #[diesel(sql_type = Text)]
+    pub source: String,
+    #[diesel(sql_type = BigInt)]
+    pub device: i64,
+    #[diesel(sql_type = BigInt)]
+    pub inode: i64,
+    #[diesel(sql_type = BigInt)]
+    pub fingerprint: i64,
+    #[diesel(sql_type = Integer)]
+    pub fingerprint_len: i32,
+    #[diesel(sql_type = BigInt)]
+    pub file_offset: i64,
+    #[diesel(sql_type = Text)]
+    pub path: String,
+}
+
+/// A row type every compiled-in backend can load.
+pub trait AnyRow:
+    QueryableByName<diesel::sqlite::Sqlite> + PgRow + MysqlRow + Send + 'static
+{
+}
+impl<T: QueryableByName<diesel::sqlite::Sqlite> + PgRow + MysqlRow + Send + 'static> AnyRow for T {}
+
+#[cfg(feature = "postgres")]
+pub trait PgRow: QueryableByName<diesel::pg::Pg> {}
+#[cfg(feature = "postgres")]
+impl<T: QueryableByName<diesel::pg::Pg>> PgRow for T {}
+#[cfg(not(feature = "postgres"))]
+pub trait PgRow {}
+#[cfg(not(feature = "postgres"))]
+impl<T> PgRow for T {}
+
+#[cfg(feature = "mysql")]
+pub trait MysqlRow: QueryableByName<diesel::mysql::Mysql> {}
+#[cfg(feature = "mysql")]
+impl<T: QueryableByName<diesel::mysql::Mysql>> MysqlRow for T {}
+#[cfg(not(feature = "mysql"))]
+pub trait MysqlRow {}
+#[cfg(not(feature = "mysql"))]
+impl<T> MysqlRow for T {}
+
+/// A diesel connection the SQL store can run on.
+pub trait SqlConnection: R2D2Connection + Send + 'static {
+    #[doc(hidden)]
+    const DIALECT: Dialect;
+
+    /// Runs a statement with bind parameters.
+    #[doc(hidden)]
+    fn exec(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<usize>;
+
+    /// Runs a query with bind parameters and loads its rows.
+    #[doc(hidden)]
+    fn load<R: AnyRow>(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<Vec<R>>;
+
+    /// A transaction that takes the write lock at its start where the database needs that
+    /// (SQLite: `BEGIN IMMEDIATE`, so that two writers never deadlock on lock upgrade).
+    #[doc(hidden)]
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>;
+
+    /// Applies the embedded migrations, safe against other agents doing the same at once.
+    #[doc(hidden)]
+    fn migrate(&mut self) -> Result<(), String>;
+}
+
+macro_rules! exec_and_load {
+    ($db:ty) => {
+        fn exec(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<usize> {
+            let mut query = diesel::sql_query(sql).into_boxed::<$db>();
+            for bind in binds {
+                query = match bind {
+                    Bind::Int(v) => query.bind::<Integer, _>(v),
+                    Bind::BigInt(v) => query.bind::<BigInt, _>(v),
+                    Bind::Text(v) => query.bind::<Text, _>(v),
+                    Bind::Bytes(v) => query.bind::<Binary, _>(v),
+                };
+            }
+            query.execute(self)
+        }
+
+        fn load<R: AnyRow>(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<Vec<R>> {
+            let mut query = diesel::sql_query(sql).into_boxed::<$db>();
+            for bind in binds {
+                query = match bind {
+                    Bind::Int(v) => query.bind::<Integer, _>(v),
+                    Bind::BigInt(v) => query.bind::<BigInt, _>(v),
+                    Bind::Text(v) => query.bind::<Text, _>(v),
+                    Bind::Bytes(v) => query.bind::<Binary, _>(v),
+                };
+            }
+            query.load::<R>(self)
+        }
+    };
+}
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Runs the migrations, retrying a few times: a concurrent agent may have created a table or
+/// recorded a version between our check and our write; the next attempt sees its work.
+fn migrate_with_retries<C: MigrationHarness<C::Backend> + Connection>(
+    conn: &mut C,
+    migrations: impl Fn() -> EmbeddedMigrations,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..5u64 {
+        match conn.run_pending_migrations(migrations()) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1)));
+    }
+    Err(format!("migrations failed: {last}"))
+}
+
+impl SqlConnection for diesel::sqlite::SqliteConnection {
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    exec_and_load!(diesel::sqlite::Sqlite);
+
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.immediate_transaction(f)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        migrate_with_retries(self, || SQLITE_MIGRATIONS)
+    }
+}
+
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[cfg(feature = "postgres")]
+impl SqlConnection for diesel::pg::PgConnection {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    exec_and_load!(diesel::pg::Pg);
+
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.transaction(f)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        // A session-level advisory lock serializes agents migrating the same database.
+        const LOCK: &str = "SELECT pg_advisory_lock(727378)";
+        const UNLOCK: &str = "SELECT pg_advisory_unlock(727378)";
+        self.batch_execute(LOCK)
+            .map_err(|e| format!("migration lock: {e}"))?;
+        let result = migrate_with_retries(self, || POSTGRES_MIGRATIONS);
+        self.batch_execute(UNLOCK)
+            .map_err(|e| format!("migration unlock: {e}"))?;
+        result
+    }
+}
+
+#[cfg(feature = "mysql")]
+const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+
+#[cfg(feature = "mysql")]
+#[derive(Debug, QueryableByName)]
+struct LockRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    locked: Option<i64>,
+}
+
+#[cfg(feature = "mysql")]
+impl SqlConnection for diesel::mysql::MysqlConnection {
+    const DIALECT: Dialect = Dialect::Mysql;
+
+    exec_and_load!(diesel::mysql::Mysql);
+
+    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.transaction(f)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        // A named lock serializes agents migrating the same server (DDL is not transactional).
+        let rows: Vec<LockRow> = self
+            .load(
+                "SELECT CAST(GET_LOCK('authstat_migrations', 60) AS SIGNED) AS locked",
+                Vec::new(),
+            )
+            .map_err(|e| format!("migration lock: {e}"))?;
+        if rows.first().and_then(|r| r.locked) != Some(1) {
+            return Err("migration lock: timed out waiting for another agent".into());
+        }
+        let result = migrate_with_retries(self, || MYSQL_MIGRATIONS);
+        let _: Vec<LockRow> = self
+            .load(
+                "SELECT CAST(RELEASE_LOCK('authstat_migrations') AS SIGNED) AS locked",
+                Vec::new(),
+            )
+            .map_err(|e| format!("migration unlock: {e}"))?;
+        result
+    }
+}

@@ -1,0 +1,293 @@
+//! What every backend must do, written once (see `authstat_core::store`).
+
+use std::sync::Arc;
+
+use authstat_core::counters::Counters;
+use authstat_core::store::{FlushOutcome, NodeState, StatStore, StoreError};
+
+use crate::support::*;
+
+/// Instantiates every conformance test for one backend; `$harness` is an async fn returning a
+/// fresh `impl Harness`.
+macro_rules! conformance_tests {
+    ($harness:path) => {
+        conformance_tests!(@each $harness,
+            round_trip, counters_accumulate_and_hll_is_replaced, merge_of_three_nodes,
+            months_without_data_are_absent, resume_after_reopening, retried_batch_is_applied_once,
+            concurrent_flushes_from_two_nodes, failed_flush_leaves_no_partial_state,
+            checkpoints_are_replaced, agents_starting_at_once_on_an_empty_database, health_is_ok);
+    };
+    (@each $harness:path, $($test:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let harness = $harness().await;
+                crate::conformance::$test(&harness).await;
+            }
+        )*
+    };
+}
+pub(crate) use conformance_tests;
+
+fn counters_of(stats: &authstat_core::MonthStats) -> &Counters {
+    &stats.counters
+}
+
+pub async fn round_trip(h: &dyn Harness) {
+    let store = h.open().await.store;
+    let b = batch("node-a", 1, &["202401", "202402"], 0, 3000, 1);
+    assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
+    let read = store
+        .read_months(&[month("202402"), month("202401")])
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    for (stats, flushed) in read.iter().zip(&b.months) {
+        assert_eq!(stats.month, flushed.month, "ascending order");
+        assert_eq!(stats.users, flushed.users, "HLL bytes round trip");
+        assert_eq!(counters_of(stats), &flushed.counter_deltas);
+    }
+    assert_eq!(
+        read[0].monthly_active_users(),
+        b.months[0].users.cardinality().unwrap()
+    );
+}
+
+pub async fn counters_accumulate_and_hll_is_replaced(h: &dyn Harness) {
+    let store = h.open().await.store;
+    store
+        .flush(&batch("node-a", 1, &["202402"], 0, 10, 1))
+        .await
+        .unwrap();
+    // The node's whole HLL grows; counters are deltas.
+    let second = batch("node-a", 2, &["202402"], 0, 50, 2);
+    store.flush(&second).await.unwrap();
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    assert_eq!(read[0].users, second.months[0].users);
+    let mut expected = counters(1);
+    expected.merge(&counters(2));
+    assert_eq!(read[0].counters, expected);
+}
+
+pub async fn merge_of_three_nodes(h: &dyn Harness) {
+    let store = h.open().await.store;
+    // Overlapping users across nodes; one node has only one of the months.
+    let batches = [
+        batch("node-a", 1, &["202401", "202402"], 0, 4000, 1),
+        batch("node-b", 1, &["202401", "202402"], 2000, 4000, 2),
+        batch("node-c", 7, &["202402"], 5000, 100, 3),
+    ];
+    for b in &batches {
+        store.flush(b).await.unwrap();
+    }
+    let read = store
+        .read_months(&[month("202401"), month("202402")])
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    for stats in &read {
+        let mut hll = authstat_core::hll::Hll::new(authstat_core::hll::HllParams::janssen());
+        let mut sums = Counters::default();
+        for m in batches
+            .iter()
+            .flat_map(|b| &b.months)
+            .filter(|m| m.month == stats.month)
+        {
+            hll.union(&m.users).unwrap();
+            sums.merge(&m.counter_deltas);
+        }
+        assert_eq!(stats.users, hll, "{}: union over nodes", stats.month);
+        assert_eq!(stats.counters, sums, "{}: sums over nodes", stats.month);
+    }
+    // 6000 distinct users in January (0..6000), within HLL error.
+    let jan = read[0].monthly_active_users() as f64;
+    assert!((jan - 6000.0).abs() / 6000.0 < 0.03, "{jan}");
+}
+
+pub async fn months_without_data_are_absent(h: &dyn Harness) {
+    let store = h.open().await.store;
+    assert!(
+        store
+            .read_months(&[month("202402")])
+            .await
+            .unwrap()
+            .is_empty(),
+        "empty store"
+    );
+    store
+        .flush(&batch("node-a", 1, &["202402", "202312"], 0, 5, 1))
+        .await
+        .unwrap();
+    let asked = [
+        month("202401"),
+        month("202402"),
+        month("202402"),
+        month("202312"),
+        month("203001"),
+    ];
+    let read: Vec<String> = store
+        .read_months(&asked)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.month.to_string())
+        .collect();
+    assert_eq!(read, ["202312", "202402"]);
+    assert!(store.read_months(&[]).await.unwrap().is_empty());
+}
+
+pub async fn resume_after_reopening(h: &dyn Harness) {
+    let first = h.open().await.store;
+    assert_eq!(
+        first.load_node(&node("node-a")).await.unwrap(),
+        NodeState::default()
+    );
+    let b1 = batch("node-a", 1, &["202401"], 0, 100, 1);
+    let b2 = batch("node-a", 2, &["202401", "202402"], 0, 200, 1);
+    first.flush(&b1).await.unwrap();
+    first.flush(&b2).await.unwrap();
+    first
+        .flush(&batch("node-b", 1, &["202401"], 9000, 100, 5))
+        .await
+        .unwrap();
+    drop(first);
+
+    // Reopening runs the migrations a second time.
+    let store = h.open().await.store;
+    let state = store.load_node(&node("node-a")).await.unwrap();
+    assert_eq!(state.seq, 2);
+    let mut cps = state.checkpoints.clone();
+    cps.sort_by(|a, b| a.source.cmp(&b.source));
+    assert_eq!(cps, b2.checkpoints);
+    assert_eq!(state.months.len(), 2, "only node-a's months");
+    assert_eq!(state.months[0].users, b2.months[0].users);
+    let mut jan = counters(1);
+    jan.merge(&counters(1));
+    assert_eq!(state.months[0].counters, jan);
+    assert_eq!(state.months[1].counters, counters(1));
+}
+
+pub async fn retried_batch_is_applied_once(h: &dyn Harness) {
+    let store = h.open().await.store;
+    let b = batch("node-a", 5, &["202402"], 0, 10, 1);
+    assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
+    assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::AlreadyApplied);
+    let older = batch("node-a", 4, &["202402"], 0, 10, 9);
+    assert_eq!(
+        store.flush(&older).await.unwrap(),
+        FlushOutcome::AlreadyApplied
+    );
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    assert_eq!(read[0].counters, counters(1), "counted once");
+    assert_eq!(store.load_node(&node("node-a")).await.unwrap().seq, 5);
+}
+
+pub async fn concurrent_flushes_from_two_nodes(h: &dyn Harness) {
+    let store: Arc<dyn StatStore> = h.open().await.store;
+    let tasks: Vec<_> = ["node-a", "node-b"]
+        .into_iter()
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for seq in 1..=15 {
+                    let b = batch(n, seq, &["202401", "202402"], seq as usize * 10, 10, 1);
+                    assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = store
+        .read_months(&[month("202401"), month("202402")])
+        .await
+        .unwrap();
+    let mut expected = Counters::default();
+    for _ in 0..30 {
+        expected.merge(&counters(1));
+    }
+    for stats in read {
+        assert_eq!(stats.counters, expected, "{}", stats.month);
+    }
+}
+
+pub async fn failed_flush_leaves_no_partial_state(h: &dyn Harness) {
+    let opened = h.open().await;
+    let store = opened.store;
+    store
+        .flush(&batch("node-a", 1, &["202401", "202402"], 0, 100, 1))
+        .await
+        .unwrap();
+    let before = store.load_node(&node("node-a")).await.unwrap();
+    let before_read = store
+        .read_months(&[month("202401"), month("202402")])
+        .await
+        .unwrap();
+
+    let b = batch("node-a", 2, &["202401", "202402"], 0, 500, 3);
+    (opened.fail_next_flush)();
+    let err = store.flush(&b).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(
+        store.load_node(&node("node-a")).await.unwrap(),
+        before,
+        "nothing of it kept"
+    );
+    assert_eq!(
+        store
+            .read_months(&[month("202401"), month("202402")])
+            .await
+            .unwrap(),
+        before_read
+    );
+    // The caller retries the same batch later: applied exactly once.
+    assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    let mut expected = counters(1);
+    expected.merge(&counters(3));
+    assert_eq!(read[0].counters, expected);
+    assert_eq!(read[0].users, b.months[1].users);
+}
+
+pub async fn checkpoints_are_replaced(h: &dyn Harness) {
+    let store = h.open().await.store;
+    store
+        .flush(&batch("node-a", 1, &["202402"], 0, 1, 1))
+        .await
+        .unwrap();
+    let mut b = batch("node-a", 2, &[], 0, 0, 0);
+    b.checkpoints = vec![checkpoint("audit", 99, 12345)];
+    store.flush(&b).await.unwrap();
+    let state = store.load_node(&node("node-a")).await.unwrap();
+    assert_eq!(state.checkpoints, b.checkpoints);
+    assert_eq!(
+        state.months.len(),
+        1,
+        "a checkpoint-only flush keeps the months"
+    );
+    b.seq = 3;
+    b.checkpoints.clear();
+    store.flush(&b).await.unwrap();
+    assert!(
+        store
+            .load_node(&node("node-a"))
+            .await
+            .unwrap()
+            .checkpoints
+            .is_empty()
+    );
+}
+
+pub async fn agents_starting_at_once_on_an_empty_database(h: &dyn Harness) {
+    let (a, b, c) = tokio::join!(h.open(), h.open(), h.open());
+    for (i, opened) in [a, b, c].into_iter().enumerate() {
+        let b = batch(&format!("node-{i}"), 1, &["202402"], 0, 10, 1);
+        opened.store.flush(&b).await.unwrap();
+    }
+}
+
+pub async fn health_is_ok(h: &dyn Harness) {
+    h.open().await.store.health().await.unwrap();
+}

@@ -1,0 +1,12 @@
+//! The backend conformance suite: the same tests against every backend, each on a database of
+//! its own, plus tests of what only one backend has. Run through `scripts/test`, which starts
+//! the servers; a server that is not there fails the suite, it is never skipped.
+
+mod conformance;
+mod support;
+
+mod memory;
+mod mongodb;
+mod mysql;
+mod postgres;
+mod sqlite;

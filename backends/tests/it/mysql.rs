@@ -1,0 +1,90 @@
+//! MySQL / MariaDB: a database of its own per test on the throwaway server of scripts/test.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use authstat_backends::sql::MysqlStore;
+use authstat_config::{BackendConfig, SqlServerConfig};
+use authstat_core::store::StoreError;
+use diesel::prelude::*;
+
+use crate::conformance::conformance_tests;
+use crate::support::{Harness, Opened, batch, month, required_env, unique_name};
+
+struct Mysql {
+    config: SqlServerConfig,
+}
+
+#[async_trait]
+impl Harness for Mysql {
+    async fn open(&self) -> Opened {
+        let store = Arc::new(MysqlStore::connect(&self.config).await.unwrap());
+        let hook = store.clone();
+        Opened {
+            store,
+            fail_next_flush: Box::new(move || hook.inject_flush_failure(3)),
+        }
+    }
+}
+
+async fn harness() -> Mysql {
+    let admin = required_env("AUTHSTAT_TEST_MYSQL_URL", "MySQL/MariaDB");
+    let db = unique_name("authstat_test");
+    let mut conn = MysqlConnection::establish(&admin).unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let config = SqlServerConfig {
+        url: format!("{base}/{db}"),
+        pool_size: 4,
+        connect_timeout_secs: 5,
+    };
+    Mysql { config }
+}
+
+conformance_tests!(harness);
+
+/// Grant types differing only in case are different keys (binary collation).
+#[tokio::test]
+async fn keys_are_case_sensitive() {
+    let h = harness().await;
+    let store = authstat_backends::build(&BackendConfig::Mysql(h.config.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.kind(), "mysql");
+    let mut b = batch("node-a", 1, &["202402"], 0, 1, 0);
+    b.months[0]
+        .counter_deltas
+        .add(&crate::support::token("Password", "access_token"), 1);
+    b.months[0]
+        .counter_deltas
+        .add(&crate::support::token("password", "access_token"), 2);
+    store.flush(&b).await.unwrap();
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    assert_eq!(read[0].counters.tokens.get("Password", "access_token"), 1);
+    assert_eq!(read[0].counters.tokens.get("password", "access_token"), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let config = SqlServerConfig {
+        url: "mysql://app:hunter2@127.0.0.1:1/stats".into(),
+        pool_size: 1,
+        connect_timeout_secs: 1,
+    };
+    let err = authstat_backends::build(&BackendConfig::Mysql(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable {
+                backend: "mysql",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}

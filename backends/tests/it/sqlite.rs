@@ -1,0 +1,76 @@
+//! SQLite: a temporary file per test.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use authstat_backends::sql::SqliteStore;
+use authstat_config::{BackendConfig, SqliteConfig};
+use diesel::prelude::*;
+
+use crate::conformance::conformance_tests;
+use crate::support::{Harness, Opened, batch};
+
+struct Sqlite {
+    _dir: tempfile::TempDir,
+    config: SqliteConfig,
+}
+
+#[async_trait]
+impl Harness for Sqlite {
+    async fn open(&self) -> Opened {
+        let store = Arc::new(SqliteStore::open(&self.config).await.unwrap());
+        // Fails after: ensure node, update node, upsert HLLs — before the counters.
+        let hook = store.clone();
+        Opened {
+            store,
+            fail_next_flush: Box::new(move || hook.inject_flush_failure(3)),
+        }
+    }
+}
+
+async fn harness() -> Sqlite {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        path: dir.path().join("data/nested/authstat.db"),
+        busy_timeout_ms: 5000,
+        pool_size: 4,
+    };
+    Sqlite { _dir: dir, config }
+}
+
+conformance_tests!(harness);
+
+#[tokio::test]
+async fn factory_builds_a_wal_mode_file_in_a_new_directory() {
+    let h = harness().await;
+    let store = authstat_backends::build(&BackendConfig::Sqlite(h.config.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.kind(), "sqlite");
+    store
+        .flush(&batch("node-a", 1, &["202402"], 0, 10, 1))
+        .await
+        .unwrap();
+    assert!(h.config.path.exists());
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+    let mut conn = SqliteConnection::establish(h.config.path.to_str().unwrap()).unwrap();
+    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(mode[0].journal_mode, "wal");
+}
+
+#[tokio::test]
+async fn an_unwritable_location_is_a_clear_error() {
+    let config = SqliteConfig {
+        path: "/proc/authstat/x.db".into(),
+        busy_timeout_ms: 100,
+        pool_size: 1,
+    };
+    let err = SqliteStore::open(&config).await.unwrap_err().to_string();
+    assert!(err.contains("/proc/authstat"), "{err}");
+}

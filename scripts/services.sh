@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# Throwaway database servers for authstat's test suite. Sourced by scripts/test.
+#
+#   start_services   install what is missing, start PostgreSQL 15 (with the hll extension),
+#                    MariaDB and the MongoDB-protocol test server on free loopback ports, and
+#                    export AUTHSTAT_TEST_POSTGRES_URL, AUTHSTAT_TEST_MYSQL_URL and
+#                    AUTHSTAT_TEST_MONGODB_URI
+#   stop_services    stop them and delete their data (scripts/test runs it on exit)
+#
+# Everything lives in one temporary directory. A server that cannot be started stops the run
+# with a message saying which and why: the suite never skips a backend silently.
+
+AUTHSTAT_SERVICES_DIR=""
+AUTHSTAT_SERVICES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The user that runs the database servers when we are root (initdb refuses to run as root).
+AUTHSTAT_DB_USER="authstat-test"
+JONGODB_PACKAGE="@jongodb/memory-server-bin-linux-x64-gnu@0.1.6"
+
+services_fail() {
+    echo "scripts/test: $*" >&2
+    exit 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Installs Debian packages that are not installed yet.
+need_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    echo "scripts/test: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >/dev/null ||
+        services_fail "apt-get update failed: cannot install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        services_fail "could not install ${missing[*]} from Debian's packages"
+}
+
+# Runs a command as the database user (root) or as ourselves (anyone else).
+as_db_user() {
+    if [ "$(id -u)" = 0 ]; then
+        su "$AUTHSTAT_DB_USER" -s /bin/sh -c "$*"
+    else
+        sh -c "$*"
+    fi
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local seconds=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+start_postgres() {
+    need_packages postgresql-15 postgresql-15-hll libpq-dev
+    local bin=/usr/lib/postgresql/15/bin dir="$AUTHSTAT_SERVICES_DIR/postgres" port
+    port=$(free_port)
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown "$AUTHSTAT_DB_USER" "$dir"
+    as_db_user "$bin/initdb -D '$dir/data' -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >'$dir/initdb.log' 2>&1" ||
+        services_fail "PostgreSQL: initdb failed (see $dir/initdb.log): $(tail -3 "$dir/initdb.log")"
+    as_db_user "$bin/pg_ctl -D '$dir/data' -l '$dir/server.log' -w -t 30 start \
+        -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" >/dev/null" ||
+        services_fail "PostgreSQL: the server did not start: $(tail -5 "$dir/server.log")"
+    export AUTHSTAT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    echo "scripts/test: PostgreSQL 15 on 127.0.0.1:$port" >&2
+}
+
+stop_postgres() {
+    local dir="$AUTHSTAT_SERVICES_DIR/postgres"
+    [ -f "$dir/data/postmaster.pid" ] &&
+        as_db_user "/usr/lib/postgresql/15/bin/pg_ctl -D '$dir/data' -m immediate -w stop >/dev/null 2>&1"
+    return 0
+}
+
+start_mariadb() {
+    need_packages mariadb-server libmariadb-dev pkg-config
+    local dir="$AUTHSTAT_SERVICES_DIR/mariadb" port user_opt=""
+    port=$(free_port)
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown "$AUTHSTAT_DB_USER" "$dir"
+        user_opt="--user=$AUTHSTAT_DB_USER"
+    fi
+    as_db_user "mariadb-install-db --no-defaults --datadir='$dir/data' --skip-test-db \
+        --auth-root-authentication-method=normal >'$dir/install.log' 2>&1" ||
+        services_fail "MariaDB: mariadb-install-db failed: $(tail -3 "$dir/install.log")"
+    # No grant tables: a throwaway server on loopback, for tests only.
+    mariadbd --no-defaults $user_opt --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+        --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
+        --skip-grant-tables --innodb-flush-log-at-trx-commit=2 --max-connections=300 \
+        >"$dir/stdout.log" 2>&1 &
+    wait_for 60 "MariaDB" mariadb-admin --no-defaults -h127.0.0.1 -P"$port" -uroot ping ||
+        services_fail "MariaDB: the server did not answer within 60 s: $(tail -5 "$dir/error.log")"
+    export AUTHSTAT_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port/mysql"
+    echo "scripts/test: MariaDB on 127.0.0.1:$port" >&2
+}
+
+stop_mariadb() {
+    local pidfile="$AUTHSTAT_SERVICES_DIR/mariadb/mysqld.pid" pid
+    [ -f "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    return 0
+}
+
+start_mongodb() {
+    # The MongoDB wire-protocol test server from npm (no MongoDB server is packaged here;
+    # production uses a real MongoDB 6 or later).
+    local cache="$AUTHSTAT_SERVICES_ROOT/.test-services/jongodb" dir="$AUTHSTAT_SERVICES_DIR/mongodb" port
+    if [ ! -x "$cache/package/bin/jongodb" ]; then
+        command -v npm >/dev/null || services_fail "MongoDB test server: npm is not installed"
+        mkdir -p "$cache"
+        (cd "$cache" && npm pack --silent "$JONGODB_PACKAGE" >/dev/null 2>"$cache/npm.log" && tar xzf ./*.tgz) ||
+            services_fail "MongoDB test server: npm pack $JONGODB_PACKAGE failed: $(tail -3 "$cache/npm.log")"
+    fi
+    port=$(free_port)
+    mkdir -p "$dir"
+    "$cache/package/bin/jongodb" --host=127.0.0.1 --port="$port" >"$dir/server.log" 2>&1 &
+    echo $! >"$dir/pid"
+    wait_for 30 "MongoDB" grep -q JONGODB_URI "$dir/server.log" ||
+        services_fail "MongoDB test server did not start: $(tail -5 "$dir/server.log")"
+    export AUTHSTAT_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
+    echo "scripts/test: MongoDB-protocol test server (jongodb) on 127.0.0.1:$port" >&2
+}
+
+stop_mongodb() {
+    local pidfile="$AUTHSTAT_SERVICES_DIR/mongodb/pid"
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+    return 0
+}
+
+start_services() {
+    AUTHSTAT_SERVICES_DIR=$(mktemp -d -t authstat-services.XXXXXX)
+    chmod 755 "$AUTHSTAT_SERVICES_DIR"
+    if [ "$(id -u)" = 0 ] && ! id -u "$AUTHSTAT_DB_USER" >/dev/null 2>&1; then
+        useradd --system --no-create-home --shell /usr/sbin/nologin "$AUTHSTAT_DB_USER" ||
+            services_fail "could not create the user $AUTHSTAT_DB_USER for the database servers"
+    fi
+    start_postgres
+    start_mariadb
+    start_mongodb
+}
+
+stop_services() {
+    [ -n "$AUTHSTAT_SERVICES_DIR" ] || return 0
+    stop_mongodb
+    stop_mariadb
+    stop_postgres
+    rm -rf "$AUTHSTAT_SERVICES_DIR"
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 ///   path: /var/lib/authstat/authstat.db
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "RawBackend")]
 pub enum BackendConfig {
     /// In memory, lost at exit: for tests and trials.
     Memory,
@@ -38,6 +38,105 @@ impl BackendConfig {
             BackendConfig::Mysql(_) => "mysql",
             BackendConfig::Mongodb(_) => "mongodb",
         }
+    }
+}
+
+/// The `backend:` section as written: every option of every type, so that a mistake is reported
+/// where it stands (an internally tagged enum would buffer the section and lose the location).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(rename = "type")]
+    kind: BackendKind,
+    path: Option<PathBuf>,
+    busy_timeout_ms: Option<u64>,
+    pool_size: Option<u32>,
+    url: Option<String>,
+    connect_timeout_secs: Option<u64>,
+    uri: Option<String>,
+    database: Option<String>,
+    collection: Option<String>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BackendKind {
+    Memory,
+    Sqlite,
+    Postgres,
+    Mysql,
+    Mongodb,
+}
+
+impl TryFrom<RawBackend> for BackendConfig {
+    type Error = String;
+
+    fn try_from(raw: RawBackend) -> Result<Self, String> {
+        let (name, allowed): (&str, &[&str]) = match raw.kind {
+            BackendKind::Memory => ("memory", &[]),
+            BackendKind::Sqlite => ("sqlite", &["path", "busy_timeout_ms", "pool_size"]),
+            BackendKind::Postgres => ("postgres", &["url", "pool_size", "connect_timeout_secs"]),
+            BackendKind::Mysql => ("mysql", &["url", "pool_size", "connect_timeout_secs"]),
+            BackendKind::Mongodb => (
+                "mongodb",
+                &["uri", "database", "collection", "connect_timeout_secs"],
+            ),
+        };
+        let given = [
+            ("path", raw.path.is_some()),
+            ("busy_timeout_ms", raw.busy_timeout_ms.is_some()),
+            ("pool_size", raw.pool_size.is_some()),
+            ("url", raw.url.is_some()),
+            ("connect_timeout_secs", raw.connect_timeout_secs.is_some()),
+            ("uri", raw.uri.is_some()),
+            ("database", raw.database.is_some()),
+            ("collection", raw.collection.is_some()),
+        ];
+        if let Some((option, _)) = given.iter().find(|(o, set)| *set && !allowed.contains(o)) {
+            return Err(format!(
+                "`{option}` is not an option of backend type {name} (its options: {})",
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            ));
+        }
+        let required = |value: Option<String>, option: &str| {
+            value.ok_or_else(|| format!("backend type {name} needs `{option}`"))
+        };
+        Ok(match raw.kind {
+            BackendKind::Memory => BackendConfig::Memory,
+            BackendKind::Sqlite => BackendConfig::Sqlite(SqliteConfig {
+                path: raw
+                    .path
+                    .ok_or_else(|| format!("backend type {name} needs `path`"))?,
+                busy_timeout_ms: raw.busy_timeout_ms.unwrap_or_else(default_busy_timeout_ms),
+                pool_size: raw.pool_size.unwrap_or_else(default_pool_size),
+            }),
+            BackendKind::Postgres | BackendKind::Mysql => {
+                let server = SqlServerConfig {
+                    url: required(raw.url, "url")?,
+                    pool_size: raw.pool_size.unwrap_or_else(default_pool_size),
+                    connect_timeout_secs: raw
+                        .connect_timeout_secs
+                        .unwrap_or_else(default_connect_timeout_secs),
+                };
+                if matches!(raw.kind, BackendKind::Postgres) {
+                    BackendConfig::Postgres(server)
+                } else {
+                    BackendConfig::Mysql(server)
+                }
+            }
+            BackendKind::Mongodb => BackendConfig::Mongodb(MongoConfig {
+                uri: required(raw.uri, "uri")?,
+                database: raw.database.unwrap_or_else(default_mongo_database),
+                collection: raw.collection.unwrap_or_else(default_mongo_collection),
+                connect_timeout_secs: raw
+                    .connect_timeout_secs
+                    .unwrap_or_else(default_connect_timeout_secs),
+            }),
+        })
     }
 }
 
@@ -190,6 +289,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("oracle"), "{err}");
+        let err = serde_json::from_str::<BackendConfig>(r#"{"type":"sqlite","url":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`url` is not an option of backend type sqlite"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<BackendConfig>(r#"{"type":"postgres"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend type postgres needs `url`"), "{err}");
     }
 
     #[test]

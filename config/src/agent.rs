@@ -1,0 +1,410 @@
+//! The whole configuration file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use authstat_core::NodeId;
+use authstat_core::hash::HashAlgorithm;
+use authstat_core::hll::{HllParams, MAX_LOG2M, MAX_REGWIDTH, MIN_LOG2M, MIN_REGWIDTH};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::BackendConfig;
+
+/// The agent's configuration: one YAML file. Every key is optional except `sources`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This agent's node id, unique among the agents sharing a backend (default: the host name).
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    /// Where the HTTP API listens.
+    #[serde(default = "default_listen_addr")]
+    pub listen_addr: SocketAddr,
+    /// How often aggregated statistics are written to the backend, in seconds.
+    #[serde(
+        default = "default_flush_interval_secs",
+        deserialize_with = "positive_u64"
+    )]
+    pub flush_interval_secs: u64,
+    /// Reading pauses (backpressure) while this many records wait for a flush that cannot
+    /// reach the backend; nothing is dropped.
+    #[serde(
+        default = "default_max_pending_records",
+        deserialize_with = "positive_u64"
+    )]
+    pub max_pending_records: u64,
+    /// The files to read.
+    pub sources: Vec<SourceConfig>,
+    /// Where statistics are stored.
+    #[serde(default = "default_backend")]
+    pub backend: BackendConfig,
+    /// The HyperLogLog of monthly active users.
+    #[serde(default)]
+    pub hll: HllConfig,
+    /// How events become statistics.
+    #[serde(default)]
+    pub derive: DeriveConfig,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Logging.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// The record format of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    /// Janssen's `jans-auth_audit.log`: log4j header + pretty-printed JSON, or JSON lines.
+    JanssenAudit,
+    /// JSON lines, one issued token per line (see `docs/token-events.md`).
+    TokenEvents,
+}
+
+impl SourceFormat {
+    /// The name in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::JanssenAudit => "janssen_audit",
+            SourceFormat::TokenEvents => "token_events",
+        }
+    }
+}
+
+/// Where a file never seen before starts being read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// From its first byte: a fresh install counts what the current log holds.
+    #[default]
+    Beginning,
+    /// From its end: only what is written from now on.
+    End,
+}
+
+/// One source: files of one format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A name, unique among the sources (it keys the checkpoints: keep it stable).
+    pub name: String,
+    /// The record format.
+    #[serde(rename = "type")]
+    pub format: SourceFormat,
+    /// Files or glob patterns (`*`, `?`, `[…]` in the file name), e.g.
+    /// `/opt/jans/jetty/jans-auth/logs/jans-auth_audit*.log`. Rotated files that still match
+    /// are read to their end.
+    pub paths: Vec<String>,
+    /// Where files without a checkpoint start.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// Records larger than this are skipped (counted and logged), in bytes.
+    #[serde(
+        default = "default_max_record_bytes",
+        deserialize_with = "positive_u64"
+    )]
+    pub max_record_bytes: u64,
+    /// How often the files are checked without a file-system notification, in milliseconds
+    /// (notifications are a hint; this is the safety net).
+    #[serde(
+        default = "default_poll_interval_ms",
+        deserialize_with = "positive_u64"
+    )]
+    pub poll_interval_ms: u64,
+}
+
+/// The HLL of monthly active users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HllConfig {
+    /// log2 of the number of registers (4–30); Janssen uses 15.
+    #[serde(default = "default_log2m", deserialize_with = "log2m")]
+    pub log2m: u8,
+    /// Bits per register (1–8); Janssen uses 5.
+    #[serde(default = "default_regwidth", deserialize_with = "regwidth")]
+    pub regwidth: u8,
+    /// How user names are hashed: `murmur3` (default, what postgresql-hll uses) or
+    /// `java_string_hashcode` (Janssen's; only to union with HLLs Janssen wrote).
+    #[serde(default)]
+    pub hash: HashAlgorithm,
+}
+
+impl Default for HllConfig {
+    fn default() -> Self {
+        Self {
+            log2m: 15,
+            regwidth: 5,
+            hash: HashAlgorithm::Murmur3,
+        }
+    }
+}
+
+impl HllConfig {
+    /// The HLL parameters (java-hll's defaults for the rest).
+    pub fn params(&self) -> HllParams {
+        HllParams::new(self.log2m, self.regwidth).expect("validated when deserialized")
+    }
+}
+
+/// Which audit records count as what (see `docs/metrics.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveConfig {
+    /// Which `USER_AUTHORIZATION` records with `success: false` count as failed
+    /// authentications: `with_username` (default: Janssen logs a username-less failure for every
+    /// redirect to the login page) or `all`.
+    #[serde(default)]
+    pub failed_authentication: FailedAuthRule,
+    /// Actions whose successful records make their `username` an active user.
+    #[serde(default = "default_active_user_actions")]
+    pub active_user_actions: Vec<String>,
+}
+
+impl Default for DeriveConfig {
+    fn default() -> Self {
+        Self {
+            failed_authentication: FailedAuthRule::default(),
+            active_user_actions: default_active_user_actions(),
+        }
+    }
+}
+
+/// See [`DeriveConfig::failed_authentication`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedAuthRule {
+    /// Only failures that carry a username.
+    #[default]
+    WithUsername,
+    /// Every `success: false` record.
+    All,
+}
+
+/// The HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the stat endpoint (when false it answers 403, as Janssen does when the feature is off).
+    #[serde(default = "yes")]
+    pub stat_enabled: bool,
+    /// The stat endpoint's path.
+    #[serde(default = "default_stat_path")]
+    pub stat_path: String,
+    /// The Janssen-compatible health check's path.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    /// The scope a bearer token must have.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// How long a response is reused for the same month list, in seconds (Janssen: 1 hour).
+    #[serde(default = "default_cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+    /// A response that includes the current month is never older than this, in seconds.
+    #[serde(default = "default_current_month_ttl_secs")]
+    pub current_month_ttl_secs: u64,
+    /// The most months one request may cover.
+    #[serde(default = "default_max_months", deserialize_with = "positive_u64")]
+    pub max_months: u64,
+    /// How bearer tokens are checked.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+/// How bearer tokens are checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "RawAuth")]
+pub enum AuthConfig {
+    /// Tokens listed here by their SHA-256 (never the token itself).
+    Static {
+        /// The accepted tokens.
+        #[serde(default)]
+        tokens: Vec<StaticToken>,
+    },
+    /// No token is accepted: the stat endpoint answers 401 to everyone.
+    #[default]
+    Deny,
+}
+
+/// The `api.auth` section as written (see `RawBackend` for why it is not a tagged enum).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(rename = "type")]
+    kind: AuthKind,
+    tokens: Option<Vec<StaticToken>>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AuthKind {
+    Static,
+    Deny,
+}
+
+impl TryFrom<RawAuth> for AuthConfig {
+    type Error = String;
+
+    fn try_from(raw: RawAuth) -> Result<Self, String> {
+        match raw.kind {
+            AuthKind::Static => Ok(AuthConfig::Static {
+                tokens: raw.tokens.unwrap_or_default(),
+            }),
+            AuthKind::Deny if raw.tokens.is_some() => {
+                Err("`tokens` is not an option of auth type deny".into())
+            }
+            AuthKind::Deny => Ok(AuthConfig::Deny),
+        }
+    }
+}
+
+/// One accepted static token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticToken {
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    #[serde(deserialize_with = "sha256_hex")]
+    pub sha256: String,
+    /// The token's scopes.
+    pub scopes: Vec<String>,
+    /// A name for logs (the token itself is never logged).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a filter like `info,authstat=debug`;
+    /// `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` (for terminals) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen_addr() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid")
+}
+fn default_flush_interval_secs() -> u64 {
+    10
+}
+fn default_max_pending_records() -> u64 {
+    1_000_000
+}
+fn default_backend() -> BackendConfig {
+    BackendConfig::Sqlite(crate::SqliteConfig {
+        path: PathBuf::from("/var/lib/authstat/authstat.db"),
+        busy_timeout_ms: 5000,
+        pool_size: 4,
+    })
+}
+fn default_max_record_bytes() -> u64 {
+    1 << 20
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_log2m() -> u8 {
+    15
+}
+fn default_regwidth() -> u8 {
+    5
+}
+fn default_active_user_actions() -> Vec<String> {
+    vec!["USER_AUTHORIZATION".into(), "TOKEN_REQUEST".into()]
+}
+fn default_stat_path() -> String {
+    "/jans-auth/restv1/internal/stat".into()
+}
+fn default_health_path() -> String {
+    "/jans-auth/sys/health-check".into()
+}
+fn default_scope() -> String {
+    "jans_stat".into()
+}
+fn default_cache_ttl_secs() -> u64 {
+    3600
+}
+fn default_current_month_ttl_secs() -> u64 {
+    60
+}
+fn default_max_months() -> u64 {
+    120
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom("must be greater than 0"));
+    }
+    Ok(v)
+}
+
+fn log2m<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u8::deserialize(d)?;
+    if !(MIN_LOG2M..=MAX_LOG2M).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is outside {MIN_LOG2M}..={MAX_LOG2M}"
+        )));
+    }
+    Ok(v)
+}
+
+fn regwidth<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u8::deserialize(d)?;
+    if !(MIN_REGWIDTH..=MAX_REGWIDTH).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is outside {MIN_REGWIDTH}..={MAX_REGWIDTH}"
+        )));
+    }
+    Ok(v)
+}
+
+fn sha256_hex<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = String::deserialize(d)?;
+    if v.len() != 64
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(serde::de::Error::custom(
+            "expected 64 lower-case hex digits (the SHA-256 of the token, not the token)",
+        ));
+    }
+    Ok(v)
+}

@@ -1,0 +1,144 @@
+//! Reading the configuration file, with errors that point at the file, line, column and key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use crate::agent::AgentConfig;
+use crate::env::{Env, expand};
+
+/// Why a configuration could not be loaded. `Display` starts with where:
+/// `authstat.yaml:12:5: backend.type: unknown variant `oracle`, expected one of …`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or the name given to [`parse`]).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The key path, like `sources[0].paths`, when known.
+    pub key: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Reads, expands and parses the configuration file at `path`.
+pub fn load(path: &Path, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: None,
+        column: None,
+        key: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(&text, &file, env)
+}
+
+/// Expands `${VAR}` / `${VAR:-default}` in `text` and parses it; `file` names it in errors.
+pub fn parse(text: &str, file: &str, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
+    let error = |line, column, key, message| ConfigError {
+        file: file.to_owned(),
+        line,
+        column,
+        key,
+        message,
+    };
+    let text = expand(text, env).map_err(|m| {
+        error(
+            Some(m.line),
+            Some(m.column),
+            None,
+            format!(
+                "environment variable {} is not set and has no default (write ${{{}:-default}})",
+                m.name, m.name
+            ),
+        )
+    })?;
+    let deserializer = serde_yaml::Deserializer::from_str(&text);
+    let config: AgentConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let key = (path != ".").then_some(path);
+        let inner = e.into_inner();
+        let location = inner.location();
+        // serde_yaml appends " at line L column C" to its message; the location is in front.
+        let message = inner.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(at) if location.is_some() => message[..at].to_owned(),
+            _ => message,
+        };
+        // It may also start with (part of) the key path, which the error shows already.
+        let message = match (message.split_once(": "), &key) {
+            (Some((head, rest)), Some(key)) if !head.contains(' ') && key.starts_with(head) => {
+                rest.to_owned()
+            }
+            _ => message,
+        };
+        error(
+            location.as_ref().map(|l| l.line()),
+            location.as_ref().map(|l| l.column()),
+            key,
+            message,
+        )
+    })?;
+    validate(&config).map_err(|(key, message)| error(None, None, Some(key), message))?;
+    Ok(config)
+}
+
+/// Checks that span several keys.
+fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
+    if config.sources.is_empty() {
+        return Err(("sources".into(), "at least one source is needed".into()));
+    }
+    let mut names = HashSet::new();
+    for (i, source) in config.sources.iter().enumerate() {
+        if source.name.is_empty() {
+            return Err((format!("sources[{i}].name"), "must not be empty".into()));
+        }
+        if !names.insert(source.name.as_str()) {
+            return Err((
+                format!("sources[{i}].name"),
+                format!("'{}' is used twice", source.name),
+            ));
+        }
+        if source.paths.is_empty() {
+            return Err((
+                format!("sources[{i}].paths"),
+                "at least one path is needed".into(),
+            ));
+        }
+    }
+    for (name, path) in [
+        ("api.stat_path", &config.api.stat_path),
+        ("api.health_path", &config.api.health_path),
+    ] {
+        if !path.starts_with('/') {
+            return Err((name.into(), format!("'{path}' must start with /")));
+        }
+    }
+    if config.api.stat_path == config.api.health_path {
+        return Err((
+            "api.health_path".into(),
+            "must differ from api.stat_path".into(),
+        ));
+    }
+    Ok(())
+}

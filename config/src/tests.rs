@@ -1,0 +1,177 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn no_env() -> HashMap<String, String> {
+    HashMap::new()
+}
+
+const MINIMAL: &str = "sources:\n  - name: audit\n    type: janssen_audit\n    paths: [/var/log/jans/jans-auth_audit.log]\n";
+
+fn err(text: &str) -> ConfigError {
+    parse(text, "authstat.yaml", &no_env()).unwrap_err()
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let c = parse(MINIMAL, "authstat.yaml", &no_env()).unwrap();
+    assert_eq!(c.node_id, None);
+    assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.flush_interval_secs, 10);
+    assert_eq!(c.backend.kind(), "sqlite");
+    assert_eq!(c.hll, HllConfig::default());
+    assert_eq!(c.api.scope, "jans_stat");
+    assert_eq!(c.api.cache_ttl_secs, 3600);
+    assert_eq!(c.api.current_month_ttl_secs, 60);
+    assert_eq!(c.api.auth, AuthConfig::Deny);
+    assert_eq!(c.sources[0].max_record_bytes, 1 << 20);
+    assert_eq!(c.sources[0].start_at, StartAt::Beginning);
+    assert_eq!(c.derive.failed_authentication, FailedAuthRule::WithUsername);
+}
+
+#[test]
+fn unknown_key_names_file_line_column_and_key() {
+    let e = err(&format!(
+        "{MINIMAL}backend:\n  type: sqlite\n  path: /x.db\n  pool: 3\n"
+    ));
+    assert_eq!((e.line, e.column), (Some(8), Some(3)), "{e}");
+    assert_eq!(e.key.as_deref(), Some("backend.pool"));
+    assert!(e.message.starts_with("unknown field `pool`"), "{e}");
+    assert!(
+        e.message.contains("busy_timeout_ms"),
+        "says what is expected: {e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("authstat.yaml:8:3: backend.pool: unknown field"),
+        "{e}"
+    );
+
+    let e = err(&format!(
+        "{MINIMAL}backend:\n  type: sqlite\n  url: postgres://x\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("backend"), "{e}");
+    assert!(e.line.is_some(), "{e}");
+    assert!(
+        e.message
+            .contains("`url` is not an option of backend type sqlite"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_backend_type_lists_the_choices() {
+    let e = err(&format!("{MINIMAL}backend:\n  type: oracle\n"));
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(
+        e.message.contains("oracle") && e.message.contains("postgres"),
+        "{e}"
+    );
+}
+
+#[test]
+fn values_are_checked_where_they_stand() {
+    let e = err(&format!("{MINIMAL}hll:\n  log2m: 31\n"));
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(6), Some("hll.log2m")),
+        "{e}"
+    );
+    assert!(e.message.contains("31 is outside 4..=30"), "{e}");
+
+    let e = err(&format!("{MINIMAL}flush_interval_secs: 0\n"));
+    assert_eq!(e.key.as_deref(), Some("flush_interval_secs"), "{e}");
+    assert!(e.message.contains("greater than 0"), "{e}");
+
+    let e = err(&format!("{MINIMAL}node_id: bad node\n"));
+    assert_eq!(e.key.as_deref(), Some("node_id"), "{e}");
+    assert!(e.message.contains("'bad node'"), "{e}");
+
+    let e = err(&format!("{MINIMAL}hll:\n  hash: md5\n"));
+    assert_eq!(e.key.as_deref(), Some("hll.hash"), "{e}");
+
+    let e = err(&format!(
+        "{MINIMAL}api:\n  auth:\n    type: static\n    tokens:\n      - sha256: my-secret-token\n        scopes: [jans_stat]\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("api.auth.tokens[0].sha256"), "{e}");
+    assert!(e.message.contains("SHA-256 of the token"), "{e}");
+
+    let e = err(&format!("{MINIMAL}listen_addr: localhost\n"));
+    assert_eq!(e.key.as_deref(), Some("listen_addr"), "{e}");
+
+    let e = err("sources:\n  - name: a\n    type: syslog\n    paths: [x]\n");
+    assert_eq!(e.key.as_deref(), Some("sources[0].type"), "{e}");
+    assert_eq!(e.line, Some(3), "{e}");
+}
+
+#[test]
+fn checks_across_keys_name_the_key() {
+    let e = err("sources: []\n");
+    assert_eq!(e.key.as_deref(), Some("sources"), "{e}");
+    let twice = "sources:\n  - {name: a, type: janssen_audit, paths: [x]}\n  - {name: a, type: token_events, paths: [y]}\n";
+    let e = err(twice);
+    assert_eq!(e.key.as_deref(), Some("sources[1].name"), "{e}");
+    assert!(e.message.contains("'a' is used twice"), "{e}");
+    let e = err("sources:\n  - {name: a, type: janssen_audit, paths: []}\n");
+    assert_eq!(e.key.as_deref(), Some("sources[0].paths"), "{e}");
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    let e = err("sources:\n  - name: [unclosed\n");
+    assert!(e.line.is_some(), "{e}");
+    let e = err("sources: {a: 1\n");
+    assert!(e.line.is_some(), "{e}");
+}
+
+#[test]
+fn environment_variables_are_expanded() {
+    let env: HashMap<String, String> = [("DB_PASSWORD".to_string(), "pw".to_string())]
+        .into_iter()
+        .collect();
+    let text = format!(
+        "{MINIMAL}node_id: ${{POD_NAME:-auth-0}}\nbackend:\n  type: postgres\n  url: postgres://app:${{DB_PASSWORD}}@db/stats\n"
+    );
+    let c = parse(&text, "authstat.yaml", &env).unwrap();
+    assert_eq!(c.node_id.unwrap().as_str(), "auth-0");
+    let BackendConfig::Postgres(pg) = c.backend else {
+        panic!("postgres")
+    };
+    assert_eq!(pg.url, "postgres://app:pw@db/stats");
+
+    let e = err(&format!("{MINIMAL}node_id: ${{POD_NAME}}\n"));
+    assert_eq!((e.line, e.column), (Some(5), Some(10)), "{e}");
+    assert!(e.message.contains("POD_NAME is not set"), "{e}");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let e = load(
+        std::path::Path::new("/nonexistent/authstat.yaml"),
+        &no_env(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/authstat.yaml: cannot read the file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_example_configuration_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("authstat") && name.ends_with(".yaml") {
+            let env: HashMap<String, String> = [("DB_PASSWORD".to_string(), "x".to_string())]
+                .into_iter()
+                .collect();
+            load(&path, &env).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no examples/authstat*.yaml found");
+}

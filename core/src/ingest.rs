@@ -26,6 +26,11 @@ pub enum Frame {
         /// Why they are skipped.
         kind: ParseErrorKind,
     },
+    /// The first `len` bytes are blank lines: skip them without counting.
+    Blank {
+        /// Bytes to skip.
+        len: usize,
+    },
     /// No complete record yet; wait for more bytes. (The tailer enforces the record size limit.)
     Incomplete,
 }
@@ -99,6 +104,10 @@ pub trait Parser: Send + Sync + fmt::Debug {
 
     /// Parses one complete record, exactly the bytes [`frame`](Parser::frame) delimited.
     fn parse(&self, record: &[u8]) -> Result<Event, ParseError>;
+
+    /// For a record too large to buffer, which started before `buf`: how many bytes at the start
+    /// of `buf` still belong to it, if its end is in `buf` (`None`: all of `buf` does).
+    fn oversized_record_end(&self, buf: &[u8]) -> Option<usize>;
 }
 
 /// Turns events into updates: which users were active and which counters grow, per month

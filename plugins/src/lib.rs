@@ -1,6 +1,16 @@
-//! authstat-plugins: ingestion and export.
+//! authstat-plugins: ingestion.
 //!
-//! Not built yet. This crate will hold the file tailer (notify plus polling, rotation and
-//! truncation handling, checkpoints), the parsers that implement `authstat_core::ingest::Parser`
-//! (the Janssen audit log, JSON-lines token events), the derivation rules that implement
-//! `authstat_core::ingest::Deriver`, and the OTLP and Prometheus exporters.
+//! - [`parse`]: the record formats, implementing `authstat_core::ingest::Parser`: Janssen's audit
+//!   log ([`parse::JanssenAuditParser`]) and JSON-lines token events
+//!   ([`parse::TokenEventsParser`]).
+//! - [`derive`]: the rules that turn events into monthly users and counters
+//!   ([`derive::RulesDeriver`], implementing `authstat_core::ingest::Deriver`).
+//! - [`tail`]: the file tailer: it follows files through rotation and truncation and hands out
+//!   complete records with the checkpoint after each.
+//!
+//! The design decision: the tailer knows files and offsets, the parser knows where a record
+//! ends. So a checkpoint always points at a record boundary, whatever the format.
+
+pub mod derive;
+pub mod parse;
+pub mod tail;

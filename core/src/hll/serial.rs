@@ -195,26 +195,58 @@ impl Hll {
 /// Packs registers of `regwidth` bits, big-endian. Eight registers fill exactly `regwidth`
 /// bytes, and `m >= 16`, so whole groups of eight need no bit-level carry.
 fn pack_registers(registers: &[u8], regwidth: u8, out: &mut Vec<u8>) {
-    let width = usize::from(regwidth);
-    for group in registers.chunks_exact(8) {
+    match regwidth {
+        1 => pack_width::<1>(registers, out),
+        2 => pack_width::<2>(registers, out),
+        3 => pack_width::<3>(registers, out),
+        4 => pack_width::<4>(registers, out),
+        5 => pack_width::<5>(registers, out),
+        6 => pack_width::<6>(registers, out),
+        7 => pack_width::<7>(registers, out),
+        _ => pack_width::<8>(registers, out),
+    }
+}
+
+fn pack_width<const W: usize>(registers: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + registers.len() / 8 * W, 0);
+    for (group, bytes) in registers
+        .chunks_exact(8)
+        .zip(out[start..].chunks_exact_mut(W))
+    {
         let mut acc = 0u64;
         for &r in group {
-            acc = (acc << regwidth) | u64::from(r);
+            acc = (acc << W) | u64::from(r);
         }
-        out.extend_from_slice(&acc.to_be_bytes()[8 - width..]);
+        bytes.copy_from_slice(&acc.to_be_bytes()[8 - W..]);
     }
 }
 
 fn unpack_registers(body: &[u8], regwidth: u8, m: usize) -> Vec<u8> {
-    let width = usize::from(regwidth);
-    let mask = (1u64 << regwidth) - 1;
+    // One monomorphic copy per width: the compiler unrolls the group of eight.
+    match regwidth {
+        1 => unpack_width::<1>(body, m),
+        2 => unpack_width::<2>(body, m),
+        3 => unpack_width::<3>(body, m),
+        4 => unpack_width::<4>(body, m),
+        5 => unpack_width::<5>(body, m),
+        6 => unpack_width::<6>(body, m),
+        7 => unpack_width::<7>(body, m),
+        _ => unpack_width::<8>(body, m),
+    }
+}
+
+/// Eight registers of `W` bits fill exactly `W` bytes.
+fn unpack_width<const W: usize>(body: &[u8], m: usize) -> Vec<u8> {
+    let mask = (1u64 << W) - 1;
     let mut registers = vec![0u8; m];
-    for (group, out) in body.chunks_exact(width).zip(registers.chunks_exact_mut(8)) {
-        let mut buf = [0u8; 8];
-        buf[8 - width..].copy_from_slice(group);
-        let acc = u64::from_be_bytes(buf);
+    for (group, out) in body.chunks_exact(W).zip(registers.chunks_exact_mut(8)) {
+        let mut acc = 0u64;
+        for &byte in group {
+            acc = (acc << 8) | u64::from(byte);
+        }
         for (k, register) in out.iter_mut().enumerate() {
-            *register = ((acc >> ((7 - k) * width)) & mask) as u8;
+            *register = ((acc >> ((7 - k) * W)) & mask) as u8;
         }
     }
     registers

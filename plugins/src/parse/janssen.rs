@@ -1,0 +1,129 @@
+//! `type: janssen_audit`: Janssen's `jans-auth_audit.log`.
+//!
+//! log4j writes each record as a header line ending in ` - {` followed by pretty-printed JSON
+//! closed by a line that is exactly `}`:
+//!
+//! ```text
+//! 2024-02-01 00:00:03,611 INFO  [02-42-AC-11-00-02] [worker-3]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {
+//!   "ip" : "10.0.0.5",
+//!   "action" : "USER_AUTHORIZATION",
+//!   ...
+//! }
+//! ```
+//!
+//! Also accepted: the compact form, one JSON object per line, with or without the header. JSON
+//! strings cannot hold raw line breaks, so no line inside a body can end in ` - {`: such a line
+//! marks the start of the next record, and the previous one was cut off (counted as
+//! `header_without_body`).
+
+use authstat_core::event::{AuditAction, AuditEvent, Event};
+use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
+use memchr::memmem;
+
+use super::{MAX_KEY_LEN, error, first_line, is_blank, json_error};
+
+/// The Janssen audit-log format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JanssenAuditParser;
+
+const HEADER_END: &[u8] = b" - {";
+
+/// How a pretty-printed body that starts at a line start ends.
+enum BodyEnd {
+    /// The closing `}` line ends here (terminator included).
+    Closed(usize),
+    /// A new record's header starts here before any closing line: the body was cut off.
+    CutOff(usize),
+    /// Neither yet: wait for more bytes.
+    Open,
+}
+
+fn scan_body(buf: &[u8], from: usize) -> BodyEnd {
+    let mut start = from;
+    while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
+        let line = &buf[start..start + nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line == b"}" {
+            return BodyEnd::Closed(start + nl + 1);
+        }
+        if line.ends_with(HEADER_END) {
+            return BodyEnd::CutOff(start);
+        }
+        start += nl + 1;
+    }
+    BodyEnd::Open
+}
+
+impl Parser for JanssenAuditParser {
+    fn format(&self) -> &'static str {
+        "janssen_audit"
+    }
+
+    fn frame(&self, buf: &[u8]) -> Frame {
+        let Some((line, line_len)) = first_line(buf) else {
+            return Frame::Incomplete;
+        };
+        if is_blank(line) {
+            return Frame::Blank { len: line_len };
+        }
+        if line.ends_with(HEADER_END) {
+            return match scan_body(buf, line_len) {
+                BodyEnd::Closed(end) => Frame::Record { len: end },
+                BodyEnd::CutOff(next) => Frame::Skip {
+                    len: next,
+                    kind: ParseErrorKind::HeaderWithoutBody,
+                },
+                BodyEnd::Open => Frame::Incomplete,
+            };
+        }
+        if line.ends_with(b"}")
+            && (line.trim_ascii_start().starts_with(b"{") || memmem::find(line, b" - {").is_some())
+        {
+            return Frame::Record { len: line_len };
+        }
+        Frame::Skip {
+            len: line_len,
+            kind: ParseErrorKind::Garbage,
+        }
+    }
+
+    fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
+        let json = match memmem::find(record, b" - {") {
+            Some(at) => &record[at + 3..],
+            None => record,
+        };
+        if std::str::from_utf8(json).is_err() {
+            return Err(error(
+                ParseErrorKind::InvalidUtf8,
+                "record is not valid UTF-8",
+            ));
+        }
+        let event: AuditEvent = serde_json::from_slice(json).map_err(json_error)?;
+        if let AuditAction::Other(name) = &event.action
+            && (name.is_empty() || name.len() > MAX_KEY_LEN)
+        {
+            return Err(error(
+                ParseErrorKind::WrongType,
+                "action is empty or too long",
+            ));
+        }
+        if event.month().is_err() {
+            return Err(error(
+                ParseErrorKind::BadTimestamp,
+                format!(
+                    "timestamp {} is outside the years 0000-9999",
+                    event.timestamp
+                ),
+            ));
+        }
+        Ok(Event::Audit(event))
+    }
+
+    fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {
+        match scan_body(buf, 0) {
+            BodyEnd::Closed(end) => Some(end),
+            BodyEnd::CutOff(next) => Some(next),
+            BodyEnd::Open => None,
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The record formats: [`JanssenAuditParser`] and [`TokenEventsParser`].
+
+mod janssen;
+mod token;
+
+use authstat_config::SourceFormat;
+use authstat_core::ingest::{ParseError, ParseErrorKind, Parser};
+
+pub use janssen::JanssenAuditParser;
+pub use token::TokenEventsParser;
+
+/// The parser of a configured source format.
+pub fn parser_for(format: SourceFormat) -> Box<dyn Parser> {
+    match format {
+        SourceFormat::JanssenAudit => Box::new(JanssenAuditParser),
+        SourceFormat::TokenEvents => Box::new(TokenEventsParser),
+    }
+}
+
+/// The longest grant type, token type or action kept (what the SQL backends can store).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Classifies a serde_json error by what was wrong.
+fn json_error(e: serde_json::Error) -> ParseError {
+    use serde_json::error::Category;
+    let message = e.to_string();
+    let kind = match e.classify() {
+        Category::Data if message.starts_with("missing field") => ParseErrorKind::MissingField,
+        Category::Data => ParseErrorKind::WrongType,
+        Category::Syntax | Category::Eof | Category::Io => ParseErrorKind::MalformedJson,
+    };
+    ParseError { kind, message }
+}
+
+fn error(kind: ParseErrorKind, message: impl Into<String>) -> ParseError {
+    ParseError {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// The first line of `buf` without its terminator, and the length with it.
+fn first_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let nl = memchr::memchr(b'\n', buf)?;
+    let line = &buf[..nl];
+    Some((line.strip_suffix(b"\r").unwrap_or(line), nl + 1))
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}

@@ -1,0 +1,63 @@
+//! `type: token_events`: one issued token per line (see `docs/token-events.md`).
+//!
+//! ```json
+//! {"timestamp":1706745604011,"grant_type":"authorization_code","token_type":"access_token","client_id":"2000.7810…","username":"admin"}
+//! ```
+
+use authstat_core::event::{Event, TokenEvent};
+use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
+
+use super::{MAX_KEY_LEN, error, first_line, is_blank, json_error};
+
+/// The JSON-lines token-event format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenEventsParser;
+
+impl Parser for TokenEventsParser {
+    fn format(&self) -> &'static str {
+        "token_events"
+    }
+
+    fn frame(&self, buf: &[u8]) -> Frame {
+        match first_line(buf) {
+            None => Frame::Incomplete,
+            Some((line, len)) if is_blank(line) => Frame::Blank { len },
+            Some((_, len)) => Frame::Record { len },
+        }
+    }
+
+    fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
+        if std::str::from_utf8(record).is_err() {
+            return Err(error(
+                ParseErrorKind::InvalidUtf8,
+                "record is not valid UTF-8",
+            ));
+        }
+        let event: TokenEvent = serde_json::from_slice(record).map_err(json_error)?;
+        for (name, value) in [
+            ("grant_type", &event.grant_type),
+            ("token_type", &event.token_type),
+        ] {
+            if value.is_empty() || value.len() > MAX_KEY_LEN {
+                return Err(error(
+                    ParseErrorKind::WrongType,
+                    format!("{name} must be 1 to {MAX_KEY_LEN} bytes"),
+                ));
+            }
+        }
+        if event.month().is_err() {
+            return Err(error(
+                ParseErrorKind::BadTimestamp,
+                format!(
+                    "timestamp {} is outside the years 0000-9999",
+                    event.timestamp
+                ),
+            ));
+        }
+        Ok(Event::Token(event))
+    }
+
+    fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {
+        memchr::memchr(b'\n', buf).map(|nl| nl + 1)
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of authstat-plugins.
+
+mod derive;
+mod parse;

@@ -1,1 +1,0 @@
-//! The file tailer (being built).

@@ -1,0 +1,288 @@
+//! The HTTP API: the Janssen-compatible stat endpoint and health check, and probes.
+
+mod auth;
+mod stat;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authstat_config::ApiConfig;
+use authstat_core::store::StatStore;
+use authstat_core::{Month, MonthStats};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use auth::{Authenticator, Denied};
+pub use stat::{Format, StatParams, requested_months};
+
+/// The stat API's flat JSON list for `stats`.
+pub fn json_body(stats: &[MonthStats]) -> String {
+    stat::json_body(stats, Format::Json)
+}
+
+use crate::pipeline::PipelineStats;
+
+/// The largest request body accepted (a form with four short fields needs far less).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long the health check waits for the backend.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The backend, read for every uncached request.
+    pub store: Arc<dyn StatStore>,
+    /// Paths, scope, TTLs, limits.
+    pub config: ApiConfig,
+    /// Bearer-token checks.
+    pub auth: Authenticator,
+    /// Whether ingestion has started (health `starting` until then).
+    pub pipeline: Arc<PipelineStats>,
+    /// Responses by month list, with when they were made and how many flushes this node had
+    /// done then (a flush of this node makes them stale at once; other nodes' flushes show
+    /// within the TTL). A std mutex, held only to look up or insert.
+    cache: Mutex<HashMap<Vec<Month>, Cached>>,
+}
+
+/// A cached answer: when it was made, this node's flush count then, the stats.
+type Cached = (Instant, u64, Arc<Vec<MonthStats>>);
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+const CACHE_ENTRIES: usize = 1024;
+
+impl ApiState {
+    /// The API state.
+    pub fn new(store: Arc<dyn StatStore>, config: ApiConfig, pipeline: Arc<PipelineStats>) -> Self {
+        let auth = Authenticator::new(&config.auth);
+        Self {
+            store,
+            config,
+            auth,
+            pipeline,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stats of `months`, from the cache while fresh. An answer including the current month is
+    /// never older than `current_month_ttl_secs`.
+    async fn stats(
+        &self,
+        months: Vec<Month>,
+    ) -> Result<Arc<Vec<MonthStats>>, authstat_core::store::StoreError> {
+        let now_month = Month::from_epoch_millis(now_millis()).ok();
+        let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
+            self.config
+                .cache_ttl_secs
+                .min(self.config.current_month_ttl_secs)
+        } else {
+            self.config.cache_ttl_secs
+        };
+        let ttl = Duration::from_secs(ttl_secs);
+        let flushes = self.pipeline.flushes.load(Ordering::Acquire);
+        if let Some((at, generation, stats)) = self.cache.lock().expect("lock").get(&months)
+            && at.elapsed() < ttl
+            && *generation == flushes
+        {
+            return Ok(stats.clone());
+        }
+        let stats = Arc::new(self.store.read_months(&months).await?);
+        let mut cache = self.cache.lock().expect("lock");
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(months, (Instant::now(), flushes, stats.clone()));
+        Ok(stats)
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The router with every endpoint.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let stat_path = state.config.stat_path.clone();
+    let health_path = state.config.health_path.clone();
+    Router::new()
+        .route(&stat_path, get(stat_get).post(stat_post))
+        .route(&health_path, get(health).post(health))
+        .route("/livez", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON error body `{"error": ..., "error_description": ...}`.
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({ "error": code, "error_description": description }).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn stat_get(
+    state: State<Arc<ApiState>>,
+    headers: HeaderMap,
+    params: Result<Query<StatParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match params {
+        Ok(Query(p)) => stat(state, headers, p).await,
+        Err(e) => bad_params(&state, &headers, e.body_text()),
+    }
+}
+
+async fn stat_post(
+    state: State<Arc<ApiState>>,
+    headers: HeaderMap,
+    params: Result<Form<StatParams>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    match params {
+        Ok(Form(p)) => stat(state, headers, p).await,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the request body is too large",
+        ),
+        Err(e) => bad_params(&state, &headers, e.body_text()),
+    }
+}
+
+/// Unreadable parameters: still 403/401 first (Janssen's order), then 400.
+fn bad_params(state: &ApiState, headers: &HeaderMap, why: String) -> Response {
+    if let Some(denied) = check_access(state, headers) {
+        return denied;
+    }
+    error(StatusCode::BAD_REQUEST, "invalid_request", &why)
+}
+
+/// 403 when the endpoint is off, 401 when the token does not pass.
+fn check_access(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    if !state.config.stat_enabled {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "the stat endpoint is disabled",
+        ));
+    }
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state.auth.check(header, &state.config.scope) {
+        Ok(()) => None,
+        Err(denied) => {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "access_denied",
+                &denied.description(&state.config.scope),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Some(response)
+        }
+    }
+}
+
+async fn stat(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    params: StatParams,
+) -> Response {
+    if let Some(denied) = check_access(&state, &headers) {
+        return denied;
+    }
+    let months = match requested_months(&params, state.config.max_months) {
+        Ok(months) => months,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    let stats = match state.stats(months).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::warn!(error = %e, "stat request: backend unavailable");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the statistics backend is unavailable",
+            );
+        }
+    };
+    match Format::parse(params.format.as_deref()) {
+        Format::OpenMetrics => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            stat::openmetrics_body(&stats),
+        )
+            .into_response(),
+        format => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            stat::json_body(&stats, format),
+        )
+            .into_response(),
+    }
+}
+
+async fn db_online(state: &ApiState) -> bool {
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Janssen's health check: always 200, this exact body.
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let status = if state.pipeline.started.load(Ordering::Acquire) {
+        "running"
+    } else {
+        "starting"
+    };
+    let db = if db_online(&state).await {
+        "online"
+    } else {
+        "offline"
+    };
+    let body = format!("{{\"status\": \"{status}\", \"db_status\":\"{db}\"}}");
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// 200 when ingestion runs and the backend answers; 503 otherwise.
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    if !state.pipeline.started.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
+    if !db_online(&state).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "backend unavailable\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}

@@ -1,0 +1,222 @@
+//! The stat endpoint's request rules and response formats (janssen-compat.md section 1).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use authstat_core::{Month, MonthRange, MonthStats};
+use serde::{Deserialize, Serialize};
+
+/// The four parameters, from the query string (GET) or the form body (POST).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct StatParams {
+    /// Months separated by single spaces.
+    pub month: Option<String>,
+    /// Start of an inclusive range.
+    #[serde(rename = "start-month")]
+    pub start_month: Option<String>,
+    /// End of an inclusive range.
+    #[serde(rename = "end-month")]
+    pub end_month: Option<String>,
+    /// `json` (default), `jsonmonth` or `openmetrics`.
+    pub format: Option<String>,
+}
+
+/// The response format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{"response": [...]}` in ascending month order.
+    Json,
+    /// `{"response": {"yyyyMM": {...}}}`.
+    JsonMonth,
+    /// Prometheus text 0.0.4 with Janssen's families.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Janssen: anything but `jsonmonth` and `openmetrics` is the flat list.
+    pub fn parse(format: Option<&str>) -> Self {
+        match format.map(str::trim) {
+            Some("jsonmonth") => Format::JsonMonth,
+            Some("openmetrics") => Format::OpenMetrics,
+            _ => Format::Json,
+        }
+    }
+}
+
+/// The months a request asks for (distinct, ascending), or why it is a bad request.
+pub fn requested_months(p: &StatParams, max_months: u64) -> Result<Vec<Month>, String> {
+    let blank = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (month, start, end) = (blank(&p.month), blank(&p.start_month), blank(&p.end_month));
+    let parse = |name: &str, text: &str| text.parse::<Month>().map_err(|e| format!("{name}: {e}"));
+    let months: Vec<Month> = match (month, start, end) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err("use either month or start-month and end-month, not both".into());
+        }
+        (Some(list), None, None) => {
+            // Single spaces separate months (`%20` or `+` in the URL); a comma does not.
+            let mut months = Vec::new();
+            for text in list.split(' ').filter(|t| !t.is_empty()) {
+                months.push(parse("month", text)?);
+            }
+            months.sort_unstable();
+            months.dedup();
+            months
+        }
+        (None, Some(start), Some(end)) => {
+            let range = MonthRange::new(parse("start-month", &start)?, parse("end-month", &end)?)
+                .map_err(|e| e.to_string())?;
+            if range.len() as u64 > max_months {
+                return Err(format!(
+                    "the range {}..{} covers {} months, more than the maximum of {max_months}",
+                    range.start(),
+                    range.end(),
+                    range.len()
+                ));
+            }
+            range.iter().collect()
+        }
+        (None, Some(_), None) => return Err("start-month needs end-month".into()),
+        (None, None, Some(_)) => return Err("end-month needs start-month".into()),
+        (None, None, None) => return Err("give month, or start-month and end-month".into()),
+    };
+    if months.len() as u64 > max_months {
+        return Err(format!(
+            "{} months asked for, more than the maximum of {max_months}",
+            months.len()
+        ));
+    }
+    Ok(months)
+}
+
+/// One month in Janssen's JSON shape (field order as Janssen writes it).
+#[derive(Debug, Serialize)]
+struct Item<'a> {
+    month: String,
+    monthly_active_users: u64,
+    token_count_per_granttype: &'a BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+fn item(stats: &MonthStats) -> Item<'_> {
+    Item {
+        month: stats.month.to_string(),
+        monthly_active_users: stats.monthly_active_users(),
+        token_count_per_granttype: stats.counters.tokens.as_map(),
+    }
+}
+
+/// The JSON body for `format`.
+pub fn json_body(stats: &[MonthStats], format: Format) -> String {
+    let value = match format {
+        Format::JsonMonth => {
+            let map: BTreeMap<String, Item<'_>> = stats
+                .iter()
+                .map(|s| (s.month.to_string(), item(s)))
+                .collect();
+            serde_json::json!({ "response": map })
+        }
+        _ => serde_json::json!({ "response": stats.iter().map(item).collect::<Vec<_>>() }),
+    };
+    value.to_string()
+}
+
+/// The token families of Janssen's openmetrics output, with their HELP text.
+const TOKEN_FAMILIES: [(&str, &str); 4] = [
+    ("access_token", "Access Token"),
+    ("id_token", "Id Token"),
+    ("refresh_token", "Refresh Token"),
+    ("uma_token", "UMA Token"),
+];
+
+/// Prometheus text 0.0.4 with Janssen's five families and label names. Every grant type of a
+/// month gets a sample in all four token families (0 where absent).
+pub fn openmetrics_body(stats: &[MonthStats]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP monthly_active_users Monthly active users\n# TYPE monthly_active_users counter\n",
+    );
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "monthly_active_users{{month=\"{}\"}} {}",
+            s.month,
+            s.monthly_active_users()
+        );
+    }
+    for (family, help) in TOKEN_FAMILIES {
+        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+        for s in stats {
+            for grant in s.counters.tokens.grant_types() {
+                let _ = writeln!(
+                    out,
+                    "{family}{{month=\"{}\",grantType=\"{}\"}} {}",
+                    s.month,
+                    escape_label(grant),
+                    s.counters.tokens.get(grant, family)
+                );
+            }
+        }
+    }
+    out
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(month: Option<&str>, start: Option<&str>, end: Option<&str>) -> StatParams {
+        StatParams {
+            month: month.map(Into::into),
+            start_month: start.map(Into::into),
+            end_month: end.map(Into::into),
+            format: None,
+        }
+    }
+
+    fn months(p: &StatParams) -> Result<Vec<String>, String> {
+        requested_months(p, 24).map(|m| m.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn month_rules_follow_janssen_where_it_is_right() {
+        assert_eq!(
+            months(&params(Some("202402 202401 202402"), None, None)).unwrap(),
+            ["202401", "202402"]
+        );
+        assert_eq!(
+            months(&params(None, Some("202311"), Some("202402")))
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(
+            months(&params(None, Some("202402"), Some("202402"))).unwrap(),
+            ["202402"],
+            "start == end"
+        );
+        let err = |p| months(&p).unwrap_err();
+        assert!(
+            err(params(Some("202401,202402"), None, None)).contains("'202401,202402'"),
+            "comma does not separate"
+        );
+        assert!(err(params(Some("202413"), None, None)).contains("202413"));
+        assert!(err(params(Some("202401"), Some("202401"), Some("202402"))).contains("not both"));
+        assert!(err(params(None, Some("202402"), None)).contains("needs end-month"));
+        assert!(err(params(None, None, Some("202402"))).contains("needs start-month"));
+        assert!(err(params(None, Some("202403"), Some("202402"))).contains("after end"));
+        assert!(err(params(None, Some("x"), Some("202402"))).contains("start-month"));
+        assert!(err(params(None, Some("202001"), Some("202402"))).contains("maximum of 24"));
+        assert!(err(params(None, None, None)).contains("give month"));
+    }
+}

@@ -1,0 +1,95 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// authstat: usage statistics (monthly active users, authentications, tokens) from an auth
+/// server's audit log, served through the Janssen-compatible stat API.
+#[derive(Debug, Parser)]
+#[command(name = "authstat", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: read the configured logs, store statistics, serve the API.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, env = "AUTHSTAT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file: syntax, values, paths, and that the backend answers.
+    /// Exit code 0 when fine, 64 for a bad configuration, 1 when the backend is unreachable.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(env = "AUTHSTAT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Read old log files once (for example rotated ones) into the backend. Running it again on
+    /// the same files adds nothing.
+    Backfill {
+        /// The configuration file (its backend, node id and HLL settings are used).
+        #[arg(long, short, env = "AUTHSTAT_CONFIG")]
+        config: PathBuf,
+        /// The record format of the files.
+        #[arg(long, value_enum, default_value = "janssen-audit")]
+        format: FormatArg,
+        /// The files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the statistics stored for some months, merged over all nodes.
+    Query {
+        /// The configuration file (its backend is read).
+        #[arg(long, short, env = "AUTHSTAT_CONFIG")]
+        config: PathBuf,
+        /// Months (yyyyMM); repeat the option or separate them with spaces.
+        #[arg(long, required = true, num_args = 1.., value_delimiter = ' ')]
+        month: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: QueryFormat,
+    },
+    /// HyperLogLog tools.
+    Hll {
+        /// What to do with an HLL.
+        #[command(subcommand)]
+        command: HllCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// HLL subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HllCommand {
+    /// Decode a stored HLL (Janssen's Base64 `dat`, or hex with or without `\x`): its type,
+    /// parameters, registers in use and cardinality.
+    Inspect {
+        /// Base64 or hex.
+        value: String,
+    },
+}
+
+/// Record formats on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Janssen's audit log.
+    JanssenAudit,
+    /// JSON-lines token events.
+    TokenEvents,
+}
+
+/// `query` output.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum QueryFormat {
+    /// A table for people.
+    Table,
+    /// The stat API's JSON.
+    Json,
+}

@@ -1,0 +1,300 @@
+//! What each subcommand does. Errors carry their exit code: 64 for a bad configuration.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use authstat_config::{ProcessEnv, SourceFormat};
+use authstat_core::hll::Hll;
+use authstat_core::{Month, NodeId};
+use authstat_plugins::parse::parser_for;
+use authstat_plugins::tail::{PathPattern, Tailer};
+use base64::Engine as _;
+
+use crate::cli::{FormatArg, QueryFormat};
+use crate::pipeline::PipelineStats;
+use crate::resolve::{Resolved, resolve};
+
+/// A failed command and the exit code it means.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad configuration or usage: exit code 64.
+    Config(String),
+    /// Anything else: exit code 1.
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Config(_) => 64,
+            Failure::Other(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Config(m) => write!(f, "bad configuration: {m}"),
+            Failure::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// Loads, validates and resolves a configuration file.
+pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
+    let config =
+        authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.to_string()))?;
+    resolve(path, config).map_err(|e| Failure::Config(format!("{}: {e:#}", path.display())))
+}
+
+/// `authstat run`: until SIGTERM or SIGINT; a second signal exits at once.
+pub async fn run(path: &Path) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    crate::logging::init(&resolved.config.logging);
+    let agent = crate::start(resolved).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: final flush");
+    tokio::select! {
+        () = agent.shutdown() => {}
+        () = wait_for_signal() => {
+            tracing::warn!("second signal: exiting at once");
+            std::process::exit(130);
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `authstat check-config`.
+pub async fn check_config(path: &Path) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    println!(
+        "{}: configuration is valid (node {})",
+        path.display(),
+        resolved.node
+    );
+    for (source, patterns) in resolved.config.sources.iter().zip(&resolved.patterns) {
+        let mut files = 0;
+        for p in patterns {
+            files += p.matches().map(|m| m.len()).unwrap_or(0);
+        }
+        println!(
+            "  source {} ({}): {files} file(s) match now",
+            source.name,
+            source.format.name()
+        );
+    }
+    let store = crate::connect(&resolved).await?;
+    store.health().await.context("backend health check")?;
+    println!("  backend {}: reachable", store.kind());
+    Ok(())
+}
+
+/// `authstat backfill`: the files once, as the node `<node>-backfill` (so that it never
+/// competes with a running agent of the same node); its checkpoints make a second run a no-op.
+pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    crate::logging::init(&resolved.config.logging);
+    let node = NodeId::new(format!("{}-backfill", resolved.node))
+        .map_err(|e| Failure::Config(e.to_string()))?;
+    let format = match format {
+        FormatArg::JanssenAudit => SourceFormat::JanssenAudit,
+        FormatArg::TokenEvents => SourceFormat::TokenEvents,
+    };
+    let cwd = std::env::current_dir().context("current directory")?;
+    let mut patterns = Vec::new();
+    let mut total_bytes = 0u64;
+    for file in files {
+        let meta =
+            std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+        total_bytes += meta.len();
+        let text = file
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", file.display()))?;
+        patterns.push(
+            PathPattern::new(&cwd, text)
+                .ok_or_else(|| Failure::Config(format!("{text}: not a file path")))?,
+        );
+    }
+    let store = crate::connect(&resolved).await?;
+    let stats = Arc::new(PipelineStats::default());
+    let max = resolved
+        .config
+        .sources
+        .first()
+        .map_or(1 << 20, |s| s.max_record_bytes as usize);
+    let pipeline = crate::pipeline(
+        &resolved,
+        node,
+        store,
+        |cps| {
+            vec![Tailer::new(
+                "backfill",
+                patterns,
+                parser_for(format),
+                max,
+                false,
+                cps,
+            )]
+        },
+        stats.clone(),
+    )
+    .await?;
+    let progress = std::io::stderr().is_terminal();
+    let result = tokio::task::spawn_blocking(move || {
+        pipeline.run_to_end(|| {
+            if progress {
+                let read = stats.bytes.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{:>6.1}% {:>10} of {} bytes, {} records",
+                    if total_bytes == 0 {
+                        100.0
+                    } else {
+                        read as f64 * 100.0 / total_bytes as f64
+                    },
+                    read,
+                    total_bytes,
+                    stats.records.load(Ordering::Relaxed)
+                );
+            }
+        });
+        stats
+    })
+    .await
+    .context("backfill task")?;
+    if progress {
+        eprintln!();
+    }
+    let failed = result.flush_failures.load(Ordering::Relaxed);
+    println!(
+        "backfill: {} records, {} skipped, {} bytes",
+        result.records.load(Ordering::Relaxed),
+        result.skipped.load(Ordering::Relaxed),
+        result.bytes.load(Ordering::Relaxed)
+    );
+    if failed > 0 && result.flushes.load(Ordering::Relaxed) == 0 {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "storing the statistics failed; nothing was stored"
+        )));
+    }
+    Ok(())
+}
+
+/// `authstat query`.
+pub async fn query(path: &Path, months: &[String], format: QueryFormat) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    let mut wanted = Vec::new();
+    for text in months
+        .iter()
+        .flat_map(|m| m.split(' '))
+        .filter(|m| !m.is_empty())
+    {
+        wanted.push(
+            text.parse::<Month>()
+                .map_err(|e| Failure::Config(e.to_string()))?,
+        );
+    }
+    let store = crate::connect(&resolved).await?;
+    let stats = store
+        .read_months(&wanted)
+        .await
+        .context("reading statistics")?;
+    match format {
+        QueryFormat::Json => println!("{}", crate::api::json_body(&stats)),
+        QueryFormat::Table => {
+            use authstat_core::counters::{CounterKey, Outcome};
+            println!(
+                "{:<8} {:>12} {:>10} {:>10} {:>12}",
+                "month", "active users", "auth ok", "auth fail", "tokens"
+            );
+            for s in &stats {
+                let tokens: u64 = s.counters.tokens.iter().map(|(_, _, n)| n).sum();
+                println!(
+                    "{:<8} {:>12} {:>10} {:>10} {:>12}",
+                    s.month.to_string(),
+                    s.monthly_active_users(),
+                    s.counters
+                        .get(&CounterKey::Authentication(Outcome::Success)),
+                    s.counters
+                        .get(&CounterKey::Authentication(Outcome::Failure)),
+                    tokens
+                );
+                for (grant, token_type, n) in s.counters.tokens.iter() {
+                    println!("         {grant} / {token_type}: {n}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `authstat hll inspect`.
+pub fn hll_inspect(value: &str) -> Result<(), Failure> {
+    let text = value.trim();
+    let hex = text.strip_prefix("\\x").or_else(|| text.strip_prefix("0x"));
+    let bytes = match hex {
+        Some(hex) => decode_hex(hex),
+        None if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            decode_hex(text)
+        }
+        None => base64::engine::general_purpose::STANDARD.decode(text).ok(),
+    }
+    .ok_or_else(|| Failure::Config(format!("'{text}' is neither Base64 nor hex")))?;
+    let hll = Hll::from_bytes(&bytes).map_err(|e| Failure::Other(anyhow::anyhow!(e)))?;
+    let p = hll.params();
+    println!("type:               {}", hll.hll_type());
+    println!("log2m:              {} ({} registers)", p.log2m(), p.m());
+    println!("regwidth:           {}", p.regwidth());
+    println!(
+        "explicit threshold: {:?} ({} values)",
+        p.explicit(),
+        p.explicit_threshold()
+    );
+    println!(
+        "sparse:             {}",
+        if p.sparse() { "on" } else { "off" }
+    );
+    println!("bytes:              {}", bytes.len());
+    if let Some(values) = hll.explicit_values() {
+        println!("explicit values:    {}", values.len());
+    }
+    match (hll.nonzero_registers(), hll.cardinality()) {
+        (Some(registers), Some(cardinality)) => {
+            println!("registers in use:   {registers}");
+            println!("cardinality:        {cardinality}");
+        }
+        _ => println!("cardinality:        undefined"),
+    }
+    Ok(())
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}

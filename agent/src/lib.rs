@@ -1,0 +1,218 @@
+//! The authstat agent: configuration → backend → ingestion pipeline → HTTP API.
+//!
+//! [`start`] builds everything from a resolved configuration *before* serving (backend
+//! reachable, node state loaded, files found, port bound), logs the bound address, and returns a
+//! [`RunningAgent`]; [`RunningAgent::shutdown`] stops accepting requests, stops reading, and
+//! does a final flush. Tests start the whole agent in-process on `127.0.0.1:0`.
+//!
+//! `main.rs` only parses the command line and calls into [`commands`].
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod logging;
+pub mod pipeline;
+pub mod resolve;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use authstat_core::hll::HllParams;
+use authstat_core::store::StatStore;
+use authstat_plugins::derive::RulesDeriver;
+use authstat_plugins::parse::parser_for;
+use authstat_plugins::tail::Tailer;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::pipeline::{Control, Pipeline, PipelineStats};
+use crate::resolve::Resolved;
+
+/// A started agent.
+#[derive(Debug)]
+pub struct RunningAgent {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The pipeline's counters.
+    pub stats: Arc<PipelineStats>,
+    control: mpsc::Sender<Control>,
+    pipeline: Option<std::thread::JoinHandle<()>>,
+    stop_http: Option<oneshot::Sender<()>>,
+    http: tokio::task::JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl RunningAgent {
+    /// Asks the pipeline to flush now (tests use it instead of waiting for the interval).
+    pub fn flush_now(&self) {
+        let _ = self.control.send(Control::Flush);
+    }
+
+    /// Stops accepting requests, stops reading, flushes, and waits for both to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_http.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.control.send(Control::Shutdown);
+        if let Some(pipeline) = self.pipeline.take() {
+            let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
+        }
+        let _ = (&mut self.http).await;
+    }
+}
+
+/// Builds the tailers of every source, resuming from `checkpoints`.
+pub fn tailers(
+    resolved: &Resolved,
+    checkpoints: &[authstat_core::store::Checkpoint],
+) -> Vec<Tailer> {
+    resolved
+        .config
+        .sources
+        .iter()
+        .zip(&resolved.patterns)
+        .map(|(source, patterns)| {
+            Tailer::new(
+                source.name.clone(),
+                patterns.clone(),
+                parser_for(source.format),
+                source.max_record_bytes as usize,
+                source.start_at == authstat_config::StartAt::End,
+                checkpoints,
+            )
+        })
+        .collect()
+}
+
+/// Connects the backend (fails if it cannot be reached).
+pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> {
+    authstat_backends::build(&resolved.config.backend)
+        .await
+        .with_context(|| format!("opening the {} backend", resolved.config.backend.kind()))
+}
+
+/// The pipeline of `resolved`'s node over `store`, resuming from the stored state.
+pub async fn pipeline(
+    resolved: &Resolved,
+    node: authstat_core::NodeId,
+    store: Arc<dyn StatStore>,
+    tailers: impl FnOnce(&[authstat_core::store::Checkpoint]) -> Vec<Tailer>,
+    stats: Arc<PipelineStats>,
+) -> anyhow::Result<Pipeline> {
+    let state = store
+        .load_node(&node)
+        .await
+        .with_context(|| format!("loading the state of node {node}"))?;
+    info!(node = %node, seq = state.seq, months = state.months.len(), files = state.checkpoints.len(), "resuming");
+    let config = &resolved.config;
+    let params = HllParams::new(config.hll.log2m, config.hll.regwidth).expect("validated");
+    let tailers = tailers(&state.checkpoints);
+    Ok(Pipeline::new(
+        node,
+        store,
+        state,
+        tailers,
+        Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
+        params,
+        config.max_pending_records,
+        stats,
+        tokio::runtime::Handle::current(),
+    ))
+}
+
+/// Starts the agent: backend, pipeline, file watching, HTTP API.
+pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
+    let config = resolved.config.clone();
+    let store = connect(&resolved).await?;
+    info!(backend = store.kind(), node = %resolved.node, "backend ready");
+    let stats = Arc::new(PipelineStats::default());
+    let pipeline = pipeline(
+        &resolved,
+        resolved.node.clone(),
+        store.clone(),
+        |cps| tailers(&resolved, cps),
+        stats.clone(),
+    )
+    .await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", config.listen_addr))?;
+    let addr = listener.local_addr()?;
+
+    let (control, control_rx) = mpsc::channel();
+    let watcher = watch(&resolved, control.clone());
+    let poll = Duration::from_millis(
+        config
+            .sources
+            .iter()
+            .map(|s| s.poll_interval_ms)
+            .min()
+            .unwrap_or(1000),
+    );
+    let flush = Duration::from_secs(config.flush_interval_secs);
+    let pipeline = std::thread::Builder::new()
+        .name("authstat-ingest".into())
+        .spawn(move || pipeline.run(control_rx, poll, flush))?;
+
+    let state = Arc::new(api::ApiState::new(store, config.api.clone(), stats.clone()));
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let app = api::router(state);
+    let http = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = server.await {
+            warn!(error = %e, "the HTTP server stopped");
+        }
+    });
+    info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "listening");
+    Ok(RunningAgent {
+        addr,
+        stats,
+        control,
+        pipeline: Some(pipeline),
+        stop_http: Some(stop_http),
+        http,
+        _watcher: watcher,
+    })
+}
+
+/// Watches the sources' directories; a change wakes the pipeline. Without it (no inotify
+/// watches left, a file system without notifications) the periodic scan still finds
+/// everything.
+fn watch(
+    resolved: &Resolved,
+    control: mpsc::Sender<Control>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = control.send(Control::Wake);
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "file notifications unavailable: relying on periodic scans");
+            return None;
+        }
+    };
+    let mut dirs: Vec<_> = resolved
+        .patterns
+        .iter()
+        .flatten()
+        .map(|p| p.dir().to_path_buf())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            warn!(dir = %dir.display(), error = %e, "cannot watch; relying on periodic scans");
+        }
+    }
+    Some(watcher)
+}

@@ -1,0 +1,313 @@
+//! The ingest pipeline: tailers → parser → deriver → per-month aggregate → atomic flushes.
+//!
+//! It runs on a thread of its own (file reading blocks) and is the only writer of this node's
+//! data, so a flush takes one consistent snapshot: the counter deltas, the node's HLLs and the
+//! checkpoints that produced them. A batch that failed is retried unchanged (same sequence
+//! number) before any newer one; meanwhile reading goes on until `max_pending_records`, then
+//! pauses (backpressure) — nothing is dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use authstat_core::counters::{CounterKey, Counters};
+use authstat_core::hll::{Hll, HllParams};
+use authstat_core::ingest::{Deriver, ParseErrorKind};
+use authstat_core::stats::UpdateSink;
+use authstat_core::store::{FlushBatch, FlushOutcome, MonthFlush, NodeState, StatStore};
+use authstat_core::{Month, NodeId};
+use authstat_plugins::tail::{TailEvent, Tailer};
+use tracing::{debug, info, warn};
+
+/// What the pipeline thread is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Files may have changed (a file-system notification).
+    Wake,
+    /// Flush now (tests, and `backfill` at its end).
+    Flush,
+    /// Stop reading, flush, and end.
+    Shutdown,
+}
+
+/// Counters about the pipeline, shared with the API (and later `/metrics`).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Records turned into events.
+    pub records: AtomicU64,
+    /// Records or bytes skipped, all kinds together.
+    pub skipped: AtomicU64,
+    /// Bytes read.
+    pub bytes: AtomicU64,
+    /// Flushes applied.
+    pub flushes: AtomicU64,
+    /// Flushes that failed (and will be retried).
+    pub flush_failures: AtomicU64,
+    /// Set once the node's state was loaded and reading started.
+    pub started: std::sync::atomic::AtomicBool,
+}
+
+/// Per month: the node's whole HLL, and the counters since the last flush.
+struct Aggregate {
+    params: HllParams,
+    hlls: BTreeMap<Month, Hll>,
+    deltas: BTreeMap<Month, Counters>,
+    touched: BTreeSet<Month>,
+    records: u64,
+}
+
+impl UpdateSink for Aggregate {
+    fn add_user(&mut self, month: Month, raw_hash: i64) {
+        let params = self.params;
+        self.hlls
+            .entry(month)
+            .or_insert_with(|| Hll::new(params))
+            .add_raw(raw_hash);
+        self.touched.insert(month);
+    }
+
+    fn add_count(&mut self, month: Month, key: &CounterKey, n: u64) {
+        self.deltas.entry(month).or_default().add(key, n);
+        self.touched.insert(month);
+    }
+}
+
+/// The pipeline of one agent.
+pub struct Pipeline {
+    node: NodeId,
+    store: Arc<dyn StatStore>,
+    tailers: Vec<Tailer>,
+    deriver: Box<dyn Deriver>,
+    agg: Aggregate,
+    seq: u64,
+    pending: Option<FlushBatch>,
+    last_checkpoints: Vec<authstat_core::store::Checkpoint>,
+    max_pending_records: u64,
+    stats: Arc<PipelineStats>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("node", &self.node)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline resuming from `state` (the node's stored state).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the pipeline's parts, built by the agent"
+    )]
+    pub fn new(
+        node: NodeId,
+        store: Arc<dyn StatStore>,
+        state: NodeState,
+        tailers: Vec<Tailer>,
+        deriver: Box<dyn Deriver>,
+        params: HllParams,
+        max_pending_records: u64,
+        stats: Arc<PipelineStats>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        let hlls = state
+            .months
+            .into_iter()
+            .map(|m| (m.month, m.users))
+            .collect();
+        Self {
+            node,
+            store,
+            tailers,
+            deriver,
+            agg: Aggregate {
+                params,
+                hlls,
+                deltas: BTreeMap::new(),
+                touched: BTreeSet::new(),
+                records: 0,
+            },
+            seq: state.seq,
+            pending: None,
+            last_checkpoints: state.checkpoints,
+            max_pending_records,
+            stats,
+            runtime,
+        }
+    }
+
+    /// Runs until told to shut down: scans every `poll`, reads what there is, flushes every
+    /// `flush_every`, and once more at the end.
+    pub fn run(mut self, control: Receiver<Control>, poll: Duration, flush_every: Duration) {
+        self.scan();
+        self.stats.started.store(true, Ordering::Release);
+        let mut next_scan = Instant::now() + poll;
+        let mut next_flush = Instant::now() + flush_every;
+        loop {
+            // Read everything available before waiting (in slices, so flushes keep their pace).
+            let mut busy = self.read_some();
+            let now = Instant::now();
+            if now >= next_flush {
+                self.flush();
+                next_flush = now + flush_every;
+            }
+            if now >= next_scan {
+                self.scan();
+                next_scan = now + poll;
+                busy = true;
+            }
+            let wait = if busy {
+                Duration::ZERO
+            } else {
+                next_scan.min(next_flush).saturating_duration_since(now)
+            };
+            match control.recv_timeout(wait) {
+                Ok(Control::Wake) => self.scan(),
+                Ok(Control::Flush) => self.flush(),
+                Ok(Control::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.flush();
+        if self.pending.is_some() {
+            warn!(
+                "the last flush failed: this node's newest data was not stored; it will be read again at the next start"
+            );
+        }
+        info!(seq = self.seq, "ingestion stopped");
+    }
+
+    /// Reads every file to its end once and flushes (`backfill`); `progress` is called between
+    /// slices.
+    pub fn run_to_end(mut self, mut progress: impl FnMut()) {
+        self.scan();
+        while self.read_some() {
+            progress();
+        }
+        progress();
+        self.flush();
+    }
+
+    fn scan(&mut self) {
+        for t in &mut self.tailers {
+            if let Err(e) = t.scan() {
+                warn!(source = t.source(), error = %e, "scanning files failed");
+            }
+        }
+    }
+
+    /// Reads up to a slice of bytes; true if anything was read.
+    fn read_some(&mut self) -> bool {
+        // Backpressure: while a flush is failing, stop reading past the limit.
+        if self.pending.is_some() && self.agg.records >= self.max_pending_records {
+            return false;
+        }
+        let mut total = 0;
+        let agg = &mut self.agg;
+        let deriver = self.deriver.as_ref();
+        let stats = &self.stats;
+        for t in &mut self.tailers {
+            let source = t.source().to_owned();
+            let result = t.read(8 << 20, &mut |event| match event {
+                TailEvent::Record { parsed: Ok(event), path, offset } => {
+                    agg.records += 1;
+                    stats.records.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = deriver.derive(&event, agg) {
+                        stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        debug!(%source, path = %path.display(), offset, error = %e, "record skipped");
+                    }
+                }
+                TailEvent::Record { parsed: Err(e), path, offset } => {
+                    skipped(stats, &source, e.kind, path, offset);
+                }
+                TailEvent::Skipped { kind, path, offset } => skipped(stats, &source, kind, path, offset),
+                TailEvent::Truncated { path } => info!(%source, path = %path.display(), "file truncated: reading it again from its start"),
+            });
+            match result {
+                Ok(n) => total += n,
+                Err(e) => warn!(%source, error = %e, "reading files failed"),
+            }
+        }
+        self.stats.bytes.fetch_add(total as u64, Ordering::Relaxed);
+        total > 0
+    }
+
+    /// Writes what was aggregated since the last flush, with the checkpoints, atomically.
+    pub fn flush(&mut self) {
+        if let Some(batch) = self.pending.take()
+            && !self.try_flush(batch)
+        {
+            return;
+        }
+        let checkpoints: Vec<_> = self.tailers.iter().flat_map(Tailer::checkpoints).collect();
+        if self.agg.touched.is_empty() && checkpoints == self.last_checkpoints {
+            return;
+        }
+        let months = std::mem::take(&mut self.agg.touched)
+            .into_iter()
+            .map(|month| MonthFlush {
+                month,
+                users: self
+                    .agg
+                    .hlls
+                    .get(&month)
+                    .cloned()
+                    .unwrap_or_else(|| Hll::new(self.agg.params)),
+                counter_deltas: self.agg.deltas.remove(&month).unwrap_or_default(),
+            })
+            .collect();
+        self.agg.records = 0;
+        let batch = FlushBatch {
+            node: self.node.clone(),
+            seq: self.seq + 1,
+            months,
+            checkpoints,
+        };
+        self.try_flush(batch);
+    }
+
+    /// True if `batch` is stored (now or before); otherwise it is kept for a retry.
+    fn try_flush(&mut self, batch: FlushBatch) -> bool {
+        let started = Instant::now();
+        match self.runtime.block_on(self.store.flush(&batch)) {
+            Ok(outcome) => {
+                if outcome == FlushOutcome::AlreadyApplied {
+                    info!(seq = batch.seq, "flush had been applied before");
+                }
+                self.seq = batch.seq;
+                self.last_checkpoints = batch.checkpoints;
+                self.stats.flushes.fetch_add(1, Ordering::Release);
+                debug!(
+                    seq = self.seq,
+                    months = batch.months.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "flushed"
+                );
+                true
+            }
+            Err(e) => {
+                self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(seq = batch.seq, error = %e, "flush failed; it will be retried");
+                self.pending = Some(batch);
+                false
+            }
+        }
+    }
+}
+
+fn skipped(
+    stats: &PipelineStats,
+    source: &str,
+    kind: ParseErrorKind,
+    path: &std::path::Path,
+    offset: u64,
+) {
+    stats.skipped.fetch_add(1, Ordering::Relaxed);
+    // Bounded: debug level per record; the count is in the stats.
+    debug!(source, path = %path.display(), offset, %kind, "skipped");
+}

@@ -1,0 +1,265 @@
+//! The stat and health API of an agent started in-process over the sample logs, through a real
+//! socket: the numbers, the formats, and every status code of the compat table.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use crate::support::*;
+
+/// A token with another scope (its SHA-256 is below) to test the exact scope check.
+const WEAK_TOKEN: &str = "weak-token";
+
+fn weak_token_hash() -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(WEAK_TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn started(fixture: &Fixture) -> (authstat::RunningAgent, SocketAddr) {
+    let agent = fixture.start().await;
+    let addr = agent.addr;
+    let stats = agent.stats.clone();
+    wait_until("the sample logs to be read", || {
+        stats.records.load(Ordering::Relaxed) >= 15
+    });
+    agent.flush_now();
+    wait_until("the first flush", || {
+        stats.flushes.load(Ordering::Acquire) >= 1
+    });
+    (agent, addr)
+}
+
+fn fixture_with_weak_token() -> Fixture {
+    let f = Fixture::new("");
+    let hash = weak_token_hash();
+    let path = f.config_path();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "        scopes: [jans_stat]",
+        &format!("        scopes: [jans_stat]\n      - name: weak\n        sha256: {hash}\n        scopes: [openid, my_jans_stat_x]"),
+    );
+    std::fs::write(path, text).unwrap();
+    f
+}
+
+const STAT: &str = "/jans-auth/restv1/internal/stat";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_numbers_match_the_sample_logs_in_every_format() {
+    let fixture = Fixture::new("");
+    let (agent, addr) = started(&fixture).await;
+    let r = tokio::task::spawn_blocking(move || {
+        let json = get(addr, &format!("{STAT}?month=202401%20202402"), Some(TOKEN));
+        let month = get(
+            addr,
+            &format!("{STAT}?month=202402+202401&format=jsonmonth"),
+            Some(TOKEN),
+        );
+        let metrics = get(
+            addr,
+            &format!("{STAT}?start-month=202312&end-month=202403&format=openmetrics"),
+            Some(TOKEN),
+        );
+        let post = request(
+            addr,
+            "POST",
+            STAT,
+            &[
+                ("authorization", "Bearer example-token"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "start-month=202402&end-month=202402",
+        );
+        (json, month, metrics, post)
+    })
+    .await
+    .unwrap();
+    let (json, month, metrics, post) = r;
+    assert_eq!(json.status, 200, "{}", json.body);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    assert_eq!(
+        json.json(),
+        serde_json::json!({"response": [
+            {"month": "202401", "monthly_active_users": 0, "token_count_per_granttype": {}},
+            {"month": "202402", "monthly_active_users": 2, "token_count_per_granttype": {
+                "authorization_code": {"access_token": 1, "id_token": 1, "refresh_token": 1},
+                "client_credentials": {"access_token": 2},
+                "refresh_token": {"access_token": 1}}}
+        ]})
+    );
+    let keyed = month.json();
+    assert_eq!(keyed["response"]["202402"]["monthly_active_users"], 2);
+    assert_eq!(keyed["response"]["202401"]["month"], "202401");
+    assert_eq!(post.json()["response"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for line in [
+        "# TYPE monthly_active_users counter",
+        "monthly_active_users{month=\"202402\"} 2",
+        "access_token{month=\"202402\",grantType=\"client_credentials\"} 2",
+        "id_token{month=\"202402\",grantType=\"client_credentials\"} 0",
+        "# HELP uma_token UMA Token",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "missing {line}:\n{}",
+            metrics.body
+        );
+    }
+    assert!(
+        !metrics.body.contains("202312"),
+        "months without data are omitted"
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_codes_of_the_compat_table() {
+    let fixture = fixture_with_weak_token();
+    let (agent, addr) = started(&fixture).await;
+    tokio::task::spawn_blocking(move || {
+        let status = |target: &str, token: Option<&str>| get(addr, target, token);
+        // 401, and before any 400 (Janssen's order).
+        for (target, token) in [
+            (format!("{STAT}?month=202402"), None),
+            (format!("{STAT}?month=202402"), Some("wrong")),
+            (format!("{STAT}?month=202402"), Some(WEAK_TOKEN)),
+            (format!("{STAT}?month=bogus"), None),
+        ] {
+            let r = status(&target, token);
+            assert_eq!(r.status, 401, "{target} {token:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert_eq!(r.json()["error"], "access_denied");
+        }
+        let basic = request(
+            addr,
+            "GET",
+            &format!("{STAT}?month=202402"),
+            &[("authorization", "Basic eDp5")],
+            "",
+        );
+        assert_eq!(basic.status, 401);
+        // 400 with a JSON error naming the problem.
+        for (query, needle) in [
+            ("month=202413", "202413"),
+            ("month=202401,202402", "202401,202402"),
+            (
+                "month=202401&start-month=202401&end-month=202402",
+                "not both",
+            ),
+            ("start-month=202402", "end-month"),
+            ("end-month=202402", "start-month"),
+            ("start-month=202403&end-month=202402", "after end"),
+            ("start-month=2024-01&end-month=202402", "start-month"),
+            ("start-month=200001&end-month=202402", "maximum"),
+            ("", "month"),
+        ] {
+            let r = status(&format!("{STAT}?{query}"), Some(TOKEN));
+            assert_eq!(r.status, 400, "{query}: {}", r.body);
+            assert_eq!(r.json()["error"], "invalid_request");
+            assert!(
+                r.json()["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(needle),
+                "{query}: {}",
+                r.body
+            );
+        }
+        // Unknown paths, wrong methods, oversized bodies.
+        assert_eq!(status("/nope", None).status, 404);
+        assert_eq!(request(addr, "PUT", STAT, &[], "").status, 405);
+        let big = "month=202402&x=".to_owned() + &"a".repeat(64 * 1024);
+        let r = request(
+            addr,
+            "POST",
+            STAT,
+            &[
+                ("authorization", "Bearer example-token"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &big,
+        );
+        assert_eq!(r.status, 413);
+        // Health and probes.
+        let health = status("/jans-auth/sys/health-check", None);
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (200, r#"{"status": "running", "db_status":"online"}"#)
+        );
+        let post_health = request(addr, "POST", "/jans-auth/sys/health-check", &[], "");
+        assert_eq!(post_health.status, 200);
+        assert_eq!(status("/livez", None).status, 200);
+        assert_eq!(status("/readyz", None).status, 200);
+    })
+    .await
+    .unwrap();
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_stat_endpoint_answers_403() {
+    let fixture = Fixture::new("");
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("api:\n", "api:\n  stat_enabled: false\n");
+    std::fs::write(&path, text).unwrap();
+    let agent = fixture.start().await;
+    let addr = agent.addr;
+    let r = tokio::task::spawn_blocking(move || {
+        get(addr, &format!("{STAT}?month=202402"), Some(TOKEN))
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 403);
+    agent.shutdown().await;
+}
+
+/// A local flush makes cached answers stale at once: data read after a first (empty) answer
+/// shows without waiting for the cache TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_refreshes_cached_answers() {
+    let fixture = Fixture::new("");
+    let logs = fixture.dir.path().join("logs");
+    let audit = std::fs::read(logs.join("jans-auth_audit.log")).unwrap();
+    std::fs::write(logs.join("jans-auth_audit.log"), b"").unwrap();
+    let agent = fixture.start().await;
+    let addr = agent.addr;
+    let target = format!("{STAT}?month=202402");
+    let first = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || get(addr, &target, Some(TOKEN))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        first.json()["response"][0]["monthly_active_users"],
+        serde_json::Value::Null,
+        "{}",
+        first.body
+    );
+    std::fs::write(logs.join("jans-auth_audit.log"), audit).unwrap();
+    let stats = agent.stats.clone();
+    let flushes = stats.flushes.load(Ordering::Acquire);
+    wait_until("the audit log to be read", || {
+        stats.records.load(Ordering::Relaxed) >= 15
+    });
+    agent.flush_now();
+    wait_until("a flush", || {
+        stats.flushes.load(Ordering::Acquire) > flushes
+    });
+    let second = tokio::task::spawn_blocking(move || get(addr, &target, Some(TOKEN)))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.json()["response"][0]["monthly_active_users"],
+        2,
+        "{}",
+        second.body
+    );
+    agent.shutdown().await;
+}

@@ -1,0 +1,234 @@
+//! The real binary: the README's run command, exit codes, and the other subcommands.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+fn authstat() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authstat"));
+    c.env_remove("RUST_LOG").env_remove("AUTHSTAT_CONFIG");
+    c
+}
+
+/// The README's first command, in a copy of the repository's examples: it starts on the
+/// embedded default, ingests the sample logs, and serves the numbers with the example token.
+/// SIGTERM stops it with exit code 0 after a final flush.
+#[test]
+fn the_readme_run_command_serves_the_sample_statistics() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let command = "cargo run --release -p authstat -- run --config examples/authstat.yaml";
+    assert!(readme.contains(command), "the README must show: {command}");
+    assert!(
+        readme.contains("Authorization: Bearer example-token"),
+        "the README shows the curl with the token"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    std::fs::create_dir_all(dir.path().join("examples/logs")).unwrap();
+    std::fs::copy(
+        examples.join("authstat.yaml"),
+        dir.path().join("examples/authstat.yaml"),
+    )
+    .unwrap();
+    for f in ["jans-auth_audit.log", "token-events.jsonl"] {
+        std::fs::copy(
+            examples.join("logs").join(f),
+            dir.path().join("examples/logs").join(f),
+        )
+        .unwrap();
+    }
+    let mut child = authstat()
+        .args(["run", "--config", "examples/authstat.yaml"])
+        .current_dir(dir.path())
+        .env("AUTHSTAT_LISTEN_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the agent ended before listening"
+        );
+        if let Some(at) = line.find("listening addr=") {
+            let rest = &line[at + "listening addr=".len()..];
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in stderr.lines() {});
+
+    wait_until("the health check to say running", || {
+        get(addr, "/jans-auth/sys/health-check", None).body
+            == r#"{"status": "running", "db_status":"online"}"#
+    });
+    // The example flushes every 5 seconds; local flushes refresh cached answers.
+    wait_until("February's statistics", || {
+        let r = get(
+            addr,
+            "/jans-auth/restv1/internal/stat?month=202402",
+            Some(TOKEN),
+        );
+        r.status == 200 && r.json()["response"][0]["monthly_active_users"] == 2
+    });
+    let r = get(
+        addr,
+        "/jans-auth/restv1/internal/stat?month=202402",
+        Some(TOKEN),
+    );
+    assert_eq!(
+        r.json()["response"][0]["token_count_per_granttype"]["client_credentials"]["access_token"],
+        2
+    );
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        dir.path().join("examples/data/authstat.db").exists(),
+        "the SQLite file of the embedded default"
+    );
+
+    // What it stored, without a server.
+    let out = authstat()
+        .args([
+            "query",
+            "--config",
+            "examples/authstat.yaml",
+            "--month",
+            "202401 202402",
+            "--format",
+            "json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["response"][1]["monthly_active_users"], 2);
+}
+
+#[test]
+fn a_bad_configuration_exits_64_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "sources:\n  - name: a\n    type: janssen_audit\n    paths: [x.log]\nflush_interval_secs: never\n").unwrap();
+    for args in [vec!["run", "--config"], vec!["check-config"]] {
+        let out = authstat().args(&args).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("bad.yaml:5:22: flush_interval_secs: invalid type"),
+            "{err}"
+        );
+    }
+    let out = authstat()
+        .args([
+            "query",
+            "--config",
+            "/nonexistent.yaml",
+            "--month",
+            "202402",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn check_config_reports_sources_and_backend() {
+    let fixture = Fixture::new("");
+    let out = authstat()
+        .arg("check-config")
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("source audit (janssen_audit): 1 file(s) match now"),
+        "{text}"
+    );
+    assert!(text.contains("backend sqlite: reachable"), "{text}");
+}
+
+#[test]
+fn hll_inspect_decodes_janssen_values() {
+    let out = authstat()
+        .args(["hll", "inspect", "Eo9/AAAAAAWGA08AAAAABqaNxgAAAAAGpo3H"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "type:               EXPLICIT",
+        "log2m:              15 (32768 registers)",
+        "cardinality:        3",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+    let out = authstat()
+        .args(["hll", "inspect", "\\x118f7f"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EMPTY"));
+    let out = authstat()
+        .args(["hll", "inspect", "not-an-hll!"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = authstat().arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("authstat "));
+}
+
+#[test]
+fn backfill_twice_counts_once() {
+    let fixture = Fixture::new("");
+    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    for _ in 0..2 {
+        let out = authstat()
+            .args(["backfill", "--config"])
+            .arg(fixture.config_path())
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = authstat()
+        .args(["query", "--month", "202402", "--config"])
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // admin and jose active; 2 successful and 1 failed authentication, counted once.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("202402"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..4], ["202402", "2", "2", "1"], "{text}");
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the agent: in-process on an ephemeral port, and the real binary.
+
+mod api;
+mod binary;
+mod support;

@@ -1,0 +1,157 @@
+//! Starting agents and talking HTTP to them (a minimal HTTP/1.1 client over a real socket).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use authstat::RunningAgent;
+use authstat::resolve::resolve;
+
+/// A temporary directory with the sample logs and a configuration using `backend`.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+pub const TOKEN: &str = "example-token";
+
+impl Fixture {
+    pub fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        for f in ["jans-auth_audit.log", "token-events.jsonl"] {
+            std::fs::copy(
+                examples.join("logs").join(f),
+                dir.path().join("logs").join(f),
+            )
+            .unwrap();
+        }
+        let config = std::fs::read_to_string(examples.join("authstat.yaml"))
+            .unwrap()
+            .replace("${AUTHSTAT_LISTEN_ADDR:-127.0.0.1:8080}", "127.0.0.1:0")
+            .replace("flush_interval_secs: 5", "flush_interval_secs: 3600");
+        std::fs::write(
+            dir.path().join("authstat.yaml"),
+            format!("{config}\n{extra}"),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("authstat.yaml")
+    }
+
+    pub async fn start(&self) -> RunningAgent {
+        let config =
+            authstat_config::load(&self.config_path(), &std::collections::HashMap::new()).unwrap();
+        authstat::start(resolve(&self.config_path(), config).unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+/// A response: status, headers (lower-case names), body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = if headers_chunked(&text) {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn headers_chunked(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+pub fn get(addr: SocketAddr, target: &str, token: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    request(addr, "GET", target, &headers, "")
+}
+
+/// Waits until `f` holds (explicit synchronisation on an observable condition).
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

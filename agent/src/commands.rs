@@ -58,12 +58,43 @@ pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
     resolve(path, config).map_err(|e| Failure::Config(format!("{}: {e:#}", path.display())))
 }
 
-/// `authstat run`: until SIGTERM or SIGINT; a second signal exits at once.
+/// `authstat run`: until SIGTERM or SIGINT (a second one exits at once); SIGHUP or a change of
+/// the configuration file reloads what can be reloaded safely.
 pub async fn run(path: &Path) -> Result<(), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
     let resolved = load_config(path)?;
-    crate::logging::init(&resolved.config.logging);
-    let agent = crate::start(resolved).await?;
-    wait_for_signal().await;
+    let set_level = crate::logging::init(&resolved.config.logging);
+    let mut agent = crate::start(resolved).await?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let _config_watcher = watch_config_file(path, changed_tx);
+    loop {
+        let why = tokio::select! {
+            () = wait_for_signal() => break,
+            _ = hangup.recv() => "SIGHUP",
+            Some(()) = changed.recv() => {
+                // Editors write in several steps: let them finish, then read once.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
+                "the configuration file changed"
+            }
+        };
+        match load_config(path) {
+            Err(e) => tracing::warn!(%why, error = %e, "configuration not reloaded"),
+            Ok(new) => {
+                let level = new.config.logging.level.clone();
+                match agent.reload(new) {
+                    Ok(()) => {
+                        if let Err(e) = set_level(&level) {
+                            tracing::warn!(error = %e, "log level not changed");
+                        }
+                        tracing::info!(%why, "configuration reloaded");
+                    }
+                    Err(e) => tracing::warn!(%why, "configuration not reloaded: {e}"),
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: final flush");
     tokio::select! {
         () = agent.shutdown() => {}
@@ -74,6 +105,33 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Watches the configuration file's directory; events about the file are sent on.
+fn watch_config_file(
+    path: &Path,
+    changed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let file = path.canonicalize().ok()?;
+    let name = file.file_name()?.to_owned();
+    let dir = file.parent()?.to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event.kind.is_modify() | event.kind.is_create()
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+        {
+            let _ = changed.send(());
+        }
+    })
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .ok()?;
+    Some(watcher)
 }
 
 async fn wait_for_signal() {
@@ -115,7 +173,7 @@ pub async fn check_config(path: &Path) -> Result<(), Failure> {
 /// competes with a running agent of the same node); its checkpoints make a second run a no-op.
 pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Result<(), Failure> {
     let resolved = load_config(path)?;
-    crate::logging::init(&resolved.config.logging);
+    let _ = crate::logging::init(&resolved.config.logging);
     let node = NodeId::new(format!("{}-backfill", resolved.node))
         .map_err(|e| Failure::Config(e.to_string()))?;
     let format = match format {

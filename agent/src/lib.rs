@@ -38,6 +38,8 @@ pub struct RunningAgent {
     pub addr: SocketAddr,
     /// The pipeline's counters.
     pub stats: Arc<PipelineStats>,
+    resolved: Resolved,
+    api: Arc<api::ApiState>,
     control: mpsc::Sender<Control>,
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
@@ -49,6 +51,55 @@ impl RunningAgent {
     /// Asks the pipeline to flush now (tests use it instead of waiting for the interval).
     pub fn flush_now(&self) {
         let _ = self.control.send(Control::Flush);
+    }
+
+    /// Applies a new configuration where that is safe: the sources (their files resume from
+    /// the current checkpoints), the API's tokens, scope, TTLs and limits. A change of anything
+    /// else (node id, listen address, backend, HLL, derivation, API paths, intervals) refuses
+    /// the whole reload, naming the keys; the running configuration stays.
+    pub fn reload(&mut self, new: Resolved) -> Result<(), String> {
+        let (old, next) = (&self.resolved.config, &new.config);
+        let mut refused = Vec::new();
+        let mut check = |key: &'static str, same: bool| {
+            if !same {
+                refused.push(key);
+            }
+        };
+        check("node_id", self.resolved.node == new.node);
+        check("listen_addr", old.listen_addr == next.listen_addr);
+        check("backend", old.backend == next.backend);
+        check("hll", old.hll == next.hll);
+        check("derive", old.derive == next.derive);
+        check(
+            "flush_interval_secs",
+            old.flush_interval_secs == next.flush_interval_secs,
+        );
+        check(
+            "max_pending_records",
+            old.max_pending_records == next.max_pending_records,
+        );
+        check("api.stat_path", old.api.stat_path == next.api.stat_path);
+        check(
+            "api.health_path",
+            old.api.health_path == next.api.health_path,
+        );
+        check("logging.format", old.logging.format == next.logging.format);
+        if !refused.is_empty() {
+            return Err(format!(
+                "{} cannot change without a restart; the running configuration stays",
+                refused.join(", ")
+            ));
+        }
+        self.api.replace_settings(next.api.clone());
+        if old.sources != next.sources {
+            let resolved = new.clone();
+            let _ = self.control.send(Control::Reload(Box::new(move |cps| {
+                tailers(&resolved, cps)
+            })));
+            self._watcher = watch(&new, self.control.clone());
+        }
+        self.resolved = new;
+        Ok(())
     }
 
     /// Stops accepting requests, stops reading, flushes, and waits for both to end.
@@ -160,7 +211,7 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
 
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), stats.clone()));
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let app = api::router(state);
+    let app = api::router(state.clone());
     let http = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
@@ -173,6 +224,8 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
     Ok(RunningAgent {
         addr,
         stats,
+        resolved,
+        api: state,
         control,
         pipeline: Some(pipeline),
         stop_http: Some(stop_http),

@@ -6,17 +6,39 @@ use std::io::IsTerminal;
 use authstat_config::{LogFormat, LoggingConfig};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber (once; later calls are ignored).
-pub fn init(config: &LoggingConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match config.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+/// Changes the log level of the running process (a reload); `RUST_LOG` keeps winning.
+pub type LevelHandle = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn filter(level: &str) -> Result<EnvFilter, String> {
+    match EnvFilter::try_from_default_env() {
+        Ok(from_env) => Ok(from_env),
+        Err(_) => EnvFilter::try_new(level).map_err(|e| format!("logging.level '{level}': {e}")),
+    }
+}
+
+/// Installs the global subscriber (once; later calls are ignored and get a no-op handle).
+pub fn init(config: &LoggingConfig) -> LevelHandle {
+    let initial = filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    macro_rules! finish {
+        ($builder:expr) => {{
+            let builder = $builder
+                .with_env_filter(initial)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_err() {
+                return Box::new(|_| Ok(()));
+            }
+            Box::new(move |level: &str| {
+                let new = filter(level)?;
+                handle.reload(new).map_err(|e| e.to_string())
+            })
+        }};
+    }
+    match config.format {
+        LogFormat::Json => finish!(tracing_subscriber::fmt().json()),
+        LogFormat::Text => finish!(tracing_subscriber::fmt()),
+    }
 }

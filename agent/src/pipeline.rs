@@ -16,20 +16,38 @@ use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::ingest::{Deriver, ParseErrorKind};
 use authstat_core::stats::UpdateSink;
-use authstat_core::store::{FlushBatch, FlushOutcome, MonthFlush, NodeState, StatStore};
+use authstat_core::store::{
+    Checkpoint, FlushBatch, FlushOutcome, MonthFlush, NodeState, StatStore,
+};
 use authstat_core::{Month, NodeId};
 use authstat_plugins::tail::{TailEvent, Tailer};
 use tracing::{debug, info, warn};
 
+/// Builds new tailers from the current checkpoints (a reload of the sources).
+pub type TailerFactory = Box<dyn FnOnce(&[Checkpoint]) -> Vec<Tailer> + Send>;
+
 /// What the pipeline thread is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     /// Files may have changed (a file-system notification).
     Wake,
     /// Flush now (tests, and `backfill` at its end).
     Flush,
+    /// Replace the sources: new tailers resume from the current checkpoints, which are at
+    /// record boundaries, so nothing is lost or read twice.
+    Reload(TailerFactory),
     /// Stop reading, flush, and end.
     Shutdown,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Control::Wake => "Wake",
+            Control::Flush => "Flush",
+            Control::Reload(_) => "Reload",
+            Control::Shutdown => "Shutdown",
+        })
+    }
 }
 
 /// Counters about the pipeline, shared with the API (and later `/metrics`).
@@ -83,7 +101,7 @@ pub struct Pipeline {
     agg: Aggregate,
     seq: u64,
     pending: Option<FlushBatch>,
-    last_checkpoints: Vec<authstat_core::store::Checkpoint>,
+    last_checkpoints: Vec<Checkpoint>,
     max_pending_records: u64,
     stats: Arc<PipelineStats>,
     runtime: tokio::runtime::Handle,
@@ -169,6 +187,13 @@ impl Pipeline {
             match control.recv_timeout(wait) {
                 Ok(Control::Wake) => self.scan(),
                 Ok(Control::Flush) => self.flush(),
+                Ok(Control::Reload(build)) => {
+                    let checkpoints: Vec<Checkpoint> =
+                        self.tailers.iter().flat_map(Tailer::checkpoints).collect();
+                    self.tailers = build(&checkpoints);
+                    self.scan();
+                    info!(sources = self.tailers.len(), "sources reloaded");
+                }
                 Ok(Control::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }

@@ -32,14 +32,21 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How long the health check waits for the backend.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the handlers share.
-pub struct ApiState {
-    /// The backend, read for every uncached request.
-    pub store: Arc<dyn StatStore>,
+/// The settings a reload may replace: scope, TTLs, limits and tokens.
+#[derive(Debug)]
+pub struct ApiSettings {
     /// Paths, scope, TTLs, limits.
     pub config: ApiConfig,
     /// Bearer-token checks.
     pub auth: Authenticator,
+}
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The backend, read for every uncached request.
+    pub store: Arc<dyn StatStore>,
+    /// Replaced as a whole on reload; each request works with the settings it started with.
+    settings: std::sync::RwLock<Arc<ApiSettings>>,
     /// Whether ingestion has started (health `starting` until then).
     pub pipeline: Arc<PipelineStats>,
     /// Responses by month list, with when they were made and how many flushes this node had
@@ -54,7 +61,7 @@ type Cached = (Instant, u64, Arc<Vec<MonthStats>>);
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
-            .field("config", &self.config)
+            .field("settings", &self.settings())
             .finish_non_exhaustive()
     }
 }
@@ -64,29 +71,45 @@ const CACHE_ENTRIES: usize = 1024;
 impl ApiState {
     /// The API state.
     pub fn new(store: Arc<dyn StatStore>, config: ApiConfig, pipeline: Arc<PipelineStats>) -> Self {
-        let auth = Authenticator::new(&config.auth);
+        let settings = std::sync::RwLock::new(Arc::new(ApiSettings {
+            auth: Authenticator::new(&config.auth),
+            config,
+        }));
         Self {
             store,
-            config,
-            auth,
+            settings,
             pipeline,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Arc<ApiSettings> {
+        self.settings.read().expect("lock").clone()
+    }
+
+    /// Replaces the settings (a reload); cached answers are dropped since TTLs may differ.
+    pub fn replace_settings(&self, config: ApiConfig) {
+        let settings = Arc::new(ApiSettings {
+            auth: Authenticator::new(&config.auth),
+            config,
+        });
+        *self.settings.write().expect("lock") = settings;
+        self.cache.lock().expect("lock").clear();
     }
 
     /// Stats of `months`, from the cache while fresh. An answer including the current month is
     /// never older than `current_month_ttl_secs`.
     async fn stats(
         &self,
+        config: &ApiConfig,
         months: Vec<Month>,
     ) -> Result<Arc<Vec<MonthStats>>, authstat_core::store::StoreError> {
         let now_month = Month::from_epoch_millis(now_millis()).ok();
         let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
-            self.config
-                .cache_ttl_secs
-                .min(self.config.current_month_ttl_secs)
+            config.cache_ttl_secs.min(config.current_month_ttl_secs)
         } else {
-            self.config.cache_ttl_secs
+            config.cache_ttl_secs
         };
         let ttl = Duration::from_secs(ttl_secs);
         let flushes = self.pipeline.flushes.load(Ordering::Acquire);
@@ -114,8 +137,9 @@ fn now_millis() -> i64 {
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let stat_path = state.config.stat_path.clone();
-    let health_path = state.config.health_path.clone();
+    let settings = state.settings();
+    let stat_path = settings.config.stat_path.clone();
+    let health_path = settings.config.health_path.clone();
     Router::new()
         .route(&stat_path, get(stat_get).post(stat_post))
         .route(&health_path, get(health).post(health))
@@ -169,15 +193,15 @@ async fn stat_post(
 
 /// Unreadable parameters: still 403/401 first (Janssen's order), then 400.
 fn bad_params(state: &ApiState, headers: &HeaderMap, why: String) -> Response {
-    if let Some(denied) = check_access(state, headers) {
+    if let Some(denied) = check_access(&state.settings(), headers) {
         return denied;
     }
     error(StatusCode::BAD_REQUEST, "invalid_request", &why)
 }
 
 /// 403 when the endpoint is off, 401 when the token does not pass.
-fn check_access(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
-    if !state.config.stat_enabled {
+fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Response> {
+    if !settings.config.stat_enabled {
         return Some(error(
             StatusCode::FORBIDDEN,
             "access_denied",
@@ -187,13 +211,13 @@ fn check_access(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match state.auth.check(header, &state.config.scope) {
+    match settings.auth.check(header, &settings.config.scope) {
         Ok(()) => None,
         Err(denied) => {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "access_denied",
-                &denied.description(&state.config.scope),
+                &denied.description(&settings.config.scope),
             );
             response
                 .headers_mut()
@@ -208,14 +232,15 @@ async fn stat(
     headers: HeaderMap,
     params: StatParams,
 ) -> Response {
-    if let Some(denied) = check_access(&state, &headers) {
+    let settings = state.settings();
+    if let Some(denied) = check_access(&settings, &headers) {
         return denied;
     }
-    let months = match requested_months(&params, state.config.max_months) {
+    let months = match requested_months(&params, settings.config.max_months) {
         Ok(months) => months,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
     };
-    let stats = match state.stats(months).await {
+    let stats = match state.stats(&settings.config, months).await {
         Ok(stats) => stats,
         Err(e) => {
             tracing::warn!(error = %e, "stat request: backend unavailable");

@@ -2,4 +2,6 @@
 
 mod api;
 mod binary;
+mod examples;
+mod reload;
 mod support;

@@ -2,6 +2,7 @@
 
 mod api;
 mod binary;
+mod crash;
 mod examples;
 mod reload;
 mod support;

@@ -155,3 +155,10 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The environment variable `name`, or a failure that says how to run the suite.
+pub fn required_env(name: &str, what: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the {what} tests need a running server. Run the suite with scripts/test, which starts a throwaway one.")
+    })
+}

@@ -170,8 +170,13 @@ pub async fn check_config(path: &Path) -> Result<(), Failure> {
 }
 
 /// `authstat backfill`: the files once, as the node `<node>-backfill` (so that it never
-/// competes with a running agent of the same node); its checkpoints make a second run a no-op.
+/// competes with a running agent of the same node). Its checkpoints make a second run a no-op:
+/// plain files resume where they stood; a compressed (`.gz`) file, which never changes, is
+/// marked done by its identity in the same atomic flush as its data.
 pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Result<(), Failure> {
+    const SOURCE: &str = "backfill";
+    const GZ_DONE: &str = "backfill-gz";
+    const GZ_DATA: &str = "backfill-gz-data";
     let resolved = load_config(path)?;
     let _ = crate::logging::init(&resolved.config.logging);
     let node = NodeId::new(format!("{}-backfill", resolved.node))
@@ -180,22 +185,57 @@ pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Resu
         FormatArg::JanssenAudit => SourceFormat::JanssenAudit,
         FormatArg::TokenEvents => SourceFormat::TokenEvents,
     };
+    let store = crate::connect(&resolved).await?;
+    let stored = store
+        .load_node(&node)
+        .await
+        .context("loading the backfill state")?;
+    let temp = tempfile_dir()?;
     let cwd = std::env::current_dir().context("current directory")?;
-    let mut patterns = Vec::new();
+    let (mut plain, mut gz, mut markers, mut owned) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut total_bytes = 0u64;
     for file in files {
-        let meta =
-            std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-        total_bytes += meta.len();
-        let text = file
-            .to_str()
-            .with_context(|| format!("{} is not UTF-8", file.display()))?;
-        patterns.push(
-            PathPattern::new(&cwd, text)
-                .ok_or_else(|| Failure::Config(format!("{text}: not a file path")))?,
-        );
+        let identity = file_identity(file)?;
+        if file.extension().is_some_and(|e| e == "gz") {
+            let done = stored.checkpoints.iter().any(|c| {
+                c.source == GZ_DONE
+                    && (c.device, c.inode, c.fingerprint) == (identity.0, identity.1, identity.2)
+            });
+            if done {
+                println!("backfill: {} was read before; skipped", file.display());
+                continue;
+            }
+            let target = temp.path().join(format!(
+                "{}-{}",
+                gz.len(),
+                file.file_stem().unwrap_or_default().to_string_lossy()
+            ));
+            let size = gunzip(file, &target)?;
+            total_bytes += size;
+            gz.push(pattern(&cwd, &target)?);
+            markers.push(authstat_core::store::Checkpoint {
+                source: GZ_DONE.into(),
+                path: file.display().to_string(),
+                device: identity.0,
+                inode: identity.1,
+                fingerprint: identity.2,
+                fingerprint_len: identity.3,
+                offset: size,
+            });
+        } else {
+            total_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            owned.push((identity.0, identity.1));
+            plain.push(pattern(&cwd, file)?);
+        }
     }
-    let store = crate::connect(&resolved).await?;
+    // Keep what earlier runs stored about files not read now.
+    let mut extra: Vec<_> = stored
+        .checkpoints
+        .into_iter()
+        .filter(|c| !(c.source == SOURCE && owned.contains(&(c.device, c.inode))))
+        .collect();
+    extra.extend(markers);
     let stats = Arc::new(PipelineStats::default());
     let max = resolved
         .config
@@ -207,25 +247,22 @@ pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Resu
         node,
         store,
         |cps| {
-            vec![Tailer::new(
-                "backfill",
-                patterns,
-                parser_for(format),
-                max,
-                false,
-                cps,
-            )]
+            vec![
+                Tailer::new(SOURCE, plain, parser_for(format), max, false, cps),
+                Tailer::new(GZ_DATA, gz, parser_for(format), max, false, &[]),
+            ]
         },
         stats.clone(),
     )
-    .await?;
+    .await?
+    .with_checkpoint_rules(extra, vec![GZ_DATA.into()]);
     let progress = std::io::stderr().is_terminal();
     let result = tokio::task::spawn_blocking(move || {
         pipeline.run_to_end(|| {
             if progress {
                 let read = stats.bytes.load(Ordering::Relaxed);
                 eprint!(
-                    "\r{:>6.1}% {:>10} of {} bytes, {} records",
+                    "\r{:>6.1}% {:>12} of {} bytes, {} records",
                     if total_bytes == 0 {
                         100.0
                     } else {
@@ -241,22 +278,78 @@ pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Resu
     })
     .await
     .context("backfill task")?;
+    drop(temp);
     if progress {
         eprintln!();
     }
-    let failed = result.flush_failures.load(Ordering::Relaxed);
     println!(
         "backfill: {} records, {} skipped, {} bytes",
         result.records.load(Ordering::Relaxed),
         result.skipped.load(Ordering::Relaxed),
         result.bytes.load(Ordering::Relaxed)
     );
-    if failed > 0 && result.flushes.load(Ordering::Relaxed) == 0 {
+    if result.flush_failures.load(Ordering::Relaxed) > 0 {
         return Err(Failure::Other(anyhow::anyhow!(
-            "storing the statistics failed; nothing was stored"
+            "storing the statistics failed; nothing of this run was stored, run it again"
         )));
     }
     Ok(())
+}
+
+fn pattern(cwd: &Path, file: &Path) -> Result<PathPattern, Failure> {
+    let text = file
+        .to_str()
+        .ok_or_else(|| Failure::Config(format!("{} is not UTF-8", file.display())))?;
+    PathPattern::new(cwd, text).ok_or_else(|| Failure::Config(format!("{text}: not a file path")))
+}
+
+/// (device, inode, fingerprint of the first 256 bytes, bytes fingerprinted).
+fn file_identity(file: &Path) -> Result<(u64, u64, u64, u32), Failure> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("reading {}", file.display()))?;
+    let mut head = Vec::with_capacity(256);
+    (&mut f)
+        .take(256)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let fingerprint = authstat_core::hash::murmur3_x64_128(&head, 0).0;
+    Ok((meta.dev(), meta.ino(), fingerprint, head.len() as u32))
+}
+
+/// Decompresses `gz` into `target`; the decompressed size.
+fn gunzip(gz: &Path, target: &Path) -> Result<u64, Failure> {
+    let input = std::fs::File::open(gz).with_context(|| format!("reading {}", gz.display()))?;
+    let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(input));
+    let mut output =
+        std::fs::File::create(target).with_context(|| format!("writing {}", target.display()))?;
+    let size = std::io::copy(&mut decoder, &mut output)
+        .with_context(|| format!("decompressing {}", gz.display()))?;
+    Ok(size)
+}
+
+fn tempfile_dir() -> Result<TempDir, Failure> {
+    let base = std::env::temp_dir().join(format!("authstat-backfill-{}", std::process::id()));
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    Ok(TempDir(base))
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// `authstat query`.

@@ -57,6 +57,8 @@ pub struct PipelineStats {
     pub records: AtomicU64,
     /// Records or bytes skipped, all kinds together.
     pub skipped: AtomicU64,
+    /// Skipped, per kind (indexed by `ParseErrorKind::index`).
+    pub skipped_by_kind: [AtomicU64; ParseErrorKind::ALL.len()],
     /// Bytes read.
     pub bytes: AtomicU64,
     /// Flushes applied.
@@ -104,6 +106,12 @@ pub struct Pipeline {
     last_checkpoints: Vec<Checkpoint>,
     max_pending_records: u64,
     stats: Arc<PipelineStats>,
+    skip_log: SkipLog,
+    /// Checkpoints stored with every flush besides the tailers' own (backfill: earlier runs'
+    /// files and done markers of compressed files).
+    extra_checkpoints: Vec<Checkpoint>,
+    /// Sources whose checkpoints are not stored (backfill: decompressed temporary files).
+    transient_sources: Vec<String>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -155,8 +163,21 @@ impl Pipeline {
             last_checkpoints: state.checkpoints,
             max_pending_records,
             stats,
+            skip_log: SkipLog {
+                last_warning: None,
+                suppressed: 0,
+            },
+            extra_checkpoints: Vec::new(),
+            transient_sources: Vec::new(),
             runtime,
         }
+    }
+
+    /// Stores `extra` with every flush, and not the checkpoints of `transient` sources.
+    pub fn with_checkpoint_rules(mut self, extra: Vec<Checkpoint>, transient: Vec<String>) -> Self {
+        self.extra_checkpoints = extra;
+        self.transient_sources = transient;
+        self
     }
 
     /// Runs until told to shut down: scans every `poll`, reads what there is, flushes every
@@ -236,21 +257,23 @@ impl Pipeline {
         let agg = &mut self.agg;
         let deriver = self.deriver.as_ref();
         let stats = &self.stats;
+        let log = &mut self.skip_log;
         for t in &mut self.tailers {
             let source = t.source().to_owned();
             let result = t.read(8 << 20, &mut |event| match event {
                 TailEvent::Record { parsed: Ok(event), path, offset } => {
                     agg.records += 1;
                     stats.records.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = deriver.derive(&event, agg) {
-                        stats.skipped.fetch_add(1, Ordering::Relaxed);
-                        debug!(%source, path = %path.display(), offset, error = %e, "record skipped");
+                    if deriver.derive(&event, agg).is_err() {
+                        skipped(stats, log, &source, ParseErrorKind::BadTimestamp, path, offset);
                     }
                 }
                 TailEvent::Record { parsed: Err(e), path, offset } => {
-                    skipped(stats, &source, e.kind, path, offset);
+                    skipped(stats, log, &source, e.kind, path, offset);
                 }
-                TailEvent::Skipped { kind, path, offset } => skipped(stats, &source, kind, path, offset),
+                TailEvent::Skipped { kind, path, offset } => {
+                    skipped(stats, log, &source, kind, path, offset)
+                }
                 TailEvent::Truncated { path } => info!(%source, path = %path.display(), "file truncated: reading it again from its start"),
             });
             match result {
@@ -269,7 +292,13 @@ impl Pipeline {
         {
             return;
         }
-        let checkpoints: Vec<_> = self.tailers.iter().flat_map(Tailer::checkpoints).collect();
+        let mut checkpoints: Vec<_> = self
+            .tailers
+            .iter()
+            .flat_map(Tailer::checkpoints)
+            .filter(|c| !self.transient_sources.contains(&c.source))
+            .collect();
+        checkpoints.extend(self.extra_checkpoints.iter().cloned());
         if self.agg.touched.is_empty() && checkpoints == self.last_checkpoints {
             return;
         }
@@ -325,14 +354,48 @@ impl Pipeline {
     }
 }
 
+/// Warnings about bad input are bounded: at most one per [`WARN_EVERY`], which says how many
+/// more were skipped since the last one (each is also logged at debug level and counted).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct SkipLog {
+    last_warning: Option<Instant>,
+    suppressed: u64,
+}
+
+impl SkipLog {
+    fn record(&mut self, source: &str, kind: ParseErrorKind, path: &std::path::Path, offset: u64) {
+        debug!(source, path = %path.display(), offset, %kind, "skipped");
+        if self
+            .last_warning
+            .is_some_and(|at| at.elapsed() < WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(
+            source,
+            path = %path.display(),
+            offset,
+            %kind,
+            more_since_last_warning = self.suppressed,
+            "bad input skipped"
+        );
+        self.last_warning = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
 fn skipped(
     stats: &PipelineStats,
+    log: &mut SkipLog,
     source: &str,
     kind: ParseErrorKind,
     path: &std::path::Path,
     offset: u64,
 ) {
     stats.skipped.fetch_add(1, Ordering::Relaxed);
-    // Bounded: debug level per record; the count is in the stats.
-    debug!(source, path = %path.display(), offset, %kind, "skipped");
+    stats.skipped_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+    log.record(source, kind, path, offset);
 }

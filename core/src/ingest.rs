@@ -58,6 +58,26 @@ pub enum ParseErrorKind {
 }
 
 impl ParseErrorKind {
+    /// Every kind, in a fixed order ([`index`](ParseErrorKind::index) is the position here).
+    pub const ALL: [ParseErrorKind; 8] = [
+        ParseErrorKind::InvalidUtf8,
+        ParseErrorKind::MalformedJson,
+        ParseErrorKind::MissingField,
+        ParseErrorKind::WrongType,
+        ParseErrorKind::BadTimestamp,
+        ParseErrorKind::HeaderWithoutBody,
+        ParseErrorKind::Garbage,
+        ParseErrorKind::TooLarge,
+    ];
+
+    /// The position in [`ALL`](ParseErrorKind::ALL), for arrays of counters.
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("every kind is in ALL")
+    }
+
     /// A snake_case name for metric labels and logs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -232,3 +232,55 @@ fn backfill_twice_counts_once() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[..4], ["202402", "2", "2", "1"], "{text}");
 }
+
+/// Compressed rotated files are read too, and runs over different sets of files never count a
+/// file twice.
+#[test]
+fn backfill_reads_gz_and_is_idempotent_across_runs() {
+    use std::io::Write;
+    let fixture = Fixture::new("");
+    let logs = fixture.dir.path().join("logs");
+    let plain = std::fs::read(logs.join("jans-auth_audit.log")).unwrap();
+    let gz_path = logs.join("jans-auth_audit-2024-02-01-1.log.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz_path).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(&plain).unwrap();
+    encoder.finish().unwrap();
+    let tokens = logs.join("token-events.jsonl");
+    let run = |args: &[&str], files: &[&Path]| {
+        let out = authstat()
+            .arg("backfill")
+            .args(args)
+            .arg("--config")
+            .arg(fixture.config_path())
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(&[], &[&gz_path]);
+    assert!(run(&[], &[&gz_path]).contains("was read before; skipped"));
+    run(&["--format", "token-events"], &[&tokens]);
+    run(&[], &[&gz_path]);
+    run(&["--format", "token-events"], &[&tokens]);
+    let out = authstat()
+        .args(["query", "--month", "202402", "--config"])
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("202402"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // The audit log once (2 users, 2 ok, 1 failed), the 6 token events once.
+    assert_eq!(&cols[..5], ["202402", "2", "2", "1", "6"], "{text}");
+}

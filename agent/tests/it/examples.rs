@@ -96,3 +96,84 @@ fn systemd_unit_verifies() {
         .collect();
     assert!(out.status.success() && ours.is_empty(), "{text}");
 }
+
+/// The Janssen update-token script writes lines authstat's token-event parser reads: its
+/// formatting and grant inspection run under CPython with stand-ins for Janssen's objects.
+#[test]
+fn janssen_token_script_writes_token_events() {
+    use authstat_core::event::Event;
+    use authstat_core::ingest::{Frame, Parser};
+    use authstat_plugins::parse::TokenEventsParser;
+
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let driver = format!(
+        r#"
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("script", {script:?})
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+class V:
+    def __init__(s, v): s.v = v
+    def getValue(s): return s.v
+    def getValue2(s): return s.v
+    def getUserId(s): return s.v
+class Grant:
+    def __init__(s, gt, user): s.gt, s.user = gt, user
+    def getGrantType(s): return V(s.gt)
+    def getClientId(s): return "client-1"
+    def getUser(s): return V(s.user) if s.user else None
+class Ctx:
+    def __init__(s, g): s.g = g
+    def getGrant(s): return s.g
+class Attrs:
+    def containsKey(s, k): return k == "events_file"
+    def get(s, k): return V({events:?})
+t = m.UpdateToken(0)
+assert t.init(None, Attrs())
+assert t.modifyAccessToken(None, Ctx(Grant("authorization_code", "admin")))
+assert t.modifyIdToken(None, Ctx(Grant("authorization_code", "admin")))
+assert t.modifyAccessToken(None, Ctx(Grant("client_credentials", None)))
+assert t.getApiVersion() == 11
+"#,
+        script = example("janssen/update_token_events.py")
+            .display()
+            .to_string(),
+        events = events.display().to_string(),
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&driver)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read(&events).unwrap();
+    let mut at = 0;
+    let mut parsed = Vec::new();
+    while let Frame::Record { len } = TokenEventsParser.frame(&text[at..]) {
+        let Event::Token(t) = TokenEventsParser.parse(&text[at..at + len]).unwrap() else {
+            panic!()
+        };
+        parsed.push((t.grant_type, t.token_type, t.username));
+        at += len;
+    }
+    assert_eq!(
+        parsed,
+        [
+            (
+                "authorization_code".into(),
+                "access_token".into(),
+                Some("admin".into())
+            ),
+            (
+                "authorization_code".into(),
+                "id_token".into(),
+                Some("admin".into())
+            ),
+            ("client_credentials".into(), "access_token".into(), None),
+        ]
+    );
+}

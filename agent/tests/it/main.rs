@@ -4,5 +4,6 @@ mod api;
 mod binary;
 mod crash;
 mod examples;
+mod ingest;
 mod reload;
 mod support;

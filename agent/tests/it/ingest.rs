@@ -1,0 +1,40 @@
+//! Bad input in a running agent: counted by kind, never fatal, reading goes on.
+
+use std::sync::atomic::Ordering;
+
+use authstat_core::ingest::ParseErrorKind;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_counted_by_kind_and_reading_goes_on() {
+    let fixture = Fixture::new("");
+    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    let good = std::fs::read_to_string(&log).unwrap();
+    let header = "2024-02-01 00:00:03,611 INFO  [m] [t]  [c] (A.java:1) - {\n";
+    let bad = format!(
+        "garbage line\n{header}  \"action\" : \"USER_INFO\",\n  \"timestamp\" : \"soon\",\n  \"success\" : true\n}}\n{header}  \"ip\" : \"1\n}}\n"
+    );
+    std::fs::write(&log, format!("{bad}{good}")).unwrap();
+    let tokens = fixture.dir.path().join("logs/token-events.jsonl");
+    let mut bytes = std::fs::read(&tokens).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe not utf-8\n");
+    std::fs::write(&tokens, bytes).unwrap();
+
+    let agent = fixture.start().await;
+    let stats = agent.stats.clone();
+    wait_until("every record to be read", || {
+        stats.records.load(Ordering::Relaxed) >= 15 && stats.skipped.load(Ordering::Relaxed) >= 4
+    });
+    let by_kind = |k: ParseErrorKind| stats.skipped_by_kind[k.index()].load(Ordering::Relaxed);
+    assert_eq!(by_kind(ParseErrorKind::Garbage), 1);
+    assert_eq!(by_kind(ParseErrorKind::WrongType), 1);
+    assert_eq!(by_kind(ParseErrorKind::MalformedJson), 1);
+    assert_eq!(by_kind(ParseErrorKind::InvalidUtf8), 1);
+    assert_eq!(
+        stats.records.load(Ordering::Relaxed),
+        15,
+        "all good records were read"
+    );
+    agent.shutdown().await;
+}

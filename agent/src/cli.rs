@@ -37,7 +37,12 @@ pub enum Command {
         #[arg(long, short, env = "AUTHSTAT_CONFIG")]
         config: PathBuf,
         /// The record format of the files.
-        #[arg(long, value_enum, default_value = "janssen-audit")]
+        #[arg(
+            long,
+            value_enum,
+            default_value = "janssen-audit",
+            env = "AUTHSTAT_BACKFILL_FORMAT"
+        )]
         format: FormatArg,
         /// The files.
         #[arg(required = true)]
@@ -49,10 +54,15 @@ pub enum Command {
         #[arg(long, short, env = "AUTHSTAT_CONFIG")]
         config: PathBuf,
         /// Months (yyyyMM); repeat the option or separate them with spaces.
-        #[arg(long, required = true, num_args = 1.., value_delimiter = ' ')]
+        #[arg(long, required = true, num_args = 1.., value_delimiter = ' ', env = "AUTHSTAT_QUERY_MONTH")]
         month: Vec<String>,
         /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(
+            long,
+            value_enum,
+            default_value = "table",
+            env = "AUTHSTAT_QUERY_FORMAT"
+        )]
         format: QueryFormat,
     },
     /// HyperLogLog tools.

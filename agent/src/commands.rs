@@ -64,6 +64,7 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let resolved = load_config(path)?;
     let set_level = crate::logging::init(&resolved.config.logging);
+    let grace = std::time::Duration::from_secs(resolved.config.shutdown_grace_secs);
     let mut agent = crate::start(resolved).await?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
@@ -98,6 +99,9 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
     tracing::info!("shutting down: final flush");
     tokio::select! {
         () = agent.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_secs = grace.as_secs(), "the final flush did not finish in time: exiting; the rest is read again at the next start");
+        }
         () = wait_for_signal() => {
             tracing::warn!("second signal: exiting at once");
             std::process::exit(130);

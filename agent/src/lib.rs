@@ -243,8 +243,20 @@ fn watch(
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = control.send(Control::Wake);
+        // Our own reads cause access events (and may touch access times): waking up for them
+        // would make reading its own cause, a busy loop.
+        let ours = |e: &notify::Event| {
+            matches!(
+                e.kind,
+                notify::EventKind::Access(_)
+                    | notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+            )
+        };
+        match event {
+            Ok(e) if ours(&e) => {}
+            _ => {
+                let _ = control.send(Control::Wake);
+            }
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {

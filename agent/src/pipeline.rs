@@ -65,6 +65,10 @@ pub struct PipelineStats {
     pub flushes: AtomicU64,
     /// Flushes that failed (and will be retried).
     pub flush_failures: AtomicU64,
+    /// Turns of the pipeline's loop (each waits for a file event, a timer or a command).
+    pub loops: AtomicU64,
+    /// Scans of the sources' paths on the timer (not those a file event asked for).
+    pub scans: AtomicU64,
     /// Set once the node's state was loaded and reading started.
     pub started: std::sync::atomic::AtomicBool,
 }
@@ -188,6 +192,7 @@ impl Pipeline {
         let mut next_scan = Instant::now() + poll;
         let mut next_flush = Instant::now() + flush_every;
         loop {
+            self.stats.loops.fetch_add(1, Ordering::Relaxed);
             // Read everything available before waiting (in slices, so flushes keep their pace).
             let mut busy = self.read_some();
             let now = Instant::now();
@@ -196,6 +201,7 @@ impl Pipeline {
                 next_flush = now + flush_every;
             }
             if now >= next_scan {
+                self.stats.scans.fetch_add(1, Ordering::Relaxed);
                 self.scan();
                 next_scan = now + poll;
                 busy = true;
@@ -253,6 +259,13 @@ impl Pipeline {
         if self.pending.is_some() && self.agg.records >= self.max_pending_records {
             return false;
         }
+        // While a batch waits for the backend, read in small slices so that the limit holds
+        // closely.
+        let budget = if self.pending.is_some() {
+            64 << 10
+        } else {
+            8 << 20
+        };
         let mut total = 0;
         let agg = &mut self.agg;
         let deriver = self.deriver.as_ref();
@@ -260,7 +273,7 @@ impl Pipeline {
         let log = &mut self.skip_log;
         for t in &mut self.tailers {
             let source = t.source().to_owned();
-            let result = t.read(8 << 20, &mut |event| match event {
+            let result = t.read(budget, &mut |event| match event {
                 TailEvent::Record { parsed: Ok(event), path, offset } => {
                     agg.records += 1;
                     stats.records.fetch_add(1, Ordering::Relaxed);

@@ -33,6 +33,13 @@ pub struct AgentConfig {
         deserialize_with = "positive_u64"
     )]
     pub max_pending_records: u64,
+    /// How long the final flush may take at shutdown before the agent exits anyway, in seconds
+    /// (unflushed data is then read again at the next start: nothing is lost).
+    #[serde(
+        default = "default_shutdown_grace_secs",
+        deserialize_with = "positive_u64"
+    )]
+    pub shutdown_grace_secs: u64,
     /// The files to read.
     pub sources: Vec<SourceConfig>,
     /// Where statistics are stored.
@@ -319,6 +326,9 @@ fn default_listen_addr() -> SocketAddr {
 }
 fn default_flush_interval_secs() -> u64 {
     10
+}
+fn default_shutdown_grace_secs() -> u64 {
+    20
 }
 fn default_max_pending_records() -> u64 {
     1_000_000

@@ -38,3 +38,40 @@ async fn bad_input_is_counted_by_kind_and_reading_goes_on() {
     );
     agent.shutdown().await;
 }
+
+/// Hundreds of idle files cost a handful of loop turns per scan, not a busy loop (reading a file
+/// must not wake the reader up again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_files_do_not_spin_the_pipeline() {
+    let fixture = Fixture::new("");
+    let logs = fixture.dir.path().join("logs");
+    let sample = std::fs::read(logs.join("jans-auth_audit.log")).unwrap();
+    for i in 0..300 {
+        std::fs::write(logs.join(format!("jans-auth_audit-{i}.log")), &sample).unwrap();
+    }
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "paths: [logs/jans-auth_audit*.log]",
+        "paths: [logs/jans-auth_audit*.log]\n    poll_interval_ms: 50",
+    );
+    std::fs::write(&path, text).unwrap();
+    let agent = fixture.start().await;
+    let stats = agent.stats.clone();
+    wait_until("every file to be read", || {
+        stats.records.load(Ordering::Relaxed) >= 301 * 9 + 6
+    });
+    let (loops, scans) = (
+        stats.loops.load(Ordering::Relaxed),
+        stats.scans.load(Ordering::Relaxed),
+    );
+    wait_until("20 more scans", || {
+        stats.scans.load(Ordering::Relaxed) >= scans + 20
+    });
+    let turns = stats.loops.load(Ordering::Relaxed) - loops;
+    let scanned = stats.scans.load(Ordering::Relaxed) - scans;
+    assert!(
+        turns <= scanned * 4 + 8,
+        "{turns} loop turns for {scanned} scans: the pipeline spins"
+    );
+    agent.shutdown().await;
+}

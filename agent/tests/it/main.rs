@@ -5,5 +5,6 @@ mod binary;
 mod crash;
 mod examples;
 mod ingest;
+mod outage;
 mod reload;
 mod support;

@@ -391,13 +391,17 @@ impl Tailer {
             if total >= budget {
                 break;
             }
+            // Reads check only for truncation below the position (cheap); the first bytes are
+            // compared on scans.
+            let len = t.file.metadata()?.len();
             if !t.detached
+                && len < t.offset
                 && let Some(before) = Self::check_replaced(t)?
             {
                 truncations.push(before);
                 on_event(TailEvent::Truncated { path: &t.path });
             }
-            if t.file.metadata()?.len() == t.read_pos {
+            if len == t.read_pos {
                 if t.detached {
                     finished.push(*key);
                 }
@@ -437,7 +441,8 @@ impl Tailer {
         let mut total = 0;
         while total < budget {
             t.file.seek(SeekFrom::Start(t.read_pos))?;
-            let n = t.file.read(chunk)?;
+            let want = chunk.len().min(budget - total).max(1);
+            let n = t.file.read(&mut chunk[..want])?;
             if n == 0 {
                 break;
             }

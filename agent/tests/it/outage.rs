@@ -1,0 +1,146 @@
+//! The backend goes away: reading pauses at `max_pending_records` (backpressure), the failed
+//! batch is retried unchanged, and when the backend is back every record is stored exactly once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use authstat::pipeline::{Control, PipelineStats};
+use authstat::resolve::resolve;
+use authstat_backends::memory::MemoryStore;
+use authstat_core::store::{FlushBatch, FlushOutcome, NodeState, StatStore, StoreError};
+use authstat_core::{Month, MonthStats, NodeId};
+
+use crate::support::wait_until;
+
+/// A memory store that fails every flush while `down` is set.
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    down: AtomicBool,
+    failed: AtomicU64,
+}
+
+#[async_trait]
+impl StatStore for Flaky {
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+    async fn flush(&self, batch: &FlushBatch) -> Result<FlushOutcome, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable {
+                backend: "flaky",
+                message: "down".into(),
+            });
+        }
+        self.inner.flush(batch).await
+    }
+    async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
+        self.inner.load_node(node).await
+    }
+    async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
+        self.inner.read_months(months).await
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn events(from: u64, n: u64) -> String {
+    (from..from + n)
+        .map(|i| format!("{{\"timestamp\":1706745604011,\"grant_type\":\"g{}\",\"token_type\":\"access_token\",\"client_id\":\"c{i}\"}}\n", i % 7))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tokens.jsonl");
+    std::fs::write(&log, events(0, 5000)).unwrap();
+    let path = dir.path().join("authstat.yaml");
+    std::fs::write(&path, "node_id: n\nmax_pending_records: 1000\nsources:\n  - {name: t, type: token_events, paths: [tokens.jsonl]}\nbackend: {type: memory}\n").unwrap();
+    let resolved = resolve(
+        &path,
+        authstat_config::load(&path, &std::collections::HashMap::new()).unwrap(),
+    )
+    .unwrap();
+
+    let store = Arc::new(Flaky::default());
+    store.down.store(true, Ordering::SeqCst);
+    let stats = Arc::new(PipelineStats::default());
+    let node = resolved.node.clone();
+    let pipeline = authstat::pipeline(
+        &resolved,
+        node,
+        store.clone(),
+        |cps| authstat::tailers(&resolved, cps),
+        stats.clone(),
+    )
+    .await
+    .unwrap();
+    let (control, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        pipeline.run(rx, Duration::from_millis(10), Duration::from_millis(20))
+    });
+
+    // The first 5000 records are read and their batch fails.
+    wait_until("the first batch to fail", || {
+        store.failed.load(Ordering::SeqCst) >= 1
+    });
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(events(5000, 15000).as_bytes()).unwrap();
+    }
+    // Several more failed flushes: plenty of time to read 15000 more records, were it allowed.
+    let failed = store.failed.load(Ordering::SeqCst);
+    wait_until("more failed flushes", || {
+        store.failed.load(Ordering::SeqCst) >= failed + 20
+    });
+    let read = stats.records.load(Ordering::Relaxed);
+    assert!(
+        read < 5000 + 1000 + 1000,
+        "reading went on past the limit: {read} records"
+    );
+    assert!(
+        read >= 5000 + 1000,
+        "reading stopped before the limit: {read}"
+    );
+
+    // The backend is back: everything lands, once.
+    store.down.store(false, Ordering::SeqCst);
+    let month: Month = "202402".parse().unwrap();
+    let total = |stored: &[MonthStats]| {
+        stored
+            .first()
+            .map(|m| m.counters.tokens.iter().map(|(_, _, n)| n).sum::<u64>())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = control.send(Control::Flush);
+        if total(&store.read_months(&[month]).await.unwrap()) == Some(20000) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every record was stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = control.send(Control::Shutdown);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    let stored = store.read_months(&[month]).await.unwrap();
+    assert_eq!(
+        total(&stored),
+        Some(20000),
+        "nothing counted twice after the retries"
+    );
+    assert_eq!(
+        stored[0].counters.tokens.get("g0", "access_token"),
+        (0..20000).filter(|i| i % 7 == 0).count() as u64
+    );
+}

@@ -234,10 +234,64 @@ pub enum AuthConfig {
         #[serde(default)]
         tokens: Vec<StaticToken>,
     },
+    /// Access tokens that are JWTs, verified against the auth server's JWKS.
+    Jwt(JwtConfig),
+    /// RFC 7662 token introspection at the auth server.
+    Introspection(IntrospectionConfig),
     /// No token is accepted: the stat endpoint answers 401 to everyone.
     #[default]
     Deny,
 }
+
+/// `api.auth` with `type: jwt`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtConfig {
+    /// The auth server's JWKS (e.g. `https://auth.example.com/jans-auth/restv1/jwks`).
+    pub jwks_uri: String,
+    /// The required `iss`.
+    pub issuer: String,
+    /// The required `aud`, if any.
+    pub audience: Option<String>,
+    /// Accepted algorithms (default RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384;
+    /// HMAC and `none` are never accepted).
+    pub algorithms: Vec<String>,
+    /// Clock leeway for `exp` and `nbf`, in seconds (default 30).
+    pub leeway_secs: u64,
+    /// An unknown key id fetches the JWKS again, at most this often, in seconds (default 30).
+    pub jwks_refresh_min_secs: u64,
+    /// Timeout of a JWKS request, in seconds (default 5).
+    pub timeout_secs: u64,
+}
+
+/// `api.auth` with `type: introspection`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntrospectionConfig {
+    /// The auth server's introspection endpoint.
+    pub endpoint: String,
+    /// This agent's client id at the auth server.
+    pub client_id: String,
+    /// Its secret (use `${VAR}`); never logged.
+    pub client_secret: String,
+    /// Timeout of an introspection request, in seconds (default 5).
+    pub timeout_secs: u64,
+    /// Answers are reused for at most this long and never past the token's `exp` (default 300).
+    pub cache_max_secs: u64,
+}
+
+impl std::fmt::Debug for IntrospectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionConfig")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Algorithms the JWT authenticator can verify with public keys.
+pub const JWT_ALGORITHMS: [&str; 8] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+];
 
 /// The `api.auth` section as written (see `RawBackend` for why it is not a tagged enum).
 #[derive(Deserialize)]
@@ -246,12 +300,25 @@ struct RawAuth {
     #[serde(rename = "type")]
     kind: AuthKind,
     tokens: Option<Vec<StaticToken>>,
+    jwks_uri: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    algorithms: Option<Vec<String>>,
+    leeway_secs: Option<u64>,
+    jwks_refresh_min_secs: Option<u64>,
+    timeout_secs: Option<u64>,
+    endpoint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    cache_max_secs: Option<u64>,
 }
 
 #[derive(Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum AuthKind {
     Static,
+    Jwt,
+    Introspection,
     Deny,
 }
 
@@ -259,15 +326,95 @@ impl TryFrom<RawAuth> for AuthConfig {
     type Error = String;
 
     fn try_from(raw: RawAuth) -> Result<Self, String> {
-        match raw.kind {
-            AuthKind::Static => Ok(AuthConfig::Static {
-                tokens: raw.tokens.unwrap_or_default(),
-            }),
-            AuthKind::Deny if raw.tokens.is_some() => {
-                Err("`tokens` is not an option of auth type deny".into())
-            }
-            AuthKind::Deny => Ok(AuthConfig::Deny),
+        let (name, allowed): (&str, &[&str]) = match raw.kind {
+            AuthKind::Static => ("static", &["tokens"]),
+            AuthKind::Deny => ("deny", &[]),
+            AuthKind::Jwt => (
+                "jwt",
+                &[
+                    "jwks_uri",
+                    "issuer",
+                    "audience",
+                    "algorithms",
+                    "leeway_secs",
+                    "jwks_refresh_min_secs",
+                    "timeout_secs",
+                ],
+            ),
+            AuthKind::Introspection => (
+                "introspection",
+                &[
+                    "endpoint",
+                    "client_id",
+                    "client_secret",
+                    "timeout_secs",
+                    "cache_max_secs",
+                ],
+            ),
+        };
+        let given = [
+            ("tokens", raw.tokens.is_some()),
+            ("jwks_uri", raw.jwks_uri.is_some()),
+            ("issuer", raw.issuer.is_some()),
+            ("audience", raw.audience.is_some()),
+            ("algorithms", raw.algorithms.is_some()),
+            ("leeway_secs", raw.leeway_secs.is_some()),
+            ("jwks_refresh_min_secs", raw.jwks_refresh_min_secs.is_some()),
+            ("timeout_secs", raw.timeout_secs.is_some()),
+            ("endpoint", raw.endpoint.is_some()),
+            ("client_id", raw.client_id.is_some()),
+            ("client_secret", raw.client_secret.is_some()),
+            ("cache_max_secs", raw.cache_max_secs.is_some()),
+        ];
+        if let Some((option, _)) = given.iter().find(|(o, set)| *set && !allowed.contains(o)) {
+            return Err(format!(
+                "`{option}` is not an option of auth type {name} (its options: {})",
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            ));
         }
+        let need = |v: Option<String>, option: &str| {
+            v.ok_or_else(|| format!("auth type {name} needs `{option}`"))
+        };
+        Ok(match raw.kind {
+            AuthKind::Static => AuthConfig::Static {
+                tokens: raw.tokens.unwrap_or_default(),
+            },
+            AuthKind::Deny => AuthConfig::Deny,
+            AuthKind::Jwt => {
+                let algorithms = raw
+                    .algorithms
+                    .unwrap_or_else(|| JWT_ALGORITHMS.map(String::from).to_vec());
+                if let Some(bad) = algorithms
+                    .iter()
+                    .find(|a| !JWT_ALGORITHMS.contains(&a.as_str()))
+                {
+                    return Err(format!(
+                        "algorithm `{bad}` cannot be verified with a JWKS (supported: {})",
+                        JWT_ALGORITHMS.join(", ")
+                    ));
+                }
+                AuthConfig::Jwt(JwtConfig {
+                    jwks_uri: need(raw.jwks_uri, "jwks_uri")?,
+                    issuer: need(raw.issuer, "issuer")?,
+                    audience: raw.audience,
+                    algorithms,
+                    leeway_secs: raw.leeway_secs.unwrap_or(30),
+                    jwks_refresh_min_secs: raw.jwks_refresh_min_secs.unwrap_or(30),
+                    timeout_secs: raw.timeout_secs.unwrap_or(5).max(1),
+                })
+            }
+            AuthKind::Introspection => AuthConfig::Introspection(IntrospectionConfig {
+                endpoint: need(raw.endpoint, "endpoint")?,
+                client_id: need(raw.client_id, "client_id")?,
+                client_secret: need(raw.client_secret, "client_secret")?,
+                timeout_secs: raw.timeout_secs.unwrap_or(5).max(1),
+                cache_max_secs: raw.cache_max_secs.unwrap_or(300),
+            }),
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP API: the Janssen-compatible stat endpoint and health check, and probes.
 
 mod auth;
+mod introspect;
+mod jwt;
 mod stat;
 
 use std::collections::HashMap;
@@ -171,7 +173,7 @@ async fn stat_get(
 ) -> Response {
     match params {
         Ok(Query(p)) => stat(state, headers, p).await,
-        Err(e) => bad_params(&state, &headers, e.body_text()),
+        Err(e) => bad_params(&state, &headers, e.body_text()).await,
     }
 }
 
@@ -187,20 +189,21 @@ async fn stat_post(
             "invalid_request",
             "the request body is too large",
         ),
-        Err(e) => bad_params(&state, &headers, e.body_text()),
+        Err(e) => bad_params(&state, &headers, e.body_text()).await,
     }
 }
 
 /// Unreadable parameters: still 403/401 first (Janssen's order), then 400.
-fn bad_params(state: &ApiState, headers: &HeaderMap, why: String) -> Response {
-    if let Some(denied) = check_access(&state.settings(), headers) {
+async fn bad_params(state: &ApiState, headers: &HeaderMap, why: String) -> Response {
+    if let Some(denied) = check_access(&state.settings(), headers).await {
         return denied;
     }
     error(StatusCode::BAD_REQUEST, "invalid_request", &why)
 }
 
-/// 403 when the endpoint is off, 401 when the token does not pass.
-fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Response> {
+/// 403 when the endpoint is off, 401 when the token does not pass, 503 when the authorization
+/// server that would tell cannot be reached.
+async fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Response> {
     if !settings.config.stat_enabled {
         return Some(error(
             StatusCode::FORBIDDEN,
@@ -211,8 +214,13 @@ fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Response>
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match settings.auth.check(header, &settings.config.scope) {
+    match settings.auth.check(header, &settings.config.scope).await {
         Ok(()) => None,
+        Err(Denied::Unavailable) => Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            &Denied::Unavailable.description(&settings.config.scope),
+        )),
         Err(denied) => {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
@@ -233,7 +241,7 @@ async fn stat(
     params: StatParams,
 ) -> Response {
     let settings = state.settings();
-    if let Some(denied) = check_access(&settings, &headers) {
+    if let Some(denied) = check_access(&settings, &headers).await {
         return denied;
     }
     let months = match requested_months(&params, settings.config.max_months) {

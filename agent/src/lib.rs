@@ -212,14 +212,8 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), stats.clone()));
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = api::router(state.clone());
-    let http = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = server.await {
-            warn!(error = %e, "the HTTP server stopped");
-        }
-    });
+    let timeout = Duration::from_secs(config.api.request_timeout_secs);
+    let http = tokio::spawn(serve(listener, app, timeout, stopped));
     info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "listening");
     Ok(RunningAgent {
         addr,
@@ -232,6 +226,49 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
         http,
         _watcher: watcher,
     })
+}
+
+/// Serves `app` until `stopped`: HTTP/1.1, request headers within `timeout` (slow clients are
+/// cut off), then lets requests in flight finish (at most `timeout` more).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    timeout: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("requests still running at shutdown were cut off");
+    }
 }
 
 /// Watches the sources' directories; a change wakes the pipeline. Without it (no inotify

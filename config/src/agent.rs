@@ -213,6 +213,13 @@ pub struct ApiConfig {
     /// The most months one request may cover.
     #[serde(default = "default_max_months", deserialize_with = "positive_u64")]
     pub max_months: u64,
+    /// A client must send its request headers, and the agent answer the whole request, within
+    /// this many seconds (slow clients are cut off).
+    #[serde(
+        default = "default_request_timeout_secs",
+        deserialize_with = "positive_u64"
+    )]
+    pub request_timeout_secs: u64,
     /// How bearer tokens are checked.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -516,6 +523,9 @@ fn default_cache_ttl_secs() -> u64 {
 }
 fn default_current_month_ttl_secs() -> u64 {
     60
+}
+fn default_request_timeout_secs() -> u64 {
+    10
 }
 fn default_max_months() -> u64 {
     120

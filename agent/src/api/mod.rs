@@ -149,7 +149,27 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(settings.config.request_timeout_secs),
+            request_timeout,
+        ))
         .with_state(state)
+}
+
+/// Bounds the whole request (a body sent slowly included): 408 after the timeout.
+async fn request_timeout(
+    State(timeout): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took too long",
+        ),
+    }
 }
 
 /// A JSON error body `{"error": ..., "error_description": ...}`.

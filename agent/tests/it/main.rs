@@ -1,6 +1,7 @@
 //! End-to-end tests of the agent: in-process on an ephemeral port, and the real binary.
 
 mod api;
+mod api_hardening;
 mod auth;
 mod binary;
 mod crash;

@@ -43,7 +43,8 @@ async fn slow_clients_are_cut_off() {
             .unwrap();
         let mut buf = [0u8; 256];
         match stream.read(&mut buf) {
-            Ok(_) => true, // closed (0) or an error response: either way, not left hanging
+            // Closed, or answered with an error: either way, not left hanging.
+            Ok(n) => n == 0 || buf[..n].starts_with(b"HTTP/1.1 4"),
             Err(e) => !matches!(
                 e.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut

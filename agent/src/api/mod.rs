@@ -58,7 +58,41 @@ pub struct ApiState {
 }
 
 /// A cached answer: when it was made, this node's flush count then, the stats.
-type Cached = (Instant, u64, Arc<Vec<MonthStats>>);
+type Cached = (Instant, u64, Arc<Answer>);
+
+/// The stats of a month list and their rendered bodies, made once per format on first use:
+/// a cached hit costs no cardinality computation and no serialization.
+#[derive(Debug)]
+pub struct Answer {
+    stats: Vec<MonthStats>,
+    bodies: [std::sync::OnceLock<axum::body::Bytes>; 3],
+}
+
+impl Answer {
+    fn new(stats: Vec<MonthStats>) -> Self {
+        Self {
+            stats,
+            bodies: Default::default(),
+        }
+    }
+
+    fn body(&self, format: Format) -> axum::body::Bytes {
+        let slot = match format {
+            Format::Json => 0,
+            Format::JsonMonth => 1,
+            Format::OpenMetrics => 2,
+        };
+        self.bodies[slot]
+            .get_or_init(|| {
+                let text = match format {
+                    Format::OpenMetrics => stat::openmetrics_body(&self.stats),
+                    other => stat::json_body(&self.stats, other),
+                };
+                axum::body::Bytes::from(text)
+            })
+            .clone()
+    }
+}
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,7 +140,7 @@ impl ApiState {
         &self,
         config: &ApiConfig,
         months: Vec<Month>,
-    ) -> Result<Arc<Vec<MonthStats>>, authstat_core::store::StoreError> {
+    ) -> Result<Arc<Answer>, authstat_core::store::StoreError> {
         let now_month = Month::from_epoch_millis(now_millis()).ok();
         let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
             config.cache_ttl_secs.min(config.current_month_ttl_secs)
@@ -121,7 +155,7 @@ impl ApiState {
         {
             return Ok(stats.clone());
         }
-        let stats = Arc::new(self.store.read_months(&months).await?);
+        let stats = Arc::new(Answer::new(self.store.read_months(&months).await?));
         let mut cache = self.cache.lock().expect("lock");
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
@@ -268,8 +302,8 @@ async fn stat(
         Ok(months) => months,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
     };
-    let stats = match state.stats(&settings.config, months).await {
-        Ok(stats) => stats,
+    let answer = match state.stats(&settings.config, months).await {
+        Ok(answer) => answer,
         Err(e) => {
             tracing::warn!(error = %e, "stat request: backend unavailable");
             return error(
@@ -279,24 +313,16 @@ async fn stat(
             );
         }
     };
-    match Format::parse(params.format.as_deref()) {
-        Format::OpenMetrics => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            )],
-            stat::openmetrics_body(&stats),
-        )
-            .into_response(),
-        format => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            stat::json_body(&stats, format),
-        )
-            .into_response(),
-    }
+    let format = Format::parse(params.format.as_deref());
+    let content_type = match format {
+        Format::OpenMetrics => "text/plain; version=0.0.4; charset=utf-8",
+        Format::Json | Format::JsonMonth => "application/json",
+    };
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        answer.body(format),
+    )
+        .into_response()
 }
 
 async fn db_online(state: &ApiState) -> bool {

@@ -323,3 +323,52 @@ fn random_requests_never_get_a_server_error() {
         .unwrap();
     rt.block_on(agent.shutdown());
 }
+
+/// The backend goes away: the Janssen health check says `offline` (still HTTP 200, as Janssen
+/// does) and `/readyz` answers 503; `/livez` stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_backend_that_went_away() {
+    let admin = required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
+    let db = format!("authstat_health_{}", std::process::id());
+    let psql = |sql: &str| {
+        let status = std::process::Command::new("psql")
+            .arg(&admin)
+            .args(["-qc", sql])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{sql}");
+    };
+    psql(&format!("CREATE DATABASE {db}"));
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let fixture = Fixture::new("");
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "backend:\n  type: sqlite\n  path: data/authstat.db",
+        &format!("backend:\n  type: postgres\n  url: \"{url}\"\n  connect_timeout_secs: 1"),
+    );
+    assert!(text.contains("type: postgres"));
+    std::fs::write(&path, text).unwrap();
+    let agent = fixture.start().await;
+    let addr = agent.addr;
+    let health = move || get(addr, "/jans-auth/sys/health-check", None);
+    let r = tokio::task::spawn_blocking(health).await.unwrap();
+    assert_eq!(r.body, r#"{"status": "running", "db_status":"online"}"#);
+
+    psql(&format!("DROP DATABASE {db} WITH (FORCE)"));
+    let (r, ready, live) = tokio::task::spawn_blocking(move || {
+        (
+            health(),
+            get(addr, "/readyz", None),
+            get(addr, "/livez", None),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, r#"{"status": "running", "db_status":"offline"}"#)
+    );
+    assert_eq!(ready.status, 503);
+    assert_eq!(live.status, 200);
+    agent.shutdown().await;
+}

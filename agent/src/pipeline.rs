@@ -69,8 +69,63 @@ pub struct PipelineStats {
     pub loops: AtomicU64,
     /// Scans of the sources' paths on the timer (not those a file event asked for).
     pub scans: AtomicU64,
+    /// Files followed now (updated on every timer scan).
+    pub files: AtomicU64,
+    /// Bytes written to the followed files but not consumed yet (updated on every timer scan).
+    pub lag_bytes: AtomicU64,
+    /// Flush durations in seconds, successful or not.
+    pub flush_seconds: std::sync::Mutex<Histogram>,
+    /// What this node has stored: every counter over all months, and the current month's
+    /// distinct users (updated after each flush; read by `/metrics`).
+    pub node_totals: std::sync::Mutex<NodeTotals>,
     /// Set once the node's state was loaded and reading started.
     pub started: std::sync::atomic::AtomicBool,
+}
+
+/// This node's stored statistics, for `/metrics` (cumulative across restarts: they start from
+/// what the backend holds).
+#[derive(Debug, Default, Clone)]
+pub struct NodeTotals {
+    /// Every counter, summed over all months.
+    pub counters: Counters,
+    /// The month of the newest data and its distinct users on this node.
+    pub current_month: Option<(Month, u64)>,
+}
+
+/// A histogram with fixed buckets (upper bounds in seconds).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    /// Upper bounds.
+    pub bounds: &'static [f64],
+    /// Observations at or below each bound (not cumulative).
+    pub counts: Vec<u64>,
+    /// Observations above the last bound.
+    pub over: u64,
+    /// Sum of all observations.
+    pub sum: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        const BOUNDS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+        Self {
+            bounds: BOUNDS,
+            counts: vec![0; BOUNDS.len()],
+            over: 0,
+            sum: 0.0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, value: f64) {
+        self.sum += value;
+        match self.bounds.iter().position(|&b| value <= b) {
+            Some(i) => self.counts[i] += 1,
+            None => self.over += 1,
+        }
+    }
 }
 
 /// Per month: the node's whole HLL, and the counters since the last flush.
@@ -145,6 +200,16 @@ impl Pipeline {
         stats: Arc<PipelineStats>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
+        // /metrics counters continue from what the backend holds.
+        {
+            let mut totals = stats.node_totals.lock().expect("lock");
+            for m in &state.months {
+                totals.counters.merge(&m.counters);
+            }
+            if let Some(m) = state.months.last() {
+                totals.current_month = Some((m.month, m.users.cardinality().unwrap_or(0)));
+            }
+        }
         let hlls = state
             .months
             .into_iter()
@@ -245,12 +310,35 @@ impl Pipeline {
         self.flush();
     }
 
+    /// Adds a stored batch to the node's totals for `/metrics`.
+    fn publish_totals(&self, batch: &FlushBatch) {
+        let mut totals = self.stats.node_totals.lock().expect("lock");
+        for month in &batch.months {
+            totals.counters.merge(&month.counter_deltas);
+        }
+        if let Some(newest) = batch.months.iter().map(|m| m.month).max()
+            && totals.current_month.is_none_or(|(m, _)| newest >= m)
+        {
+            let users = self
+                .agg
+                .hlls
+                .get(&newest)
+                .and_then(Hll::cardinality)
+                .unwrap_or(0);
+            totals.current_month = Some((newest, users));
+        }
+    }
+
     fn scan(&mut self) {
         for t in &mut self.tailers {
             if let Err(e) = t.scan() {
                 warn!(source = t.source(), error = %e, "scanning files failed");
             }
         }
+        let files: usize = self.tailers.iter().map(Tailer::files).sum();
+        let lag: u64 = self.tailers.iter().map(Tailer::lag_bytes).sum();
+        self.stats.files.store(files as u64, Ordering::Relaxed);
+        self.stats.lag_bytes.store(lag, Ordering::Relaxed);
     }
 
     /// Reads up to a slice of bytes; true if anything was read.
@@ -341,8 +429,15 @@ impl Pipeline {
     /// True if `batch` is stored (now or before); otherwise it is kept for a retry.
     fn try_flush(&mut self, batch: FlushBatch) -> bool {
         let started = Instant::now();
-        match self.runtime.block_on(self.store.flush(&batch)) {
+        let result = self.runtime.block_on(self.store.flush(&batch));
+        self.stats
+            .flush_seconds
+            .lock()
+            .expect("lock")
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(outcome) => {
+                self.publish_totals(&batch);
                 if outcome == FlushOutcome::AlreadyApplied {
                     info!(seq = batch.seq, "flush had been applied before");
                 }

@@ -3,7 +3,10 @@
 mod auth;
 mod introspect;
 mod jwt;
+mod metrics;
 mod stat;
+
+pub use metrics::Exposition;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -49,12 +52,27 @@ pub struct ApiState {
     pub store: Arc<dyn StatStore>,
     /// Replaced as a whole on reload; each request works with the settings it started with.
     settings: std::sync::RwLock<Arc<ApiSettings>>,
-    /// Whether ingestion has started (health `starting` until then).
+    /// Whether ingestion has started (health `starting` until then), and its counters.
     pub pipeline: Arc<PipelineStats>,
+    /// The API's own counters.
+    pub api_stats: ApiStats,
     /// Responses by month list, with when they were made and how many flushes this node had
     /// done then (a flush of this node makes them stale at once; other nodes' flushes show
     /// within the TTL). A std mutex, held only to look up or insert.
     cache: Mutex<HashMap<Vec<Month>, Cached>>,
+}
+
+/// Counters of the API, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    /// Responses by status code (a std mutex: one short insert per request).
+    pub requests: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Stat requests answered from the cache.
+    pub cache_hits: std::sync::atomic::AtomicU64,
+    /// Stat requests that read the backend.
+    pub cache_misses: std::sync::atomic::AtomicU64,
+    /// Backend reads that failed.
+    pub backend_errors: std::sync::atomic::AtomicU64,
 }
 
 /// A cached answer: when it was made, this node's flush count then, the stats.
@@ -115,6 +133,7 @@ impl ApiState {
             store,
             settings,
             pipeline,
+            api_stats: ApiStats::default(),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -153,9 +172,17 @@ impl ApiState {
             && at.elapsed() < ttl
             && *generation == flushes
         {
+            self.api_stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(stats.clone());
         }
-        let stats = Arc::new(Answer::new(self.store.read_months(&months).await?));
+        self.api_stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let read = self.store.read_months(&months).await;
+        if read.is_err() {
+            self.api_stats
+                .backend_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let stats = Arc::new(Answer::new(read?));
         let mut cache = self.cache.lock().expect("lock");
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
@@ -181,13 +208,47 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(&health_path, get(health).post(health))
         .route("/livez", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_endpoint))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(settings.config.request_timeout_secs),
             request_timeout,
         ))
         .with_state(state)
+}
+
+/// Counts responses by status code (for `/metrics`).
+async fn count_requests(
+    State(state): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    *state
+        .api_stats
+        .requests
+        .lock()
+        .expect("lock")
+        .entry(response.status().as_u16())
+        .or_default() += 1;
+    response
+}
+
+async fn metrics_endpoint(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let format = Exposition::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        )],
+        metrics::render(&state, format),
+    )
+        .into_response()
 }
 
 /// Bounds the whole request (a body sent slowly included): 408 after the timeout.

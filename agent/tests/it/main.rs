@@ -7,6 +7,7 @@ mod binary;
 mod crash;
 mod examples;
 mod ingest;
+mod metrics;
 mod outage;
 mod reload;
 mod support;

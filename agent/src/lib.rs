@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cli;
 pub mod commands;
+pub mod export;
 pub mod logging;
 pub mod pipeline;
 pub mod resolve;
@@ -44,6 +45,7 @@ pub struct RunningAgent {
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
+    export: Option<export::Export>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -110,6 +112,10 @@ impl RunningAgent {
         let _ = self.control.send(Control::Shutdown);
         if let Some(pipeline) = self.pipeline.take() {
             let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
+        }
+        // After the final flush, so that the last export carries the final totals.
+        if let Some(export) = self.export.take() {
+            export.shutdown(Duration::from_secs(5)).await;
         }
         let _ = (&mut self.http).await;
     }
@@ -209,7 +215,16 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
         .name("authstat-ingest".into())
         .spawn(move || pipeline.run(control_rx, poll, flush))?;
 
-    let state = Arc::new(api::ApiState::new(store, config.api.clone(), stats.clone()));
+    let export = match &config.export.otlp {
+        Some(otlp) => Some(
+            export::start(otlp, &resolved.node, stats.clone(), store.clone())
+                .context("starting the OTLP export")?,
+        ),
+        None => None,
+    };
+    let mut state = api::ApiState::new(store, config.api.clone(), stats.clone());
+    state.export_stats = export.as_ref().map(|e| e.stats.clone());
+    let state = Arc::new(state);
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = api::router(state.clone());
     let timeout = Duration::from_secs(config.api.request_timeout_secs);
@@ -224,6 +239,7 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
         pipeline: Some(pipeline),
         stop_http: Some(stop_http),
         http,
+        export,
         _watcher: watcher,
     })
 }

@@ -249,6 +249,23 @@ pub fn render(state: &ApiState, format: Exposition) -> String {
         &[("result", "miss")],
         api.cache_misses.load(Ordering::Relaxed),
     );
+    if let Some(export) = &state.export_stats {
+        out.family(
+            "authstat_otlp_exports_total",
+            "counter",
+            "OTLP exports by result (a failed one is superseded by the next).",
+        );
+        out.sample(
+            "authstat_otlp_exports_total",
+            &[("result", "success")],
+            export.exports.load(Ordering::Relaxed),
+        );
+        out.sample(
+            "authstat_otlp_exports_total",
+            &[("result", "failure")],
+            export.failures.load(Ordering::Relaxed),
+        );
+    }
     if format == Exposition::OpenMetrics {
         out.text.push_str("# EOF\n");
     }

@@ -56,6 +56,8 @@ pub struct ApiState {
     pub pipeline: Arc<PipelineStats>,
     /// The API's own counters.
     pub api_stats: ApiStats,
+    /// The OTLP exporter's counters, when it runs.
+    pub export_stats: Option<Arc<crate::export::ExportStats>>,
     /// Responses by month list, with when they were made and how many flushes this node had
     /// done then (a flush of this node makes them stale at once; other nodes' flushes show
     /// within the TTL). A std mutex, held only to look up or insert.
@@ -134,6 +136,7 @@ impl ApiState {
             settings,
             pipeline,
             api_stats: ApiStats::default(),
+            export_stats: None,
             cache: Mutex::new(HashMap::new()),
         }
     }

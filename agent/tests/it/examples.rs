@@ -177,3 +177,48 @@ assert t.getApiVersion() == 11
         ]
     );
 }
+
+/// The collector configuration routes OTLP to Prometheus, and every dashboard query uses a
+/// series the collector makes of authstat's instruments.
+#[test]
+fn otel_collector_and_grafana_dashboard_fit_the_instruments() {
+    let collector = &yaml_documents(&example("otel/collector.yaml"))[0];
+    let pipeline = &collector["service"]["pipelines"]["metrics"];
+    assert_eq!(pipeline["receivers"][0], "otlp");
+    assert_eq!(pipeline["exporters"][0], "prometheus");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(example("otel/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    // The Prometheus names of the instruments in agent/src/export.rs.
+    let series = [
+        "authstat_authorizations_total",
+        "authstat_authentication_failures_total",
+        "authstat_tokens_issued_total",
+        "authstat_users_active",
+        "authstat_cluster_users_active",
+    ];
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/export.rs")).unwrap();
+    for instrument in [
+        "authstat.authorizations",
+        "authstat.authentication.failures",
+        "authstat.tokens.issued",
+        "authstat.users.active",
+        "authstat.cluster.users.active",
+    ] {
+        assert!(
+            source.contains(&format!("\"{instrument}\"")),
+            "{instrument} is not exported"
+        );
+    }
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 4);
+    for panel in panels {
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            series.iter().any(|s| expr.contains(s)),
+            "{expr} uses no exported series"
+        );
+    }
+}

@@ -8,6 +8,7 @@ mod crash;
 mod examples;
 mod ingest;
 mod metrics;
+mod otlp;
 mod outage;
 mod reload;
 mod support;

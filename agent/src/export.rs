@@ -3,7 +3,8 @@
 //! The instruments are observable and read what `/metrics` reads: the node's stored totals,
 //! cumulative and continued from the backend after a restart, so a restart never looks like a
 //! counter reset. Temporality is cumulative: a failed export loses nothing (the next one carries
-//! the totals), so there is no queue to bound; failures are counted (`/metrics`) and logged.
+//! the totals), so there is no queue to bound. An export is retried twice with backoff, then
+//! dropped, counted (`/metrics`) and logged.
 //! The SDK's periodic reader runs on its own thread: a slow or absent collector never blocks
 //! ingestion or the API.
 
@@ -43,19 +44,33 @@ struct Counting<E> {
     stats: Arc<ExportStats>,
 }
 
+/// Retries of one export, with doubling pauses from [`FIRST_BACKOFF`].
+const RETRIES: u32 = 2;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 impl<E: PushMetricExporter> PushMetricExporter for Counting<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let result = self.inner.export(metrics).await;
-        match &result {
-            Ok(()) => {
-                self.stats.exports.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "OTLP export failed; the next one carries the totals");
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 0..=RETRIES {
+            match self.inner.export(metrics).await {
+                Ok(()) => {
+                    self.stats.exports.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if attempt < RETRIES => {
+                    tracing::debug!(error = %e, attempt, "OTLP export failed; retrying");
+                    // The SDK's reader thread is ours alone: pausing it blocks nothing else.
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                }
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "OTLP export failed; dropped, the next one carries the totals");
+                    return Err(e);
+                }
             }
         }
-        result
+        unreachable!("the last attempt returns")
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -143,12 +158,11 @@ pub fn start(
                 .context("building the OTLP gRPC exporter")?
         }
         OtlpProtocol::HttpProtobuf => {
-            anyhow::ensure!(
-                config.compression == OtlpCompression::None,
-                "export.otlp.compression: gzip is supported for grpc only"
-            );
             let _ = rustls::crypto::ring::default_provider().install_default();
             let mut builder = opentelemetry_otlp::MetricExporter::builder().with_http();
+            if config.compression == OtlpCompression::Gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
             if let Some(endpoint) = &config.endpoint {
                 builder = builder.with_endpoint(endpoint);
             }

@@ -469,7 +469,7 @@ pub enum OtlpCompression {
     /// None.
     #[default]
     None,
-    /// gzip (gRPC only).
+    /// gzip.
     Gzip,
 }
 

@@ -18,16 +18,8 @@ fn weak_token_hash() -> String {
 }
 
 async fn started(fixture: &Fixture) -> (authstat::RunningAgent, SocketAddr) {
-    let agent = fixture.start().await;
+    let agent = start_and_flush(fixture).await;
     let addr = agent.addr;
-    let stats = agent.stats.clone();
-    wait_until("the sample logs to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15
-    });
-    agent.flush_now();
-    wait_until("the first flush", || {
-        stats.flushes.load(Ordering::Acquire) >= 1
-    });
     (agent, addr)
 }
 

@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use authstat_config::SqliteConfig;
@@ -75,13 +74,7 @@ async fn openmetrics_passes_promtool_with_only_janssens_lint_findings() {
         "promtool is missing: scripts/install-deps installs the Debian package prometheus"
     );
     let fixture = Fixture::new("");
-    let agent = fixture.start().await;
-    let stats = agent.stats.clone();
-    wait_until("the sample logs to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15
-    });
-    agent.flush_now();
-    wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);
+    let agent = start_and_flush(&fixture).await;
     let addr = agent.addr;
     let body = tokio::task::spawn_blocking(move || {
         get(

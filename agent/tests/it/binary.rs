@@ -1,9 +1,7 @@
 //! The real binary: the README's run command, exit codes, and the other subcommands.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::*;
 
@@ -42,27 +40,12 @@ fn the_readme_run_command_serves_the_sample_statistics() {
         )
         .unwrap();
     }
-    let mut child = authstat()
-        .args(["run", "--config", "examples/authstat.yaml"])
-        .current_dir(dir.path())
-        .env("AUTHSTAT_LISTEN_ADDR", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr: SocketAddr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the agent ended before listening"
-        );
-        if let Some(at) = line.find("listening addr=") {
-            let rest = &line[at + "listening addr=".len()..];
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
-
+    let mut agent = spawn_agent(
+        Path::new("examples/authstat.yaml"),
+        dir.path(),
+        &[("AUTHSTAT_LISTEN_ADDR", "127.0.0.1:0")],
+    );
+    let addr = agent.addr;
     wait_until("the health check to say running", || {
         get(addr, "/jans-auth/sys/health-check", None).body
             == r#"{"status": "running", "db_status":"online"}"#
@@ -86,16 +69,8 @@ fn the_readme_run_command_serves_the_sample_statistics() {
         2
     );
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    agent.signal("TERM");
+    assert_eq!(agent.child.wait().unwrap().code(), Some(0));
     assert!(
         dir.path().join("examples/data/authstat.db").exists(),
         "the SQLite file of the embedded default"

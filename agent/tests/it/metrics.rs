@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 
 use crate::support::*;
 
@@ -40,13 +39,7 @@ fn sample_value(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_in_both_formats_and_across_a_restart() {
     let fixture = Fixture::new("");
-    let agent = fixture.start().await;
-    let stats = agent.stats.clone();
-    wait_until("the sample logs to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15
-    });
-    agent.flush_now();
-    wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);
+    let agent = start_and_flush(&fixture).await;
     let addr = agent.addr;
     let (text, open) = tokio::task::spawn_blocking(move || {
         let _ = get(addr, "/nope", None); // one 404 to count

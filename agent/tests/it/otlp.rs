@@ -124,17 +124,6 @@ fn otlp_fixture(protocol: &str, endpoint: &str) -> Fixture {
     ))
 }
 
-async fn run_until_flushed(fixture: &Fixture) -> authstat::RunningAgent {
-    let agent = fixture.start().await;
-    let stats = agent.stats.clone();
-    wait_until("the sample logs to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15
-    });
-    agent.flush_now();
-    wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);
-    agent
-}
-
 fn newest_with_tokens(received: &Received) -> Option<ExportMetricsServiceRequest> {
     received
         .lock()
@@ -206,7 +195,7 @@ async fn grpc_export_of_a_real_run() {
     let received = Received::default();
     let _receiver = grpc_receiver(addr, received.clone()).await;
     let fixture = otlp_fixture("grpc", &format!("http://{addr}"));
-    let agent = run_until_flushed(&fixture).await;
+    let agent = start_and_flush(&fixture).await;
     wait_until("an export with the sample's tokens", || {
         newest_with_tokens(&received).is_some()
     });
@@ -218,33 +207,52 @@ async fn grpc_export_of_a_real_run() {
 async fn http_protobuf_export_of_a_real_run() {
     let received = Received::default();
     let sink = received.clone();
+    let gzipped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen_gzip = gzipped.clone();
     let app = axum::Router::new().route(
         "/v1/metrics",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let sink = sink.clone();
-            async move {
-                sink.lock()
-                    .unwrap()
-                    .push(ExportMetricsServiceRequest::decode(body).unwrap());
-                (
-                    [("content-type", "application/x-protobuf")],
-                    ExportMetricsServiceResponse {
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                let seen_gzip = seen_gzip.clone();
+                async move {
+                    let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+                        seen_gzip.store(true, Ordering::SeqCst);
+                        let mut plain = Vec::new();
+                        let mut decoder = flate2::read::GzDecoder::new(&body[..]);
+                        std::io::Read::read_to_end(&mut decoder, &mut plain).unwrap();
+                        axum::body::Bytes::from(plain)
+                    } else {
+                        body
+                    };
+                    sink.lock()
+                        .unwrap()
+                        .push(ExportMetricsServiceRequest::decode(body).unwrap());
+                    let response = ExportMetricsServiceResponse {
                         partial_success: None,
-                    }
-                    .encode_to_vec(),
-                )
-            }
-        }),
+                    };
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        response.encode_to_vec(),
+                    )
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let fixture = otlp_fixture("http_protobuf", &format!("http://{addr}/v1/metrics"));
-    let agent = run_until_flushed(&fixture).await;
+    let endpoint = format!("http://{addr}/v1/metrics\n    compression: gzip");
+    let fixture = otlp_fixture("http_protobuf", &endpoint);
+    let agent = start_and_flush(&fixture).await;
     wait_until("an export with the sample's tokens", || {
         newest_with_tokens(&received).is_some()
     });
     assert_sample_run(&newest_with_tokens(&received).unwrap());
+    assert!(
+        gzipped.load(Ordering::SeqCst),
+        "the body arrived gzip-compressed"
+    );
     agent.shutdown().await;
 }
 
@@ -262,7 +270,7 @@ fn otlp_failures(addr: SocketAddr) -> u64 {
 async fn a_collector_that_comes_and_goes() {
     let collector = free_port();
     let fixture = otlp_fixture("grpc", &format!("http://{collector}"));
-    let agent = run_until_flushed(&fixture).await;
+    let agent = start_and_flush(&fixture).await;
     let api = agent.addr;
     wait_until("a failed export", || otlp_failures(api) >= 1);
     assert_eq!(get(api, "/livez", None).status, 200);
@@ -302,34 +310,13 @@ async fn the_standard_environment_variables_and_their_precedence() {
         let fixture = Fixture::new(&format!(
             "export:\n  otlp:\n{endpoint_line}    interval_secs: 3600\n"
         ));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"))
-            .args(["run", "--config"])
-            .arg(fixture.config_path())
-            .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://{env_endpoint}"),
-            )
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines =
-            std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-        let api: SocketAddr = loop {
-            let line = lines
-                .next()
-                .expect("the agent ended before listening")
-                .unwrap();
-            if let Some(at) = line.find("listening addr=") {
-                break line[at + 15..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let env_url = format!("http://{env_endpoint}");
+        let mut agent = spawn_agent(
+            &fixture.config_path(),
+            fixture.dir.path(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &env_url)],
+        );
+        let api = agent.addr;
         // Everything read; SIGTERM then flushes and exports once more.
         wait_until("the sample logs to be read", || {
             get(api, "/metrics", None)
@@ -337,16 +324,8 @@ async fn the_standard_environment_variables_and_their_precedence() {
                 .lines()
                 .any(|l| l == "authstat_records_read_total 15")
         });
-        let pid = child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
+        agent.signal("TERM");
+        assert!(agent.child.wait().unwrap().success());
         assert!(
             newest_with_tokens(&received).is_some(),
             "file endpoint {file_endpoint:?}, environment {env_endpoint}: nothing arrived at {addr}"

@@ -162,3 +162,87 @@ pub fn required_env(name: &str, what: &str) -> String {
         panic!("{name} is not set: the {what} tests need a running server. Run the suite with scripts/test, which starts a throwaway one.")
     })
 }
+
+/// Starts an agent in-process and waits until it has read the sample logs (15 records) and
+/// flushed once.
+pub async fn start_and_flush(fixture: &Fixture) -> RunningAgent {
+    use std::sync::atomic::Ordering;
+    let agent = fixture.start().await;
+    let stats = agent.stats.clone();
+    wait_until("the sample logs to be read", || {
+        stats.records.load(Ordering::Relaxed) >= 15
+    });
+    agent.flush_now();
+    wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);
+    agent
+}
+
+/// The real binary running `authstat run --config <config>`.
+pub struct Spawned {
+    pub child: std::process::Child,
+    /// Where it listens (from its `listening addr=` log line).
+    pub addr: SocketAddr,
+    /// Everything it logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Spawned {
+    /// Sends a signal (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Whether a logged line contains every one of `needles`.
+    pub fn logged(&self, needles: &[&str]) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+    }
+}
+
+/// Runs the binary in `cwd` with `envs`, waiting until it listens.
+pub fn spawn_agent(config: &Path, cwd: &Path, envs: &[(&str, &str)]) -> Spawned {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .current_dir(cwd)
+        .env_remove("AUTHSTAT_CONFIG")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut addr = None;
+    wait_until("the agent to listen", || {
+        addr = log.lock().unwrap().iter().find_map(|l| {
+            let rest = &l[l.find("listening addr=")? + "listening addr=".len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        });
+        addr.is_some()
+    });
+    Spawned {
+        child,
+        addr: addr.unwrap(),
+        log,
+    }
+}

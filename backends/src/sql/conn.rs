@@ -112,32 +112,30 @@ pub trait SqlConnection: R2D2Connection + Send + 'static {
     fn migrate(&mut self) -> Result<(), String>;
 }
 
+/// `sql` as a boxed query for backend `$db` with `binds` bound in order.
+macro_rules! bound_query {
+    ($db:ty, $sql:expr, $binds:expr) => {{
+        let mut query = diesel::sql_query($sql).into_boxed::<$db>();
+        for bind in $binds {
+            query = match bind {
+                Bind::Int(v) => query.bind::<Integer, _>(v),
+                Bind::BigInt(v) => query.bind::<BigInt, _>(v),
+                Bind::Text(v) => query.bind::<Text, _>(v),
+                Bind::Bytes(v) => query.bind::<Binary, _>(v),
+            };
+        }
+        query
+    }};
+}
+
 macro_rules! exec_and_load {
     ($db:ty) => {
         fn exec(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<usize> {
-            let mut query = diesel::sql_query(sql).into_boxed::<$db>();
-            for bind in binds {
-                query = match bind {
-                    Bind::Int(v) => query.bind::<Integer, _>(v),
-                    Bind::BigInt(v) => query.bind::<BigInt, _>(v),
-                    Bind::Text(v) => query.bind::<Text, _>(v),
-                    Bind::Bytes(v) => query.bind::<Binary, _>(v),
-                };
-            }
-            query.execute(self)
+            bound_query!($db, sql, binds).execute(self)
         }
 
         fn load<R: AnyRow>(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<Vec<R>> {
-            let mut query = diesel::sql_query(sql).into_boxed::<$db>();
-            for bind in binds {
-                query = match bind {
-                    Bind::Int(v) => query.bind::<Integer, _>(v),
-                    Bind::BigInt(v) => query.bind::<BigInt, _>(v),
-                    Bind::Text(v) => query.bind::<Text, _>(v),
-                    Bind::Bytes(v) => query.bind::<Binary, _>(v),
-                };
-            }
-            query.load::<R>(self)
+            bound_query!($db, sql, binds).load::<R>(self)
         }
     };
 }

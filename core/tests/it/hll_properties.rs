@@ -44,6 +44,9 @@ proptest! {
         prop_assert_eq!(back.to_bytes().unwrap(), bytes);
     }
 
+    /// On registers (and so on estimates): the representation may legitimately change, since
+    /// java-hll checks promotion thresholds only on some paths. A SPARSE HLL left above its
+    /// threshold by a promotion replay is promoted to FULL by the next union, even with itself.
     #[test]
     fn union_is_commutative_on_registers_and_idempotent(
         p in params(), a in raw_values(400), b in raw_values(400)
@@ -56,10 +59,12 @@ proptest! {
         prop_assert_eq!(ab.registers(), ba.registers());
         let mut aa = ha.clone();
         aa.union(&ha).unwrap();
-        prop_assert_eq!(&aa, &ha);
+        prop_assert_eq!(aa.registers(), ha.registers());
+        prop_assert_eq!(aa.cardinality(), ha.cardinality());
         let mut abb = ab.clone();
         abb.union(&hb).unwrap();
-        prop_assert_eq!(&abb, &ab);
+        prop_assert_eq!(abb.registers(), ab.registers());
+        prop_assert_eq!(abb.cardinality(), ab.cardinality());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use authstat_core::event::{AuditAction, AuditEvent, Event};
 use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
 use memchr::memmem;
 
-use super::{MAX_KEY_LEN, error, first_line, is_blank, json_error};
+use super::{MAX_KEY_LEN, error, first_line, is_blank, json_error, require_month, require_utf8};
 
 /// The Janssen audit-log format.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,12 +92,7 @@ impl Parser for JanssenAuditParser {
             Some(at) => &record[at + 3..],
             None => record,
         };
-        if std::str::from_utf8(json).is_err() {
-            return Err(error(
-                ParseErrorKind::InvalidUtf8,
-                "record is not valid UTF-8",
-            ));
-        }
+        require_utf8(json)?;
         let event: AuditEvent = serde_json::from_slice(json).map_err(json_error)?;
         if let AuditAction::Other(name) = &event.action
             && (name.is_empty() || name.len() > MAX_KEY_LEN)
@@ -107,16 +102,9 @@ impl Parser for JanssenAuditParser {
                 "action is empty or too long",
             ));
         }
-        if event.month().is_err() {
-            return Err(error(
-                ParseErrorKind::BadTimestamp,
-                format!(
-                    "timestamp {} is outside the years 0000-9999",
-                    event.timestamp
-                ),
-            ));
-        }
-        Ok(Event::Audit(event))
+        let event = Event::Audit(event);
+        require_month(&event)?;
+        Ok(event)
     }
 
     fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {

@@ -39,6 +39,27 @@ fn error(kind: ParseErrorKind, message: impl Into<String>) -> ParseError {
     }
 }
 
+/// Records must be UTF-8.
+fn require_utf8(bytes: &[u8]) -> Result<(), ParseError> {
+    std::str::from_utf8(bytes)
+        .map(|_| ())
+        .map_err(|_| error(ParseErrorKind::InvalidUtf8, "record is not valid UTF-8"))
+}
+
+/// An event's timestamp must fall in a month authstat can store.
+fn require_month(event: &authstat_core::event::Event) -> Result<(), ParseError> {
+    event.month().map(|_| ()).map_err(|_| {
+        let timestamp = match event {
+            authstat_core::event::Event::Audit(e) => e.timestamp,
+            authstat_core::event::Event::Token(e) => e.timestamp,
+        };
+        error(
+            ParseErrorKind::BadTimestamp,
+            format!("timestamp {timestamp} is outside the years 0000-9999"),
+        )
+    })
+}
+
 /// The first line of `buf` without its terminator, and the length with it.
 fn first_line(buf: &[u8]) -> Option<(&[u8], usize)> {
     let nl = memchr::memchr(b'\n', buf)?;

@@ -7,7 +7,7 @@
 use authstat_core::event::{Event, TokenEvent};
 use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
 
-use super::{MAX_KEY_LEN, error, first_line, is_blank, json_error};
+use super::{MAX_KEY_LEN, error, first_line, is_blank, json_error, require_month, require_utf8};
 
 /// The JSON-lines token-event format.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,12 +27,7 @@ impl Parser for TokenEventsParser {
     }
 
     fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
-        if std::str::from_utf8(record).is_err() {
-            return Err(error(
-                ParseErrorKind::InvalidUtf8,
-                "record is not valid UTF-8",
-            ));
-        }
+        require_utf8(record)?;
         let event: TokenEvent = serde_json::from_slice(record).map_err(json_error)?;
         for (name, value) in [
             ("grant_type", &event.grant_type),
@@ -45,16 +40,9 @@ impl Parser for TokenEventsParser {
                 ));
             }
         }
-        if event.month().is_err() {
-            return Err(error(
-                ParseErrorKind::BadTimestamp,
-                format!(
-                    "timestamp {} is outside the years 0000-9999",
-                    event.timestamp
-                ),
-            ));
-        }
-        Ok(Event::Token(event))
+        let event = Event::Token(event);
+        require_month(&event)?;
+        Ok(event)
     }
 
     fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {

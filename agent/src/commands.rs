@@ -67,11 +67,12 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
     let grace = std::time::Duration::from_secs(resolved.config.shutdown_grace_secs);
     let mut agent = crate::start(resolved).await?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut stop = StopSignals::new()?;
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let _config_watcher = watch_config_file(path, changed_tx);
     loop {
         let why = tokio::select! {
-            () = wait_for_signal() => break,
+            () = stop.recv() => break,
             _ = hangup.recv() => "SIGHUP",
             Some(()) = changed.recv() => {
                 // Editors write in several steps: let them finish, then read once.
@@ -102,7 +103,7 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
         () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "the final flush did not finish in time: exiting; the rest is read again at the next start");
         }
-        () = wait_for_signal() => {
+        () = stop.recv() => {
             tracing::warn!("second signal: exiting at once");
             std::process::exit(130);
         }
@@ -138,13 +139,27 @@ fn watch_config_file(
     Some(watcher)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, registered once for the whole run: a signal that arrives while the agent
+/// is busy (say, reloading) waits in the stream instead of being lost.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

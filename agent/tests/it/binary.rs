@@ -70,7 +70,7 @@ fn the_readme_run_command_serves_the_sample_statistics() {
     );
 
     agent.signal("TERM");
-    assert_eq!(agent.child.wait().unwrap().code(), Some(0));
+    assert_eq!(agent.wait_exit().code(), Some(0));
     assert!(
         dir.path().join("examples/data/authstat.db").exists(),
         "the SQLite file of the embedded default"

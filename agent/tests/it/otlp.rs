@@ -325,7 +325,7 @@ async fn the_standard_environment_variables_and_their_precedence() {
                 .any(|l| l == "authstat_records_read_total 15")
         });
         agent.signal("TERM");
-        assert!(agent.child.wait().unwrap().success());
+        assert!(agent.wait_exit().success());
         assert!(
             newest_with_tokens(&received).is_some(),
             "file endpoint {file_endpoint:?}, environment {env_endpoint}: nothing arrived at {addr}"

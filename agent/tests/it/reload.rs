@@ -51,6 +51,10 @@ fn sighup_reloads_tokens_and_refuses_a_new_listen_address() {
     });
     assert_eq!(get(addr, "/livez", None).status, 200);
 
+    // A stop signal that arrives while a reload is being handled (the file just changed, so the
+    // agent is in its debounce pause) is not lost.
+    std::fs::write(&path, &text).unwrap();
+    hup();
     agent.signal("TERM");
-    assert_eq!(agent.child.wait().unwrap().code(), Some(0));
+    assert_eq!(agent.wait_exit().code(), Some(0));
 }

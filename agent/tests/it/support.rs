@@ -199,6 +199,25 @@ impl Spawned {
         );
     }
 
+    /// Waits (at most 30 s) for the process to end; a process that does not is killed and the
+    /// test fails.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the agent did not exit within 30 s; its log:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether a logged line contains every one of `needles`.
     pub fn logged(&self, needles: &[&str]) -> bool {
         self.log

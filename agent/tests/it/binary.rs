@@ -176,6 +176,22 @@ fn hll_inspect_decodes_janssen_values() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("authstat "));
 }
 
+/// The columns of `authstat query --month 202402`'s February row: month, active users,
+/// authentications ok, failed, tokens.
+fn february(fixture: &Fixture) -> Vec<String> {
+    let out = authstat()
+        .args(["query", "--month", "202402", "--config"])
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("202402"))
+        .unwrap_or_else(|| panic!("{text}"));
+    row.split_whitespace().map(str::to_owned).collect()
+}
+
 #[test]
 fn backfill_twice_counts_once() {
     let fixture = Fixture::new("");
@@ -193,19 +209,8 @@ fn backfill_twice_counts_once() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = authstat()
-        .args(["query", "--month", "202402", "--config"])
-        .arg(fixture.config_path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     // admin and jose active; 2 successful and 1 failed authentication, counted once.
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("202402"))
-        .unwrap_or_else(|| panic!("{text}"));
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[..4], ["202402", "2", "2", "1"], "{text}");
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
 }
 
 /// Compressed rotated files are read too, and runs over different sets of files never count a
@@ -245,17 +250,6 @@ fn backfill_reads_gz_and_is_idempotent_across_runs() {
     run(&["--format", "token-events"], &[&tokens]);
     run(&[], &[&gz_path]);
     run(&["--format", "token-events"], &[&tokens]);
-    let out = authstat()
-        .args(["query", "--month", "202402", "--config"])
-        .arg(fixture.config_path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("202402"))
-        .unwrap_or_else(|| panic!("{text}"));
-    let cols: Vec<&str> = row.split_whitespace().collect();
     // The audit log once (2 users, 2 ok, 1 failed), the 6 token events once.
-    assert_eq!(&cols[..5], ["202402", "2", "2", "1", "6"], "{text}");
+    assert_eq!(&february(&fixture)[..5], ["202402", "2", "2", "1", "6"]);
 }

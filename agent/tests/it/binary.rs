@@ -5,6 +5,17 @@ use std::process::Command;
 
 use crate::support::*;
 
+/// Runs `command` and fails the test, showing its stderr, unless it succeeds.
+fn run_ok(command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn authstat() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_authstat"));
     c.env_remove("RUST_LOG").env_remove("AUTHSTAT_CONFIG");
@@ -77,23 +88,18 @@ fn the_readme_run_command_serves_the_sample_statistics() {
     );
 
     // What it stored, without a server.
-    let out = authstat()
-        .args([
-            "query",
-            "--config",
-            "examples/authstat.yaml",
-            "--month",
-            "202401 202402",
-            "--format",
-            "json",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        authstat()
+            .args([
+                "query",
+                "--config",
+                "examples/authstat.yaml",
+                "--month",
+                "202401 202402",
+                "--format",
+                "json",
+            ])
+            .current_dir(dir.path()),
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["response"][1]["monthly_active_users"], 2);
@@ -129,16 +135,7 @@ fn a_bad_configuration_exits_64_naming_file_line_and_key() {
 #[test]
 fn check_config_reports_sources_and_backend() {
     let fixture = Fixture::new("");
-    let out = authstat()
-        .arg("check-config")
-        .arg(fixture.config_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(authstat().arg("check-config").arg(fixture.config_path()));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("source audit (janssen_audit): 1 file(s) match now"),
@@ -197,16 +194,11 @@ fn backfill_twice_counts_once() {
     let fixture = Fixture::new("");
     let log = fixture.dir.path().join("logs/jans-auth_audit.log");
     for _ in 0..2 {
-        let out = authstat()
-            .args(["backfill", "--config"])
-            .arg(fixture.config_path())
-            .arg(&log)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            authstat()
+                .args(["backfill", "--config"])
+                .arg(fixture.config_path())
+                .arg(&log),
         );
     }
     // admin and jose active; 2 successful and 1 failed authentication, counted once.
@@ -230,18 +222,13 @@ fn backfill_reads_gz_and_is_idempotent_across_runs() {
     encoder.finish().unwrap();
     let tokens = logs.join("token-events.jsonl");
     let run = |args: &[&str], files: &[&Path]| {
-        let out = authstat()
-            .arg("backfill")
-            .args(args)
-            .arg("--config")
-            .arg(fixture.config_path())
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            authstat()
+                .arg("backfill")
+                .args(args)
+                .arg("--config")
+                .arg(fixture.config_path())
+                .args(files),
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };

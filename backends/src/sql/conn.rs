@@ -100,12 +100,16 @@ pub trait SqlConnection: R2D2Connection + Send + 'static {
     fn load<R: AnyRow>(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<Vec<R>>;
 
     /// A transaction that takes the write lock at its start where the database needs that
-    /// (SQLite: `BEGIN IMMEDIATE`, so that two writers never deadlock on lock upgrade).
+    /// (SQLite overrides this with `BEGIN IMMEDIATE`, so that two writers never deadlock on lock
+    /// upgrade); elsewhere a plain transaction.
     #[doc(hidden)]
     fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>;
+        E: From<diesel::result::Error>,
+    {
+        self.transaction(f)
+    }
 
     /// Applies the embedded migrations, safe against other agents doing the same at once.
     #[doc(hidden)]
@@ -186,14 +190,6 @@ impl SqlConnection for diesel::pg::PgConnection {
 
     exec_and_load!(diesel::pg::Pg);
 
-    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>,
-    {
-        self.transaction(f)
-    }
-
     fn migrate(&mut self) -> Result<(), String> {
         // A session-level advisory lock serializes agents migrating the same database.
         const LOCK: &str = "SELECT pg_advisory_lock(727378)";
@@ -222,14 +218,6 @@ impl SqlConnection for diesel::mysql::MysqlConnection {
     const DIALECT: Dialect = Dialect::Mysql;
 
     exec_and_load!(diesel::mysql::Mysql);
-
-    fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>,
-    {
-        self.transaction(f)
-    }
 
     fn migrate(&mut self) -> Result<(), String> {
         // A named lock serializes agents migrating the same server (DDL is not transactional).

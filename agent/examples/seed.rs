@@ -8,6 +8,7 @@ use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::store::{FlushBatch, MonthFlush};
 use authstat_core::{Month, NodeId};
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,11 +19,16 @@ async fn main() -> anyhow::Result<()> {
     let resolved = authstat::commands::load_config(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = authstat::connect(&resolved).await?;
     for node in 0..nodes {
+        let id = NodeId::new(format!("seed-{node}"))?;
+        let owner =
+            authstat::own::claim(store.as_ref(), &id, Duration::from_secs(60), true).await?;
         let mut batch = FlushBatch {
-            node: NodeId::new(format!("seed-{node}"))?,
+            node: id,
+            epoch: owner.epoch,
+            lease_until_ms: owner.lease_until_ms(),
             seq: 1,
             months: Vec::new(),
-            checkpoints: Vec::new(),
+            positions: None,
         };
         for m in 1..=months {
             let mut users = Hll::new(HllParams::janssen());
@@ -46,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
             });
         }
         store.flush(&batch).await?;
+        store.release_node(&batch.node, owner.epoch).await?;
     }
     println!("seeded {nodes} nodes × {months} months");
     Ok(())

@@ -22,6 +22,10 @@ pub enum Command {
         /// The configuration file.
         #[arg(long, short, env = "AUTHSTAT_CONFIG")]
         config: PathBuf,
+        /// Take the node id over from another agent whose claim has not expired yet (a
+        /// replacement after a crash). That agent's flushes are refused from then on.
+        #[arg(long, env = "AUTHSTAT_TAKE_OVER")]
+        take_over: bool,
     },
     /// Check a configuration file: syntax, values, paths, and that the backend answers.
     /// Exit code 0 when fine, 64 for a bad configuration, 1 when the backend is unreachable.
@@ -64,6 +68,9 @@ pub enum Command {
             env = "AUTHSTAT_QUERY_FORMAT"
         )]
         format: QueryFormat,
+        /// Also each node's own figures.
+        #[arg(long, env = "AUTHSTAT_QUERY_BY_NODE")]
+        by_node: bool,
     },
     /// HyperLogLog tools.
     Hll {
@@ -100,6 +107,6 @@ pub enum FormatArg {
 pub enum QueryFormat {
     /// A table for people.
     Table,
-    /// The stat API's JSON.
+    /// JSON: every stored figure (users, authentications, tokens, audit records).
     Json,
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod export;
 pub mod logging;
+pub mod own;
 pub mod pipeline;
 pub mod resolve;
 
@@ -29,7 +30,8 @@ use authstat_plugins::tail::Tailer;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::pipeline::{Control, Pipeline, PipelineStats};
+use crate::own::Ownership;
+use crate::pipeline::{Control, Parts, Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
 
 /// A started agent.
@@ -39,6 +41,8 @@ pub struct RunningAgent {
     pub addr: SocketAddr,
     /// The pipeline's counters.
     pub stats: Arc<PipelineStats>,
+    /// This agent's claim on its node id.
+    pub owner: Ownership,
     resolved: Resolved,
     api: Arc<api::ApiState>,
     control: mpsc::Sender<Control>,
@@ -95,9 +99,12 @@ impl RunningAgent {
         self.api.replace_settings(next.api.clone());
         if old.sources != next.sources {
             let resolved = new.clone();
-            let _ = self.control.send(Control::Reload(Box::new(move |cps| {
-                tailers(&resolved, cps)
-            })));
+            let _ = self
+                .control
+                .send(Control::Reload(Box::new(move |positions| {
+                    // The positions are the running tailers' own: they always decode.
+                    tailers(&resolved, positions).expect("current positions decode")
+                })));
             self._watcher = watch(&new, self.control.clone());
         }
         self.resolved = new;
@@ -121,25 +128,27 @@ impl RunningAgent {
     }
 }
 
-/// Builds the tailers of every source, resuming from `checkpoints`.
+/// Builds the tailers of every source, resuming from `positions`; new files are claimed
+/// before they are read.
 pub fn tailers(
     resolved: &Resolved,
-    checkpoints: &[authstat_core::store::Checkpoint],
-) -> Vec<Tailer> {
+    positions: &[authstat_core::store::SourcePosition],
+) -> anyhow::Result<Vec<Tailer>> {
     resolved
         .config
         .sources
         .iter()
         .zip(&resolved.patterns)
         .map(|(source, patterns)| {
-            Tailer::new(
+            Ok(Tailer::new(
                 source.name.clone(),
                 patterns.clone(),
                 parser_for(source.format),
                 source.max_record_bytes as usize,
                 source.start_at == authstat_config::StartAt::End,
-                checkpoints,
-            )
+                positions,
+            )?
+            .with_claims())
         })
         .collect()
 }
@@ -151,47 +160,63 @@ pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> 
         .with_context(|| format!("opening the {} backend", resolved.config.backend.kind()))
 }
 
-/// The pipeline of `resolved`'s node over `store`, resuming from the stored state.
+/// Claims the node id of `resolved` (or `node`) and builds its pipeline over `store`,
+/// resuming from the stored state.
 pub async fn pipeline(
     resolved: &Resolved,
-    node: authstat_core::NodeId,
+    owner: Ownership,
     store: Arc<dyn StatStore>,
-    tailers: impl FnOnce(&[authstat_core::store::Checkpoint]) -> Vec<Tailer>,
+    tailers: impl FnOnce(&[authstat_core::store::SourcePosition]) -> anyhow::Result<Vec<Tailer>>,
     stats: Arc<PipelineStats>,
+    role: Role,
 ) -> anyhow::Result<Pipeline> {
+    let node = owner.node.clone();
     let state = store
         .load_node(&node)
         .await
         .with_context(|| format!("loading the state of node {node}"))?;
-    info!(node = %node, seq = state.seq, months = state.months.len(), files = state.checkpoints.len(), "resuming");
+    info!(node = %node, seq = state.seq, months = state.months.len(), positions = state.positions.len(), "resuming");
     let config = &resolved.config;
     let params = HllParams::new(config.hll.log2m, config.hll.regwidth).expect("validated");
-    let tailers = tailers(&state.checkpoints);
-    Ok(Pipeline::new(
-        node,
+    let tailers = tailers(&state.positions)
+        .with_context(|| format!("resuming the sources of node {node}"))?;
+    Ok(Pipeline::new(Parts {
         store,
+        owner,
         state,
         tailers,
-        Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
+        deriver: Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
         params,
-        config.max_pending_records,
+        max_pending_records: config.max_pending_records,
+        max_future: Duration::from_secs(config.max_future_secs),
         stats,
-        tokio::runtime::Handle::current(),
-    ))
+        role,
+        runtime: tokio::runtime::Handle::current(),
+    }))
 }
 
-/// Starts the agent: backend, pipeline, file watching, HTTP API.
-pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Take the node id over even from a live claim of another instance.
+    pub take_over: bool,
+}
+
+/// Starts the agent: backend, node claim, pipeline, file watching, HTTP API.
+pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<RunningAgent> {
     let config = resolved.config.clone();
     let store = connect(&resolved).await?;
     info!(backend = store.kind(), node = %resolved.node, "backend ready");
+    let lease = Duration::from_secs(config.node_lease_secs());
+    let owner = own::claim(store.as_ref(), &resolved.node, lease, options.take_over).await?;
     let stats = Arc::new(PipelineStats::default());
     let pipeline = pipeline(
         &resolved,
-        resolved.node.clone(),
+        owner.clone(),
         store.clone(),
-        |cps| tailers(&resolved, cps),
+        |positions| tailers(&resolved, positions),
         stats.clone(),
+        Role::Agent,
     )
     .await?;
 
@@ -233,6 +258,7 @@ pub async fn start(resolved: Resolved) -> anyhow::Result<RunningAgent> {
     Ok(RunningAgent {
         addr,
         stats,
+        owner,
         resolved,
         api: state,
         control,

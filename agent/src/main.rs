@@ -20,9 +20,11 @@ fn main() {
             .map_or_else(
                 |e| Err(commands::Failure::Other(e.into())),
                 |rt| {
-                    rt.block_on(async {
+                    let result = rt.block_on(async {
                         match command {
-                            Command::Run { config } => commands::run(&config).await,
+                            Command::Run { config, take_over } => {
+                                commands::run(&config, authstat::StartOptions { take_over }).await
+                            }
                             Command::CheckConfig { config } => {
                                 commands::check_config(&config).await
                             }
@@ -35,10 +37,15 @@ fn main() {
                                 config,
                                 month,
                                 format,
-                            } => commands::query(&config, &month, format).await,
+                                by_node,
+                            } => commands::query(&config, &month, format, by_node).await,
                             Command::Version | Command::Hll { .. } => unreachable!("handled above"),
                         }
-                    })
+                    });
+                    // Whatever still runs on the runtime's threads (a pipeline that did not
+                    // finish within the grace period) must not keep the process alive.
+                    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+                    result
                 },
             ),
     };

@@ -13,7 +13,7 @@ use authstat_config::{SqlServerConfig, SqliteConfig};
 use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
-use authstat_core::store::{FlushBatch, MonthFlush, StatStore};
+use authstat_core::store::{ClaimRequest, FlushBatch, Instance, MonthFlush, StatStore};
 use authstat_core::{Month, NodeId};
 use criterion::{Criterion, criterion_group, criterion_main};
 use diesel::prelude::*;
@@ -51,6 +51,8 @@ fn counters() -> Counters {
 fn batch(node: usize, seq: u64, hlls: &[Hll]) -> FlushBatch {
     FlushBatch {
         node: NodeId::new(format!("node-{node}")).unwrap(),
+        epoch: 1,
+        lease_until_ms: i64::MAX,
         seq,
         months: months()
             .into_iter()
@@ -61,12 +63,33 @@ fn batch(node: usize, seq: u64, hlls: &[Hll]) -> FlushBatch {
                 counter_deltas: counters(),
             })
             .collect(),
-        checkpoints: Vec::new(),
+        positions: None,
     }
+}
+
+/// Claims `node` (epoch 1 on a fresh database).
+fn claim(store: &dyn StatStore, rt: &tokio::runtime::Runtime, node: usize) {
+    let request = ClaimRequest {
+        node: NodeId::new(format!("node-{node}")).unwrap(),
+        instance: Instance {
+            id: format!("bench-{node}"),
+            host: "bench".into(),
+            pid: 1,
+            started_at_ms: 0,
+            locality: String::new(),
+        },
+        until_ms: i64::MAX,
+        now_ms: 0,
+        take_over: authstat_core::store::TakeOver::Never,
+    };
+    rt.block_on(store.claim_node(&request)).unwrap();
 }
 
 fn bench_store(c: &mut Criterion, name: &str, store: &dyn StatStore, rt: &tokio::runtime::Runtime) {
     let hlls: Vec<Hll> = (0..MONTHS as usize).map(full_hll).collect();
+    for node in 0..NODES {
+        claim(store, rt, node);
+    }
     for node in 1..NODES {
         rt.block_on(store.flush(&batch(node, 1, &hlls))).unwrap();
     }

@@ -27,6 +27,13 @@ mod merge;
 pub mod mongo;
 pub mod sql;
 
+/// Milliseconds since the Unix epoch by the wall clock (when a flush was applied).
+pub(crate) fn sql_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Builds the configured backend: connects, creates or migrates the schema, and checks that the
 /// database answers.
 ///

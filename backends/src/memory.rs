@@ -1,25 +1,40 @@
 //! `type: memory`: everything in a map behind a mutex; lost at exit.
 //!
-//! It keeps the same per-node model and the same flush semantics as the durable backends
-//! (sequence guard, checkpoint replacement, all-or-nothing), so tests written against it hold
-//! for them too.
+//! It keeps the same per-node model and the same semantics as the durable backends (leases
+//! and fencing, sequence guard, position replacement, all-or-nothing, claims), so tests
+//! written against it hold for them too.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use authstat_core::store::{FlushBatch, FlushOutcome, NodeState, StatStore, StoreError};
+use authstat_core::store::{
+    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
+    NodeSummary, StatStore, StoreError, TakeOver,
+};
 use authstat_core::{Month, MonthStats, NodeId};
 
 use crate::merge::distinct_months;
+
+const KIND: &str = "memory";
 
 /// The in-memory backend.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     /// A std mutex: every critical section is short and CPU-only, never held across `.await`.
-    nodes: Mutex<BTreeMap<NodeId, NodeState>>,
-    /// Test hook: fail the next flush after this many months were applied (to a copy).
-    fail_after_months: Mutex<Option<usize>>,
+    inner: Mutex<Inner>,
+    /// Test hook: where the next flush fails.
+    fail_next_flush: Mutex<Option<FailAt>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    nodes: BTreeMap<NodeId, NodeState>,
+    /// When each node's last flush was applied.
+    updated_at_ms: BTreeMap<NodeId, i64>,
+    leases: BTreeMap<NodeId, Lease>,
+    claims: BTreeMap<String, KeyOwner>,
+    version: u64,
 }
 
 impl MemoryStore {
@@ -28,24 +43,104 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Test hook: the next flush fails after applying `months` months (to a working copy, so
-    /// nothing of it is kept).
+    /// Test hook: the next flush fails at `at`.
     #[doc(hidden)]
-    pub fn inject_flush_failure(&self, months: usize) {
-        *self.fail_after_months.lock().expect("lock") = Some(months);
+    pub fn inject_flush_failure(&self, at: FailAt) {
+        *self.fail_next_flush.lock().expect("lock") = Some(at);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("lock")
+    }
+}
+
+/// Where a test makes the next flush fail.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailAt {
+    /// After this many months were applied (to a working copy, so nothing of it is kept).
+    AfterMonths(usize),
+    /// After the flush was applied: the caller hears of an error (the answer was lost).
+    AfterCommit,
+}
+
+/// Whether `request` may take the node from `lease` (shared by every backend).
+pub(crate) fn may_claim(lease: Option<&Lease>, request: &ClaimRequest) -> bool {
+    match lease {
+        None => true,
+        Some(lease) => {
+            let take_over = match request.take_over {
+                TakeOver::Never => false,
+                TakeOver::Always => true,
+                TakeOver::IfEpoch(epoch) => epoch == lease.epoch,
+            };
+            take_over
+                || !lease.is_live(request.now_ms)
+                || lease
+                    .holder
+                    .as_ref()
+                    .is_some_and(|h| h.id == request.instance.id)
+        }
     }
 }
 
 #[async_trait]
 impl StatStore for MemoryStore {
     fn kind(&self) -> &'static str {
-        "memory"
+        KIND
+    }
+
+    async fn claim_node(&self, request: &ClaimRequest) -> Result<NodeClaim, StoreError> {
+        let mut inner = self.lock();
+        let previous = inner.leases.get(&request.node).cloned();
+        if !may_claim(previous.as_ref(), request) {
+            return Ok(NodeClaim::Refused {
+                holder: previous.expect("a refusal has a holder"),
+            });
+        }
+        let epoch = previous.as_ref().map_or(0, |l| l.epoch) + 1;
+        inner.leases.insert(
+            request.node.clone(),
+            Lease {
+                node: request.node.clone(),
+                epoch,
+                holder: Some(request.instance.clone()),
+                until_ms: request.until_ms,
+                released: false,
+            },
+        );
+        Ok(NodeClaim::Granted { epoch, previous })
+    }
+
+    async fn release_node(&self, node: &NodeId, epoch: u64) -> Result<(), StoreError> {
+        if let Some(lease) = self.lock().leases.get_mut(node)
+            && lease.epoch == epoch
+        {
+            lease.released = true;
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError> {
+        Ok(self.lock().leases.get(node).cloned())
     }
 
     async fn flush(&self, batch: &FlushBatch) -> Result<FlushOutcome, StoreError> {
-        let fail_after = self.fail_after_months.lock().expect("lock").take();
-        let mut nodes = self.nodes.lock().expect("lock");
-        let current = nodes.get(&batch.node).cloned().unwrap_or_default();
+        let fail = self.fail_next_flush.lock().expect("lock").take();
+        let fail_after = match fail {
+            Some(FailAt::AfterMonths(n)) => Some(n),
+            _ => None,
+        };
+        let mut inner = self.lock();
+        let lease = inner.leases.get(&batch.node);
+        if lease.is_none_or(|l| l.epoch != batch.epoch) {
+            return Err(StoreError::Fenced {
+                backend: KIND,
+                node: batch.node.clone(),
+                holder: holder_text(lease),
+            });
+        }
+        let current = inner.nodes.get(&batch.node).cloned().unwrap_or_default();
         if batch.seq <= current.seq {
             return Ok(FlushOutcome::AlreadyApplied);
         }
@@ -56,7 +151,7 @@ impl StatStore for MemoryStore {
         for (applied, flush) in batch.months.iter().enumerate() {
             if fail_after == Some(applied) {
                 return Err(StoreError::Unavailable {
-                    backend: "memory",
+                    backend: KIND,
                     message: "injected failure".into(),
                 });
             }
@@ -67,35 +162,61 @@ impl StatStore for MemoryStore {
             stats.counters.merge(&flush.counter_deltas);
         }
         next.months = months.into_values().collect();
-        next.checkpoints = batch.checkpoints.clone();
+        if let Some(positions) = &batch.positions {
+            let mut positions = positions.clone();
+            positions.sort();
+            next.positions = positions;
+        }
         next.seq = batch.seq;
-        nodes.insert(batch.node.clone(), next);
+        inner.nodes.insert(batch.node.clone(), next);
+        inner
+            .updated_at_ms
+            .insert(batch.node.clone(), crate::sql_now_ms());
+        if let Some(lease) = inner.leases.get_mut(&batch.node) {
+            lease.until_ms = batch.lease_until_ms;
+        }
+        inner.version += 1;
+        if fail == Some(FailAt::AfterCommit) {
+            return Err(StoreError::Unavailable {
+                backend: KIND,
+                message: "injected failure after the commit".into(),
+            });
+        }
         Ok(FlushOutcome::Applied)
     }
 
     async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
-        Ok(self
-            .nodes
-            .lock()
-            .expect("lock")
-            .get(node)
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.lock().nodes.get(node).cloned().unwrap_or_default())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        let inner = self.lock();
+        let ids: std::collections::BTreeSet<&NodeId> =
+            inner.nodes.keys().chain(inner.leases.keys()).collect();
+        Ok(ids
+            .into_iter()
+            .map(|node| NodeSummary {
+                node: node.clone(),
+                seq: inner.nodes.get(node).map_or(0, |s| s.seq),
+                updated_at_ms: inner.updated_at_ms.get(node).copied().unwrap_or(0),
+                lease: inner.leases.get(node).cloned(),
+            })
+            .collect())
     }
 
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
-        let nodes = self.nodes.lock().expect("lock");
+        let inner = self.lock();
         let mut merged = Vec::new();
         for month in distinct_months(months) {
             let mut acc: Option<MonthStats> = None;
-            for state in nodes.values() {
+            for state in inner.nodes.values() {
                 let Some(stats) = state.months.iter().find(|m| m.month == month) else {
                     continue;
                 };
                 match &mut acc {
                     None => acc = Some(stats.clone()),
                     Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
-                        backend: "memory",
+                        backend: KIND,
                         message: e.to_string(),
                     })?,
                 }
@@ -105,7 +226,62 @@ impl StatStore for MemoryStore {
         Ok(merged)
     }
 
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().version)
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn claim_keys(
+        &self,
+        owner: &KeyOwner,
+        keys: &[String],
+    ) -> Result<Vec<KeyClaim>, StoreError> {
+        let mut inner = self.lock();
+        Ok(keys
+            .iter()
+            .map(|key| match inner.claims.get_mut(key) {
+                None => {
+                    inner.claims.insert(key.clone(), owner.clone());
+                    KeyClaim::Ours
+                }
+                Some(held) if held.node == owner.node && held.source == owner.source => {
+                    held.epoch = owner.epoch;
+                    KeyClaim::Ours
+                }
+                Some(held) => KeyClaim::Theirs(held.clone()),
+            })
+            .collect())
+    }
+
+    async fn take_over_key(
+        &self,
+        key: &str,
+        from: &KeyOwner,
+        to: &KeyOwner,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.claims.get_mut(key) {
+            Some(held) if held == from => {
+                *held = to.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// How a fenced flush names the node's owner.
+pub(crate) fn holder_text(lease: Option<&Lease>) -> String {
+    match lease {
+        None => "nobody (the node's lease is gone)".to_owned(),
+        Some(Lease {
+            holder: Some(h),
+            epoch,
+            ..
+        }) => format!("{h} under epoch {epoch}"),
+        Some(Lease { epoch, .. }) => format!("an unknown instance under epoch {epoch}"),
     }
 }

@@ -40,6 +40,16 @@ pub struct AgentConfig {
         deserialize_with = "positive_u64"
     )]
     pub shutdown_grace_secs: u64,
+    /// How long this agent's claim on its node id lasts without a flush, in seconds (default:
+    /// 60, or three flush intervals if that is longer). Flushes renew it; a second agent with
+    /// the same node id is refused while it lasts, and may take the node over once it expired.
+    #[serde(default, deserialize_with = "optional_positive_u64")]
+    pub node_lease_secs: Option<u64>,
+    /// Records stamped further in the future than this are skipped and counted as
+    /// `bad_timestamp`, in seconds (a clock gone wrong must not create statistics for years
+    /// that have not come).
+    #[serde(default = "default_max_future_secs")]
+    pub max_future_secs: u64,
     /// The files to read.
     pub sources: Vec<SourceConfig>,
     /// Where statistics are stored.
@@ -72,6 +82,17 @@ pub enum SourceFormat {
     TokenEvents,
 }
 
+impl AgentConfig {
+    /// The node lease in seconds: `node_lease_secs`, or 60 s or three flush intervals.
+    pub fn node_lease_secs(&self) -> u64 {
+        self.node_lease_secs
+            .unwrap_or_else(|| 60.max(self.flush_interval_secs.saturating_mul(3)))
+    }
+}
+
+/// The source name `authstat backfill` reads under; configured sources may not use it.
+pub const BACKFILL_SOURCE: &str = "backfill";
+
 impl SourceFormat {
     /// The name in configuration.
     pub fn name(self) -> &'static str {
@@ -97,7 +118,8 @@ pub enum StartAt {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// A name, unique among the sources (it keys the checkpoints: keep it stable).
+    /// A name, unique among the sources (it keys the stored positions: keep it stable).
+    /// `backfill` is reserved for `authstat backfill`.
     pub name: String,
     /// The record format.
     #[serde(rename = "type")]
@@ -566,6 +588,9 @@ fn default_shutdown_grace_secs() -> u64 {
 fn default_max_pending_records() -> u64 {
     1_000_000
 }
+fn default_max_future_secs() -> u64 {
+    86_400
+}
 fn default_backend() -> BackendConfig {
     BackendConfig::Sqlite(crate::SqliteConfig {
         path: PathBuf::from("/var/lib/authstat/authstat.db"),
@@ -619,6 +644,10 @@ fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         return Err(serde::de::Error::custom("must be greater than 0"));
     }
     Ok(v)
+}
+
+fn optional_positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    positive_u64(d).map(Some)
 }
 
 fn log2m<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {

@@ -36,9 +36,10 @@ mod env;
 mod load;
 
 pub use agent::{
-    AgentConfig, ApiConfig, AuthConfig, DeriveConfig, ExportConfig, FailedAuthRule, HllConfig,
-    IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, LogFormat, LoggingConfig, OtlpCompression,
-    OtlpConfig, OtlpProtocol, SourceConfig, SourceFormat, StartAt, StaticToken,
+    AgentConfig, ApiConfig, AuthConfig, BACKFILL_SOURCE, DeriveConfig, ExportConfig,
+    FailedAuthRule, HllConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, LogFormat,
+    LoggingConfig, OtlpCompression, OtlpConfig, OtlpProtocol, SourceConfig, SourceFormat, StartAt,
+    StaticToken,
 };
 pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
 pub use env::{Env, ProcessEnv};

@@ -113,6 +113,12 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
         if source.name.is_empty() {
             return Err((format!("sources[{i}].name"), "must not be empty".into()));
         }
+        if source.name == crate::BACKFILL_SOURCE {
+            return Err((
+                format!("sources[{i}].name"),
+                format!("'{}' is reserved for authstat backfill", source.name),
+            ));
+        }
         if !names.insert(source.name.as_str()) {
             return Err((
                 format!("sources[{i}].name"),
@@ -133,6 +139,17 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
         if !path.starts_with('/') {
             return Err((name.into(), format!("'{path}' must start with /")));
         }
+    }
+    if let Some(lease) = config.node_lease_secs
+        && lease <= config.flush_interval_secs
+    {
+        return Err((
+            "node_lease_secs".into(),
+            format!(
+                "{lease} must be longer than flush_interval_secs ({}): flushes renew the lease",
+                config.flush_interval_secs
+            ),
+        ));
     }
     if config.api.stat_path == config.api.health_path {
         return Err((

@@ -147,6 +147,14 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event's own time, in milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        match self {
+            Event::Audit(e) => e.timestamp,
+            Event::Token(e) => e.timestamp,
+        }
+    }
+
     /// The month (UTC) of the event's own timestamp.
     pub fn month(&self) -> Result<Month, Error> {
         match self {

@@ -1,19 +1,40 @@
 //! The storage contract every backend implements: [`StatStore`].
 //!
 //! # The model
-//! Each agent (node) owns its rows: per month an HLL and counters, and per node the source
-//! checkpoints and a flush sequence number. Reads merge all nodes.
+//! Each agent (node) owns its rows: per month an HLL and counters, and per node the positions
+//! of its sources, a flush sequence number and a lease. Reads merge all nodes.
 //!
 //! # Exactly-once
 //! The agent aggregates in memory and flushes a [`FlushBatch`]: for each touched month the
 //! node's *whole* current HLL (the store replaces it; HLL union is idempotent anyway) and the
-//! counter *deltas* since the last flush (the store adds them), together with the node's
-//! complete checkpoint set (the store replaces it) and a sequence number. The store applies
-//! all of it as one atomic unit, or nothing. Because counters are deltas, a retried batch must
-//! not be applied twice: the store records the node's last applied `seq` in the same atomic
-//! unit and treats a batch whose `seq` is not above it as already applied. After a crash the
-//! agent loads its [`NodeState`] and resumes reading at the checkpoints, so nothing is lost and
-//! nothing is counted twice.
+//! counter *deltas* since the last flush (the store adds them), together with the positions of
+//! its sources (the store replaces them) and a sequence number. The store applies all of it as
+//! one atomic unit, or nothing. Because counters are deltas, a retried batch must not be
+//! applied twice: the store records the node's last applied `seq` in the same atomic unit and
+//! treats a batch whose `seq` is not above it as already applied. After a crash the agent loads
+//! its [`NodeState`] and its sources resume at their positions, so nothing is lost and nothing
+//! is counted twice.
+//!
+//! # One node id, one agent
+//! The sequence number protects a node against replaying its own flushes; it cannot tell two
+//! agents that (wrongly) use the same node id apart. So a node id is *owned*: an agent claims
+//! it at start ([`StatStore::claim_node`]) and gets an **epoch**, a number that grows with
+//! every claim. Every flush carries the epoch and renews the lease; a flush whose epoch is not
+//! the node's current one is refused with [`StoreError::Fenced`] and changes nothing. A live
+//! lease held by another instance refuses a claim unless the caller takes over explicitly; an
+//! expired or released one is taken over.
+//!
+//! # Positions are opaque
+//! A [`SourcePosition`] is bytes to the store: a source (a file tailer, a queue consumer) puts
+//! whatever it needs to resume into `data`, and the store keeps it with the node's rows.
+//!
+//! # Claims
+//! Some things must be read by one node only, cluster-wide (a file that `authstat backfill`
+//! reads must not also be counted by an agent). [`StatStore::claim_keys`] records, per key,
+//! which node and source read it first; later claimants see the owner. A claim moves to
+//! another node only by [`StatStore::take_over_key`], a compare-and-set on the owner's epoch.
+
+use std::fmt;
 
 use async_trait::async_trait;
 
@@ -21,25 +42,16 @@ use crate::counters::Counters;
 use crate::hll::Hll;
 use crate::{Month, MonthStats, NodeId};
 
-/// How far one source file has been read, and how to recognise that file again.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Checkpoint {
-    /// The name of the configured source the file belongs to.
+/// Where one source of a node stands: opaque to the store, meaningful to the source.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourcePosition {
+    /// The configured source's name.
     pub source: String,
-    /// The path the file had when last read (informational: files are recognised by identity,
-    /// not by path, because rotation renames them).
-    pub path: String,
-    /// Device number of the file.
-    pub device: u64,
-    /// Inode number of the file.
-    pub inode: u64,
-    /// A hash of the file's first `fingerprint_len` bytes; tells a reused inode from the same
-    /// file, and a truncated-and-rewritten file from the one that was read.
-    pub fingerprint: u64,
-    /// How many leading bytes the fingerprint covers (the file may have been shorter).
-    pub fingerprint_len: u32,
-    /// Byte offset of the first byte not yet consumed; always at a record boundary.
-    pub offset: u64,
+    /// The source's own key for this position (a file's content identity, a queue's name);
+    /// unique per node and source, at most 255 bytes.
+    pub key: String,
+    /// What the source needs to resume (JSON by convention, so operators can read it).
+    pub data: String,
 }
 
 /// One month of a flush: the node's current HLL and the counter deltas since the last flush.
@@ -58,12 +70,17 @@ pub struct MonthFlush {
 pub struct FlushBatch {
     /// The node the rows belong to.
     pub node: NodeId,
+    /// The epoch of the node's claim this batch was made under ([`NodeClaim::Granted`]).
+    pub epoch: u64,
+    /// The lease is renewed until this time (milliseconds since the Unix epoch).
+    pub lease_until_ms: i64,
     /// Strictly increasing per node; guards against applying a retried batch twice.
     pub seq: u64,
     /// The months touched since the previous flush.
     pub months: Vec<MonthFlush>,
-    /// The node's complete checkpoint set after this batch (replaces the stored set).
-    pub checkpoints: Vec<Checkpoint>,
+    /// The node's complete position set after this batch (replaces the stored set), or
+    /// `None` when it did not change.
+    pub positions: Option<Vec<SourcePosition>>,
 }
 
 /// What happened to a batch.
@@ -71,7 +88,8 @@ pub struct FlushBatch {
 pub enum FlushOutcome {
     /// The batch was applied.
     Applied,
-    /// A batch with this `seq` or a later one had already been applied; nothing changed.
+    /// A batch with this `seq` or a later one had already been applied by this same claim
+    /// (this exact flush was retried after its answer was lost); nothing changed.
     AlreadyApplied,
 }
 
@@ -82,8 +100,134 @@ pub struct NodeState {
     pub seq: u64,
     /// The node's own months (not merged with other nodes), ascending.
     pub months: Vec<MonthStats>,
-    /// The node's checkpoints.
-    pub checkpoints: Vec<Checkpoint>,
+    /// The node's source positions, ordered by source and key.
+    pub positions: Vec<SourcePosition>,
+}
+
+/// One running agent process: who holds (or held) a node's lease.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Instance {
+    /// A random id, new for every start.
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started (milliseconds since the Unix epoch).
+    pub started_at_ms: i64,
+    /// Where its pid means something: the kernel's boot id and the pid namespace (empty when
+    /// unknown). Another instance of the same locality can tell whether this one still runs.
+    #[serde(default)]
+    pub locality: String,
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "instance {} (host {}, pid {}, started at {} ms)",
+            self.id, self.host, self.pid, self.started_at_ms
+        )
+    }
+}
+
+/// The stored lease of a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The node.
+    pub node: NodeId,
+    /// The epoch of the latest claim.
+    pub epoch: u64,
+    /// Who claimed it last (`None` for a node written before leases existed).
+    pub holder: Option<Instance>,
+    /// Until when the holder's claim is valid (milliseconds since the Unix epoch).
+    pub until_ms: i64,
+    /// The holder gave the node up at a clean stop.
+    pub released: bool,
+}
+
+impl Lease {
+    /// Whether the holder may still be running at `now_ms`.
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        !self.released && self.holder.is_some() && self.until_ms > now_ms
+    }
+}
+
+/// A request to own a node id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The node id.
+    pub node: NodeId,
+    /// Who asks.
+    pub instance: Instance,
+    /// The lease runs until this time (milliseconds since the Unix epoch).
+    pub until_ms: i64,
+    /// The current time as the claimant sees it (to judge the stored lease).
+    pub now_ms: i64,
+    /// Whether to take the node over from a live lease.
+    pub take_over: TakeOver,
+}
+
+/// Taking a node over from a live lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeOver {
+    /// Never: a live lease of another instance refuses the claim.
+    Never,
+    /// Always (an operator's decision: a replacement after a crash).
+    Always,
+    /// Only if the node's epoch is still this one (the caller found its holder gone and must
+    /// not take it from a newer claim).
+    IfEpoch(u64),
+}
+
+/// What [`StatStore::claim_node`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeClaim {
+    /// The node is the claimant's, under `epoch`; `previous` is the lease it replaced.
+    Granted {
+        /// The new epoch: every flush of this claim carries it.
+        epoch: u64,
+        /// The lease before this claim (`None` for a new node).
+        previous: Option<Lease>,
+    },
+    /// Another instance holds a live lease; nothing changed.
+    Refused {
+        /// The live lease.
+        holder: Lease,
+    },
+}
+
+/// One node as stored: its last flush and its lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSummary {
+    /// The node.
+    pub node: NodeId,
+    /// The `seq` of its last applied flush.
+    pub seq: u64,
+    /// When its last flush was applied (milliseconds since the Unix epoch; 0 if never).
+    pub updated_at_ms: i64,
+    /// Its lease (`None` for a node written before leases existed).
+    pub lease: Option<Lease>,
+}
+
+/// Who owns a claimed key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The node.
+    pub node: NodeId,
+    /// The node's source that reads it.
+    pub source: String,
+    /// The node's epoch when it claimed (or confirmed) the key.
+    pub epoch: u64,
+}
+
+/// The answer to one key of [`StatStore::claim_keys`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is the claimant's (newly, or it was already).
+    Ours,
+    /// Another node (or another source of this node) owns it.
+    Theirs(KeyOwner),
 }
 
 /// Why a store operation failed, and whether a retry can help.
@@ -91,7 +235,8 @@ pub struct NodeState {
 #[non_exhaustive]
 pub enum StoreError {
     /// The database cannot be reached or dropped the connection. Retry later with the same
-    /// batch: nothing was applied.
+    /// batch: nothing was applied (or, if the answer was lost after a commit, the retry is
+    /// recognised by its `seq`).
     #[error("{backend} backend unavailable: {message}")]
     Unavailable {
         /// The backend kind (`sqlite`, `postgres`, …).
@@ -116,6 +261,17 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The node was claimed by another instance since this one claimed it: this instance no
+    /// longer owns the node and nothing of the request was applied. Never retryable.
+    #[error("node {node} is now owned by {holder}: this agent's flush was refused (fenced)")]
+    Fenced {
+        /// The backend kind.
+        backend: &'static str,
+        /// The node.
+        node: NodeId,
+        /// Who owns it now.
+        holder: String,
+    },
 }
 
 impl StoreError {
@@ -132,26 +288,65 @@ impl StoreError {
 /// retries on its own: the caller decides when to try again. After the agent's shutdown no
 /// method is called.
 #[async_trait]
-pub trait StatStore: Send + Sync + std::fmt::Debug {
+pub trait StatStore: Send + Sync + fmt::Debug {
     /// The backend kind, as in the configuration (`memory`, `sqlite`, `postgres`, …).
     fn kind(&self) -> &'static str;
 
+    /// Claims `request.node` for `request.instance`, atomically: granted (with a new, higher
+    /// epoch) when the node is new, its lease was released or has expired at
+    /// `request.now_ms`, its holder is this same instance, or `take_over` allows it; refused,
+    /// changing nothing, when another instance holds a live lease.
+    async fn claim_node(&self, request: &ClaimRequest) -> Result<NodeClaim, StoreError>;
+
+    /// Gives the node up at a clean stop (its lease is marked released), if `epoch` is still
+    /// the current one; otherwise does nothing.
+    async fn release_node(&self, node: &NodeId, epoch: u64) -> Result<(), StoreError>;
+
+    /// The node's stored lease (`None` for a node never claimed nor written).
+    async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError>;
+
     /// Applies `batch` atomically: the HLL of every month replaced, every counter delta added,
-    /// the node's checkpoints replaced and its `seq` recorded — all of it, or (on error)
-    /// nothing. A batch whose `seq` is not above the stored one changes nothing and returns
-    /// [`FlushOutcome::AlreadyApplied`]. On [`StoreError::Unavailable`] the caller keeps the
-    /// batch and retries it later, unchanged.
+    /// the node's positions replaced (if given), its `seq` recorded and its lease renewed — all
+    /// of it, or (on error) nothing. Order of checks: a batch whose `epoch` is not the node's
+    /// current one fails with [`StoreError::Fenced`]; then a batch whose `seq` is not above the
+    /// stored one changes nothing and returns [`FlushOutcome::AlreadyApplied`]. On
+    /// [`StoreError::Unavailable`] the caller keeps the batch and retries it later, unchanged.
     async fn flush(&self, batch: &FlushBatch) -> Result<FlushOutcome, StoreError>;
 
     /// The stored state of one node (its own rows only), to resume after a restart. A node
     /// that never flushed gets the default (empty) state.
     async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError>;
 
+    /// Every node that claimed its id or stored anything, ordered by node id.
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError>;
+
     /// The stats of `months`, merged over all nodes (HLL union, counter sums), in ascending
     /// month order without duplicates. Months nobody stored anything for are absent. One
     /// database round trip where the database allows it.
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError>;
 
+    /// A number that changes whenever any node's flush is applied (caches compare it to know
+    /// whether what they hold is still current).
+    async fn data_version(&self) -> Result<u64, StoreError>;
+
     /// A cheap check that the database answers (the health endpoint's `db_status`).
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Claims `keys` for `owner`, cluster-wide and atomically per key: an unclaimed key becomes
+    /// `owner`'s; a key `owner`'s node and source already hold is confirmed under `owner.epoch`;
+    /// any other key stays with its owner, who is returned. One answer per key, in order.
+    async fn claim_keys(
+        &self,
+        owner: &KeyOwner,
+        keys: &[String],
+    ) -> Result<Vec<KeyClaim>, StoreError>;
+
+    /// Moves `key` from `from` to `to` if `from` (node, source and epoch) still owns it: a
+    /// compare-and-set. True if it moved.
+    async fn take_over_key(
+        &self,
+        key: &str,
+        from: &KeyOwner,
+        to: &KeyOwner,
+    ) -> Result<bool, StoreError>;
 }

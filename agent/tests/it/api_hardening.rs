@@ -186,13 +186,23 @@ async fn the_current_month_is_never_staler_than_its_ttl() {
         users: Hll::new(HllParams::janssen()),
         counter_deltas: counters.clone(),
     };
+    use authstat_core::store::StatStore;
+    let owner = authstat::own::claim(
+        &other,
+        &NodeId::new("other").unwrap(),
+        std::time::Duration::from_secs(60),
+        false,
+    )
+    .await
+    .unwrap();
     let batch = FlushBatch {
         node: NodeId::new("other").unwrap(),
+        epoch: owner.epoch,
+        lease_until_ms: owner.lease_until_ms(),
         seq: 1,
         months: vec![month(now), month(past)],
-        checkpoints: vec![],
+        positions: None,
     };
-    use authstat_core::store::StatStore;
     other.flush(&batch).await.unwrap();
 
     let after = tokio::task::spawn_blocking(move || (tokens(now), tokens(past)))
@@ -344,8 +354,13 @@ async fn health_reports_a_backend_that_went_away() {
     let agent = fixture.start().await;
     let addr = agent.addr;
     let health = move || get(addr, "/jans-auth/sys/health-check", None);
-    let r = tokio::task::spawn_blocking(health).await.unwrap();
-    assert_eq!(r.body, r#"{"status": "running", "db_status":"online"}"#);
+    tokio::task::spawn_blocking(move || {
+        wait_until("the pipeline to start", || {
+            health().body == r#"{"status": "running", "db_status":"online"}"#
+        })
+    })
+    .await
+    .unwrap();
 
     psql(&format!("DROP DATABASE {db} WITH (FORCE)"));
     let (r, ready, live) = tokio::task::spawn_blocking(move || {

@@ -206,9 +206,12 @@ async fn agent_with_auth(auth: &str) -> (authstat::RunningAgent, tempfile::TempD
     )
     .unwrap();
     let config = authstat_config::load(&path, &HashMap::new()).unwrap();
-    let agent = authstat::start(authstat::resolve::resolve(&path, config).unwrap())
-        .await
-        .unwrap();
+    let agent = authstat::start(
+        authstat::resolve::resolve(&path, config).unwrap(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     (agent, dir)
 }
 

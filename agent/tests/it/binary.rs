@@ -102,17 +102,20 @@ fn the_readme_run_command_serves_the_sample_statistics() {
             .current_dir(dir.path()),
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["response"][1]["monthly_active_users"], 2);
+    let feb = &json["months"][1];
+    assert_eq!(feb["month"], "202402");
+    assert_eq!(feb["monthly_active_users"], 2);
+    assert_eq!(feb["tokens"]["client_credentials"]["access_token"], 2);
 }
 
 #[test]
-fn a_bad_configuration_exits_64_naming_file_line_and_key() {
+fn a_bad_configuration_exits_78_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, "sources:\n  - name: a\n    type: janssen_audit\n    paths: [x.log]\nflush_interval_secs: never\n").unwrap();
     for args in [vec!["run", "--config"], vec!["check-config"]] {
         let out = authstat().args(&args).arg(&path).output().unwrap();
-        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert_eq!(out.status.code(), Some(78), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("bad.yaml:5:22: flush_interval_secs: invalid type"),
@@ -129,7 +132,20 @@ fn a_bad_configuration_exits_64_naming_file_line_and_key() {
         ])
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(78), "a missing configuration file");
+    // A bad command-line value is a usage error, named as such.
+    let fixture = Fixture::new("");
+    let out = authstat()
+        .args(["query", "--month", "2024-02", "--config"])
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--month") && !err.contains("bad configuration"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -169,6 +185,11 @@ fn hll_inspect_decodes_janssen_values() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("neither Base64 nor hex") && !err.contains("bad configuration"),
+        "{err}"
+    );
     let out = authstat().arg("version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("authstat "));
 }
@@ -176,29 +197,57 @@ fn hll_inspect_decodes_janssen_values() {
 /// The columns of `authstat query --month 202402`'s February row: month, active users,
 /// authentications ok, failed, tokens.
 fn february(fixture: &Fixture) -> Vec<String> {
+    february_row(fixture).unwrap_or_else(|| panic!("no February row"))
+}
+
+fn february_row(fixture: &Fixture) -> Option<Vec<String>> {
     let out = authstat()
         .args(["query", "--month", "202402", "--config"])
         .arg(fixture.config_path())
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("202402"))
-        .unwrap_or_else(|| panic!("{text}"));
-    row.split_whitespace().map(str::to_owned).collect()
+    let row = text.lines().find(|l| l.starts_with("202402"))?;
+    Some(row.split_whitespace().map(str::to_owned).collect())
+}
+
+/// A directory beside the fixture's logs that no configured source follows, with copies of
+/// the sample files: what an operator backfills.
+fn old_logs(fixture: &Fixture) -> std::path::PathBuf {
+    let old = fixture.dir.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["jans-auth_audit.log", "token-events.jsonl"] {
+        std::fs::copy(fixture.dir.path().join("logs").join(f), old.join(f)).unwrap();
+    }
+    old
+}
+
+fn backfill(fixture: &Fixture, args: &[&str], files: &[&Path]) -> std::process::Output {
+    authstat()
+        .arg("backfill")
+        .args(args)
+        .arg("--config")
+        .arg(fixture.config_path())
+        .args(files)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn backfill_twice_counts_once() {
     let fixture = Fixture::new("");
-    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    let log = old_logs(&fixture).join("jans-auth_audit.log");
     for _ in 0..2 {
-        run_ok(
-            authstat()
-                .args(["backfill", "--config"])
-                .arg(fixture.config_path())
-                .arg(&log),
+        let out = backfill(&fixture, &[], &[&log]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     // admin and jose active; 2 successful and 1 failed authentication, counted once.
@@ -206,37 +255,108 @@ fn backfill_twice_counts_once() {
 }
 
 /// Compressed rotated files are read too, and runs over different sets of files never count a
-/// file twice.
+/// file twice — a `.gz` of a file read before is recognised by its content.
 #[test]
 fn backfill_reads_gz_and_is_idempotent_across_runs() {
     use std::io::Write;
     let fixture = Fixture::new("");
-    let logs = fixture.dir.path().join("logs");
-    let plain = std::fs::read(logs.join("jans-auth_audit.log")).unwrap();
-    let gz_path = logs.join("jans-auth_audit-2024-02-01-1.log.gz");
+    let old = old_logs(&fixture);
+    let plain = std::fs::read(old.join("jans-auth_audit.log")).unwrap();
+    let gz_path = old.join("jans-auth_audit-2024-02-01-1.log.gz");
     let mut encoder = flate2::write::GzEncoder::new(
         std::fs::File::create(&gz_path).unwrap(),
         flate2::Compression::default(),
     );
     encoder.write_all(&plain).unwrap();
     encoder.finish().unwrap();
-    let tokens = logs.join("token-events.jsonl");
-    let run = |args: &[&str], files: &[&Path]| {
-        let out = run_ok(
-            authstat()
-                .arg("backfill")
-                .args(args)
-                .arg("--config")
-                .arg(fixture.config_path())
-                .args(files),
+    let tokens = old.join("token-events.jsonl");
+    let ok = |args: &[&str], files: &[&Path]| {
+        let out = backfill(&fixture, args, files);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    run(&[], &[&gz_path]);
-    assert!(run(&[], &[&gz_path]).contains("was read before; skipped"));
-    run(&["--format", "token-events"], &[&tokens]);
-    run(&[], &[&gz_path]);
-    run(&["--format", "token-events"], &[&tokens]);
+    assert!(ok(&[], &[&gz_path]).contains("backfill: 9 records"));
+    assert!(
+        ok(&[], &[&gz_path]).contains("backfill: 0 records"),
+        "read before"
+    );
+    ok(&["--format", "token-events"], &[&tokens]);
+    assert!(ok(&[], &[&gz_path, &old.join("jans-auth_audit.log")]).contains("backfill: 0 records"));
+    ok(&["--format", "token-events"], &[&tokens]);
     // The audit log once (2 users, 2 ok, 1 failed), the 6 token events once.
     assert_eq!(&february(&fixture)[..5], ["202402", "2", "2", "1", "6"]);
+}
+
+/// A file that a configured source follows is the agent's to count: backfill refuses it,
+/// naming the file and the source, and stores nothing of it.
+#[test]
+fn backfill_refuses_the_files_an_agent_follows() {
+    let fixture = Fixture::new("");
+    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    let out = backfill(&fixture, &[], &[&log]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("jans-auth_audit.log: followed by source 'audit'"),
+        "{err}"
+    );
+    assert!(
+        february_row(&fixture).is_none(),
+        "nothing stored: {:?}",
+        february_row(&fixture)
+    );
+}
+
+/// Backfill beside an agent that has read the same content (here: a copy of its log taken
+/// elsewhere): refused, naming the node that counted it. And the other way round: what a
+/// backfill read first, an agent that meets the same file later continues after.
+#[test]
+fn backfill_and_agent_never_count_one_file_twice() {
+    let fixture = Fixture::new("");
+    let mut agent = fixture.spawn();
+    // The pipeline reads before it looks at its commands: the final flush holds the log.
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    let copy = old_logs(&fixture).join("jans-auth_audit.log");
+    let out = backfill(&fixture, &[], &[&copy]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node example-node (source 'audit') read the same content first"),
+        "{err}"
+    );
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+
+    // A second installation: backfill first, then the file shows up where the agent looks.
+    let fixture = Fixture::new("");
+    let logs = fixture.dir.path().join("logs");
+    let old = old_logs(&fixture);
+    std::fs::remove_file(logs.join("jans-auth_audit.log")).unwrap();
+    let out = backfill(&fixture, &[], &[&old.join("jans-auth_audit.log")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+    std::fs::copy(
+        old.join("jans-auth_audit.log"),
+        logs.join("jans-auth_audit.log"),
+    )
+    .unwrap();
+    let mut agent = fixture.spawn();
+    wait_until("the agent to take the file over from the backfill", || {
+        agent.logged(&["continuing a file where `authstat backfill` stopped"])
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    assert_eq!(
+        &february(&fixture)[..4],
+        ["202402", "2", "2", "1"],
+        "counted once"
+    );
 }

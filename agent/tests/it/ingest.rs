@@ -45,9 +45,16 @@ async fn bad_input_is_counted_by_kind_and_reading_goes_on() {
 async fn idle_files_do_not_spin_the_pipeline() {
     let fixture = Fixture::new("");
     let logs = fixture.dir.path().join("logs");
-    let sample = std::fs::read(logs.join("jans-auth_audit.log")).unwrap();
+    let sample = std::fs::read_to_string(logs.join("jans-auth_audit.log")).unwrap();
     for i in 0..300 {
-        std::fs::write(logs.join(format!("jans-auth_audit-{i}.log")), &sample).unwrap();
+        // Files are told apart by their content: each copy's first record differs.
+        let copy = sample.replacen(
+            "23:59:58,120",
+            &format!("23:{:02}:{:02},120", i / 60, i % 60),
+            1,
+        );
+        assert_ne!(copy, sample);
+        std::fs::write(logs.join(format!("jans-auth_audit-{i}.log")), copy).unwrap();
     }
     let path = fixture.config_path();
     let text = std::fs::read_to_string(&path).unwrap().replace(

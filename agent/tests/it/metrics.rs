@@ -38,7 +38,12 @@ fn sample_value(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_in_both_formats_and_across_a_restart() {
-    let fixture = Fixture::new("");
+    let mut fixture = Fixture::new("");
+    fixture.add_current_month_users(&["now-user-1", "now-user-2", "now-user-1"]);
+    let mau = format!(
+        "authstat_monthly_active_users{{month=\"{}\"}}",
+        current_month()
+    );
     let agent = start_and_flush(&fixture).await;
     let addr = agent.addr;
     let (text, open) = tokio::task::spawn_blocking(move || {
@@ -70,13 +75,13 @@ async fn metrics_in_both_formats_and_across_a_restart() {
             2.0,
         ),
         ("authstat_authentications_total{outcome=\"failure\"}", 1.0),
-        ("authstat_authentications_total{outcome=\"success\"}", 2.0),
+        ("authstat_authentications_total{outcome=\"success\"}", 5.0),
         (
             "authstat_authorizations_total{action=\"USER_AUTHORIZATION\",outcome=\"failure\"}",
             2.0,
         ),
-        ("authstat_monthly_active_users{month=\"202402\"}", 2.0),
-        ("authstat_records_read_total", 15.0),
+        (mau.as_str(), 2.0),
+        ("authstat_records_read_total", 18.0),
         ("authstat_records_skipped_total{reason=\"garbage\"}", 0.0),
         ("authstat_files_watched", 2.0),
         ("authstat_flushes_total{result=\"success\"}", 1.0),
@@ -109,7 +114,7 @@ async fn metrics_in_both_formats_and_across_a_restart() {
     for series in [
         "authstat_tokens_issued_total{grant_type=\"client_credentials\",token_type=\"access_token\"}",
         "authstat_authentications_total{outcome=\"failure\"}",
-        "authstat_monthly_active_users{month=\"202402\"}",
+        mau.as_str(),
     ] {
         assert_eq!(
             sample_value(&again, series),

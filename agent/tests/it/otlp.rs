@@ -119,9 +119,11 @@ fn flatten(request: &ExportMetricsServiceRequest) -> (BTreeMap<String, String>, 
 }
 
 fn otlp_fixture(protocol: &str, endpoint: &str) -> Fixture {
-    Fixture::new(&format!(
+    let mut fixture = Fixture::new(&format!(
         "export:\n  otlp:\n    protocol: {protocol}\n    endpoint: {endpoint}\n    interval_secs: 1\n    timeout_secs: 2\n    resource_attributes:\n      deployment.environment: test\n"
-    ))
+    ));
+    fixture.add_current_month_users(&["now-user-1", "now-user-2"]);
+    fixture
 }
 
 fn newest_with_tokens(received: &Received) -> Option<ExportMetricsServiceRequest> {
@@ -186,7 +188,12 @@ fn assert_sample_run(request: &ExportMetricsServiceRequest) {
         Some(true),
     );
     expect("authstat.authentication.failures", "", 1, Some(true));
-    expect("authstat.users.active", "month=202402", 2, None);
+    expect(
+        "authstat.users.active",
+        &format!("month={}", crate::support::current_month()),
+        2,
+        None,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

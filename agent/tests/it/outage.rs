@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use authstat::pipeline::{Control, PipelineStats};
 use authstat::resolve::resolve;
 use authstat_backends::memory::MemoryStore;
-use authstat_core::store::{FlushBatch, FlushOutcome, NodeState, StatStore, StoreError};
+use authstat_core::store::{
+    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
+    NodeSummary, StatStore, StoreError,
+};
 use authstat_core::{Month, MonthStats, NodeId};
 
 use crate::support::wait_until;
@@ -46,6 +49,36 @@ impl StatStore for Flaky {
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn claim_node(&self, request: &ClaimRequest) -> Result<NodeClaim, StoreError> {
+        self.inner.claim_node(request).await
+    }
+    async fn release_node(&self, node: &NodeId, epoch: u64) -> Result<(), StoreError> {
+        self.inner.release_node(node, epoch).await
+    }
+    async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease(node).await
+    }
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        self.inner.nodes().await
+    }
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        self.inner.data_version().await
+    }
+    async fn claim_keys(
+        &self,
+        owner: &KeyOwner,
+        keys: &[String],
+    ) -> Result<Vec<KeyClaim>, StoreError> {
+        self.inner.claim_keys(owner, keys).await
+    }
+    async fn take_over_key(
+        &self,
+        key: &str,
+        from: &KeyOwner,
+        to: &KeyOwner,
+    ) -> Result<bool, StoreError> {
+        self.inner.take_over_key(key, from, to).await
+    }
 }
 
 fn events(from: u64, n: u64) -> String {
@@ -70,13 +103,22 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     let store = Arc::new(Flaky::default());
     store.down.store(true, Ordering::SeqCst);
     let stats = Arc::new(PipelineStats::default());
-    let node = resolved.node.clone();
+    let dyn_store: Arc<dyn StatStore> = store.clone();
+    let owner = authstat::own::claim(
+        dyn_store.as_ref(),
+        &resolved.node,
+        Duration::from_secs(60),
+        false,
+    )
+    .await
+    .unwrap();
     let pipeline = authstat::pipeline(
         &resolved,
-        node,
+        owner,
         store.clone(),
-        |cps| authstat::tailers(&resolved, cps),
+        |positions| authstat::tailers(&resolved, positions),
         stats.clone(),
+        authstat::pipeline::Role::Agent,
     )
     .await
     .unwrap();

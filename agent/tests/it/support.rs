@@ -11,6 +11,19 @@ use authstat::resolve::resolve;
 /// A temporary directory with the sample logs and a configuration using `backend`.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    /// The records its logs hold (the sample: 9 audit records and 6 token events).
+    pub records: u64,
+}
+
+/// The current month (UTC), `yyyyMM`.
+pub fn current_month() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    authstat_core::Month::from_epoch_millis(now)
+        .unwrap()
+        .to_string()
 }
 
 pub const TOKEN: &str = "example-token";
@@ -36,7 +49,34 @@ impl Fixture {
             format!("{config}\n{extra}"),
         )
         .unwrap();
-        Self { dir }
+        Self { dir, records: 15 }
+    }
+
+    /// Appends a successful `USER_AUTHORIZATION` of each of `users`, stamped now, to the audit
+    /// log: the current month gets active users.
+    pub fn add_current_month_users(&mut self, users: &[&str]) {
+        use std::io::Write;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("logs/jans-auth_audit.log"))
+            .unwrap();
+        for user in users {
+            write!(
+                log,
+                "2026-01-01 00:00:00,000 INFO  [02-42-AC-11-00-02] [worker-1]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n  \"ip\" : \"10.0.0.9\",\n  \"action\" : \"USER_AUTHORIZATION\",\n  \"timestamp\" : {now},\n  \"clientId\" : \"c\",\n  \"username\" : \"{user}\",\n  \"success\" : true\n}}\n"
+            )
+            .unwrap();
+            self.records += 1;
+        }
+    }
+
+    /// The real binary on this fixture's configuration.
+    pub fn spawn(&self) -> Spawned {
+        spawn_agent(&self.config_path(), self.dir.path(), &[])
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -46,9 +86,12 @@ impl Fixture {
     pub async fn start(&self) -> RunningAgent {
         let config =
             authstat_config::load(&self.config_path(), &std::collections::HashMap::new()).unwrap();
-        authstat::start(resolve(&self.config_path(), config).unwrap())
-            .await
-            .unwrap()
+        authstat::start(
+            resolve(&self.config_path(), config).unwrap(),
+            Default::default(),
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -169,8 +212,9 @@ pub async fn start_and_flush(fixture: &Fixture) -> RunningAgent {
     use std::sync::atomic::Ordering;
     let agent = fixture.start().await;
     let stats = agent.stats.clone();
+    let records = fixture.records;
     wait_until("the sample logs to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15
+        stats.records.load(Ordering::Relaxed) >= records
     });
     agent.flush_now();
     wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);

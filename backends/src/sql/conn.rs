@@ -43,22 +43,52 @@ pub struct SeqRow {
     pub seq: i64,
 }
 
+/// A node's row: its flush sequence and its lease.
 #[derive(Debug, QueryableByName)]
-pub struct CheckpointRow {
+pub struct NodeRow {
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = BigInt)]
+    pub epoch: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub holder: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub lease_until_ms: i64,
+    #[diesel(sql_type = Integer)]
+    pub released: i32,
+}
+
+/// A node's row with its id, for listings.
+#[derive(Debug, QueryableByName)]
+pub struct NodeListRow {
+    #[diesel(sql_type = Text)]
+    pub node_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub updated_at_ms: i64,
+    #[diesel(embed)]
+    pub row: NodeRow,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct PositionRow {
+    #[diesel(sql_type = Text)]
+    pub source: String,
+    #[diesel(sql_type = Text)]
+    pub pkey: String,
+    #[diesel(sql_type = Text)]
+    pub data: String,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct ClaimRow {
+    #[diesel(sql_type = Text)]
+    pub ckey: String,
+    #[diesel(sql_type = Text)]
+    pub node_id: String,
     #[diesel(sql_type = Text)]
     pub source: String,
     #[diesel(sql_type = BigInt)]
-    pub device: i64,
-    #[diesel(sql_type = BigInt)]
-    pub inode: i64,
-    #[diesel(sql_type = BigInt)]
-    pub fingerprint: i64,
-    #[diesel(sql_type = Integer)]
-    pub fingerprint_len: i32,
-    #[diesel(sql_type = BigInt)]
-    pub file_offset: i64,
-    #[diesel(sql_type = Text)]
-    pub path: String,
+    pub epoch: i64,
 }
 
 /// A row type every compiled-in backend can load.

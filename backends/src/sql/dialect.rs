@@ -12,7 +12,7 @@ pub enum Dialect {
 /// Columns of the tables (used to build multi-row statements).
 const HLL_COLUMNS: usize = 3;
 const COUNTER_COLUMNS: usize = 6;
-const CHECKPOINT_COLUMNS: usize = 8;
+const POSITION_COLUMNS: usize = 4;
 
 impl Dialect {
     /// The backend kind as in the configuration.
@@ -25,7 +25,7 @@ impl Dialect {
     }
 
     /// Bind parameter number `n` (1-based).
-    fn param(self, n: usize) -> String {
+    pub(crate) fn param(self, n: usize) -> String {
         match self {
             Dialect::Postgres => format!("${n}"),
             Dialect::Sqlite | Dialect::Mysql => "?".to_owned(),
@@ -45,7 +45,7 @@ impl Dialect {
             .join(", ")
     }
 
-    fn list(self, first: usize, count: usize) -> String {
+    pub(crate) fn list(self, first: usize, count: usize) -> String {
         (0..count)
             .map(|i| self.param(first + i))
             .collect::<Vec<_>>()
@@ -72,7 +72,7 @@ impl Dialect {
         }
     }
 
-    /// The node's sequence number, locking its row for the transaction. Binds: node_id.
+    /// The node's row, locking it for the transaction. Binds: node_id.
     pub(crate) fn lock_node(self) -> String {
         let lock = match self {
             // SQLite: the IMMEDIATE transaction already holds the database's write lock.
@@ -80,27 +80,47 @@ impl Dialect {
             Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
         };
         format!(
-            "SELECT seq FROM authstat_nodes WHERE node_id = {}{lock}",
+            "SELECT seq, epoch, holder, lease_until_ms, released FROM authstat_nodes \
+             WHERE node_id = {}{lock}",
             self.param(1)
         )
     }
 
-    /// The node's sequence number. Binds: node_id.
-    pub(crate) fn node_seq(self) -> String {
+    /// The node's row. Binds: node_id.
+    pub(crate) fn node_row(self) -> String {
         format!(
-            "SELECT seq FROM authstat_nodes WHERE node_id = {}",
+            "SELECT seq, epoch, holder, lease_until_ms, released FROM authstat_nodes \
+             WHERE node_id = {}",
             self.param(1)
         )
     }
 
-    /// Binds: seq, updated_at_ms, node_id.
+    /// Binds: seq, updated_at_ms, lease_until_ms, node_id.
     pub(crate) fn update_node(self) -> String {
         format!(
-            "UPDATE authstat_nodes SET seq = {}, updated_at_ms = {} WHERE node_id = {}",
+            "UPDATE authstat_nodes SET seq = {}, updated_at_ms = {}, lease_until_ms = {} \
+             WHERE node_id = {}",
             self.param(1),
             self.param(2),
-            self.param(3)
+            self.param(3),
+            self.param(4)
         )
+    }
+
+    /// Every node's row.
+    pub(crate) fn list_nodes(self) -> &'static str {
+        "SELECT node_id, updated_at_ms, seq, epoch, holder, lease_until_ms, released \
+         FROM authstat_nodes ORDER BY node_id"
+    }
+
+    /// A number that changes with every applied flush of any node.
+    pub(crate) fn data_version(self) -> String {
+        let sum = match self {
+            Dialect::Sqlite => "COALESCE(SUM(seq), 0)",
+            Dialect::Postgres => "CAST(COALESCE(SUM(seq), 0) AS BIGINT)",
+            Dialect::Mysql => "CAST(COALESCE(SUM(seq), 0) AS SIGNED)",
+        };
+        format!("SELECT {sum} AS seq FROM authstat_nodes")
     }
 
     /// Replaces HLLs. Binds per row: node_id, month, hll.
@@ -133,20 +153,18 @@ impl Dialect {
     }
 
     /// Binds: node_id.
-    pub(crate) fn delete_checkpoints(self) -> String {
+    pub(crate) fn delete_positions(self) -> String {
         format!(
-            "DELETE FROM authstat_checkpoints WHERE node_id = {}",
+            "DELETE FROM authstat_positions WHERE node_id = {}",
             self.param(1)
         )
     }
 
-    /// Binds per row: node_id, source, device, inode, fingerprint, fingerprint_len,
-    /// file_offset, path.
-    pub(crate) fn insert_checkpoints(self, rows: usize) -> String {
+    /// Binds per row: node_id, source, pkey, data.
+    pub(crate) fn insert_positions(self, rows: usize) -> String {
         format!(
-            "INSERT INTO authstat_checkpoints (node_id, source, device, inode, fingerprint, \
-             fingerprint_len, file_offset, path) VALUES {}",
-            self.value_rows(1, rows, CHECKPOINT_COLUMNS)
+            "INSERT INTO authstat_positions (node_id, source, pkey, data) VALUES {}",
+            self.value_rows(1, rows, POSITION_COLUMNS)
         )
     }
 
@@ -204,11 +222,11 @@ impl Dialect {
         )
     }
 
-    /// One node's checkpoints. Binds: node_id.
-    pub(crate) fn node_checkpoints(self) -> String {
+    /// One node's positions. Binds: node_id.
+    pub(crate) fn node_positions(self) -> String {
         format!(
-            "SELECT source, device, inode, fingerprint, fingerprint_len, file_offset, path \
-             FROM authstat_checkpoints WHERE node_id = {} ORDER BY source, path",
+            "SELECT source, pkey, data FROM authstat_positions WHERE node_id = {} \
+             ORDER BY source, pkey",
             self.param(1)
         )
     }

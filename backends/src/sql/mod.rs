@@ -1,18 +1,21 @@
 //! `type: sqlite | postgres | mysql`: the SQL backends, through diesel.
 //!
-//! Four tables (see `docs/storage.md`): `authstat_nodes` (a node's last flush `seq`),
-//! `authstat_hll` (per node and month, the HLL in the postgresql-hll storage format),
-//! `authstat_counters` (per node and month, `(kind, k1, k2) → value`) and
-//! `authstat_checkpoints` (per node, the source files' positions).
+//! Five tables (see `docs/storage.md`): `authstat_nodes` (a node's last flush `seq` and its
+//! lease), `authstat_hll` (per node and month, the HLL in the postgresql-hll storage format),
+//! `authstat_counters` (per node and month, `(kind, k1, k2) → value`), `authstat_positions`
+//! (per node, its sources' positions) and `authstat_claims` (cluster-wide key claims).
 //!
-//! A flush is one transaction: lock the node's row, compare `seq`, replace the HLLs, add the
-//! counter deltas, replace the checkpoints, record `seq`. A read is one statement: the HLL rows
+//! A flush is one transaction: lock the node's row, compare the epoch (fencing) and `seq`,
+//! replace the HLLs, add the counter deltas, replace the positions, record `seq` and renew the
+//! lease (`flush.rs`). Leases and claims are in `own.rs`. A read is one statement: the HLL rows
 //! and the per-month counter sums of all nodes, unioned. diesel is synchronous, so every
 //! operation runs on tokio's blocking pool with a connection from an r2d2 pool; the async
 //! runtime is never blocked.
 
 mod conn;
 mod dialect;
+mod flush;
+mod own;
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -22,14 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use authstat_config::{SqlServerConfig, SqliteConfig, redact_url};
 use authstat_core::store::{
-    Checkpoint, FlushBatch, FlushOutcome, NodeState, StatStore, StoreError,
+    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
+    NodeSummary, SourcePosition, StatStore, StoreError,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 
 pub use conn::SqlConnection;
-use conn::{Bind, CheckpointRow, SeqRow, StatRow};
+use conn::{Bind, NodeListRow, NodeRow, PositionRow, SeqRow, StatRow};
 use dialect::Dialect;
 
 use crate::merge::{Merger, distinct_months};
@@ -40,8 +44,8 @@ pub const MAX_KEY_PART_LEN: usize = 255;
 /// A SQL backend over one diesel connection type.
 pub struct SqlStore<C: SqlConnection> {
     pool: Pool<ConnectionManager<C>>,
-    /// Test hook: the next flush fails after this many statements (inside its transaction).
-    fail_after_statements: Arc<Mutex<Option<usize>>>,
+    /// Test hook: where the next flush fails.
+    fail_next_flush: Arc<Mutex<Option<FailAt>>>,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -162,35 +166,33 @@ impl<C: SqlConnection> SqlStore<C> {
     async fn start(pool: Pool<ConnectionManager<C>>) -> Result<Self, StoreError> {
         let store = Self {
             pool,
-            fail_after_statements: Arc::new(Mutex::new(None)),
+            fail_next_flush: Arc::new(Mutex::new(None)),
             _connection: PhantomData,
         };
         store
-            .blocking(|conn, _| conn.migrate().map_err(|e| unavailable(C::DIALECT, e)))
+            .blocking(|conn| conn.migrate().map_err(|e| unavailable(C::DIALECT, e)))
             .await?;
         Ok(store)
     }
 
-    /// Test hook: the next flush fails after `statements` statements of its transaction, which
-    /// is then rolled back.
+    /// Test hook: the next flush fails at `at`.
     #[doc(hidden)]
-    pub fn inject_flush_failure(&self, statements: usize) {
-        *self.fail_after_statements.lock().expect("lock") = Some(statements);
+    pub fn inject_flush_failure(&self, at: FailAt) {
+        *self.fail_next_flush.lock().expect("lock") = Some(at);
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut C, Option<usize>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut C) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        let fail_after = self.fail_after_statements.lock().expect("lock").take();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
                 .get()
                 .map_err(|e| unavailable(C::DIALECT, e.to_string()))?;
-            f(&mut conn, fail_after)
+            f(&mut conn)
         })
         .await
         .map_err(|e| unavailable(C::DIALECT, format!("database task failed: {e}")))?
@@ -248,7 +250,44 @@ fn is_deadlock(e: &diesel::result::Error) -> bool {
     }
 }
 
-/// Errors inside a flush transaction: a database error (rolls back) or our own early exit.
+/// Where a test makes the next flush fail.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailAt {
+    /// Before the statement with this index (0-based) of the flush transaction, which is then
+    /// rolled back.
+    Statement(usize),
+    /// After the transaction committed: the flush is applied, but its caller hears of an
+    /// error (a connection lost with the answer).
+    AfterCommit,
+}
+
+/// Runs `body` in a write transaction, again (at once) when the database aborted it to break a
+/// deadlock: a deadlock victim was rolled back whole.
+fn transaction_with_retries<C: SqlConnection, T>(
+    conn: &mut C,
+    mut body: impl FnMut(&mut C) -> Result<T, TxError>,
+) -> Result<T, StoreError> {
+    let d = C::DIALECT;
+    let mut attempt = 0;
+    loop {
+        match conn.write_transaction(&mut body) {
+            Ok(value) => return Ok(value),
+            Err(TxError::Db(e)) if is_deadlock(&e) && attempt < DEADLOCK_RETRIES => {
+                attempt += 1;
+                tracing::debug!(
+                    backend = d.kind(),
+                    attempt,
+                    "transaction deadlocked, retrying"
+                );
+            }
+            Err(TxError::Db(e)) => return Err(db_error(d, e)),
+            Err(TxError::Store(e)) => return Err(e),
+        }
+    }
+}
+
+/// Errors inside a transaction: a database error (rolls back) or our own early exit.
 enum TxError {
     Db(diesel::result::Error),
     Store(StoreError),
@@ -265,115 +304,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn month_bind(month: Month) -> Bind {
-    Bind::Int(month.yyyymm() as i32)
-}
-
-/// Checks what the schema cannot store before anything is written.
-fn validate(dialect: Dialect, batch: &FlushBatch) -> Result<Vec<Bind>, StoreError> {
-    let reject = |message: String| StoreError::Rejected {
-        backend: dialect.kind(),
-        message,
-    };
-    let mut counter_binds = Vec::new();
-    for month in &batch.months {
-        for (key, delta) in month.counter_deltas.iter() {
-            let (kind, k1, k2) = key.parts();
-            if k1.len() > MAX_KEY_PART_LEN || k2.len() > MAX_KEY_PART_LEN {
-                return Err(reject(format!(
-                    "counter key part longer than {MAX_KEY_PART_LEN} bytes in month {}",
-                    month.month
-                )));
-            }
-            let value = i64::try_from(delta)
-                .map_err(|_| reject(format!("counter delta {delta} does not fit a BIGINT")))?;
-            counter_binds.extend([
-                Bind::Text(batch.node.as_str().to_owned()),
-                month_bind(month.month),
-                Bind::Text(kind.to_owned()),
-                Bind::Text(k1.to_owned()),
-                Bind::Text(k2.to_owned()),
-                Bind::BigInt(value),
-            ]);
-        }
-    }
-    Ok(counter_binds)
-}
-
-/// The flush transaction's body.
-fn apply<C: SqlConnection>(
-    conn: &mut C,
-    batch: &FlushBatch,
-    hll_binds: Vec<Bind>,
-    counter_binds: Vec<Bind>,
-    fail_after: Option<usize>,
-) -> Result<FlushOutcome, TxError> {
-    let d = C::DIALECT;
-    let node = || Bind::Text(batch.node.as_str().to_owned());
-    let mut statements = 0usize;
-    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| -> Result<(), TxError> {
-        if fail_after == Some(statements) {
-            return Err(TxError::Store(unavailable(d, "injected failure")));
-        }
-        statements += 1;
-        conn.exec(sql, binds)?;
-        Ok(())
-    };
-
-    step(conn, &d.ensure_node(), vec![node(), Bind::BigInt(now_ms())])?;
-    let rows: Vec<SeqRow> = conn.load(&d.lock_node(), vec![node()])?;
-    let stored = rows.first().map_or(0, |r| r.seq);
-    let seq = i64::try_from(batch.seq).map_err(|_| {
-        TxError::Store(StoreError::Rejected {
-            backend: d.kind(),
-            message: "seq too large".into(),
-        })
-    })?;
-    if seq <= stored {
-        return Ok(FlushOutcome::AlreadyApplied);
-    }
-    step(
-        conn,
-        &d.update_node(),
-        vec![Bind::BigInt(seq), Bind::BigInt(now_ms()), node()],
-    )?;
-    for (columns, binds, build) in [
-        (
-            3,
-            hll_binds,
-            Dialect::upsert_hlls as fn(Dialect, usize) -> String,
-        ),
-        (6, counter_binds, Dialect::upsert_counters),
-    ] {
-        for chunk in binds.chunks(columns * Dialect::ROWS_PER_STATEMENT) {
-            step(conn, &build(d, chunk.len() / columns), chunk.to_vec())?;
-        }
-    }
-    step(conn, &d.delete_checkpoints(), vec![node()])?;
-    for chunk in batch.checkpoints.chunks(Dialect::ROWS_PER_STATEMENT) {
-        let binds = chunk
-            .iter()
-            .flat_map(|c| checkpoint_binds(&batch.node, c))
-            .collect();
-        step(conn, &d.insert_checkpoints(chunk.len()), binds)?;
-    }
-    Ok(FlushOutcome::Applied)
-}
-
-fn checkpoint_binds(node: &NodeId, c: &Checkpoint) -> [Bind; 8] {
-    [
-        Bind::Text(node.as_str().to_owned()),
-        Bind::Text(c.source.clone()),
-        // u64 identities are stored as the same 64 bits in a signed BIGINT.
-        Bind::BigInt(c.device as i64),
-        Bind::BigInt(c.inode as i64),
-        Bind::BigInt(c.fingerprint as i64),
-        Bind::Int(c.fingerprint_len as i32),
-        Bind::BigInt(c.offset as i64),
-        Bind::Text(c.path.clone()),
-    ]
 }
 
 fn merge_rows(dialect: Dialect, rows: Vec<StatRow>) -> Result<Vec<MonthStats>, StoreError> {
@@ -395,79 +325,97 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         C::DIALECT.kind()
     }
 
+    async fn claim_node(&self, request: &ClaimRequest) -> Result<NodeClaim, StoreError> {
+        let request = request.clone();
+        self.blocking(move |conn| own::claim_node(conn, &request))
+            .await
+    }
+
+    async fn release_node(&self, node: &NodeId, epoch: u64) -> Result<(), StoreError> {
+        let node = node.clone();
+        self.blocking(move |conn| own::release_node(conn, &node, epoch))
+            .await
+    }
+
+    async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError> {
+        let node = node.clone();
+        self.blocking(move |conn| own::lease(conn, &node)).await
+    }
+
     async fn flush(&self, batch: &FlushBatch) -> Result<FlushOutcome, StoreError> {
         let d = C::DIALECT;
-        let counter_binds = validate(d, batch)?;
-        let mut hll_binds = Vec::with_capacity(batch.months.len() * 3);
-        for month in &batch.months {
-            let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
-                backend: d.kind(),
-                message: format!("month {}: {e}", month.month),
-            })?;
-            hll_binds.extend([
-                Bind::Text(batch.node.as_str().to_owned()),
-                month_bind(month.month),
-                Bind::Bytes(bytes),
-            ]);
-        }
+        let prepared = flush::prepare(d, batch)?;
         let batch = batch.clone();
-        self.blocking(move |conn, fail_after| {
-            let mut attempt = 0;
-            loop {
-                let result = conn.write_transaction(|conn| {
-                    apply(
-                        conn,
-                        &batch,
-                        hll_binds.clone(),
-                        counter_binds.clone(),
-                        fail_after,
-                    )
-                });
-                match result {
-                    Ok(outcome) => return Ok(outcome),
-                    // A deadlock victim was rolled back whole: trying again at once is safe.
-                    Err(TxError::Db(e)) if is_deadlock(&e) && attempt < DEADLOCK_RETRIES => {
-                        attempt += 1;
-                        tracing::debug!(backend = d.kind(), attempt, "flush deadlocked, retrying");
-                    }
-                    Err(TxError::Db(e)) => return Err(db_error(d, e)),
-                    Err(TxError::Store(e)) => return Err(e),
-                }
-            }
-        })
-        .await
+        let fail = self.fail_next_flush.lock().expect("lock").take();
+        let outcome = self
+            .blocking(move |conn| {
+                let at = match fail {
+                    Some(FailAt::Statement(n)) => Some(n),
+                    _ => None,
+                };
+                transaction_with_retries(conn, |conn| flush::apply(conn, &batch, &prepared, at))
+            })
+            .await?;
+        if fail == Some(FailAt::AfterCommit) {
+            return Err(unavailable(d, "injected failure after the commit"));
+        }
+        Ok(outcome)
     }
 
     async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
         let d = C::DIALECT;
         let node = node.as_str().to_owned();
-        self.blocking(move |conn, _| {
+        self.blocking(move |conn| {
             let bind = || vec![Bind::Text(node.clone())];
             let load = |conn: &mut C| -> diesel::QueryResult<_> {
-                let seq: Vec<SeqRow> = conn.load(&d.node_seq(), bind())?;
+                let seq: Vec<NodeRow> = conn.load(&d.node_row(), bind())?;
                 let mut rows: Vec<StatRow> = conn.load(&d.node_hlls(), bind())?;
                 rows.extend(conn.load::<StatRow>(&d.node_counters(), bind())?);
-                let checkpoints: Vec<CheckpointRow> = conn.load(&d.node_checkpoints(), bind())?;
-                Ok((seq, rows, checkpoints))
+                let positions: Vec<PositionRow> = conn.load(&d.node_positions(), bind())?;
+                Ok((seq, rows, positions))
             };
-            let (seq, rows, checkpoints) =
+            let (seq, rows, positions) =
                 conn.write_transaction(load).map_err(|e| db_error(d, e))?;
             Ok(NodeState {
                 seq: seq.first().map_or(0, |r| r.seq as u64),
                 months: merge_rows(d, rows)?,
-                checkpoints: checkpoints
+                positions: positions
                     .into_iter()
-                    .map(|r| Checkpoint {
+                    .map(|r| SourcePosition {
                         source: r.source,
-                        path: r.path,
-                        device: r.device as u64,
-                        inode: r.inode as u64,
-                        fingerprint: r.fingerprint as u64,
-                        fingerprint_len: r.fingerprint_len as u32,
-                        offset: r.file_offset as u64,
+                        key: r.pkey,
+                        data: r.data,
                     })
                     .collect(),
             })
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        let d = C::DIALECT;
+        self.blocking(move |conn| {
+            let rows: Vec<NodeListRow> = conn
+                .load(d.list_nodes(), Vec::new())
+                .map_err(|e| db_error(d, e))?;
+            rows.into_iter()
+                .map(|r| {
+                    let node = NodeId::new(r.node_id).map_err(|e| StoreError::Corrupt {
+                        backend: d.kind(),
+                        message: e.to_string(),
+                    })?;
+                    let lease = match r.row.holder {
+                        None => None,
+                        Some(_) => Some(own::lease_of(d, &node, &r.row)?),
+                    };
+                    Ok(NodeSummary {
+                        node,
+                        seq: r.row.seq as u64,
+                        updated_at_ms: r.updated_at_ms,
+                        lease,
+                    })
+                })
+                .collect()
         })
         .await
     }
@@ -482,18 +430,50 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let binds: Vec<Bind> = months
             .iter()
             .chain(&months)
-            .map(|&m| month_bind(m))
+            .map(|&m| flush::month_bind(m))
             .collect();
-        self.blocking(move |conn, _| {
+        self.blocking(move |conn| {
             let rows: Vec<StatRow> = conn.load(&sql, binds).map_err(|e| db_error(d, e))?;
             merge_rows(d, rows)
         })
         .await
     }
 
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        let d = C::DIALECT;
+        self.blocking(move |conn| {
+            let rows: Vec<SeqRow> = conn
+                .load(&d.data_version(), Vec::new())
+                .map_err(|e| db_error(d, e))?;
+            Ok(rows.first().map_or(0, |r| r.seq as u64))
+        })
+        .await
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         let d = C::DIALECT;
-        self.blocking(move |conn, _| conn.batch_execute("SELECT 1").map_err(|e| db_error(d, e)))
+        self.blocking(move |conn| conn.batch_execute("SELECT 1").map_err(|e| db_error(d, e)))
+            .await
+    }
+
+    async fn claim_keys(
+        &self,
+        owner: &KeyOwner,
+        keys: &[String],
+    ) -> Result<Vec<KeyClaim>, StoreError> {
+        let (owner, keys) = (owner.clone(), keys.to_vec());
+        self.blocking(move |conn| own::claim_keys(conn, &owner, &keys))
+            .await
+    }
+
+    async fn take_over_key(
+        &self,
+        key: &str,
+        from: &KeyOwner,
+        to: &KeyOwner,
+    ) -> Result<bool, StoreError> {
+        let (key, from, to) = (key.to_owned(), from.clone(), to.clone());
+        self.blocking(move |conn| own::take_over_key(conn, &key, &from, &to))
             .await
     }
 }

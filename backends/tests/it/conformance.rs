@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use authstat_core::counters::Counters;
-use authstat_core::store::{FlushOutcome, NodeState, StatStore, StoreError};
+use authstat_core::store::{
+    FlushOutcome, KeyClaim, KeyOwner, NodeClaim, NodeState, StatStore, StoreError,
+};
 
 use crate::support::*;
 
@@ -15,7 +17,12 @@ macro_rules! conformance_tests {
             round_trip, counters_accumulate_and_hll_is_replaced, merge_of_three_nodes,
             months_without_data_are_absent, resume_after_reopening, retried_batch_is_applied_once,
             concurrent_flushes_from_two_nodes, failed_flush_leaves_no_partial_state,
-            checkpoints_are_replaced, agents_starting_at_once_on_an_empty_database, health_is_ok);
+            positions_are_replaced_or_kept, agents_starting_at_once_on_an_empty_database,
+            health_is_ok, a_lost_answer_is_retried_and_applied_once,
+            a_failure_at_any_write_of_a_large_flush_changes_nothing,
+            one_instance_owns_a_node, expired_and_released_leases_are_taken_over,
+            two_instances_of_one_node_flushing_at_once, keys_are_claimed_once_cluster_wide,
+            data_version_and_nodes);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(
@@ -35,6 +42,7 @@ fn counters_of(stats: &authstat_core::MonthStats) -> &Counters {
 
 pub async fn round_trip(h: &dyn Harness) {
     let store = h.open().await.store;
+    own(store.as_ref(), "node-a").await;
     let b = batch("node-a", 1, &["202401", "202402"], 0, 3000, 1);
     assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
     let read = store
@@ -55,6 +63,7 @@ pub async fn round_trip(h: &dyn Harness) {
 
 pub async fn counters_accumulate_and_hll_is_replaced(h: &dyn Harness) {
     let store = h.open().await.store;
+    own(store.as_ref(), "node-a").await;
     store
         .flush(&batch("node-a", 1, &["202402"], 0, 10, 1))
         .await
@@ -78,6 +87,7 @@ pub async fn merge_of_three_nodes(h: &dyn Harness) {
         batch("node-c", 7, &["202402"], 5000, 100, 3),
     ];
     for b in &batches {
+        own(store.as_ref(), b.node.as_str()).await;
         store.flush(b).await.unwrap();
     }
     let read = store
@@ -114,6 +124,7 @@ pub async fn months_without_data_are_absent(h: &dyn Harness) {
             .is_empty(),
         "empty store"
     );
+    own(store.as_ref(), "node-a").await;
     store
         .flush(&batch("node-a", 1, &["202402", "202312"], 0, 5, 1))
         .await
@@ -144,6 +155,8 @@ pub async fn resume_after_reopening(h: &dyn Harness) {
     );
     let b1 = batch("node-a", 1, &["202401"], 0, 100, 1);
     let b2 = batch("node-a", 2, &["202401", "202402"], 0, 200, 1);
+    own(first.as_ref(), "node-a").await;
+    own(first.as_ref(), "node-b").await;
     first.flush(&b1).await.unwrap();
     first.flush(&b2).await.unwrap();
     first
@@ -156,9 +169,11 @@ pub async fn resume_after_reopening(h: &dyn Harness) {
     let store = h.open().await.store;
     let state = store.load_node(&node("node-a")).await.unwrap();
     assert_eq!(state.seq, 2);
-    let mut cps = state.checkpoints.clone();
-    cps.sort_by(|a, b| a.source.cmp(&b.source));
-    assert_eq!(cps, b2.checkpoints);
+    assert_eq!(
+        Some(state.positions.clone()),
+        b2.positions,
+        "kept exactly, ordered"
+    );
     assert_eq!(state.months.len(), 2, "only node-a's months");
     assert_eq!(state.months[0].users, b2.months[0].users);
     let mut jan = counters(1);
@@ -169,6 +184,7 @@ pub async fn resume_after_reopening(h: &dyn Harness) {
 
 pub async fn retried_batch_is_applied_once(h: &dyn Harness) {
     let store = h.open().await.store;
+    own(store.as_ref(), "node-a").await;
     let b = batch("node-a", 5, &["202402"], 0, 10, 1);
     assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
     assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::AlreadyApplied);
@@ -189,6 +205,7 @@ pub async fn concurrent_flushes_from_two_nodes(h: &dyn Harness) {
         .map(|n| {
             let store = store.clone();
             tokio::spawn(async move {
+                own(store.as_ref(), n).await;
                 for seq in 1..=15 {
                     let b = batch(n, seq, &["202401", "202402"], seq as usize * 10, 10, 1);
                     assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
@@ -215,6 +232,7 @@ pub async fn concurrent_flushes_from_two_nodes(h: &dyn Harness) {
 pub async fn failed_flush_leaves_no_partial_state(h: &dyn Harness) {
     let opened = h.open().await;
     let store = opened.store;
+    own(store.as_ref(), "node-a").await;
     store
         .flush(&batch("node-a", 1, &["202401", "202402"], 0, 100, 1))
         .await
@@ -226,7 +244,7 @@ pub async fn failed_flush_leaves_no_partial_state(h: &dyn Harness) {
         .unwrap();
 
     let b = batch("node-a", 2, &["202401", "202402"], 0, 500, 3);
-    (opened.fail_next_flush)();
+    (opened.fail_next_flush)(Fail::Before(1));
     let err = store.flush(&b).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
     assert!(err.is_retryable());
@@ -251,31 +269,39 @@ pub async fn failed_flush_leaves_no_partial_state(h: &dyn Harness) {
     assert_eq!(read[0].users, b.months[1].users);
 }
 
-pub async fn checkpoints_are_replaced(h: &dyn Harness) {
+pub async fn positions_are_replaced_or_kept(h: &dyn Harness) {
     let store = h.open().await.store;
+    own(store.as_ref(), "node-a").await;
     store
         .flush(&batch("node-a", 1, &["202402"], 0, 1, 1))
         .await
         .unwrap();
     let mut b = batch("node-a", 2, &[], 0, 0, 0);
-    b.checkpoints = vec![checkpoint("audit", 99, 12345)];
+    b.positions = Some(vec![position("audit", 99, 12345)]);
     store.flush(&b).await.unwrap();
     let state = store.load_node(&node("node-a")).await.unwrap();
-    assert_eq!(state.checkpoints, b.checkpoints);
+    assert_eq!(Some(state.positions), b.positions);
     assert_eq!(
         state.months.len(),
         1,
-        "a checkpoint-only flush keeps the months"
+        "a positions-only flush keeps the months"
     );
+    // None: unchanged.
     b.seq = 3;
-    b.checkpoints.clear();
+    b.positions = None;
+    store.flush(&b).await.unwrap();
+    let state = store.load_node(&node("node-a")).await.unwrap();
+    assert_eq!(state.positions, vec![position("audit", 99, 12345)]);
+    assert_eq!(state.seq, 3);
+    b.seq = 4;
+    b.positions = Some(Vec::new());
     store.flush(&b).await.unwrap();
     assert!(
         store
             .load_node(&node("node-a"))
             .await
             .unwrap()
-            .checkpoints
+            .positions
             .is_empty()
     );
 }
@@ -284,10 +310,354 @@ pub async fn agents_starting_at_once_on_an_empty_database(h: &dyn Harness) {
     let (a, b, c) = tokio::join!(h.open(), h.open(), h.open());
     for (i, opened) in [a, b, c].into_iter().enumerate() {
         let b = batch(&format!("node-{i}"), 1, &["202402"], 0, 10, 1);
+        own(opened.store.as_ref(), b.node.as_str()).await;
         opened.store.flush(&b).await.unwrap();
     }
 }
 
 pub async fn health_is_ok(h: &dyn Harness) {
     h.open().await.store.health().await.unwrap();
+}
+
+/// The flush was committed, but its answer was lost (a connection dropped after the commit):
+/// the caller retries the same batch, which is recognised.
+pub async fn a_lost_answer_is_retried_and_applied_once(h: &dyn Harness) {
+    let opened = h.open().await;
+    let store = opened.store;
+    own(store.as_ref(), "node-a").await;
+    let b = batch("node-a", 1, &["202401", "202402"], 0, 100, 2);
+    (opened.fail_next_flush)(Fail::AfterCommit);
+    let err = store.flush(&b).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::AlreadyApplied);
+    let state = store.load_node(&node("node-a")).await.unwrap();
+    assert_eq!(state.seq, 1);
+    assert_eq!(Some(state.positions), b.positions);
+    for stats in store
+        .read_months(&[month("202401"), month("202402")])
+        .await
+        .unwrap()
+    {
+        assert_eq!(stats.counters, counters(2), "{}: counted once", stats.month);
+    }
+}
+
+/// A batch large enough that every kind of write takes several statements (SQL writes at most
+/// 500 rows per statement): a failure before any one of them leaves nothing, and the retry
+/// applies the batch once.
+pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Harness) {
+    let opened = h.open().await;
+    let store = opened.store;
+    own(store.as_ref(), "node-a").await;
+    let large = |seq: u64| {
+        let mut b = batch("node-a", seq, &["202401", "202402"], 0, 50, 1);
+        for m in &mut b.months {
+            for g in 0..600 {
+                m.counter_deltas
+                    .add(&token(&format!("grant-{g}"), "access_token"), 1);
+            }
+        }
+        let mut positions: Vec<_> = (0..1100)
+            .map(|k| position("audit", k, seq * 10 + k))
+            .collect();
+        positions.sort();
+        b.positions = Some(positions);
+        b
+    };
+    let mut expected = Counters::default();
+    // update node, HLLs, 3 counter statements, delete positions, 3 position statements.
+    for at in 0..10 {
+        let seq = at as u64 + 1;
+        let b = large(seq);
+        let before = store.load_node(&node("node-a")).await.unwrap();
+        (opened.fail_next_flush)(Fail::Before(at));
+        match store.flush(&b).await {
+            // Fewer writes than `at` (MongoDB has one): nothing was injected.
+            Ok(FlushOutcome::Applied) => {}
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                assert_eq!(
+                    store.load_node(&node("node-a")).await.unwrap(),
+                    before,
+                    "a failure before write {at} left something behind"
+                );
+                assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
+            }
+        }
+        expected.merge(&b.months[0].counter_deltas);
+        let state = store.load_node(&node("node-a")).await.unwrap();
+        assert_eq!(state.seq, seq);
+        assert_eq!(state.positions.len(), 1100);
+        assert_eq!(Some(state.positions), b.positions);
+        assert_eq!(state.months[0].counters, expected, "after write {at}");
+    }
+}
+
+pub async fn one_instance_owns_a_node(h: &dyn Harness) {
+    let store = h.open().await.store;
+    let now = now_ms();
+    let first = store
+        .claim_node(&claim_request("node-a", "first", now, 60_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            first,
+            NodeClaim::Granted {
+                epoch: 1,
+                previous: None
+            }
+        ),
+        "{first:?}"
+    );
+    store
+        .flush(&batch("node-a", 1, &["202402"], 0, 10, 1))
+        .await
+        .unwrap();
+
+    // A second instance is refused while the lease is live, and nothing changes.
+    let second = store
+        .claim_node(&claim_request("node-a", "second", now + 1000, 60_000))
+        .await
+        .unwrap();
+    let NodeClaim::Refused { holder } = second else {
+        panic!("{second:?}")
+    };
+    assert_eq!(holder.holder.unwrap().id, "first");
+    assert_eq!(holder.epoch, 1);
+    assert!(
+        holder.until_ms >= now + 60_000,
+        "the flush renewed the lease"
+    );
+    // The same instance claiming again (a restart of itself) is granted.
+    let again = store
+        .claim_node(&claim_request("node-a", "first", now + 1000, 60_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, NodeClaim::Granted { epoch: 2, .. }),
+        "{again:?}"
+    );
+    // A take-over on condition of an epoch that is no longer the current one is refused.
+    let mut stale = claim_request("node-a", "second", now + 1500, 60_000);
+    stale.take_over = authstat_core::store::TakeOver::IfEpoch(1);
+    assert!(matches!(
+        store.claim_node(&stale).await.unwrap(),
+        NodeClaim::Refused { .. }
+    ));
+
+    // Taken over: the old instance's flushes are fenced, loudly, and change nothing.
+    let mut take = claim_request("node-a", "second", now + 2000, 60_000);
+    take.take_over = authstat_core::store::TakeOver::Always;
+    let taken = store.claim_node(&take).await.unwrap();
+    let NodeClaim::Granted { epoch: 3, previous } = taken else {
+        panic!("{taken:?}")
+    };
+    assert_eq!(previous.unwrap().holder.unwrap().id, "first");
+    let before = store.read_months(&[month("202402")]).await.unwrap();
+    let mut stale = batch("node-a", 2, &["202402"], 0, 10, 5);
+    stale.epoch = 2;
+    let err = store.flush(&stale).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    let StoreError::Fenced { holder, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(holder.contains("second"), "{err}");
+    assert_eq!(store.read_months(&[month("202402")]).await.unwrap(), before);
+    // The new owner continues from the stored state.
+    let state = store.load_node(&node("node-a")).await.unwrap();
+    let mut next = batch("node-a", state.seq + 1, &["202402"], 0, 10, 1);
+    next.epoch = 3;
+    assert_eq!(store.flush(&next).await.unwrap(), FlushOutcome::Applied);
+    let mut expected = counters(1);
+    expected.merge(&counters(1));
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    assert_eq!(read[0].counters, expected);
+    // A node nobody claimed cannot be written.
+    let err = store
+        .flush(&batch("never-claimed", 1, &["202402"], 0, 1, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+}
+
+pub async fn expired_and_released_leases_are_taken_over(h: &dyn Harness) {
+    let store = h.open().await.store;
+    let now = now_ms();
+    let short = claim_request("node-a", "first", now, 1000);
+    assert!(matches!(
+        store.claim_node(&short).await.unwrap(),
+        NodeClaim::Granted { epoch: 1, .. }
+    ));
+    // Still live a moment later, expired after its end.
+    assert!(matches!(
+        store
+            .claim_node(&claim_request("node-a", "second", now + 999, 60_000))
+            .await
+            .unwrap(),
+        NodeClaim::Refused { .. }
+    ));
+    let later = store
+        .claim_node(&claim_request("node-a", "second", now + 1001, 60_000))
+        .await
+        .unwrap();
+    let NodeClaim::Granted { epoch: 2, previous } = later else {
+        panic!("{later:?}")
+    };
+    assert!(!previous.unwrap().is_live(now + 1001));
+    // Released at a clean stop: the next one needs no waiting.
+    store.release_node(&node("node-a"), 1).await.unwrap();
+    let lease = store.lease(&node("node-a")).await.unwrap().unwrap();
+    assert!(!lease.released, "a release by an old epoch does nothing");
+    store.release_node(&node("node-a"), 2).await.unwrap();
+    let lease = store.lease(&node("node-a")).await.unwrap().unwrap();
+    assert!(lease.released && lease.epoch == 2, "{lease:?}");
+    assert!(matches!(
+        store
+            .claim_node(&claim_request("node-a", "third", now + 2000, 60_000))
+            .await
+            .unwrap(),
+        NodeClaim::Granted { epoch: 3, .. }
+    ));
+    assert!(store.lease(&node("no-such-node")).await.unwrap().is_none());
+}
+
+/// Two instances with one node id, both flushing; the second takes the node over half-way.
+/// Every flush either counts or is refused, and the stored counters are exactly the sum of
+/// the applied ones.
+pub async fn two_instances_of_one_node_flushing_at_once(h: &dyn Harness) {
+    let store: Arc<dyn StatStore> = h.open().await.store;
+    own(store.as_ref(), "node-a").await;
+    let flusher = |store: Arc<dyn StatStore>, epoch: u64, first_seq: u64, k: u64| {
+        tokio::spawn(async move {
+            let mut applied = 0u64;
+            for seq in first_seq..first_seq + 40 {
+                let mut b = batch("node-a", seq, &["202402"], 0, 5, k);
+                b.epoch = epoch;
+                match store.flush(&b).await {
+                    Ok(FlushOutcome::Applied) => applied += 1,
+                    Ok(other) => panic!("{other:?}"),
+                    Err(StoreError::Fenced { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            applied
+        })
+    };
+    let old = flusher(store.clone(), 1, 1, 1);
+    tokio::task::yield_now().await;
+    let mut take = claim_request("node-a", "replacement", now_ms(), 60_000);
+    take.take_over = authstat_core::store::TakeOver::Always;
+    let NodeClaim::Granted { epoch, .. } = store.claim_node(&take).await.unwrap() else {
+        panic!("take over refused")
+    };
+    let seq = store.load_node(&node("node-a")).await.unwrap().seq;
+    let new = flusher(store.clone(), epoch, seq + 1, 1000);
+    let (old, new) = (old.await.unwrap(), new.await.unwrap());
+    assert_eq!(new, 40, "the owner is never refused");
+    let mut expected = Counters::default();
+    for _ in 0..old {
+        expected.merge(&counters(1));
+    }
+    for _ in 0..new {
+        expected.merge(&counters(1000));
+    }
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    assert_eq!(read[0].counters, expected, "{old} old flushes applied");
+}
+
+pub async fn keys_are_claimed_once_cluster_wide(h: &dyn Harness) {
+    let store = h.open().await.store;
+    let owner = |n: &str, source: &str, epoch: u64| KeyOwner {
+        node: node(n),
+        source: source.into(),
+        epoch,
+    };
+    let keys: Vec<String> = (0..3).map(|i| format!("file:{i}:256")).collect();
+    let a = owner("node-a", "backfill", 1);
+    let answers = store.claim_keys(&a, &keys).await.unwrap();
+    assert_eq!(answers, vec![KeyClaim::Ours; 3]);
+    // Another node, and another source of the same node: theirs.
+    let b = owner("node-b", "audit", 7);
+    let mut asked = vec![keys[1].clone(), "file:new:256".into()];
+    assert_eq!(
+        store.claim_keys(&b, &asked).await.unwrap(),
+        vec![KeyClaim::Theirs(a.clone()), KeyClaim::Ours]
+    );
+    assert_eq!(
+        store
+            .claim_keys(&owner("node-a", "audit", 1), &keys[..1])
+            .await
+            .unwrap(),
+        vec![KeyClaim::Theirs(a.clone())]
+    );
+    // Claimed again under a new epoch: confirmed, and the epoch moves.
+    let a2 = owner("node-a", "backfill", 2);
+    assert_eq!(
+        store.claim_keys(&a2, &keys).await.unwrap(),
+        vec![KeyClaim::Ours; 3]
+    );
+    // Moving a claim is a compare-and-set on the owner's epoch.
+    assert!(
+        !store.take_over_key(&keys[1], &a, &b).await.unwrap(),
+        "stale epoch"
+    );
+    assert!(store.take_over_key(&keys[1], &a2, &b).await.unwrap());
+    assert!(
+        !store.take_over_key(&keys[1], &a2, &b).await.unwrap(),
+        "moved already"
+    );
+    asked.truncate(1);
+    assert_eq!(
+        store.claim_keys(&b, &asked).await.unwrap(),
+        vec![KeyClaim::Ours]
+    );
+    assert_eq!(
+        store.claim_keys(&a2, &asked).await.unwrap(),
+        vec![KeyClaim::Theirs(b.clone())]
+    );
+    // Many keys at once (SQL: more than one statement).
+    let many: Vec<String> = (0..1200).map(|i| format!("file:many{i}:256")).collect();
+    let answers = store.claim_keys(&a2, &many).await.unwrap();
+    assert!(answers.iter().all(|a| *a == KeyClaim::Ours));
+    assert!(
+        store
+            .claim_keys(&b, &many)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| *x == KeyClaim::Theirs(a2.clone()))
+    );
+}
+
+pub async fn data_version_and_nodes(h: &dyn Harness) {
+    let store = h.open().await.store;
+    let v0 = store.data_version().await.unwrap();
+    own(store.as_ref(), "node-b").await;
+    own(store.as_ref(), "node-a").await;
+    store
+        .flush(&batch("node-a", 1, &["202402"], 0, 1, 1))
+        .await
+        .unwrap();
+    let v1 = store.data_version().await.unwrap();
+    assert_ne!(v0, v1, "a flush changes the data version");
+    let retried = store
+        .flush(&batch("node-a", 1, &["202402"], 0, 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(retried, FlushOutcome::AlreadyApplied);
+    assert_eq!(store.data_version().await.unwrap(), v1, "nothing changed");
+    let nodes = store.nodes().await.unwrap();
+    let ids: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(ids, ["node-a", "node-b"]);
+    assert_eq!(nodes[0].seq, 1);
+    assert!(
+        nodes[0].updated_at_ms >= now_ms() - 60_000,
+        "{:?}",
+        nodes[0]
+    );
+    assert_eq!(nodes[1].seq, 0);
+    let lease = nodes[0].lease.as_ref().unwrap();
+    assert_eq!(lease.holder.as_ref().unwrap().id, "node-a-instance");
 }

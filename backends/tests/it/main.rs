@@ -3,6 +3,7 @@
 //! the servers; a server that is not there fails the suite, it is never skipped.
 
 mod conformance;
+mod migration;
 mod support;
 
 mod memory;

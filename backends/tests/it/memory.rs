@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use authstat_backends::memory::MemoryStore;
+use authstat_backends::memory::{FailAt, MemoryStore};
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened};
+use crate::support::{Fail, Harness, Opened};
 
 struct Memory(Arc<MemoryStore>);
 
@@ -16,7 +16,12 @@ impl Harness for Memory {
         let store = self.0.clone();
         Opened {
             store: store.clone(),
-            fail_next_flush: Box::new(move || store.inject_flush_failure(1)),
+            fail_next_flush: Box::new(move |at| {
+                store.inject_flush_failure(match at {
+                    Fail::Before(n) => FailAt::AfterMonths(n),
+                    Fail::AfterCommit => FailAt::AfterCommit,
+                })
+            }),
         }
     }
 }

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use authstat_backends::mongo::MongoStore;
+use authstat_backends::mongo::{FailAt, MongoStore};
 use authstat_config::{BackendConfig, MongoConfig};
 use authstat_core::store::StoreError;
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, required_env, unique_name};
+use crate::support::{Fail, Harness, Opened, batch, month, own, required_env, unique_name};
 
 struct Mongo {
     config: MongoConfig,
@@ -21,7 +21,12 @@ impl Harness for Mongo {
         let hook = store.clone();
         Opened {
             store,
-            fail_next_flush: Box::new(move || hook.inject_flush_failure()),
+            fail_next_flush: Box::new(move |at| {
+                hook.inject_flush_failure(match at {
+                    Fail::Before(_) => FailAt::BeforeSend,
+                    Fail::AfterCommit => FailAt::AfterApply,
+                })
+            }),
         }
     }
 }
@@ -48,6 +53,7 @@ async fn awkward_keys_survive() {
         .await
         .unwrap();
     assert_eq!(store.kind(), "mongodb");
+    own(store.as_ref(), "node-a").await;
     let mut b = batch("node-a", 1, &["202402"], 0, 1, 0);
     b.months[0]
         .counter_deltas

@@ -9,7 +9,7 @@ use authstat_core::store::StoreError;
 use diesel::prelude::*;
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, required_env, unique_name};
+use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail, unique_name};
 
 struct Mysql {
     config: SqlServerConfig,
@@ -22,7 +22,7 @@ impl Harness for Mysql {
         let hook = store.clone();
         Opened {
             store,
-            fail_next_flush: Box::new(move || hook.inject_flush_failure(3)),
+            fail_next_flush: Box::new(move |at| hook.inject_flush_failure(sql_fail(at))),
         }
     }
 }
@@ -53,6 +53,7 @@ async fn keys_are_case_sensitive() {
         .await
         .unwrap();
     assert_eq!(store.kind(), "mysql");
+    own(store.as_ref(), "node-a").await;
     let mut b = batch("node-a", 1, &["202402"], 0, 1, 0);
     b.months[0]
         .counter_deltas

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, required_env, unique_name};
+use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail, unique_name};
 
 fn admin_url() -> String {
     required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL")
@@ -34,7 +34,7 @@ impl Harness for Postgres {
         let hook = store.clone();
         Opened {
             store,
-            fail_next_flush: Box::new(move || hook.inject_flush_failure(3)),
+            fail_next_flush: Box::new(move |at| hook.inject_flush_failure(sql_fail(at))),
         }
     }
 }
@@ -79,6 +79,7 @@ async fn stored_hlls_are_readable_and_reproducible_by_the_hll_extension() {
     diesel::sql_query("CREATE EXTENSION IF NOT EXISTS hll")
         .execute(&mut conn)
         .unwrap();
+    own(&store, "node-a").await;
 
     for (seq, n) in [(1u64, 100usize), (2, 3000), (3, 20000)] {
         let names: Vec<String> = (0..n).map(|i| format!("user{i}@example.com")).collect();
@@ -133,6 +134,7 @@ async fn stored_hlls_are_readable_and_reproducible_by_the_hll_extension() {
 async fn killed_connections_are_replaced() {
     let h = harness().await;
     let store = PgStore::connect(&h.config).await.unwrap();
+    own(&store, "node-a").await;
     store
         .flush(&batch("node-a", 1, &["202402"], 0, 10, 1))
         .await

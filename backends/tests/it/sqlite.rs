@@ -8,7 +8,7 @@ use authstat_config::{BackendConfig, SqliteConfig};
 use diesel::prelude::*;
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch};
+use crate::support::{Harness, Opened, batch, own, sql_fail};
 
 struct Sqlite {
     _dir: tempfile::TempDir,
@@ -19,11 +19,10 @@ struct Sqlite {
 impl Harness for Sqlite {
     async fn open(&self) -> Opened {
         let store = Arc::new(SqliteStore::open(&self.config).await.unwrap());
-        // Fails after: ensure node, update node, upsert HLLs — before the counters.
         let hook = store.clone();
         Opened {
             store,
-            fail_next_flush: Box::new(move || hook.inject_flush_failure(3)),
+            fail_next_flush: Box::new(move |at| hook.inject_flush_failure(sql_fail(at))),
         }
     }
 }
@@ -47,6 +46,7 @@ async fn factory_builds_a_wal_mode_file_in_a_new_directory() {
         .await
         .unwrap();
     assert_eq!(store.kind(), "sqlite");
+    own(store.as_ref(), "node-a").await;
     store
         .flush(&batch("node-a", 1, &["202402"], 0, 10, 1))
         .await

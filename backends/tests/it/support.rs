@@ -8,7 +8,9 @@ use authstat_core::counters::{CounterKey, Counters, Outcome};
 use authstat_core::event::AuditAction;
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
-use authstat_core::store::{Checkpoint, FlushBatch, MonthFlush, StatStore};
+use authstat_core::store::{
+    ClaimRequest, FlushBatch, Instance, MonthFlush, NodeClaim, SourcePosition, StatStore,
+};
 use authstat_core::{Month, NodeId};
 
 /// A backend under test: opens stores on one database of its own.
@@ -18,10 +20,58 @@ pub trait Harness: Send + Sync {
     async fn open(&self) -> Opened;
 }
 
-/// An opened store and a way to make its next flush fail half-way.
+/// Where the next flush fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fail {
+    /// Before the write with this index (SQL: statement; memory: month; MongoDB: before the
+    /// one update is sent, whatever the index). Nothing of the flush is applied.
+    Before(usize),
+    /// After the flush was applied and committed: the answer is lost.
+    AfterCommit,
+}
+
+/// An opened store and a way to make its next flush fail.
 pub struct Opened {
     pub store: Arc<dyn StatStore>,
-    pub fail_next_flush: Box<dyn Fn() + Send + Sync>,
+    pub fail_next_flush: Box<dyn Fn(Fail) + Send + Sync>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn instance(id: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        host: format!("host-of-{id}"),
+        pid: 4242,
+        started_at_ms: 1_700_000_000_000,
+        locality: String::new(),
+    }
+}
+
+/// A claim of `node_id` by `instance_id`, with a lease of `lease_ms` from `now`.
+pub fn claim_request(node_id: &str, instance_id: &str, now: i64, lease_ms: i64) -> ClaimRequest {
+    ClaimRequest {
+        node: node(node_id),
+        instance: instance(instance_id),
+        until_ms: now + lease_ms,
+        now_ms: now,
+        take_over: authstat_core::store::TakeOver::Never,
+    }
+}
+
+/// Claims `node_id` for a test instance; the epoch.
+pub async fn own(store: &dyn StatStore, node_id: &str) -> u64 {
+    let request = claim_request(node_id, &format!("{node_id}-instance"), now_ms(), 60_000);
+    match store.claim_node(&request).await.unwrap() {
+        NodeClaim::Granted { epoch, .. } => epoch,
+        other => panic!("claim of {node_id} refused: {other:?}"),
+    }
 }
 
 /// The environment variable `name`, or a failure that says how to run the suite.
@@ -91,20 +141,19 @@ pub fn counters(k: u64) -> Counters {
     c
 }
 
-pub fn checkpoint(source: &str, inode: u64, offset: u64) -> Checkpoint {
-    Checkpoint {
+pub fn position(source: &str, key: u64, offset: u64) -> SourcePosition {
+    SourcePosition {
         source: source.into(),
-        path: format!("/var/log/jans/{source}-{inode}.log"),
-        device: 0xfd01,
-        inode,
-        // Above i64::MAX: must survive signed BIGINT storage.
-        fingerprint: u64::MAX - inode,
-        fingerprint_len: 256,
-        offset,
+        key: format!("file:{}:256", -(key as i64)),
+        // Opaque to the store: any text, kept exactly (quotes, unicode, a long value).
+        data: format!(
+            "{{\"offset\":{offset},\"path\":\"/var/log/jans/{source}-{key}.log \\\"ü\\\"\",\"pad\":\"{}\"}}",
+            "x".repeat(300)
+        ),
     }
 }
 
-/// A batch for `node` with the given months, each with `users` distinct users starting at
+/// A batch for `node` (claimed once, epoch 1) with the given months, each with `users` distinct users starting at
 /// `first_user` and counters scaled by `k`.
 pub fn batch(
     node_id: &str,
@@ -116,6 +165,8 @@ pub fn batch(
 ) -> FlushBatch {
     FlushBatch {
         node: node(node_id),
+        epoch: 1,
+        lease_until_ms: now_ms() + 60_000,
         seq,
         months: months
             .iter()
@@ -127,9 +178,17 @@ pub fn batch(
                 counter_deltas: counters(k),
             })
             .collect(),
-        checkpoints: vec![
-            checkpoint("audit", 11, 1000 * seq),
-            checkpoint("tokens", 12, 77 * seq),
-        ],
+        positions: Some(vec![
+            position("audit", 11, 1000 * seq),
+            position("tokens", 12, 77 * seq),
+        ]),
+    }
+}
+
+/// The SQL backends' failure point for `at`.
+pub fn sql_fail(at: Fail) -> authstat_backends::sql::FailAt {
+    match at {
+        Fail::Before(n) => authstat_backends::sql::FailAt::Statement(n),
+        Fail::AfterCommit => authstat_backends::sql::FailAt::AfterCommit,
     }
 }

@@ -28,6 +28,15 @@ impl PathPattern {
         &self.dir
     }
 
+    /// Whether `path` (absolute, as the directory is) is one this pattern names.
+    pub fn matches_path(&self, path: &Path) -> bool {
+        path.parent() == Some(self.dir.as_path())
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| wildcard_match(self.name.as_bytes(), n.as_bytes()))
+    }
+
     /// The files that match now, sorted.
     pub fn matches(&self) -> io::Result<Vec<PathBuf>> {
         if !self.name.contains(['*', '?', '[']) {

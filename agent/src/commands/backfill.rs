@@ -1,0 +1,182 @@
+//! `authstat backfill`: old files read once, through the same pipeline as the agent, with a
+//! finite file source.
+//!
+//! It runs as the node `<node>-backfill` (claimed like an agent's node id, so two backfills of
+//! one node cannot run at once) under the source name `backfill`. Every file is claimed by its
+//! content before it is read: a file that an agent (of any node) or an earlier backfill of
+//! another node has read is refused, naming who read it. Files that a source of the
+//! configuration follows are refused up front. Compressed files (`.gz`) are decompressed into
+//! a private temporary directory; their content identity is that of the decompressed bytes, so
+//! a `.gz` of a file read before (by anyone) is recognised too. Running it again on the same
+//! files adds nothing: the backfill node remembers every file it read.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use authstat_config::{BACKFILL_SOURCE, SourceFormat};
+use authstat_core::NodeId;
+use authstat_plugins::parse::parser_for;
+use authstat_plugins::tail::{PathPattern, Tailer};
+
+use super::{Failure, load_config};
+use crate::cli::FormatArg;
+use crate::pipeline::{PipelineStats, Role};
+
+/// `authstat backfill`.
+pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    let _ = crate::logging::init(&resolved.config.logging);
+    let node = NodeId::new(format!("{}-backfill", resolved.node))
+        .map_err(|e| Failure::Config(e.to_string()))?;
+    let format = match format {
+        FormatArg::JanssenAudit => SourceFormat::JanssenAudit,
+        FormatArg::TokenEvents => SourceFormat::TokenEvents,
+    };
+    let cwd = std::env::current_dir().context("current directory")?;
+    let temp = tempfile::Builder::new()
+        .prefix("authstat-backfill-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let mut refused = Vec::new();
+    let mut patterns = Vec::new();
+    let mut total_bytes = 0u64;
+    for (i, file) in files.iter().enumerate() {
+        let absolute = cwd.join(file);
+        let absolute = absolute
+            .canonicalize()
+            .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+        if let Some(source) = followed_by(&resolved, &absolute) {
+            refused.push(format!(
+                "{}: followed by source '{source}' of this configuration: the agent counts it; \
+                 backfill would count it twice",
+                file.display()
+            ));
+            continue;
+        }
+        let readable = if absolute.extension().is_some_and(|e| e == "gz") {
+            let target = temp.path().join(format!("{i}.log"));
+            total_bytes += gunzip(&absolute, &target)?;
+            target
+        } else {
+            total_bytes += std::fs::metadata(&absolute).map(|m| m.len()).unwrap_or(0);
+            absolute
+        };
+        patterns.push(pattern(&readable)?);
+    }
+    let store = crate::connect(&resolved).await?;
+    let lease = Duration::from_secs(resolved.config.node_lease_secs());
+    let owner = crate::own::claim(store.as_ref(), &node, lease, false)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let stats = Arc::new(PipelineStats::default());
+    let max = resolved
+        .config
+        .sources
+        .first()
+        .map_or(1 << 20, |s| s.max_record_bytes as usize);
+    let pipeline = crate::pipeline(
+        &resolved,
+        owner,
+        store,
+        |positions| {
+            let tailer = Tailer::new(
+                BACKFILL_SOURCE,
+                patterns,
+                parser_for(format),
+                max,
+                false,
+                positions,
+            )?;
+            Ok(vec![tailer.with_claims().remembering_everything()])
+        },
+        stats.clone(),
+        Role::Backfill,
+    )
+    .await?;
+    let progress = std::io::stderr().is_terminal();
+    let progress_stats = stats.clone();
+    let refusals = tokio::task::spawn_blocking(move || {
+        pipeline.run_to_end(|| {
+            if progress {
+                let read = progress_stats.bytes.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{:>6.1}% {:>12} of {} bytes, {} records",
+                    if total_bytes == 0 {
+                        100.0
+                    } else {
+                        read as f64 * 100.0 / total_bytes as f64
+                    },
+                    read,
+                    total_bytes,
+                    progress_stats.records.load(Ordering::Relaxed)
+                );
+            }
+        })
+    })
+    .await
+    .context("backfill task")?;
+    drop(temp);
+    if progress {
+        eprintln!();
+    }
+    println!(
+        "backfill: {} records, {} skipped, {} bytes",
+        stats.records.load(Ordering::Relaxed),
+        stats.skipped.load(Ordering::Relaxed),
+        stats.bytes.load(Ordering::Relaxed)
+    );
+    if stats.flush_failures.load(Ordering::Relaxed) > 0
+        || stats.fenced.lock().expect("lock").is_some()
+    {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "storing the statistics failed; nothing of this run was stored, run it again"
+        )));
+    }
+    for r in refusals {
+        refused.push(format!("{}: {}", r.paths.join(", "), r.why));
+    }
+    if !refused.is_empty() {
+        for r in &refused {
+            eprintln!("authstat: not read: {r}");
+        }
+        return Err(Failure::Other(anyhow::anyhow!(
+            "{} file(s) were not read, because they are counted elsewhere (the rest was stored)",
+            refused.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The configured source whose paths name `file`, if any.
+fn followed_by(resolved: &crate::resolve::Resolved, file: &Path) -> Option<String> {
+    resolved
+        .config
+        .sources
+        .iter()
+        .zip(&resolved.patterns)
+        .find(|(_, patterns)| patterns.iter().any(|p| p.matches_path(file)))
+        .map(|(source, _)| source.name.clone())
+}
+
+fn pattern(file: &Path) -> Result<PathPattern, Failure> {
+    let text = file
+        .to_str()
+        .ok_or_else(|| Failure::Usage(format!("{} is not UTF-8", file.display())))?;
+    PathPattern::new(Path::new("/"), text)
+        .ok_or_else(|| Failure::Usage(format!("{text}: not a file path")))
+}
+
+/// Decompresses `gz` into `target`; the decompressed size.
+fn gunzip(gz: &Path, target: &Path) -> Result<u64, Failure> {
+    let input = std::fs::File::open(gz).with_context(|| format!("reading {}", gz.display()))?;
+    let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(input));
+    let mut output =
+        std::fs::File::create(target).with_context(|| format!("writing {}", target.display()))?;
+    let size = std::io::copy(&mut decoder, &mut output)
+        .with_context(|| format!("decompressing {}", gz.display()))?;
+    Ok(size)
+}

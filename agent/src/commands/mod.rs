@@ -1,0 +1,246 @@
+//! What each subcommand does. Errors carry their exit code (sysexits): 64 for a bad command
+//! line, 78 for a bad configuration (including a node id another agent owns), 1 otherwise.
+
+mod backfill;
+mod query;
+
+pub use backfill::backfill;
+pub use query::{hll_inspect, query};
+
+use std::path::Path;
+
+use anyhow::Context;
+use authstat_config::ProcessEnv;
+
+use crate::resolve::{Resolved, resolve};
+
+/// A failed command and the exit code it means.
+#[derive(Debug)]
+pub enum Failure {
+    /// A bad command line (a value that cannot be used): exit code 64 (EX_USAGE).
+    Usage(String),
+    /// A bad configuration, or a node id that another agent owns: exit code 78 (EX_CONFIG).
+    Config(String),
+    /// Anything else: exit code 1.
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Usage(_) => 64,
+            Failure::Config(_) => 78,
+            Failure::Other(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) => f.write_str(m),
+            Failure::Config(m) => write!(f, "bad configuration: {m}"),
+            Failure::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        // A node id owned by another agent is a configuration problem (two agents, one id).
+        if let Some(refused) = e.downcast_ref::<crate::own::ClaimError>()
+            && matches!(refused, crate::own::ClaimError::Refused(_))
+        {
+            return Failure::Config(format!("{e:#}"));
+        }
+        Failure::Other(e)
+    }
+}
+
+/// Loads, validates and resolves a configuration file.
+pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
+    let config =
+        authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.to_string()))?;
+    resolve(path, config).map_err(|e| Failure::Config(format!("{}: {e:#}", path.display())))
+}
+
+/// `authstat run`: until SIGTERM or SIGINT (a second one exits at once); SIGHUP or a change of
+/// the configuration file reloads what can be reloaded safely.
+pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let resolved = load_config(path)?;
+    let set_level = crate::logging::init(&resolved.config.logging);
+    let grace = std::time::Duration::from_secs(resolved.config.shutdown_grace_secs);
+    let mut agent = crate::start(resolved, options).await?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut stop = StopSignals::new()?;
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let _config_watcher = watch_config_file(path, changed_tx);
+    loop {
+        let why = tokio::select! {
+            () = stop.recv() => break,
+            _ = hangup.recv() => "SIGHUP",
+            Some(()) = changed.recv() => {
+                // Editors write in several steps: let them finish, then read once.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
+                "the configuration file changed"
+            }
+        };
+        match load_config(path) {
+            Err(e) => tracing::warn!(%why, error = %e, "configuration not reloaded"),
+            Ok(new) => {
+                let level = new.config.logging.level.clone();
+                match agent.reload(new) {
+                    Ok(()) => {
+                        if let Err(e) = set_level(&level) {
+                            tracing::warn!(error = %e, "log level not changed");
+                        }
+                        tracing::info!(%why, "configuration reloaded");
+                    }
+                    Err(e) => tracing::warn!(%why, "configuration not reloaded: {e}"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: final flush");
+    tokio::select! {
+        () = agent.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_secs = grace.as_secs(), "the final flush did not finish in time: exiting; the rest is read again at the next start");
+        }
+        () = stop.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            std::process::exit(130);
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Watches the configuration file's directory; events about the file are sent on.
+fn watch_config_file(
+    path: &Path,
+    changed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let file = path.canonicalize().ok()?;
+    let name = file.file_name()?.to_owned();
+    let dir = file.parent()?.to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event.kind.is_modify() | event.kind.is_create()
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+        {
+            let _ = changed.send(());
+        }
+    })
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .ok()?;
+    Some(watcher)
+}
+
+/// SIGTERM and SIGINT, registered once for the whole run: a signal that arrives while the agent
+/// is busy (say, reloading) waits in the stream instead of being lost.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// `authstat check-config`: the configuration, what each source matches (a path that cannot
+/// be read fails the check, naming it and the system's error), and the backend.
+pub async fn check_config(path: &Path) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    println!(
+        "{}: configuration is valid (node {})",
+        path.display(),
+        resolved.node
+    );
+    if let Some(why) = placeholder_node_id(resolved.node.as_str()) {
+        println!(
+            "  warning: node id '{}' {why}: every agent sharing the backend needs its own; \
+             leave node_id unset to use the host name",
+            resolved.node
+        );
+    }
+    let mut problems = Vec::new();
+    for (source, patterns) in resolved.config.sources.iter().zip(&resolved.patterns) {
+        let mut files = Vec::new();
+        for p in patterns {
+            match p.matches() {
+                Ok(matched) => files.extend(matched),
+                Err(e) => problems.push(format!(
+                    "source {}: directory {}: {e}",
+                    source.name,
+                    p.dir().display()
+                )),
+            }
+        }
+        println!(
+            "  source {} ({}): {} file(s) match now",
+            source.name,
+            source.format.name(),
+            files.len()
+        );
+        for file in &files {
+            match std::fs::File::open(file) {
+                Ok(_) => println!("    {}", file.display()),
+                Err(e) => {
+                    println!("    {} (cannot be read: {e})", file.display());
+                    problems.push(format!("source {}: {}: {e}", source.name, file.display()));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::Config(problems.join("; ")));
+    }
+    let store = crate::connect(&resolved).await?;
+    store.health().await.context("backend health check")?;
+    println!("  backend {}: reachable", store.kind());
+    Ok(())
+}
+
+/// Why `node` looks like a value copied from an example, if it does.
+fn placeholder_node_id(node: &str) -> Option<&'static str> {
+    let lower = node.to_ascii_lowercase();
+    if [
+        "example",
+        "placeholder",
+        "changeme",
+        "change-me",
+        "same-node",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+    {
+        return Some("looks like a placeholder");
+    }
+    if ["localhost", "node", "authstat", "default", "test", "agent"].contains(&lower.as_str()) {
+        return Some("is a generic name");
+    }
+    None
+}

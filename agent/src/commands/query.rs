@@ -1,0 +1,183 @@
+//! `authstat query` (what is stored, merged over all nodes or per node) and `authstat hll
+//! inspect`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use authstat_core::counters::{CounterKey, Outcome};
+use authstat_core::hll::Hll;
+use authstat_core::{Month, MonthStats};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use super::{Failure, load_config};
+use crate::cli::QueryFormat;
+
+/// `authstat query`: every stored figure of `months`, merged over all nodes, and per node
+/// with `by_node`.
+pub async fn query(
+    path: &Path,
+    months: &[String],
+    format: QueryFormat,
+    by_node: bool,
+) -> Result<(), Failure> {
+    let resolved = load_config(path)?;
+    let mut wanted = Vec::new();
+    for text in months
+        .iter()
+        .flat_map(|m| m.split(' '))
+        .filter(|m| !m.is_empty())
+    {
+        wanted.push(
+            text.parse::<Month>()
+                .map_err(|e| Failure::Usage(format!("--month: {e}")))?,
+        );
+    }
+    let store = crate::connect(&resolved).await?;
+    let merged = store
+        .read_months(&wanted)
+        .await
+        .context("reading statistics")?;
+    let mut per_node = Vec::new();
+    if by_node {
+        for summary in store.nodes().await.context("listing the nodes")? {
+            let state = store
+                .load_node(&summary.node)
+                .await
+                .with_context(|| format!("reading node {}", summary.node))?;
+            let months: Vec<MonthStats> = state
+                .months
+                .into_iter()
+                .filter(|m| wanted.contains(&m.month))
+                .collect();
+            per_node.push((summary.node.to_string(), months));
+        }
+    }
+    match format {
+        QueryFormat::Json => println!("{}", to_json(&merged, &per_node)),
+        QueryFormat::Table => {
+            print_table("all nodes", &merged);
+            for (node, months) in &per_node {
+                print_table(&format!("node {node}"), months);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One month's figures as JSON: everything that is stored.
+fn month_json(s: &MonthStats) -> Value {
+    let c = &s.counters;
+    let mut audit = Map::new();
+    for ((action, outcome), n) in &c.audit {
+        let entry = audit
+            .entry(action.as_str().to_owned())
+            .or_insert_with(|| json!({"success": 0, "failure": 0}));
+        entry[outcome.as_str()] = json!(n);
+    }
+    json!({
+        "month": s.month.to_string(),
+        "monthly_active_users": s.monthly_active_users(),
+        "authentications": {
+            "success": c.get(&CounterKey::Authentication(Outcome::Success)),
+            "failure": c.get(&CounterKey::Authentication(Outcome::Failure)),
+        },
+        "tokens": c.tokens.as_map(),
+        "audit": audit,
+    })
+}
+
+fn to_json(merged: &[MonthStats], per_node: &[(String, Vec<MonthStats>)]) -> Value {
+    let mut out = json!({ "months": merged.iter().map(month_json).collect::<Vec<_>>() });
+    if !per_node.is_empty() {
+        out["nodes"] = per_node
+            .iter()
+            .map(|(node, months)| {
+                json!({ "node": node, "months": months.iter().map(month_json).collect::<Vec<_>>() })
+            })
+            .collect();
+    }
+    out
+}
+
+fn print_table(title: &str, stats: &[MonthStats]) {
+    println!("{title}");
+    println!(
+        "{:<8} {:>12} {:>10} {:>10} {:>12}",
+        "month", "active users", "auth ok", "auth fail", "tokens"
+    );
+    for s in stats {
+        let tokens: u64 = s.counters.tokens.iter().map(|(_, _, n)| n).sum();
+        println!(
+            "{:<8} {:>12} {:>10} {:>10} {:>12}",
+            s.month.to_string(),
+            s.monthly_active_users(),
+            s.counters
+                .get(&CounterKey::Authentication(Outcome::Success)),
+            s.counters
+                .get(&CounterKey::Authentication(Outcome::Failure)),
+            tokens
+        );
+        for (grant, token_type, n) in s.counters.tokens.iter() {
+            println!("         {grant} / {token_type}: {n}");
+        }
+        for ((action, outcome), n) in &s.counters.audit {
+            println!(
+                "         audit {} {}: {n}",
+                action.as_str(),
+                outcome.as_str()
+            );
+        }
+    }
+}
+
+/// `authstat hll inspect`.
+pub fn hll_inspect(value: &str) -> Result<(), Failure> {
+    let text = value.trim();
+    let hex = text.strip_prefix("\\x").or_else(|| text.strip_prefix("0x"));
+    let bytes = match hex {
+        Some(hex) => decode_hex(hex),
+        None if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            decode_hex(text)
+        }
+        None => base64::engine::general_purpose::STANDARD.decode(text).ok(),
+    }
+    .ok_or_else(|| Failure::Usage(format!("'{text}' is neither Base64 nor hex")))?;
+    let hll = Hll::from_bytes(&bytes)
+        .map_err(|e| Failure::Usage(format!("'{text}' is not a stored HLL: {e}")))?;
+    let p = hll.params();
+    println!("type:               {}", hll.hll_type());
+    println!("log2m:              {} ({} registers)", p.log2m(), p.m());
+    println!("regwidth:           {}", p.regwidth());
+    println!(
+        "explicit threshold: {:?} ({} values)",
+        p.explicit(),
+        p.explicit_threshold()
+    );
+    println!(
+        "sparse:             {}",
+        if p.sparse() { "on" } else { "off" }
+    );
+    println!("bytes:              {}", bytes.len());
+    if let Some(values) = hll.explicit_values() {
+        println!("explicit values:    {}", values.len());
+    }
+    match (hll.nonzero_registers(), hll.cardinality()) {
+        (Some(registers), Some(cardinality)) => {
+            println!("registers in use:   {registers}");
+            println!("cardinality:        {cardinality}");
+        }
+        _ => println!("cardinality:        undefined"),
+    }
+    Ok(())
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}

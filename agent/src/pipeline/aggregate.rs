@@ -1,0 +1,91 @@
+//! The in-memory aggregate between two flushes, and the bounded log of bad input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use authstat_core::Month;
+use authstat_core::counters::{CounterKey, Counters};
+use authstat_core::hll::{Hll, HllParams};
+use authstat_core::ingest::ParseErrorKind;
+use authstat_core::stats::UpdateSink;
+use tracing::{debug, warn};
+
+use super::stats::PipelineStats;
+
+/// Per month: the node's whole HLL, and the counters since the last flush.
+pub(super) struct Aggregate {
+    pub params: HllParams,
+    pub hlls: BTreeMap<Month, Hll>,
+    pub deltas: BTreeMap<Month, Counters>,
+    pub touched: BTreeSet<Month>,
+    pub records: u64,
+}
+
+impl UpdateSink for Aggregate {
+    fn add_user(&mut self, month: Month, raw_hash: i64) {
+        let params = self.params;
+        self.hlls
+            .entry(month)
+            .or_insert_with(|| Hll::new(params))
+            .add_raw(raw_hash);
+        self.touched.insert(month);
+    }
+
+    fn add_count(&mut self, month: Month, key: &CounterKey, n: u64) {
+        self.deltas.entry(month).or_default().add(key, n);
+        self.touched.insert(month);
+    }
+}
+
+/// Warnings about bad input are bounded: at most one per [`WARN_EVERY`], which says how many
+/// more were skipped since the last one (each is also logged at debug level and counted).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(super) struct SkipLog {
+    pub last_warning: Option<Instant>,
+    pub suppressed: u64,
+}
+
+impl SkipLog {
+    pub fn record(
+        &mut self,
+        source: &str,
+        kind: ParseErrorKind,
+        path: &std::path::Path,
+        offset: u64,
+    ) {
+        debug!(source, path = %path.display(), offset, %kind, "skipped");
+        if self
+            .last_warning
+            .is_some_and(|at| at.elapsed() < WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(
+            source,
+            path = %path.display(),
+            offset,
+            %kind,
+            more_since_last_warning = self.suppressed,
+            "bad input skipped"
+        );
+        self.last_warning = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+pub(super) fn skipped(
+    stats: &PipelineStats,
+    log: &mut SkipLog,
+    source: &str,
+    kind: ParseErrorKind,
+    path: &std::path::Path,
+    offset: u64,
+) {
+    stats.skipped.fetch_add(1, Ordering::Relaxed);
+    stats.skipped_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+    log.record(source, kind, path, offset);
+}

@@ -1,0 +1,493 @@
+//! The ingest pipeline: tailers → parser → deriver → per-month aggregate → atomic flushes.
+//!
+//! It runs on a thread of its own (file reading blocks) and is the only writer of this node's
+//! data, so a flush takes one consistent snapshot: the counter deltas, the node's HLLs and the
+//! positions that produced them, made under this agent's claim on the node (its epoch). A batch
+//! that failed is retried unchanged (same sequence number) before any newer one; meanwhile
+//! reading goes on until `max_pending_records`, then pauses (backpressure) — nothing is
+//! dropped. A flush refused because another instance owns the node now (fenced) stops reading
+//! for good: what this agent read but did not store is the new owner's to read.
+
+mod aggregate;
+mod claims;
+pub mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use authstat_core::Month;
+use authstat_core::hll::{Hll, HllParams};
+use authstat_core::ingest::{Deriver, ParseErrorKind};
+use authstat_core::store::{
+    FlushBatch, FlushOutcome, MonthFlush, NodeState, SourcePosition, StatStore, StoreError,
+};
+use authstat_plugins::tail::{TailEvent, Tailer};
+use tracing::{debug, error, info, warn};
+
+use crate::own::{Ownership, now_ms};
+use aggregate::{Aggregate, SkipLog, skipped};
+use claims::Claims;
+pub use claims::{Refusal, Role};
+pub use stats::{Histogram, NodeTotals, PipelineStats, io_reason};
+
+/// Builds new tailers from the current positions (a reload of the sources).
+pub type TailerFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Tailer> + Send>;
+
+/// What the pipeline thread is told.
+pub enum Control {
+    /// Files may have changed (a file-system notification).
+    Wake,
+    /// Flush now (tests, and `backfill` at its end).
+    Flush,
+    /// Replace the sources: new tailers resume from the current positions, which are at
+    /// record boundaries, so nothing is lost or read twice.
+    Reload(TailerFactory),
+    /// Stop reading, flush, and end.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Control::Wake => "Wake",
+            Control::Flush => "Flush",
+            Control::Reload(_) => "Reload",
+            Control::Shutdown => "Shutdown",
+        })
+    }
+}
+
+/// What a pipeline is built from.
+pub struct Parts {
+    /// The backend.
+    pub store: Arc<dyn StatStore>,
+    /// This agent's claim on its node id.
+    pub owner: Ownership,
+    /// The node's stored state (where to resume).
+    pub state: NodeState,
+    /// The sources.
+    pub tailers: Vec<Tailer>,
+    /// The derivation rules.
+    pub deriver: Box<dyn Deriver>,
+    /// The HLL setting.
+    pub params: HllParams,
+    /// Backpressure limit.
+    pub max_pending_records: u64,
+    /// Records further in the future are skipped.
+    pub max_future: Duration,
+    /// Shared counters.
+    pub stats: Arc<PipelineStats>,
+    /// Agent or backfill (how claims of files are settled).
+    pub role: Role,
+    /// The runtime the backend's futures run on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("node", &self.owner.node)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pipeline of one agent.
+pub struct Pipeline {
+    store: Arc<dyn StatStore>,
+    owner: Ownership,
+    tailers: Vec<Tailer>,
+    deriver: Box<dyn Deriver>,
+    agg: Aggregate,
+    seq: u64,
+    pending: Option<FlushBatch>,
+    last_positions: Vec<SourcePosition>,
+    last_flush: Instant,
+    max_pending_records: u64,
+    max_future_ms: i64,
+    stats: Arc<PipelineStats>,
+    skip_log: SkipLog,
+    claims: Claims,
+    fenced: bool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("node", &self.owner.node)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline resuming from `parts.state` (the node's stored state).
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            store,
+            owner,
+            state,
+            tailers,
+            deriver,
+            params,
+            max_pending_records,
+            max_future,
+            stats,
+            role,
+            runtime,
+        } = parts;
+        let hlls: BTreeMap<Month, Hll> = state
+            .months
+            .iter()
+            .map(|m| (m.month, m.users.clone()))
+            .collect();
+        // /metrics counters continue from what the backend holds.
+        {
+            let mut totals = stats.node_totals.lock().expect("lock");
+            for m in &state.months {
+                totals.counters.merge(&m.counters);
+            }
+            totals.current_month = Some(current_month_users(&hlls));
+        }
+        let claims = Claims {
+            role,
+            store: store.clone(),
+            owner: owner.clone(),
+            runtime: runtime.clone(),
+            warned: BTreeSet::new(),
+            refusals: Vec::new(),
+        };
+        Self {
+            store,
+            owner,
+            tailers,
+            deriver,
+            agg: Aggregate {
+                params,
+                hlls,
+                deltas: BTreeMap::new(),
+                touched: BTreeSet::new(),
+                records: 0,
+            },
+            seq: state.seq,
+            pending: None,
+            last_positions: state.positions,
+            last_flush: Instant::now(),
+            max_pending_records,
+            max_future_ms: max_future.as_millis().min(i64::MAX as u128) as i64,
+            stats,
+            skip_log: SkipLog {
+                last_warning: None,
+                suppressed: 0,
+            },
+            claims,
+            fenced: false,
+            runtime,
+        }
+    }
+
+    /// Runs until told to shut down: scans every `poll`, reads what there is, flushes every
+    /// `flush_every` (and when the lease needs renewing), and once more at the end.
+    pub fn run(mut self, control: Receiver<Control>, poll: Duration, flush_every: Duration) {
+        self.scan();
+        self.stats.started.store(true, Ordering::Release);
+        let mut next_scan = Instant::now() + poll;
+        let mut next_flush = Instant::now() + flush_every.min(self.owner.lease / 3);
+        'running: loop {
+            self.stats.loops.fetch_add(1, Ordering::Relaxed);
+            // Read everything available before waiting (in slices, so flushes keep their pace).
+            let mut busy = self.read_some();
+            let now = Instant::now();
+            if now >= next_flush {
+                self.flush();
+                next_flush = now + flush_every.min(self.owner.lease / 3);
+            }
+            if now >= next_scan {
+                self.stats.scans.fetch_add(1, Ordering::Relaxed);
+                self.scan();
+                next_scan = now + poll;
+                busy = true;
+            }
+            let wait = if busy {
+                Duration::ZERO
+            } else {
+                next_scan.min(next_flush).saturating_duration_since(now)
+            };
+            let first = match control.recv_timeout(wait) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // Many file events arrive at once: one scan answers all of them.
+            let mut wake = false;
+            for message in std::iter::once(first).chain(control.try_iter()) {
+                match message {
+                    Control::Wake => wake = true,
+                    Control::Flush => self.flush(),
+                    Control::Reload(build) => {
+                        let positions: Vec<SourcePosition> =
+                            self.tailers.iter().flat_map(Tailer::positions).collect();
+                        self.tailers = build(&positions);
+                        wake = true;
+                        info!(sources = self.tailers.len(), "sources reloaded");
+                    }
+                    Control::Shutdown => break 'running,
+                }
+            }
+            if wake {
+                self.scan();
+            }
+        }
+        self.flush();
+        if self.pending.is_some() {
+            warn!(
+                "the last flush failed: this node's newest data was not stored; it will be read again at the next start"
+            );
+        } else if !self.fenced {
+            self.release();
+        }
+        info!(seq = self.seq, "ingestion stopped");
+    }
+
+    /// Reads every file to its end once and flushes (`backfill`); `progress` is called between
+    /// slices. Returns the files refused because they are counted elsewhere.
+    pub fn run_to_end(mut self, mut progress: impl FnMut()) -> Vec<Refusal> {
+        self.scan();
+        while self.read_some() {
+            progress();
+        }
+        progress();
+        self.flush();
+        if self.pending.is_none() && !self.fenced {
+            self.release();
+        }
+        std::mem::take(&mut self.claims.refusals)
+    }
+
+    /// Gives the node up: the next agent with this node id starts at once, and the claims of
+    /// a backfill can be taken over.
+    fn release(&self) {
+        let released = self
+            .runtime
+            .block_on(self.store.release_node(&self.owner.node, self.owner.epoch));
+        if let Err(e) = released {
+            warn!(error = %e, "releasing the node id failed; its lease expires on its own");
+        }
+    }
+
+    fn scan(&mut self) {
+        if self.fenced {
+            return;
+        }
+        for t in &mut self.tailers {
+            let errors = t.scan();
+            let known = self
+                .stats
+                .source_problems
+                .lock()
+                .expect("lock")
+                .get(t.source())
+                .cloned();
+            self.stats.source_errors(t.source(), &errors, true);
+            if !errors.is_empty() {
+                let now = self.stats.source_problems.lock().expect("lock")[t.source()].clone();
+                // Said once per new problem, not at every scan.
+                if known.as_ref() != Some(&now) {
+                    warn!(source = t.source(), problem = %now, "cannot read a configured path");
+                }
+            } else if known.is_some() {
+                info!(source = t.source(), "the source's paths can be read again");
+            }
+        }
+        let waiting = self.claims.settle(&mut self.tailers);
+        self.stats.claims_waiting.store(waiting, Ordering::Relaxed);
+        let files: usize = self.tailers.iter().map(Tailer::files).sum();
+        let lag: u64 = self.tailers.iter().map(Tailer::lag_bytes).sum();
+        self.stats.files.store(files as u64, Ordering::Relaxed);
+        self.stats.lag_bytes.store(lag, Ordering::Relaxed);
+    }
+
+    /// Reads up to a slice of bytes; true if anything was read.
+    fn read_some(&mut self) -> bool {
+        if self.fenced {
+            return false;
+        }
+        // Backpressure: while a flush is failing, stop reading past the limit.
+        if self.pending.is_some() && self.agg.records >= self.max_pending_records {
+            return false;
+        }
+        // While a batch waits for the backend, read in small slices so that the limit holds
+        // closely.
+        let budget = if self.pending.is_some() {
+            64 << 10
+        } else {
+            8 << 20
+        };
+        let mut total = 0;
+        let agg = &mut self.agg;
+        let deriver = self.deriver.as_ref();
+        let stats = &self.stats;
+        let log = &mut self.skip_log;
+        let newest_ms = now_ms().saturating_add(self.max_future_ms);
+        for t in &mut self.tailers {
+            let source = t.source().to_owned();
+            let (n, errors) = t.read(budget, &mut |event| match event {
+                TailEvent::Record {
+                    parsed: Ok(event),
+                    path,
+                    offset,
+                } => {
+                    // Too far in the future (a clock gone wrong), or a month that cannot be
+                    // told: skipped, counted.
+                    let counted = event.timestamp() <= newest_ms && {
+                        agg.records += 1;
+                        stats.records.fetch_add(1, Ordering::Relaxed);
+                        deriver.derive(&event, agg).is_ok()
+                    };
+                    if !counted {
+                        let kind = ParseErrorKind::BadTimestamp;
+                        skipped(stats, log, &source, kind, path, offset);
+                    }
+                }
+                TailEvent::Record {
+                    parsed: Err(e),
+                    path,
+                    offset,
+                } => {
+                    skipped(stats, log, &source, e.kind, path, offset);
+                }
+                TailEvent::Skipped { kind, path, offset } => {
+                    skipped(stats, log, &source, kind, path, offset)
+                }
+            });
+            for e in &errors {
+                warn!(%source, error = %e, "reading a file failed");
+            }
+            self.stats.source_errors(&source, &errors, false);
+            total += n;
+        }
+        self.stats.bytes.fetch_add(total as u64, Ordering::Relaxed);
+        total > 0
+    }
+
+    /// Writes what was aggregated since the last flush, with the positions, atomically; or
+    /// renews the lease when it is due.
+    pub fn flush(&mut self) {
+        if self.fenced {
+            return;
+        }
+        if let Some(batch) = self.pending.take()
+            && !self.try_flush(batch)
+        {
+            return;
+        }
+        let mut positions: Vec<SourcePosition> =
+            self.tailers.iter().flat_map(Tailer::positions).collect();
+        positions.sort();
+        let changed = positions != self.last_positions;
+        let lease_due = self.last_flush.elapsed() >= self.owner.lease / 3;
+        if self.agg.touched.is_empty() && !changed && !lease_due {
+            return;
+        }
+        let months = std::mem::take(&mut self.agg.touched)
+            .into_iter()
+            .map(|month| MonthFlush {
+                month,
+                users: self
+                    .agg
+                    .hlls
+                    .get(&month)
+                    .cloned()
+                    .unwrap_or_else(|| Hll::new(self.agg.params)),
+                counter_deltas: self.agg.deltas.remove(&month).unwrap_or_default(),
+            })
+            .collect();
+        self.agg.records = 0;
+        let batch = FlushBatch {
+            node: self.owner.node.clone(),
+            epoch: self.owner.epoch,
+            lease_until_ms: 0,
+            seq: self.seq + 1,
+            months,
+            positions: changed.then_some(positions),
+        };
+        self.try_flush(batch);
+    }
+
+    /// True if `batch` is stored (now or before); otherwise it is kept for a retry.
+    fn try_flush(&mut self, mut batch: FlushBatch) -> bool {
+        // A retried batch renews the lease from now.
+        batch.lease_until_ms = self.owner.lease_until_ms();
+        let started = Instant::now();
+        let result = self.runtime.block_on(self.store.flush(&batch));
+        self.stats
+            .flush_seconds
+            .lock()
+            .expect("lock")
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(outcome) => {
+                self.publish_totals(&batch);
+                if outcome == FlushOutcome::AlreadyApplied {
+                    self.stats
+                        .flushes_already_applied
+                        .fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        seq = batch.seq,
+                        "this flush had been applied before (its answer was lost)"
+                    );
+                }
+                self.seq = batch.seq;
+                if let Some(positions) = batch.positions {
+                    self.last_positions = positions;
+                }
+                self.last_flush = Instant::now();
+                self.stats.flushes.fetch_add(1, Ordering::Release);
+                debug!(
+                    seq = self.seq,
+                    months = batch.months.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "flushed"
+                );
+                true
+            }
+            Err(e @ StoreError::Fenced { .. }) => {
+                self.fenced = true;
+                self.stats.flushes_fenced.fetch_add(1, Ordering::Relaxed);
+                let why = format!(
+                    "{e}; this agent stopped reading: what it read since its last flush is the new owner's to read"
+                );
+                error!(seq = batch.seq, "{why}");
+                *self.stats.fenced.lock().expect("lock") = Some(why);
+                false
+            }
+            Err(e) => {
+                self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(seq = batch.seq, error = %e, "flush failed; it will be retried");
+                self.pending = Some(batch);
+                false
+            }
+        }
+    }
+
+    /// Adds a stored batch to the node's totals for `/metrics`.
+    fn publish_totals(&self, batch: &FlushBatch) {
+        let mut totals = self.stats.node_totals.lock().expect("lock");
+        for month in &batch.months {
+            totals.counters.merge(&month.counter_deltas);
+        }
+        totals.current_month = Some(current_month_users(&self.agg.hlls));
+    }
+}
+
+/// The current month (by the wall clock, UTC) and this node's distinct users in it: a record
+/// stamped far in the future must not become the "newest month".
+fn current_month_users(hlls: &BTreeMap<Month, Hll>) -> (Month, u64) {
+    let month = Month::from_epoch_millis(now_ms()).expect("the clock is within years 0-9999");
+    let users = hlls.get(&month).and_then(Hll::cardinality).unwrap_or(0);
+    (month, users)
+}

@@ -1,0 +1,136 @@
+//! What the pipeline reports: counters and gauges read by the API, `/metrics` and OTLP.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use authstat_core::Month;
+use authstat_core::counters::Counters;
+use authstat_core::ingest::ParseErrorKind;
+use authstat_plugins::tail::SourceError;
+
+/// Counters about the pipeline, shared with the API (and later `/metrics`).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Records turned into events.
+    pub records: AtomicU64,
+    /// Records or bytes skipped, all kinds together.
+    pub skipped: AtomicU64,
+    /// Skipped, per kind (indexed by `ParseErrorKind::index`).
+    pub skipped_by_kind: [AtomicU64; ParseErrorKind::ALL.len()],
+    /// Bytes read.
+    pub bytes: AtomicU64,
+    /// Flushes applied.
+    pub flushes: AtomicU64,
+    /// Flushes that failed (and will be retried).
+    pub flush_failures: AtomicU64,
+    /// Turns of the pipeline's loop (each waits for a file event, a timer or a command).
+    pub loops: AtomicU64,
+    /// Scans of the sources' paths on the timer (not those a file event asked for).
+    pub scans: AtomicU64,
+    /// Files followed now (updated on every timer scan).
+    pub files: AtomicU64,
+    /// Bytes written to the followed files but not consumed yet (updated on every timer scan).
+    pub lag_bytes: AtomicU64,
+    /// Flush durations in seconds, successful or not.
+    pub flush_seconds: Mutex<Histogram>,
+    /// What this node has stored: every counter over all months, and the current month's
+    /// distinct users (updated after each flush; read by `/metrics`).
+    pub node_totals: Mutex<NodeTotals>,
+    /// Set once the node's state was loaded and reading started.
+    pub started: std::sync::atomic::AtomicBool,
+    /// Flushes refused because another instance owns the node now.
+    pub flushes_fenced: AtomicU64,
+    /// Retried flushes the backend had applied before (the answer was lost).
+    pub flushes_already_applied: AtomicU64,
+    /// Set when this agent was fenced: why. Reading has stopped; `/readyz` reports it.
+    pub fenced: Mutex<Option<String>>,
+    /// Errors reading the sources, per `(source, reason)`.
+    pub source_errors: Mutex<BTreeMap<(String, String), u64>>,
+    /// What is wrong with each source now (cleared by a scan without errors).
+    pub source_problems: Mutex<BTreeMap<String, String>>,
+    /// Files whose claim waits for another reader (`authstat backfill`) to finish.
+    pub claims_waiting: AtomicU64,
+}
+
+impl PipelineStats {
+    /// Records the errors of one scan or read of `source` (none: the source is fine again).
+    pub fn source_errors(&self, source: &str, errors: &[SourceError], scanned: bool) {
+        let mut problems = self.source_problems.lock().expect("lock");
+        if errors.is_empty() {
+            if scanned {
+                problems.remove(source);
+            }
+            return;
+        }
+        let mut counts = self.source_errors.lock().expect("lock");
+        for e in errors {
+            *counts
+                .entry((source.to_owned(), io_reason(&e.error)))
+                .or_default() += 1;
+        }
+        let text = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        problems.insert(source.to_owned(), text);
+    }
+}
+
+/// A metric label for an I/O error.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        PermissionDenied => "permission_denied".into(),
+        NotFound => "not_found".into(),
+        IsADirectory => "is_a_directory".into(),
+        _ => "io_error".into(),
+    }
+}
+
+/// This node's stored statistics, for `/metrics` (cumulative across restarts: they start from
+/// what the backend holds).
+#[derive(Debug, Default, Clone)]
+pub struct NodeTotals {
+    /// Every counter, summed over all months.
+    pub counters: Counters,
+    /// The month of the newest data and its distinct users on this node.
+    pub current_month: Option<(Month, u64)>,
+}
+
+/// A histogram with fixed buckets (upper bounds in seconds).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    /// Upper bounds.
+    pub bounds: &'static [f64],
+    /// Observations at or below each bound (not cumulative).
+    pub counts: Vec<u64>,
+    /// Observations above the last bound.
+    pub over: u64,
+    /// Sum of all observations.
+    pub sum: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        const BOUNDS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+        Self {
+            bounds: BOUNDS,
+            counts: vec![0; BOUNDS.len()],
+            over: 0,
+            sum: 0.0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, value: f64) {
+        self.sum += value;
+        match self.bounds.iter().position(|&b| value <= b) {
+            Some(i) => self.counts[i] += 1,
+            None => self.over += 1,
+        }
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS authstat_claims;
+DROP TABLE IF EXISTS authstat_positions;

@@ -1,0 +1,393 @@
+//! `type: mongodb`: one document per node, written with one atomic single-document update.
+//!
+//! # Why one document per node
+//! MongoDB makes a single-document write atomic on every deployment; multi-document
+//! transactions need a replica set, which many installations do not run. So all of a node's
+//! state lives in one document, and a flush is one `updateOne`:
+//!
+//! ```text
+//! { _id: "<node id>", seq: 42, updated_at_ms: …,
+//!   epoch: 3, holder: { id, host, pid, started_at_ms }, lease_until_ms: …, released: false,
+//!   positions: [ { source, key, data } ],
+//!   months: { "202402": { hll: BinData(0, <java-hll bytes>),
+//!                         c: { "token|client_credentials|access_token": 62, … } } } }
+//! ```
+//!
+//! A node's document is created by its first claim (`own.rs`). A flush's filter is
+//! `{_id: node, epoch: batch.epoch, seq: {$lt: batch.seq}}`: the document is updated (`$set`
+//! the HLLs, positions, `seq` and lease, `$inc` the counters) only if the batch is newer and
+//! its claim is still the current one. When nothing matched, the document tells why: another
+//! epoch ([`StoreError::Fenced`]) or a batch already applied
+//! ([`FlushOutcome::AlreadyApplied`]). No step of a flush can be half-applied.
+//!
+//! Claims of keys live in a second collection, `<collection>_claims`, one document per key
+//! (`{_id: key, node, source, epoch}`); the unique `_id` makes the first claim win.
+//!
+//! Counter field names are `kind|k1|k2` with `%`, `.`, `$`, `|` and NUL percent-encoded
+//! (MongoDB field names may not contain `.` or start with `$`). Only the `_id` index is needed.
+//! A node's document grows by about 20 KiB a month at Janssen's HLL setting (FULL), so the
+//! 16 MiB document limit allows several decades of monthly data.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use authstat_config::{MongoConfig, redact_url};
+use authstat_core::store::{
+    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
+    NodeSummary, StatStore, StoreError,
+};
+use authstat_core::{Month, MonthStats, NodeId};
+use futures_util::TryStreamExt;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection};
+
+use crate::merge::{Merger, distinct_months};
+
+mod codec;
+mod own;
+
+use codec::{counter_field, int, merge_months};
+
+pub(super) const KIND: &str = "mongodb";
+
+/// The MongoDB backend.
+#[derive(Debug)]
+pub struct MongoStore {
+    collection: Collection<Document>,
+    claims: Collection<Document>,
+    /// Test hook: where the next flush fails.
+    fail_next_flush: Mutex<Option<FailAt>>,
+}
+
+pub(super) fn unavailable(message: impl Into<String>) -> StoreError {
+    StoreError::Unavailable {
+        backend: KIND,
+        message: message.into(),
+    }
+}
+
+pub(super) fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        backend: KIND,
+        message: message.into(),
+    }
+}
+
+/// Where a test makes the next flush fail.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailAt {
+    /// Before the update is sent.
+    BeforeSend,
+    /// After the update was applied: the caller hears of an error (the answer was lost).
+    AfterApply,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// MongoDB reports a duplicate `_id` from an upsert as a write error; some servers speaking the
+/// protocol (the jongodb test server) as a command error. Both carry code 11000.
+pub(super) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+impl MongoStore {
+    /// Connects, and checks that the server answers.
+    pub async fn open(config: &MongoConfig) -> Result<Self, StoreError> {
+        let mut options =
+            ClientOptions::parse(&config.uri)
+                .await
+                .map_err(|e| StoreError::Rejected {
+                    backend: KIND,
+                    message: format!("invalid uri {}: {e}", redact_url(&config.uri)),
+                })?;
+        let timeout = Duration::from_secs(config.connect_timeout_secs.max(1));
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        options.app_name = Some("authstat".into());
+        let client = Client::with_options(options).map_err(|e| unavailable(e.to_string()))?;
+        let database = client.database(&config.database);
+        database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| unavailable(format!("connecting to {}: {e}", redact_url(&config.uri))))?;
+        Ok(Self {
+            collection: database.collection(&config.collection),
+            claims: database.collection(&format!("{}_claims", config.collection)),
+            fail_next_flush: Mutex::new(None),
+        })
+    }
+
+    /// Test hook: the next flush fails at `at`.
+    #[doc(hidden)]
+    pub fn inject_flush_failure(&self, at: FailAt) {
+        *self.fail_next_flush.lock().expect("lock") = Some(at);
+    }
+}
+
+#[async_trait]
+impl StatStore for MongoStore {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn claim_node(&self, request: &ClaimRequest) -> Result<NodeClaim, StoreError> {
+        own::claim_node(&self.collection, request).await
+    }
+
+    async fn release_node(&self, node: &NodeId, epoch: u64) -> Result<(), StoreError> {
+        self.collection
+            .update_one(
+                doc! { "_id": node.as_str(), "epoch": epoch as i64 },
+                doc! { "$set": { "released": true } },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(e.to_string()))
+    }
+
+    async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError> {
+        match self.node_doc(node).await? {
+            None => Ok(None),
+            Some(doc) => codec::lease(node, &doc),
+        }
+    }
+
+    async fn flush(&self, batch: &FlushBatch) -> Result<FlushOutcome, StoreError> {
+        let seq = i64::try_from(batch.seq).map_err(|_| StoreError::Rejected {
+            backend: KIND,
+            message: "seq too large".into(),
+        })?;
+        let mut set = doc! {
+            "seq": seq,
+            "updated_at_ms": now_ms(),
+            "lease_until_ms": batch.lease_until_ms,
+        };
+        if let Some(positions) = &batch.positions {
+            set.insert("positions", codec::position_docs(positions));
+        }
+        let mut inc = Document::new();
+        for month in &batch.months {
+            let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
+                backend: KIND,
+                message: format!("month {}: {e}", month.month),
+            })?;
+            set.insert(
+                format!("months.{}.hll", month.month),
+                Binary {
+                    subtype: BinarySubtype::Generic,
+                    bytes,
+                },
+            );
+            for (key, delta) in month.counter_deltas.iter() {
+                let (kind, k1, k2) = key.parts();
+                let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {
+                    backend: KIND,
+                    message: format!("counter delta {delta} does not fit an Int64"),
+                })?;
+                inc.insert(
+                    format!("months.{}.c.{}", month.month, counter_field(kind, k1, k2)),
+                    delta,
+                );
+            }
+        }
+        let mut update = doc! { "$set": set };
+        if !inc.is_empty() {
+            update.insert("$inc", inc);
+        }
+        if batch.positions.is_some() {
+            // Positions replace the file checkpoints of documents written before them.
+            update.insert("$unset", doc! { "checkpoints": "" });
+        }
+        let fail = self.fail_next_flush.lock().expect("lock").take();
+        if fail == Some(FailAt::BeforeSend) {
+            return Err(unavailable("injected failure"));
+        }
+        let filter = doc! {
+            "_id": batch.node.as_str(),
+            "epoch": batch.epoch as i64,
+            "seq": { "$lt": seq },
+        };
+        let result = self
+            .collection
+            .update_one(filter, update)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if fail == Some(FailAt::AfterApply) {
+            return Err(unavailable("injected failure after the update"));
+        }
+        if result.matched_count == 1 {
+            return Ok(FlushOutcome::Applied);
+        }
+        // Nothing matched: fenced, or this batch was applied before.
+        let doc = self.node_doc(&batch.node).await?;
+        match doc {
+            Some(doc) if codec::epoch(&doc)? == batch.epoch => Ok(FlushOutcome::AlreadyApplied),
+            other => {
+                let lease = match other {
+                    Some(doc) => codec::lease(&batch.node, &doc)?,
+                    None => None,
+                };
+                Err(StoreError::Fenced {
+                    backend: KIND,
+                    node: batch.node.clone(),
+                    holder: crate::memory::holder_text(lease.as_ref()),
+                })
+            }
+        }
+    }
+
+    async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
+        let Some(doc) = self.node_doc(node).await? else {
+            return Ok(NodeState::default());
+        };
+        let mut merger = Merger::new(KIND);
+        if let Ok(months) = doc.get_document("months") {
+            merge_months(&mut merger, node.as_str(), months, None)?;
+        }
+        Ok(NodeState {
+            seq: int(&doc, "seq")? as u64,
+            months: merger.finish(),
+            positions: codec::positions(&doc)?,
+        })
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        let mut cursor = self
+            .collection
+            .find(doc! {})
+            .projection(doc! { "months": 0, "positions": 0, "checkpoints": 0 })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(doc) = cursor
+            .try_next()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+        {
+            let id = codec::str_field(&doc, "_id")?;
+            let node = NodeId::new(id).map_err(|e| corrupt(e.to_string()))?;
+            out.push(NodeSummary {
+                seq: int(&doc, "seq").unwrap_or(0) as u64,
+                updated_at_ms: int(&doc, "updated_at_ms").unwrap_or(0),
+                lease: codec::lease(&node, &doc)?,
+                node,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
+        let months = distinct_months(months);
+        if months.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut projection = Document::new();
+        for m in &months {
+            projection.insert(format!("months.{m}"), 1);
+        }
+        let mut cursor = self
+            .collection
+            .find(doc! {})
+            .projection(projection)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut merger = Merger::new(KIND);
+        while let Some(doc) = cursor
+            .try_next()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+        {
+            let node = doc.get_str("_id").unwrap_or("?").to_owned();
+            if let Ok(stored) = doc.get_document("months") {
+                merge_months(&mut merger, &node, stored, Some(&months))?;
+            }
+        }
+        Ok(merger.finish())
+    }
+
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        let mut cursor = self
+            .collection
+            .find(doc! {})
+            .projection(doc! { "seq": 1 })
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut sum = 0u64;
+        while let Some(doc) = cursor
+            .try_next()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+        {
+            sum = sum.wrapping_add(int(&doc, "seq").unwrap_or(0) as u64);
+        }
+        Ok(sum)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.collection
+            .client()
+            .database("admin")
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(e.to_string()))
+    }
+
+    async fn claim_keys(
+        &self,
+        owner: &KeyOwner,
+        keys: &[String],
+    ) -> Result<Vec<KeyClaim>, StoreError> {
+        own::claim_keys(&self.claims, owner, keys).await
+    }
+
+    async fn take_over_key(
+        &self,
+        key: &str,
+        from: &KeyOwner,
+        to: &KeyOwner,
+    ) -> Result<bool, StoreError> {
+        let moved = self
+            .claims
+            .update_one(
+                doc! {
+                    "_id": key,
+                    "node": from.node.as_str(),
+                    "source": &from.source,
+                    "epoch": from.epoch as i64,
+                },
+                doc! { "$set": {
+                    "node": to.node.as_str(),
+                    "source": &to.source,
+                    "epoch": to.epoch as i64,
+                } },
+            )
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(moved.modified_count == 1)
+    }
+}
+
+impl MongoStore {
+    async fn node_doc(&self, node: &NodeId) -> Result<Option<Document>, StoreError> {
+        self.collection
+            .find_one(doc! { "_id": node.as_str() })
+            .await
+            .map_err(|e| unavailable(e.to_string()))
+    }
+}

@@ -1,0 +1,163 @@
+//! The flush transaction: lock the node's row, check the epoch (fencing) and the sequence
+//! number, record the new `seq` and lease, replace the HLLs, add the counter deltas, replace the
+//! positions. Every statement goes through one `step`, which is also where tests inject a
+//! failure at any statement index.
+
+use authstat_core::Month;
+use authstat_core::store::{FlushBatch, FlushOutcome, SourcePosition, StoreError};
+
+use super::conn::{Bind, NodeRow, SqlConnection};
+use super::dialect::Dialect;
+use super::own::lease_of;
+use super::{MAX_KEY_PART_LEN, TxError, now_ms, unavailable};
+
+pub(super) fn month_bind(month: Month) -> Bind {
+    Bind::Int(month.yyyymm() as i32)
+}
+
+/// The binds of a batch, checked against what the schema can store before anything is
+/// written.
+pub(super) struct Prepared {
+    hlls: Vec<Bind>,
+    counters: Vec<Bind>,
+    positions: Option<Vec<Bind>>,
+}
+
+pub(super) fn prepare(dialect: Dialect, batch: &FlushBatch) -> Result<Prepared, StoreError> {
+    let reject = |message: String| StoreError::Rejected {
+        backend: dialect.kind(),
+        message,
+    };
+    let node = || Bind::Text(batch.node.as_str().to_owned());
+    let mut hlls = Vec::with_capacity(batch.months.len() * 3);
+    let mut counters = Vec::new();
+    for month in &batch.months {
+        let bytes = month
+            .users
+            .to_bytes()
+            .map_err(|e| reject(format!("month {}: {e}", month.month)))?;
+        hlls.extend([node(), month_bind(month.month), Bind::Bytes(bytes)]);
+        for (key, delta) in month.counter_deltas.iter() {
+            let (kind, k1, k2) = key.parts();
+            if k1.len() > MAX_KEY_PART_LEN || k2.len() > MAX_KEY_PART_LEN {
+                return Err(reject(format!(
+                    "counter key part longer than {MAX_KEY_PART_LEN} bytes in month {}",
+                    month.month
+                )));
+            }
+            let value = i64::try_from(delta)
+                .map_err(|_| reject(format!("counter delta {delta} does not fit a BIGINT")))?;
+            counters.extend([
+                node(),
+                month_bind(month.month),
+                Bind::Text(kind.to_owned()),
+                Bind::Text(k1.to_owned()),
+                Bind::Text(k2.to_owned()),
+                Bind::BigInt(value),
+            ]);
+        }
+    }
+    let positions = match &batch.positions {
+        None => None,
+        Some(list) => {
+            let mut binds = Vec::with_capacity(list.len() * 4);
+            for SourcePosition { source, key, data } in list {
+                if source.len() > MAX_KEY_PART_LEN || key.len() > MAX_KEY_PART_LEN {
+                    return Err(reject(format!(
+                        "position key {source}/{key} longer than {MAX_KEY_PART_LEN} bytes"
+                    )));
+                }
+                binds.extend([
+                    node(),
+                    Bind::Text(source.clone()),
+                    Bind::Text(key.clone()),
+                    Bind::Text(data.clone()),
+                ]);
+            }
+            Some(binds)
+        }
+    };
+    Ok(Prepared {
+        hlls,
+        counters,
+        positions,
+    })
+}
+
+/// The flush transaction's body. `fail_after`: a test hook, fail before statement number
+/// `fail_after` (0-based, counting every statement).
+pub(super) fn apply<C: SqlConnection>(
+    conn: &mut C,
+    batch: &FlushBatch,
+    prepared: &Prepared,
+    fail_after: Option<usize>,
+) -> Result<FlushOutcome, TxError> {
+    let d = C::DIALECT;
+    let node = || Bind::Text(batch.node.as_str().to_owned());
+    let mut statements = 0usize;
+    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| -> Result<(), TxError> {
+        if fail_after == Some(statements) {
+            return Err(TxError::Store(unavailable(d, "injected failure")));
+        }
+        statements += 1;
+        conn.exec(sql, binds)?;
+        Ok(())
+    };
+
+    let rows: Vec<NodeRow> = conn.load(&d.lock_node(), vec![node()])?;
+    let row = match rows.first() {
+        Some(row) if row.epoch as u64 == batch.epoch => row,
+        other => {
+            let holder = match other {
+                None => "nobody (the node was never claimed)".to_owned(),
+                Some(row) => {
+                    let lease = lease_of(d, &batch.node, row).map_err(TxError::Store)?;
+                    crate::memory::holder_text(Some(&lease))
+                }
+            };
+            return Err(TxError::Store(StoreError::Fenced {
+                backend: d.kind(),
+                node: batch.node.clone(),
+                holder,
+            }));
+        }
+    };
+    let seq = i64::try_from(batch.seq).map_err(|_| {
+        TxError::Store(StoreError::Rejected {
+            backend: d.kind(),
+            message: "seq too large".into(),
+        })
+    })?;
+    if seq <= row.seq {
+        return Ok(FlushOutcome::AlreadyApplied);
+    }
+    step(
+        conn,
+        &d.update_node(),
+        vec![
+            Bind::BigInt(seq),
+            Bind::BigInt(now_ms()),
+            Bind::BigInt(batch.lease_until_ms),
+            node(),
+        ],
+    )?;
+    for (columns, binds, build) in [
+        (
+            3,
+            &prepared.hlls,
+            Dialect::upsert_hlls as fn(Dialect, usize) -> String,
+        ),
+        (6, &prepared.counters, Dialect::upsert_counters),
+    ] {
+        for chunk in binds.chunks(columns * Dialect::ROWS_PER_STATEMENT) {
+            step(conn, &build(d, chunk.len() / columns), chunk.to_vec())?;
+        }
+    }
+    if let Some(positions) = &prepared.positions {
+        step(conn, &d.delete_positions(), vec![node()])?;
+        for chunk in positions.chunks(4 * Dialect::ROWS_PER_STATEMENT) {
+            step(conn, &d.insert_positions(chunk.len() / 4), chunk.to_vec())?;
+        }
+    }
+    Ok(FlushOutcome::Applied)
+}

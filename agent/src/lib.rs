@@ -45,6 +45,8 @@ pub struct RunningAgent {
     pub owner: Ownership,
     resolved: Resolved,
     api: Arc<api::ApiState>,
+    /// Keeps the API cache's view of the backend current.
+    data_version: tokio::task::JoinHandle<()>,
     control: mpsc::Sender<Control>,
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
@@ -125,6 +127,7 @@ impl RunningAgent {
             export.shutdown(Duration::from_secs(5)).await;
         }
         let _ = (&mut self.http).await;
+        self.data_version.abort();
     }
 }
 
@@ -250,6 +253,7 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
     let mut state = api::ApiState::new(store, config.api.clone(), stats.clone());
     state.export_stats = export.as_ref().map(|e| e.stats.clone());
     let state = Arc::new(state);
+    let data_version = tokio::spawn(state.clone().watch_data_version());
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = api::router(state.clone());
     let timeout = Duration::from_secs(config.api.request_timeout_secs);
@@ -261,6 +265,7 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
         owner,
         resolved,
         api: state,
+        data_version,
         control,
         pipeline: Some(pipeline),
         stop_http: Some(stop_http),

@@ -187,11 +187,11 @@ fn describe(lease: &Lease) -> String {
 fn log_grant(node: &NodeId, me: &Instance, epoch: u64, previous: Option<&Lease>, now: i64) {
     match previous {
         Some(p) if p.is_live(now) => warn!(
-            %node, epoch, previous = %describe(p),
+            %node, epoch, instance = %me.id, previous = %describe(p),
             "took the node id over from a live claim (--take-over): that agent's flushes are refused from now on"
         ),
         Some(p) if !p.released => warn!(
-            %node, epoch, previous = %describe(p),
+            %node, epoch, instance = %me.id, previous = %describe(p),
             "took the node id over from an expired claim (that agent stopped without releasing it)"
         ),
         _ => info!(%node, epoch, instance = %me.id, "node id claimed"),

@@ -152,7 +152,7 @@ pub fn render(state: &ApiState, format: Exposition) -> String {
     out.family(
         "authstat_monthly_active_users",
         "gauge",
-        "Distinct active users of the newest month on this node (stored).",
+        "Distinct active users of the current month on this node (stored).",
     );
     if let Some((month, users)) = totals.current_month {
         out.sample(
@@ -215,6 +215,33 @@ pub fn render(state: &ApiState, format: Exposition) -> String {
         "authstat_flushes_total",
         &[("result", "failure")],
         p.flush_failures.load(Ordering::Relaxed),
+    );
+    out.sample(
+        "authstat_flushes_total",
+        &[("result", "fenced")],
+        p.flushes_fenced.load(Ordering::Relaxed),
+    );
+    out.gauge(
+        "authstat_node_fenced",
+        "1 when another agent took this node id over: this agent has stopped reading.",
+        u64::from(p.fenced.lock().expect("lock").is_some()),
+    );
+    out.family(
+        "authstat_source_errors_total",
+        "counter",
+        "Errors reading a configured path, by source and reason.",
+    );
+    for ((source, reason), n) in p.source_errors.lock().expect("lock").iter() {
+        out.sample(
+            "authstat_source_errors_total",
+            &[("source", source), ("reason", reason)],
+            *n,
+        );
+    }
+    out.gauge(
+        "authstat_file_claims_waiting",
+        "Files not read yet because `authstat backfill` is reading them.",
+        p.claims_waiting.load(Ordering::Relaxed),
     );
     let api = &state.api_stats;
     out.counter(

@@ -58,11 +58,17 @@ pub struct ApiState {
     pub api_stats: ApiStats,
     /// The OTLP exporter's counters, when it runs.
     pub export_stats: Option<Arc<crate::export::ExportStats>>,
-    /// Responses by month list, with when they were made and how many flushes this node had
-    /// done then (a flush of this node makes them stale at once; other nodes' flushes show
-    /// within the TTL). A std mutex, held only to look up or insert.
+    /// Responses by month list, with when they were made, how many flushes this node had done
+    /// then and the backend's data version then: a flush of this node makes them stale at
+    /// once, a flush of another node or a backfill within [`DATA_VERSION_EVERY`]. A std mutex,
+    /// held only to look up or insert.
     cache: Mutex<HashMap<Vec<Month>, Cached>>,
+    /// The backend's data version (see [`StatStore::data_version`]) as last seen.
+    data_version: std::sync::atomic::AtomicU64,
 }
+
+/// How often the backend's data version is checked.
+pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters of the API, for `/metrics`.
 #[derive(Debug, Default)]
@@ -77,8 +83,9 @@ pub struct ApiStats {
     pub backend_errors: std::sync::atomic::AtomicU64,
 }
 
-/// A cached answer: when it was made, this node's flush count then, the stats.
-type Cached = (Instant, u64, Arc<Answer>);
+/// A cached answer: when it was made, this node's flush count and the data version then, the
+/// stats.
+type Cached = (Instant, (u64, u64), Arc<Answer>);
 
 /// The stats of a month list and their rendered bodies, made once per format on first use:
 /// a cached hit costs no cardinality computation and no serialization.
@@ -138,6 +145,19 @@ impl ApiState {
             api_stats: ApiStats::default(),
             export_stats: None,
             cache: Mutex::new(HashMap::new()),
+            data_version: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps the data version current (a task the agent runs until it stops).
+    pub async fn watch_data_version(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(DATA_VERSION_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Ok(version) = self.store.data_version().await {
+                self.data_version.store(version, Ordering::Release);
+            }
         }
     }
 
@@ -170,10 +190,13 @@ impl ApiState {
             config.cache_ttl_secs
         };
         let ttl = Duration::from_secs(ttl_secs);
-        let flushes = self.pipeline.flushes.load(Ordering::Acquire);
-        if let Some((at, generation, stats)) = self.cache.lock().expect("lock").get(&months)
+        let generation = (
+            self.pipeline.flushes.load(Ordering::Acquire),
+            self.data_version.load(Ordering::Acquire),
+        );
+        if let Some((at, cached, stats)) = self.cache.lock().expect("lock").get(&months)
             && at.elapsed() < ttl
-            && *generation == flushes
+            && *cached == generation
         {
             self.api_stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(stats.clone());
@@ -190,7 +213,7 @@ impl ApiState {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(months, (Instant::now(), flushes, stats.clone()));
+        cache.insert(months, (Instant::now(), generation, stats.clone()));
         Ok(stats)
     }
 }
@@ -419,13 +442,28 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-/// 200 when ingestion runs and the backend answers; 503 otherwise.
+/// 200 `ready` when the agent does all of its work: ingestion runs, the backend answers, the
+/// node id is this agent's, and every source can be read. Otherwise 503 with one line per
+/// problem (see docs/api.md for why a sidecar should not gate its pod on it).
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
-    if !state.pipeline.started.load(Ordering::Acquire) {
+    let p = &state.pipeline;
+    if !p.started.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
-    if !db_online(&state).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, "backend unavailable\n").into_response();
+    let mut problems = Vec::new();
+    if let Some(why) = p.fenced.lock().expect("lock").clone() {
+        problems.push(format!("fenced: {why}"));
     }
-    (StatusCode::OK, "ready\n").into_response()
+    if !db_online(&state).await {
+        problems.push("backend unavailable".to_owned());
+    }
+    for (source, problem) in p.source_problems.lock().expect("lock").iter() {
+        problems.push(format!("source {source}: {problem}"));
+    }
+    if problems.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let mut body = problems.join("\n");
+    body.push('\n');
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }

@@ -221,8 +221,9 @@ fn february_row(fixture: &Fixture) -> Option<Vec<String>> {
 fn old_logs(fixture: &Fixture) -> std::path::PathBuf {
     let old = fixture.dir.path().join("old");
     std::fs::create_dir_all(&old).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/logs");
     for f in ["jans-auth_audit.log", "token-events.jsonl"] {
-        std::fs::copy(fixture.dir.path().join("logs").join(f), old.join(f)).unwrap();
+        std::fs::copy(examples.join(f), old.join(f)).unwrap();
     }
     old
 }
@@ -359,4 +360,44 @@ fn backfill_and_agent_never_count_one_file_twice() {
         ["202402", "2", "2", "1"],
         "counted once"
     );
+}
+
+/// A backfill into the backend of a running agent shows in the agent's API at once, although
+/// the month was cached (past months are cached for an hour).
+#[test]
+fn the_api_shows_a_backfill_at_once() {
+    let fixture = Fixture::new("");
+    std::fs::remove_file(fixture.dir.path().join("logs/token-events.jsonl")).unwrap();
+    let mut agent = fixture.spawn();
+    let tokens = || {
+        let r = get(
+            agent.addr,
+            "/jans-auth/restv1/internal/stat?month=202402",
+            Some(TOKEN),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["response"][0]["token_count_per_granttype"]["client_credentials"]["access_token"]
+            .clone()
+    };
+    assert_eq!(
+        tokens(),
+        serde_json::Value::Null,
+        "nothing stored yet: cached"
+    );
+    let old = old_logs(&fixture);
+    let out = backfill(
+        &fixture,
+        &["--format", "token-events"],
+        &[&old.join("token-events.jsonl")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the backfilled tokens in the API", || {
+        tokens() == serde_json::json!(2)
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
 }

@@ -10,5 +10,7 @@ mod ingest;
 mod metrics;
 mod otlp;
 mod outage;
+mod ownership;
 mod reload;
 mod support;
+mod truth;

@@ -230,6 +230,14 @@ pub struct Spawned {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// A test that fails must not leave its agent running (it would hold the test runner's pipes).
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Spawned {
     /// Sends a signal (`TERM`, `HUP`, …).
     pub fn signal(&self, name: &str) {
@@ -274,7 +282,6 @@ impl Spawned {
 
 /// Runs the binary in `cwd` with `envs`, waiting until it listens.
 pub fn spawn_agent(config: &Path, cwd: &Path, envs: &[(&str, &str)]) -> Spawned {
-    use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"));
     command
         .args(["run", "--config"])
@@ -286,6 +293,12 @@ pub fn spawn_agent(config: &Path, cwd: &Path, envs: &[(&str, &str)]) -> Spawned 
     for (k, v) in envs {
         command.env(k, v);
     }
+    spawn_command(command)
+}
+
+/// Runs `command` (an `authstat run` with its stderr piped), waiting until it listens.
+pub fn spawn_command(mut command: std::process::Command) -> Spawned {
+    use std::io::BufRead;
     let mut child = command.spawn().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = log.clone();

@@ -15,6 +15,10 @@
 //! strings cannot hold raw line breaks, so no line inside a body can end in ` - {`: such a line
 //! marks the start of the next record, and the previous one was cut off (counted as
 //! `header_without_body`).
+//!
+//! Bytes glued to the front of a header (a crash left a partial line, a disk returned garbage)
+//! are split off and counted as `garbage`: the header starts at its timestamp
+//! (`yyyy-MM-dd HH:mm`), or, for a layout without one, after the last byte that cannot be text.
 
 use authstat_core::event::{AuditAction, AuditEvent, Event};
 use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
@@ -47,11 +51,55 @@ fn scan_body(buf: &[u8], from: usize) -> BodyEnd {
             return BodyEnd::Closed(start + nl + 1);
         }
         if line.ends_with(HEADER_END) {
-            return BodyEnd::CutOff(start);
+            // The cut record ends where the next header starts (its line may hold the rest).
+            return BodyEnd::CutOff(start + header_start(line));
         }
         start += nl + 1;
     }
     BodyEnd::Open
+}
+
+/// Whether `b` starts with `dddd-dd-dd?dd:dd` (a log4j timestamp).
+fn is_timestamp(b: &[u8]) -> bool {
+    const SHAPE: &[u8] = b"dddd-dd-dd?dd:dd";
+    b.len() >= SHAPE.len()
+        && SHAPE.iter().zip(b).all(|(&s, &c)| match s {
+            b'd' => c.is_ascii_digit(),
+            b'?' => c == b' ' || c == b'T',
+            s => s == c,
+        })
+}
+
+/// Where the header in a line ending in ` - {` starts: 0 for a clean header line.
+fn header_start(line: &[u8]) -> usize {
+    if is_timestamp(line) {
+        return 0;
+    }
+    // The last timestamp in the line (the header's), found from its `-`s.
+    let dashes = memchr::memrchr_iter(b'-', line);
+    for dash in dashes {
+        if let Some(start) = dash.checked_sub(4)
+            && is_timestamp(&line[start..])
+        {
+            return start;
+        }
+    }
+    // A layout without a timestamp: after the last byte that is not text (invalid UTF-8, or a
+    // control character other than tab).
+    let mut start = 0;
+    let mut at = 0;
+    for chunk in line.utf8_chunks() {
+        for (i, c) in chunk.valid().char_indices() {
+            if c.is_control() && c != '\t' {
+                start = at + i + c.len_utf8();
+            }
+        }
+        at += chunk.valid().len() + chunk.invalid().len();
+        if !chunk.invalid().is_empty() {
+            start = at;
+        }
+    }
+    start
 }
 
 impl Parser for JanssenAuditParser {
@@ -67,6 +115,17 @@ impl Parser for JanssenAuditParser {
             return Frame::Blank { len: line_len };
         }
         if line.ends_with(HEADER_END) {
+            let start = header_start(line);
+            if start > 0 {
+                return if is_blank(&line[..start]) {
+                    Frame::Blank { len: start }
+                } else {
+                    Frame::Skip {
+                        len: start,
+                        kind: ParseErrorKind::Garbage,
+                    }
+                };
+            }
             return match scan_body(buf, line_len) {
                 BodyEnd::Closed(end) => Frame::Record { len: end },
                 BodyEnd::CutOff(next) => Frame::Skip {

@@ -254,3 +254,52 @@ proptest! {
         }
     }
 }
+
+/// Bytes glued to the front of a record (no newline between them) are counted as garbage, and
+/// the record after them is read: random bytes, text, and a custom layout without a timestamp.
+#[test]
+fn garbage_before_a_header_is_counted_and_the_record_read() {
+    let log = sample_log();
+    let first_len = match JanssenAuditParser.frame(&log) {
+        Frame::Record { len } => len,
+        other => panic!("{other:?}"),
+    };
+    let record = &log[..first_len];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // No newline: the garbage and the header share one line.
+            match (rng >> 24) as u8 {
+                b'\n' => b'x',
+                b => b,
+            }
+        })
+        .collect();
+    let text = b"half a line left by a crash, 17 of 2024-13-99".to_vec();
+    for garbage in [random, text] {
+        let mut buf = garbage.clone();
+        buf.extend_from_slice(record);
+        let (frames, consumed) = frame_all(&JanssenAuditParser, &buf);
+        assert_eq!(consumed, buf.len());
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert_eq!(frames[0], Err(ParseErrorKind::Garbage));
+        assert_eq!(audit(&frames[1]).timestamp, 1706745598101);
+        // The skipped stretch is exactly the garbage.
+        assert_eq!(
+            JanssenAuditParser.frame(&buf),
+            Frame::Skip {
+                len: garbage.len(),
+                kind: ParseErrorKind::Garbage
+            }
+        );
+    }
+    // A layout without a timestamp: split after the last byte that is not text.
+    let custom = b"\x00\x01\xff\xfeINFO audit - {\n  \"action\" : \"USER_INFO\",\n  \"timestamp\" : 1706745603590,\n  \"success\" : true\n}\n";
+    let (frames, _) = frame_all(&JanssenAuditParser, custom);
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(frames[0], Err(ParseErrorKind::Garbage));
+    assert_eq!(audit(&frames[1]).action, AuditAction::UserInfo);
+}

@@ -1,0 +1,115 @@
+//! Ground truth for end-to-end tests: a generator of Janssen audit records that counts what it
+//! writes itself, by the documented derivation rules (docs/metrics.md), without any of the
+//! agent's parsing or derivation code.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use authstat_core::counters::{CounterKey, Counters, Outcome};
+use authstat_core::event::AuditAction;
+use authstat_core::hash::HashAlgorithm;
+use authstat_core::hll::{Hll, HllParams};
+use authstat_core::{Month, MonthStats};
+
+/// A small deterministic generator (xorshift64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const ACTIONS: [&str; 4] = [
+    "USER_AUTHORIZATION",
+    "TOKEN_REQUEST",
+    "USER_INFO",
+    "SESSION_AUTHENTICATED",
+];
+
+/// What was written, per month: every counter and the distinct active users.
+#[derive(Default)]
+pub struct Truth {
+    months: BTreeMap<Month, (Counters, BTreeSet<String>)>,
+    pub records: u64,
+}
+
+impl Truth {
+    /// A random record in `month`, counted here; its text (Janssen's pretty-printed form).
+    pub fn record(&mut self, month: Month, rng: &mut Rng) -> String {
+        let i = self.records;
+        self.records += 1;
+        let action = ACTIONS[rng.below(4) as usize];
+        let success = rng.below(5) != 0;
+        let user = (rng.below(4) != 0).then(|| format!("user{}", rng.below(3000)));
+        let ts =
+            month.start_epoch_millis() + (i % 1_000_000) as i64 * 1000 + rng.below(1000) as i64;
+        self.count(month, action, success, user.as_deref());
+        format!(
+            "2024-02-01 00:00:03,611 INFO  [02-42-AC-11-00-02] [ForkJoinPool.commonPool-worker-{}]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n  \"ip\" : \"10.{}.{}.{}\",\n  \"action\" : \"{action}\",\n  \"timestamp\" : {ts},\n  \"macAddress\" : \"02-42-AC-11-00-02\",\n  \"clientId\" : \"2000.{:08x}-69d3-458c-9309-4268085fe71c\",\n  \"username\" : {},\n  \"scope\" : \"openid profile\",\n  \"success\" : {success}\n}}\n",
+            i % 8,
+            rng.below(256),
+            rng.below(256),
+            rng.below(256),
+            rng.below(8),
+            user.map_or("null".to_owned(), |u| format!("\"{u}\"")),
+        )
+    }
+
+    /// The derivation rules, written out: every record counts under (action, outcome); a
+    /// USER_AUTHORIZATION is a successful authentication, or a failed one if it names a user;
+    /// the user of a successful USER_AUTHORIZATION or TOKEN_REQUEST is active.
+    fn count(&mut self, month: Month, action: &str, success: bool, user: Option<&str>) {
+        let (counters, users) = self.months.entry(month).or_default();
+        let outcome = if success {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        counters.add(
+            &CounterKey::Audit {
+                action: AuditAction::parse(action),
+                outcome,
+            },
+            1,
+        );
+        if action == "USER_AUTHORIZATION" && (success || user.is_some()) {
+            counters.add(&CounterKey::Authentication(outcome), 1);
+        }
+        if let Some(user) = user
+            && success
+            && (action == "USER_AUTHORIZATION" || action == "TOKEN_REQUEST")
+        {
+            users.insert(user.to_owned());
+        }
+    }
+
+    /// The expected stored stats: counters and the HLL of the distinct users (murmur3).
+    pub fn expected(&self) -> Vec<MonthStats> {
+        self.months
+            .iter()
+            .map(|(&month, (counters, users))| {
+                let mut hll = Hll::new(HllParams::janssen());
+                for u in users {
+                    hll.add_raw(HashAlgorithm::Murmur3.hash(u));
+                }
+                MonthStats {
+                    month,
+                    users: hll,
+                    counters: counters.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The exact number of distinct active users of `month`.
+    pub fn distinct_users(&self, month: Month) -> usize {
+        self.months.get(&month).map_or(0, |(_, u)| u.len())
+    }
+}

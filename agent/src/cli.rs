@@ -27,12 +27,16 @@ pub enum Command {
         #[arg(long, env = "AUTHSTAT_TAKE_OVER")]
         take_over: bool,
     },
-    /// Check a configuration file: syntax, values, paths, and that the backend answers.
-    /// Exit code 0 when fine, 64 for a bad configuration, 1 when the backend is unreachable.
+    /// Check a configuration file: syntax, values, the files each source matches (all must be
+    /// readable), and that the backend answers. Exit code 0 when fine, 78 for a bad
+    /// configuration, 1 when the backend is unreachable.
     CheckConfig {
         /// The configuration file.
-        #[arg(env = "AUTHSTAT_CONFIG")]
-        config: PathBuf,
+        #[arg(long, short, env = "AUTHSTAT_CONFIG", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// The configuration file, as a plain argument (the same as --config).
+        #[arg(value_name = "CONFIG")]
+        file: Option<PathBuf>,
     },
     /// Read old log files once (for example rotated ones) into the backend. Running it again on
     /// the same files adds nothing.

@@ -205,8 +205,31 @@ pub struct StartOptions {
     pub take_over: bool,
 }
 
+/// Raises the soft limit of open files to the hard limit (as Go programs do at start): the
+/// agent keeps every followed file open, and the common default soft limit of 1024 is too low
+/// for thousands of rotated files.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => info!(
+                from = ?limit.current,
+                to = ?limit.maximum,
+                "raised the limit of open files"
+            ),
+            Err(e) => warn!(error = %e, "could not raise the limit of open files"),
+        }
+    }
+}
+
 /// Starts the agent: backend, node claim, pipeline, file watching, HTTP API.
 pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<RunningAgent> {
+    raise_open_files_limit();
     let config = resolved.config.clone();
     let store = connect(&resolved).await?;
     info!(backend = store.kind(), node = %resolved.node, "backend ready");

@@ -5,7 +5,19 @@ use authstat::commands;
 use clap::Parser;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                // A bad command line: EX_USAGE.
+                _ => 64,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let result = match cli.command {
         Command::Version => {
             println!("authstat {}", env!("CARGO_PKG_VERSION"));
@@ -25,9 +37,13 @@ fn main() {
                             Command::Run { config, take_over } => {
                                 commands::run(&config, authstat::StartOptions { take_over }).await
                             }
-                            Command::CheckConfig { config } => {
-                                commands::check_config(&config).await
-                            }
+                            Command::CheckConfig { config, file } => match config.or(file) {
+                                Some(config) => commands::check_config(&config).await,
+                                None => Err(commands::Failure::Usage(
+                                    "check-config: give the configuration file (--config FILE)"
+                                        .into(),
+                                )),
+                            },
                             Command::Backfill {
                                 config,
                                 format,

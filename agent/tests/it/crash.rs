@@ -10,7 +10,6 @@
 //! `AUTHSTAT_SOAK_KILLS` sets how many kills a killing run makes (default 25).
 
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,17 +17,8 @@ use std::time::{Duration, Instant};
 use authstat_config::{BackendConfig, SqlServerConfig, SqliteConfig};
 use authstat_core::{Month, NodeId};
 
+use crate::support::append;
 use crate::truth::{Rng, Truth};
-
-fn append(path: &Path, text: &str) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
 
 fn truncate(path: &Path) {
     OpenOptions::new()

@@ -82,3 +82,89 @@ async fn idle_files_do_not_spin_the_pipeline() {
     );
     agent.shutdown().await;
 }
+
+/// 3,000 matched files (started with a soft limit of 1,024 open files): every record stored,
+/// flushes keep their pace, and SIGTERM stops the agent within its grace period with exit 0.
+#[test]
+fn three_thousand_files() {
+    use crate::support::{get, spawn_command};
+    use crate::truth::{Rng, Truth};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut truth = Truth::default();
+    let mut rng = Rng(0x3000_f11e);
+    let feb: authstat_core::Month = "202402".parse().unwrap();
+    for i in 0..3000 {
+        let text = truth.record(feb, &mut rng);
+        std::fs::write(logs.join(format!("jans-auth_audit-{i:04}.log")), text).unwrap();
+    }
+    let config = dir.path().join("authstat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id: many\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\nshutdown_grace_secs: 5\n\
+             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/jans-auth_audit*.log]}}\n\
+             backend: {{type: sqlite, path: {}}}\n",
+            dir.path().join("db.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 1024 && exec {} run --config {}",
+            env!("CARGO_BIN_EXE_authstat"),
+            config.display()
+        ))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    let mut agent = spawn_command(command);
+    let metric = |name: &str| -> u64 {
+        let body = get(agent.addr, "/metrics", None).body;
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    // What this node stored (its totals are published after each flush).
+    let stored = || -> u64 {
+        get(agent.addr, "/metrics", None)
+            .body
+            .lines()
+            .filter(|l| l.starts_with("authstat_authorizations_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    wait_until("every record stored", || stored() == 3000);
+    assert_eq!(metric("authstat_files_watched "), 3000);
+    // New records in one of the files are stored at the next flushes (1 s apart).
+    let more = truth.record(feb, &mut rng);
+    crate::support::append(&logs.join("jans-auth_audit-1500.log"), &more);
+    wait_until("the new record stored", || stored() == 3001);
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    assert!(agent.logged(&["stopped"]));
+    assert!(!agent.logged(&["did not finish in time"]));
+    assert!(!agent.logged(&["Too many open files"]));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"))
+        .args(["query", "--month", "202402", "--format", "json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: u64 = json["months"][0]["audit"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, 3001);
+    assert_eq!(
+        json["months"][0]["monthly_active_users"].as_u64().unwrap() as usize,
+        truth.distinct_users(feb)
+    );
+}

@@ -12,5 +12,6 @@ mod otlp;
 mod outage;
 mod ownership;
 mod reload;
+mod sources;
 mod support;
 mod truth;

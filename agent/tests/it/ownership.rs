@@ -7,19 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Spawned, get, spawn_agent, wait_until};
+use crate::support::{Spawned, append, get, spawn_agent, wait_until};
 use crate::truth::{Rng, Truth};
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
 
 fn instance_of(agent: &Spawned) -> String {
     let log = agent.log.lock().unwrap();

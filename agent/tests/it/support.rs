@@ -322,3 +322,14 @@ pub fn spawn_command(mut command: std::process::Command) -> Spawned {
         log,
     }
 }
+
+/// Appends `text` to `path` (created if absent).
+pub fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}

@@ -158,6 +158,17 @@ fn check_config_reports_sources_and_backend() {
         "{text}"
     );
     assert!(text.contains("backend sqlite: reachable"), "{text}");
+    // A node id copied from an example is called out; a real one is not.
+    assert!(
+        text.contains("warning: node id 'example-node' looks like a placeholder"),
+        "{text}"
+    );
+    let path = fixture.config_path();
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, config.replace("node_id: example-node", "node_id: auth-7")).unwrap();
+    let out = run_ok(authstat().args(["check-config", "--config"]).arg(&path));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("warning"), "{text}");
 }
 
 #[test]

@@ -41,6 +41,47 @@ async fn bad_input_is_counted_by_kind_and_reading_goes_on() {
 
 /// Hundreds of idle files cost a handful of loop turns per scan, not a busy loop (reading a file
 /// must not wake the reader up again).
+/// One record stamped in year 9999 is skipped as `bad_timestamp` (beyond `max_future_secs`), and
+/// never becomes the node's "newest month"; a record a few hours ahead (clock skew) counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_the_far_future_are_skipped() {
+    let fixture = Fixture::new("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let record = |ts: i64, user: &str| {
+        format!(
+            "2024-02-01 00:00:03,611 INFO  [m] [t]  [c] (A.java:1) - {{\n  \"action\" : \"USER_AUTHORIZATION\",\n  \"timestamp\" : {ts},\n  \"username\" : \"{user}\",\n  \"success\" : true\n}}\n"
+        )
+    };
+    let far = 253_402_214_399_000; // 9999-12-31 23:59:59 UTC
+    append(
+        &fixture.dir.path().join("logs/jans-auth_audit.log"),
+        &format!("{}{}", record(far, "time-traveller"), record(now + 3 * 3_600_000, "early")),
+    );
+    let agent = start_and_flush_records(&fixture, 16).await;
+    let stats = agent.stats.clone();
+    assert_eq!(
+        stats.skipped_by_kind[ParseErrorKind::BadTimestamp.index()].load(Ordering::Relaxed),
+        1
+    );
+    let addr = agent.addr;
+    let metrics = tokio::task::spawn_blocking(move || get(addr, "/metrics", None).body)
+        .await
+        .unwrap();
+    let month_of = |ms: i64| authstat_core::Month::from_epoch_millis(ms).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "authstat_monthly_active_users{{month=\"{}\"}}",
+            month_of(now)
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("month=\"999912\""), "{metrics}");
+    agent.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_files_do_not_spin_the_pipeline() {
     let fixture = Fixture::new("");

@@ -46,7 +46,7 @@ impl Fixture {
             .replace("flush_interval_secs: 5", "flush_interval_secs: 3600");
         std::fs::write(
             dir.path().join("authstat.yaml"),
-            format!("{config}\n{extra}"),
+            format!("node_id: example-node\n{config}\n{extra}"),
         )
         .unwrap();
         Self { dir, records: 15 }
@@ -209,12 +209,17 @@ pub fn required_env(name: &str, what: &str) -> String {
 /// Starts an agent in-process and waits until it has read the sample logs (15 records) and
 /// flushed once.
 pub async fn start_and_flush(fixture: &Fixture) -> RunningAgent {
+    start_and_flush_records(fixture, fixture.records).await
+}
+
+/// Starts an agent in-process and waits until it has read (or skipped) `records` records and
+/// flushed once.
+pub async fn start_and_flush_records(fixture: &Fixture, records: u64) -> RunningAgent {
     use std::sync::atomic::Ordering;
     let agent = fixture.start().await;
     let stats = agent.stats.clone();
-    let records = fixture.records;
-    wait_until("the sample logs to be read", || {
-        stats.records.load(Ordering::Relaxed) >= records
+    wait_until("the logs to be read", || {
+        stats.records.load(Ordering::Relaxed) + stats.skipped.load(Ordering::Relaxed) >= records
     });
     agent.flush_now();
     wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);

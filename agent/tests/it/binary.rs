@@ -165,7 +165,11 @@ fn check_config_reports_sources_and_backend() {
     );
     let path = fixture.config_path();
     let config = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, config.replace("node_id: example-node", "node_id: auth-7")).unwrap();
+    std::fs::write(
+        &path,
+        config.replace("node_id: example-node", "node_id: auth-7"),
+    )
+    .unwrap();
     let out = run_ok(authstat().args(["check-config", "--config"]).arg(&path));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("warning"), "{text}");
@@ -371,6 +375,39 @@ fn backfill_and_agent_never_count_one_file_twice() {
         ["202402", "2", "2", "1"],
         "counted once"
     );
+    // Per node: the backfill node counted the audit log, the agent only the token events.
+    let out = run_ok(
+        authstat()
+            .args([
+                "query",
+                "--month",
+                "202402",
+                "--format",
+                "json",
+                "--by-node",
+                "--config",
+            ])
+            .arg(fixture.config_path()),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["node"] == id)
+            .unwrap_or_else(|| panic!("{json}"))["months"][0]
+            .clone()
+    };
+    assert_eq!(
+        node("example-node-backfill")["authentications"]["success"],
+        2
+    );
+    assert_eq!(node("example-node")["authentications"]["success"], 0);
+    assert_eq!(
+        node("example-node")["tokens"]["client_credentials"]["access_token"],
+        2
+    );
+    assert_eq!(json["months"][0]["authentications"]["success"], 2);
 }
 
 /// A backfill into the backend of a running agent shows in the agent's API at once, although

@@ -58,7 +58,11 @@ async fn records_from_the_far_future_are_skipped() {
     let far = 253_402_214_399_000; // 9999-12-31 23:59:59 UTC
     append(
         &fixture.dir.path().join("logs/jans-auth_audit.log"),
-        &format!("{}{}", record(far, "time-traveller"), record(now + 3 * 3_600_000, "early")),
+        &format!(
+            "{}{}",
+            record(far, "time-traveller"),
+            record(now + 3 * 3_600_000, "early")
+        ),
     );
     let agent = start_and_flush_records(&fixture, 16).await;
     let stats = agent.stats.clone();

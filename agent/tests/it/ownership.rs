@@ -135,10 +135,37 @@ fn scenario(backend_yaml: &str) {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(total, truth.records, "{audit}");
-    for mut agent in [first, second] {
-        agent.signal("TERM");
-        assert_eq!(agent.wait_exit().code(), Some(0));
-    }
+    let mut first = first;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit().code(), Some(0));
+
+    // kill -9 of the owner: its replacement on the same host sees that process gone and takes
+    // over at once, without waiting for the lease.
+    let mut second = second;
+    second.signal("KILL");
+    second.wait_exit();
+    let third = spawn_agent(&config, dir.path(), &[]);
+    assert!(
+        third.logged(&["previous agent is not running any more"]),
+        "{:?}",
+        third.log.lock().unwrap()
+    );
+    write(50, &mut truth);
+    let all = truth.records;
+    wait_until("every record stored once, after the kill", || {
+        let audit = query_authentications(&config);
+        audit
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|v| v.as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>()
+            == all
+    });
+    let mut third = third;
+    third.signal("TERM");
+    assert_eq!(third.wait_exit().code(), Some(0));
 }
 
 #[test]

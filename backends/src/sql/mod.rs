@@ -122,6 +122,18 @@ fn path_str(path: &Path) -> Result<String, StoreError> {
         })
 }
 
+/// libpq tries GSSAPI encryption first by default (`gssencmode=prefer`), which loads Kerberos
+/// into every connection attempt; libkrb5 aborted the process (`k5_mutex_lock` assertion) when
+/// connections were opened from several threads at once. authstat does not use Kerberos unless
+/// the URL asks for it (`gssencmode=require` or `prefer`).
+fn without_gss(url: &str) -> String {
+    if url.contains("gssencmode=") || !url.contains("://") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}gssencmode=disable")
+}
+
 /// Session settings of server connections: MySQL sessions use READ COMMITTED, which takes far
 /// fewer gap locks than InnoDB's default REPEATABLE READ (every statement of a flush reads
 /// only rows its own node owns, so nothing needs the stronger level).
@@ -145,7 +157,11 @@ where
 {
     /// Connects to a PostgreSQL or MySQL server and migrates the schema.
     pub async fn connect(config: &SqlServerConfig) -> Result<Self, StoreError> {
-        let manager = ConnectionManager::<C>::new(config.url.clone());
+        let url = match C::DIALECT {
+            Dialect::Postgres => without_gss(&config.url),
+            _ => config.url.clone(),
+        };
+        let manager = ConnectionManager::<C>::new(url);
         let pool = Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
@@ -475,5 +491,26 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let (key, from, to) = (key.to_owned(), from.clone(), to.clone());
         self.blocking(move |conn| own::take_over_key(conn, &key, &from, &to))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_urls_disable_gss_unless_asked() {
+        use super::without_gss;
+        assert_eq!(
+            without_gss("postgres://u@h/db"),
+            "postgres://u@h/db?gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss("postgres://u@h/db?sslmode=require"),
+            "postgres://u@h/db?sslmode=require&gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss("postgres://u@h/db?gssencmode=require"),
+            "postgres://u@h/db?gssencmode=require"
+        );
+        assert_eq!(without_gss("host=h dbname=x"), "host=h dbname=x");
     }
 }

@@ -213,3 +213,48 @@ fn three_thousand_files() {
         truth.distinct_users(feb)
     );
 }
+
+/// A final flush that cannot finish (another process holds the database's write lock) ends at
+/// `shutdown_grace_secs`, and then the process exits: nothing keeps it running after "stopped".
+#[test]
+fn a_stuck_final_flush_does_not_keep_the_process_alive() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let db = dir.path().join("db.sqlite");
+    let config = dir.path().join("authstat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id: stuck\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\nshutdown_grace_secs: 1\n\
+             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/*.log]}}\n\
+             backend: {{type: sqlite, path: {}, busy_timeout_ms: 600000}}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = crate::support::spawn_agent(&config, dir.path(), &[]);
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/logs/jans-auth_audit.log"
+        ),
+        logs.join("a.log"),
+    )
+    .unwrap();
+    wait_until("the log to be read", || {
+        let body = crate::support::get(agent.addr, "/metrics", None).body;
+        body.contains("authstat_records_read_total 9")
+    });
+    let mut lock = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+    // wait_exit fails the test if the process is still there after 30 s.
+    agent.signal("TERM");
+    let status = agent.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(agent.logged(&["did not finish in time"]));
+    assert!(agent.logged(&["stopped"]));
+    lock.batch_execute("ROLLBACK").unwrap();
+}

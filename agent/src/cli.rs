@@ -44,14 +44,14 @@ pub enum Command {
         /// The configuration file (its backend, node id and HLL settings are used).
         #[arg(long, short, env = "AUTHSTAT_CONFIG")]
         config: PathBuf,
-        /// The record format of the files.
+        /// The record format of the files (the formats of the plugin registry).
         #[arg(
             long,
-            value_enum,
-            default_value = "janssen-audit",
+            value_parser = format_values(),
+            default_value = "janssen_audit",
             env = "AUTHSTAT_BACKFILL_FORMAT"
         )]
-        format: FormatArg,
+        format: String,
         /// The files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -97,13 +97,20 @@ pub enum HllCommand {
     },
 }
 
-/// Record formats on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    /// Janssen's audit log.
-    JanssenAudit,
-    /// JSON-lines token events.
-    TokenEvents,
+/// The record formats of the plugin registry, as command-line values (with the dashed
+/// spellings earlier versions took as aliases).
+fn format_values() -> clap::builder::PossibleValuesParser {
+    let values: Vec<clap::builder::PossibleValue> = authstat_plugins::Plugins::builtin()
+        .formats()
+        .iter()
+        .map(|f| {
+            let dashed: &'static str = Box::leak(f.name.replace('_', "-").into_boxed_str());
+            clap::builder::PossibleValue::new(f.name)
+                .alias(dashed)
+                .help(f.about)
+        })
+        .collect();
+    clap::builder::PossibleValuesParser::new(values)
 }
 
 /// `query` output.

@@ -23,10 +23,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use authstat_core::hll::HllParams;
+use authstat_core::source::Source;
 use authstat_core::store::StatStore;
 use authstat_plugins::derive::RulesDeriver;
-use authstat_plugins::parse::parser_for;
-use authstat_plugins::tail::Tailer;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -104,8 +103,9 @@ impl RunningAgent {
             let _ = self
                 .control
                 .send(Control::Reload(Box::new(move |positions| {
-                    // The positions are the running tailers' own: they always decode.
-                    tailers(&resolved, positions).expect("current positions decode")
+                    // The positions are the running sources' own, and the configuration was
+                    // checked by resolve: building succeeds.
+                    sources(&resolved, positions).expect("checked sources build")
                 })));
             self._watcher = watch(&new, self.control.clone());
         }
@@ -131,27 +131,21 @@ impl RunningAgent {
     }
 }
 
-/// Builds the tailers of every source, resuming from `positions`; new files are claimed
-/// before they are read.
-pub fn tailers(
+/// Builds every configured source through the plugin registry, resuming from `positions`.
+pub fn sources(
     resolved: &Resolved,
     positions: &[authstat_core::store::SourcePosition],
-) -> anyhow::Result<Vec<Tailer>> {
+) -> anyhow::Result<Vec<Box<dyn Source>>> {
     resolved
         .config
         .sources
         .iter()
-        .zip(&resolved.patterns)
-        .map(|(source, patterns)| {
-            Ok(Tailer::new(
-                source.name.clone(),
-                patterns.clone(),
-                parser_for(source.format),
-                source.max_record_bytes as usize,
-                source.start_at == authstat_config::StartAt::End,
-                positions,
-            )?
-            .with_claims())
+        .enumerate()
+        .map(|(i, source)| {
+            resolved
+                .plugins
+                .build_source(i, source, &resolved.base, positions)
+                .map_err(anyhow::Error::from)
         })
         .collect()
 }
@@ -169,7 +163,9 @@ pub async fn pipeline(
     resolved: &Resolved,
     owner: Ownership,
     store: Arc<dyn StatStore>,
-    tailers: impl FnOnce(&[authstat_core::store::SourcePosition]) -> anyhow::Result<Vec<Tailer>>,
+    sources: impl FnOnce(
+        &[authstat_core::store::SourcePosition],
+    ) -> anyhow::Result<Vec<Box<dyn Source>>>,
     stats: Arc<PipelineStats>,
     role: Role,
 ) -> anyhow::Result<Pipeline> {
@@ -181,13 +177,13 @@ pub async fn pipeline(
     info!(node = %node, seq = state.seq, months = state.months.len(), positions = state.positions.len(), "resuming");
     let config = &resolved.config;
     let params = HllParams::new(config.hll.log2m, config.hll.regwidth).expect("validated");
-    let tailers = tailers(&state.positions)
+    let sources = sources(&state.positions)
         .with_context(|| format!("resuming the sources of node {node}"))?;
     Ok(Pipeline::new(Parts {
         store,
         owner,
         state,
-        tailers,
+        sources,
         deriver: Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
         params,
         max_pending_records: config.max_pending_records,
@@ -240,7 +236,7 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
         &resolved,
         owner.clone(),
         store.clone(),
-        |positions| tailers(&resolved, positions),
+        |positions| sources(&resolved, positions),
         stats.clone(),
         Role::Agent,
     )
@@ -253,14 +249,7 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
 
     let (control, control_rx) = mpsc::channel();
     let watcher = watch(&resolved, control.clone());
-    let poll = Duration::from_millis(
-        config
-            .sources
-            .iter()
-            .map(|s| s.poll_interval_ms)
-            .min()
-            .unwrap_or(1000),
-    );
+    let poll = pipeline.poll_interval();
     let flush = Duration::from_secs(config.flush_interval_secs);
     let pipeline = std::thread::Builder::new()
         .name("authstat-ingest".into())
@@ -373,11 +362,11 @@ fn watch(
             return None;
         }
     };
-    let mut dirs: Vec<_> = resolved
-        .patterns
+    // The sources as configured (built with nothing stored, only to ask where they read).
+    let mut dirs: Vec<_> = sources(resolved, &[])
+        .unwrap_or_default()
         .iter()
-        .flatten()
-        .map(|p| p.dir().to_path_buf())
+        .flat_map(|s| s.watch_dirs())
         .collect();
     dirs.sort();
     dirs.dedup();

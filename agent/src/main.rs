@@ -48,7 +48,7 @@ fn main() {
                                 config,
                                 format,
                                 paths,
-                            } => commands::backfill(&config, format, &paths).await,
+                            } => commands::backfill(&config, &format, &paths).await,
                             Command::Query {
                                 config,
                                 month,

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-use authstat_config::{AgentConfig, BackendConfig, SourceConfig};
+use anyhow::Context;
+use authstat_config::{AgentConfig, BackendConfig};
 use authstat_core::NodeId;
-use authstat_plugins::tail::PathPattern;
+use authstat_plugins::Plugins;
 
 /// A configuration with everything relative resolved.
 #[derive(Debug, Clone)]
@@ -16,18 +16,24 @@ pub struct Resolved {
     pub config: AgentConfig,
     /// This node's id.
     pub node: NodeId,
-    /// Per source, its path patterns.
-    pub patterns: Vec<Vec<PathPattern>>,
+    /// The configuration file's directory (absolute): relative paths are relative to it.
+    pub base: PathBuf,
+    /// The formats and source kinds the configuration may name.
+    pub plugins: Plugins,
 }
 
-/// The host name (Linux), the default node id.
-fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    Some(name.trim().to_owned()).filter(|n| !n.is_empty())
+/// Resolves paths against the directory of `file`, with authstat's own plugins.
+pub fn resolve(file: &Path, config: AgentConfig) -> anyhow::Result<Resolved> {
+    resolve_with(file, config, Plugins::builtin())
 }
 
-/// Resolves paths against the directory of `file`.
-pub fn resolve(file: &Path, mut config: AgentConfig) -> anyhow::Result<Resolved> {
+/// Resolves paths against the directory of `file`, and checks every source against `plugins`
+/// (its format and type are known, its options usable).
+pub fn resolve_with(
+    file: &Path,
+    mut config: AgentConfig,
+    plugins: Plugins,
+) -> anyhow::Result<Resolved> {
     let base = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -38,7 +44,7 @@ pub fn resolve(file: &Path, mut config: AgentConfig) -> anyhow::Result<Resolved>
     let node = match &config.node_id {
         Some(node) => node.clone(),
         None => {
-            let host = host_name().unwrap_or_else(|| "authstat".into());
+            let host = crate::own::host_name().unwrap_or_else(|| "authstat".into());
             NodeId::new(host.clone()).with_context(|| {
                 format!("the host name '{host}' is not a valid node_id: set node_id")
             })?
@@ -49,34 +55,15 @@ pub fn resolve(file: &Path, mut config: AgentConfig) -> anyhow::Result<Resolved>
     {
         sqlite.path = base.join(&sqlite.path);
     }
-    let patterns = config
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, source)| source_patterns(&base, i, source))
-        .collect::<anyhow::Result<_>>()?;
+    // Built once with nothing stored: the format, the type and the options are usable.
+    for (i, source) in config.sources.iter().enumerate() {
+        plugins.build_source(i, source, &base, &[])?;
+    }
     Ok(Resolved {
         file: file.to_path_buf(),
         config,
         node,
-        patterns,
+        base,
+        plugins,
     })
-}
-
-fn source_patterns(
-    base: &Path,
-    i: usize,
-    source: &SourceConfig,
-) -> anyhow::Result<Vec<PathPattern>> {
-    source
-        .paths
-        .iter()
-        .enumerate()
-        .map(|(j, path)| match PathPattern::new(base, path) {
-            Some(p) => Ok(p),
-            None => bail!(
-                "sources[{i}].paths[{j}]: '{path}': wildcards are allowed in the file name only"
-            ),
-        })
-        .collect()
 }

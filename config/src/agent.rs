@@ -9,9 +9,10 @@ use authstat_core::hll::{HllParams, MAX_LOG2M, MAX_REGWIDTH, MIN_LOG2M, MIN_REGW
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::BackendConfig;
+use crate::source::SourceConfig;
 
 /// The agent's configuration: one YAML file. Every key is optional except `sources`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// This agent's node id, unique among the agents sharing a backend (default: the host name).
@@ -72,78 +73,12 @@ pub struct AgentConfig {
     pub logging: LoggingConfig,
 }
 
-/// The record format of a source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceFormat {
-    /// Janssen's `jans-auth_audit.log`: log4j header + pretty-printed JSON, or JSON lines.
-    JanssenAudit,
-    /// JSON lines, one issued token per line (see `docs/token-events.md`).
-    TokenEvents,
-}
-
 impl AgentConfig {
     /// The node lease in seconds: `node_lease_secs`, or 60 s or three flush intervals.
     pub fn node_lease_secs(&self) -> u64 {
         self.node_lease_secs
             .unwrap_or_else(|| 60.max(self.flush_interval_secs.saturating_mul(3)))
     }
-}
-
-/// The source name `authstat backfill` reads under; configured sources may not use it.
-pub const BACKFILL_SOURCE: &str = "backfill";
-
-impl SourceFormat {
-    /// The name in configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceFormat::JanssenAudit => "janssen_audit",
-            SourceFormat::TokenEvents => "token_events",
-        }
-    }
-}
-
-/// Where a file never seen before starts being read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartAt {
-    /// From its first byte: a fresh install counts what the current log holds.
-    #[default]
-    Beginning,
-    /// From its end: only what is written from now on.
-    End,
-}
-
-/// One source: files of one format.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// A name, unique among the sources (it keys the stored positions: keep it stable).
-    /// `backfill` is reserved for `authstat backfill`.
-    pub name: String,
-    /// The record format.
-    #[serde(rename = "type")]
-    pub format: SourceFormat,
-    /// Files or glob patterns (`*`, `?`, `[…]` in the file name), e.g.
-    /// `/opt/jans/jetty/jans-auth/logs/jans-auth_audit*.log`. Rotated files that still match
-    /// are read to their end.
-    pub paths: Vec<String>,
-    /// Where files without a checkpoint start.
-    #[serde(default)]
-    pub start_at: StartAt,
-    /// Records larger than this are skipped (counted and logged), in bytes.
-    #[serde(
-        default = "default_max_record_bytes",
-        deserialize_with = "positive_u64"
-    )]
-    pub max_record_bytes: u64,
-    /// How often the files are checked without a file-system notification, in milliseconds
-    /// (notifications are a hint; this is the safety net).
-    #[serde(
-        default = "default_poll_interval_ms",
-        deserialize_with = "positive_u64"
-    )]
-    pub poll_interval_ms: u64,
 }
 
 /// The HLL of monthly active users.
@@ -597,12 +532,6 @@ fn default_backend() -> BackendConfig {
         busy_timeout_ms: 5000,
         pool_size: 4,
     })
-}
-fn default_max_record_bytes() -> u64 {
-    1 << 20
-}
-fn default_poll_interval_ms() -> u64 {
-    1000
 }
 fn default_log2m() -> u8 {
     15

@@ -17,7 +17,7 @@
 //!
 //! let env: HashMap<String, String> = [("POD_NAME".to_string(), "auth-0".to_string())].into();
 //! let config = authstat_config::parse(
-//!     "node_id: ${POD_NAME}\nsources:\n  - {name: audit, type: janssen_audit, paths: [/logs/audit.log]}\n",
+//!     "node_id: ${POD_NAME}\nsources:\n  - {name: audit, type: file, format: janssen_audit, paths: [/logs/audit.log]}\n",
 //!     "authstat.yaml",
 //!     &env,
 //! )?;
@@ -34,16 +34,17 @@ mod agent;
 mod backend;
 mod env;
 mod load;
+mod source;
 
 pub use agent::{
-    AgentConfig, ApiConfig, AuthConfig, BACKFILL_SOURCE, DeriveConfig, ExportConfig,
-    FailedAuthRule, HllConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, LogFormat,
-    LoggingConfig, OtlpCompression, OtlpConfig, OtlpProtocol, SourceConfig, SourceFormat, StartAt,
-    StaticToken,
+    AgentConfig, ApiConfig, AuthConfig, DeriveConfig, ExportConfig, FailedAuthRule, HllConfig,
+    IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, LogFormat, LoggingConfig, OtlpCompression,
+    OtlpConfig, OtlpProtocol, StaticToken,
 };
 pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
 pub use env::{Env, ProcessEnv};
 pub use load::{ConfigError, load, parse};
+pub use source::{BACKFILL_SOURCE, FileSourceConfig, SourceConfig, SourceKind, StartAt};
 
 #[cfg(test)]
 mod tests;

@@ -125,12 +125,6 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
                 format!("'{}' is used twice", source.name),
             ));
         }
-        if source.paths.is_empty() {
-            return Err((
-                format!("sources[{i}].paths"),
-                "at least one path is needed".into(),
-            ));
-        }
     }
     for (name, path) in [
         ("api.stat_path", &config.api.stat_path),

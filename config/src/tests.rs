@@ -6,7 +6,7 @@ fn no_env() -> HashMap<String, String> {
     HashMap::new()
 }
 
-const MINIMAL: &str = "sources:\n  - name: audit\n    type: janssen_audit\n    paths: [/var/log/jans/jans-auth_audit.log]\n";
+const MINIMAL: &str = "sources:\n  - name: audit\n    type: file\n    format: janssen_audit\n    paths: [/var/log/jans/jans-auth_audit.log]\n";
 
 fn err(text: &str) -> ConfigError {
     parse(text, "authstat.yaml", &no_env()).unwrap_err()
@@ -24,8 +24,13 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(c.api.cache_ttl_secs, 3600);
     assert_eq!(c.api.current_month_ttl_secs, 60);
     assert_eq!(c.api.auth, AuthConfig::Deny);
-    assert_eq!(c.sources[0].max_record_bytes, 1 << 20);
-    assert_eq!(c.sources[0].start_at, StartAt::Beginning);
+    let SourceKind::File(file) = &c.sources[0].kind else {
+        panic!("{:?}", c.sources[0])
+    };
+    assert_eq!(file.max_record_bytes, 1 << 20);
+    assert_eq!(file.start_at, StartAt::Beginning);
+    assert_eq!(file.poll_interval_ms, 1000);
+    assert_eq!(c.sources[0].format, "janssen_audit");
     assert_eq!(c.derive.failed_authentication, FailedAuthRule::WithUsername);
 }
 
@@ -34,7 +39,7 @@ fn unknown_key_names_file_line_column_and_key() {
     let e = err(&format!(
         "{MINIMAL}backend:\n  type: sqlite\n  path: /x.db\n  pool: 3\n"
     ));
-    assert_eq!((e.line, e.column), (Some(8), Some(3)), "{e}");
+    assert_eq!((e.line, e.column), (Some(9), Some(3)), "{e}");
     assert_eq!(e.key.as_deref(), Some("backend.pool"));
     assert!(e.message.starts_with("unknown field `pool`"), "{e}");
     assert!(
@@ -43,7 +48,7 @@ fn unknown_key_names_file_line_column_and_key() {
     );
     assert!(
         e.to_string()
-            .starts_with("authstat.yaml:8:3: backend.pool: unknown field"),
+            .starts_with("authstat.yaml:9:3: backend.pool: unknown field"),
         "{e}"
     );
 
@@ -62,7 +67,7 @@ fn unknown_key_names_file_line_column_and_key() {
 #[test]
 fn wrong_backend_type_lists_the_choices() {
     let e = err(&format!("{MINIMAL}backend:\n  type: oracle\n"));
-    assert_eq!(e.line, Some(6), "{e}");
+    assert_eq!(e.line, Some(7), "{e}");
     assert!(
         e.message.contains("oracle") && e.message.contains("postgres"),
         "{e}"
@@ -74,7 +79,7 @@ fn values_are_checked_where_they_stand() {
     let e = err(&format!("{MINIMAL}hll:\n  log2m: 31\n"));
     assert_eq!(
         (e.line, e.key.as_deref()),
-        (Some(6), Some("hll.log2m")),
+        (Some(7), Some("hll.log2m")),
         "{e}"
     );
     assert!(e.message.contains("31 is outside 4..=30"), "{e}");
@@ -99,21 +104,27 @@ fn values_are_checked_where_they_stand() {
     let e = err(&format!("{MINIMAL}listen_addr: localhost\n"));
     assert_eq!(e.key.as_deref(), Some("listen_addr"), "{e}");
 
+    // Which types and formats exist is the plugin registry's to say (authstat-plugins); the
+    // shape is checked here.
     let e = err("sources:\n  - name: a\n    type: syslog\n    paths: [x]\n");
-    assert_eq!(e.key.as_deref(), Some("sources[0].type"), "{e}");
-    assert_eq!(e.line, Some(3), "{e}");
+    assert_eq!(e.key.as_deref(), Some("sources[0]"), "{e}");
+    assert!(
+        e.message.contains("source type syslog needs `format`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn checks_across_keys_name_the_key() {
     let e = err("sources: []\n");
     assert_eq!(e.key.as_deref(), Some("sources"), "{e}");
-    let twice = "sources:\n  - {name: a, type: janssen_audit, paths: [x]}\n  - {name: a, type: token_events, paths: [y]}\n";
+    let twice = "sources:\n  - {name: a, type: file, format: janssen_audit, paths: [x]}\n  - {name: a, type: file, format: token_events, paths: [y]}\n";
     let e = err(twice);
     assert_eq!(e.key.as_deref(), Some("sources[1].name"), "{e}");
     assert!(e.message.contains("'a' is used twice"), "{e}");
-    let e = err("sources:\n  - {name: a, type: janssen_audit, paths: []}\n");
-    assert_eq!(e.key.as_deref(), Some("sources[0].paths"), "{e}");
+    let e = err("sources:\n  - {name: a, type: file, format: janssen_audit, paths: []}\n");
+    assert_eq!(e.key.as_deref(), Some("sources[0]"), "{e}");
+    assert!(e.message.contains("needs `paths`"), "{e}");
 }
 
 #[test]
@@ -140,7 +151,7 @@ fn environment_variables_are_expanded() {
     assert_eq!(pg.url, "postgres://app:pw@db/stats");
 
     let e = err(&format!("{MINIMAL}node_id: ${{POD_NAME}}\n"));
-    assert_eq!((e.line, e.column), (Some(5), Some(10)), "{e}");
+    assert_eq!((e.line, e.column), (Some(6), Some(10)), "{e}");
     assert!(e.message.contains("POD_NAME is not set"), "{e}");
 }
 
@@ -174,4 +185,63 @@ fn every_example_configuration_parses() {
         }
     }
     assert!(seen >= 1, "no examples/authstat*.yaml found");
+}
+
+#[test]
+fn the_old_source_shape_is_refused_showing_the_new_one() {
+    let e = err("sources:\n  - name: audit\n    type: janssen_audit\n    paths: [x.log]\n");
+    assert_eq!(e.key.as_deref(), Some("sources[0]"), "{e}");
+    assert!(e.line.is_some(), "{e}");
+    assert!(
+        e.message
+            .contains("write `type: file` and `format: janssen_audit`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn source_kinds_and_their_options() {
+    // A kind of a plugin: options under `options:`, kept as written.
+    let c = parse(
+        "sources:\n  - name: q\n    type: toy\n    format: toy_lines\n    options: {every: 3}\n",
+        "authstat.yaml",
+        &no_env(),
+    )
+    .unwrap();
+    let SourceKind::Other { kind, options } = &c.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(kind, "toy");
+    assert_eq!(options.as_ref().unwrap()["every"], 3);
+    // File options belong to type file, `options` to the others; both need a format.
+    let e = err("sources:\n  - {name: q, type: toy, format: f, paths: [x]}\n");
+    assert!(
+        e.message
+            .contains("`paths` is an option of source type file"),
+        "{e}"
+    );
+    let e = err("sources:\n  - {name: q, type: file, format: f, paths: [x], options: {}}\n");
+    assert!(
+        e.message
+            .contains("`options` is for source types of plugins"),
+        "{e}"
+    );
+    let e = err("sources:\n  - {name: q, type: file, paths: [x]}\n");
+    assert!(e.message.contains("source type file needs `format`"), "{e}");
+    let e =
+        err("sources:\n  - {name: q, type: file, format: f, paths: [x], poll_interval_ms: 0}\n");
+    assert!(
+        e.message
+            .contains("`poll_interval_ms` must be greater than 0"),
+        "{e}"
+    );
+    // An unknown key of a source is reported where it stands.
+    let e = err(
+        "sources:\n  - name: q\n    type: file\n    format: f\n    paths: [x]\n    pathz: [y]\n",
+    );
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(6), Some("sources[0].pathz")),
+        "{e}"
+    );
 }

@@ -9,8 +9,9 @@
 //!   postgresql-hll, so authstat's data unions with what Janssen stores and PostgreSQL reads it.
 //! - [`hash`]: murmur3 (the default) and Java's `String.hashCode()` (Janssen's).
 //! - [`counters`], [`event`], [`stats`]: token counts, audit counts, events, per-month stats.
-//! - The contracts: [`store::StatStore`] for storage backends, [`ingest::Parser`] and
-//!   [`ingest::Deriver`] for ingestion.
+//! - The plugin contracts: [`source::Source`] (where records come from),
+//!   [`ingest::Parser`] (a record format), [`ingest::Deriver`] (what records mean) and
+//!   [`store::StatStore`] (storage backends).
 //!
 //! One design decision runs through all of it: **statistics are mergeable**. Every node keeps
 //! its own HLL and counters per month; a read merges nodes by HLL union and counter sums. HLL
@@ -52,6 +53,7 @@ pub mod hash;
 pub mod hll;
 pub mod ingest;
 mod month;
+pub mod source;
 pub mod stats;
 pub mod store;
 

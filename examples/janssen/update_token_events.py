@@ -1,5 +1,5 @@
 # authstat token events: a Janssen "update token" interception script (Jython 2.7) that appends
-# one JSON line per issued token to a file authstat tails (type: token_events), because the
+# one JSON line per issued token to a file authstat tails (format: token_events), because the
 # audit log carries no grant type or token type. Format: docs/token-events.md.
 #
 # Install: add a custom script of type UPDATE_TOKEN with this file, set the configuration

@@ -5,12 +5,16 @@
 //!   ([`parse::TokenEventsParser`]).
 //! - [`derive`]: the rules that turn events into monthly users and counters
 //!   ([`derive::RulesDeriver`], implementing `authstat_core::ingest::Deriver`).
-//! - [`tail`]: the file tailer: it follows files through rotation and truncation and hands out
-//!   complete records with the checkpoint after each.
+//! - [`tail`]: the file source: it follows files through rotation, copies and truncation and
+//!   hands out complete records (implementing `authstat_core::source::Source`).
+//! - [`registry`]: [`Plugins`], the one place where formats and source kinds are registered.
 //!
 //! The design decision: the tailer knows files and offsets, the parser knows where a record
-//! ends. So a checkpoint always points at a record boundary, whatever the format.
+//! ends. So a stored position always points at a record boundary, whatever the format.
 
 pub mod derive;
 pub mod parse;
+pub mod registry;
 pub mod tail;
+
+pub use registry::Plugins;

@@ -17,25 +17,24 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use authstat_config::{BACKFILL_SOURCE, SourceFormat};
+use authstat_config::BACKFILL_SOURCE;
 use authstat_core::NodeId;
-use authstat_plugins::parse::parser_for;
+use authstat_core::source::Source;
 use authstat_plugins::tail::{PathPattern, Tailer};
 
 use super::{Failure, load_config};
-use crate::cli::FormatArg;
 use crate::pipeline::{PipelineStats, Role};
 
 /// `authstat backfill`.
-pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Result<(), Failure> {
+pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<(), Failure> {
     let resolved = load_config(path)?;
     let _ = crate::logging::init(&resolved.config.logging);
     let node = NodeId::new(format!("{}-backfill", resolved.node))
         .map_err(|e| Failure::Config(e.to_string()))?;
-    let format = match format {
-        FormatArg::JanssenAudit => SourceFormat::JanssenAudit,
-        FormatArg::TokenEvents => SourceFormat::TokenEvents,
-    };
+    let format = *resolved
+        .plugins
+        .format(&format.replace('-', "_"))
+        .ok_or_else(|| Failure::Usage(format!("--format: unknown format `{format}`")))?;
     let cwd = std::env::current_dir().context("current directory")?;
     let temp = tempfile::Builder::new()
         .prefix("authstat-backfill-")
@@ -76,8 +75,12 @@ pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Resu
     let max = resolved
         .config
         .sources
-        .first()
-        .map_or(1 << 20, |s| s.max_record_bytes as usize);
+        .iter()
+        .find_map(|s| match &s.kind {
+            authstat_config::SourceKind::File(f) => Some(f.max_record_bytes as usize),
+            _ => None,
+        })
+        .unwrap_or(1 << 20);
     let pipeline = crate::pipeline(
         &resolved,
         owner,
@@ -86,12 +89,13 @@ pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Resu
             let tailer = Tailer::new(
                 BACKFILL_SOURCE,
                 patterns,
-                parser_for(format),
+                (format.parser)(),
                 max,
                 false,
                 positions,
             )?;
-            Ok(vec![tailer.with_claims().remembering_everything()])
+            let source: Box<dyn Source> = Box::new(tailer.with_claims().remembering_everything());
+            Ok(vec![source])
         },
         stats.clone(),
         Role::Backfill,
@@ -153,13 +157,17 @@ pub async fn backfill(path: &Path, format: FormatArg, files: &[PathBuf]) -> Resu
 
 /// The configured source whose paths name `file`, if any.
 fn followed_by(resolved: &crate::resolve::Resolved, file: &Path) -> Option<String> {
-    resolved
-        .config
-        .sources
-        .iter()
-        .zip(&resolved.patterns)
-        .find(|(_, patterns)| patterns.iter().any(|p| p.matches_path(file)))
-        .map(|(source, _)| source.name.clone())
+    resolved.config.sources.iter().find_map(|source| {
+        let authstat_config::SourceKind::File(f) = &source.kind else {
+            return None;
+        };
+        let patterns =
+            authstat_plugins::registry::file_patterns("", &resolved.base, &f.paths).ok()?;
+        patterns
+            .iter()
+            .any(|p| p.matches_path(file))
+            .then(|| source.name.clone())
+    })
 }
 
 fn pattern(file: &Path) -> Result<PathPattern, Failure> {

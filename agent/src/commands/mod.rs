@@ -187,32 +187,24 @@ pub async fn check_config(path: &Path) -> Result<(), Failure> {
         );
     }
     let mut problems = Vec::new();
-    for (source, patterns) in resolved.config.sources.iter().zip(&resolved.patterns) {
-        let mut files = Vec::new();
-        for p in patterns {
-            match p.matches() {
-                Ok(matched) => files.extend(matched),
-                Err(e) => problems.push(format!(
-                    "source {}: directory {}: {e}",
-                    source.name,
-                    p.dir().display()
-                )),
-            }
-        }
+    // The sources as configured, with nothing stored: what they find now, nothing is written.
+    let sources = crate::sources(&resolved, &[]).map_err(|e| Failure::Config(format!("{e:#}")))?;
+    for (mut source, config) in sources.into_iter().zip(&resolved.config.sources) {
+        let found = source.poll();
+        let inputs = source.inputs();
         println!(
-            "  source {} ({}): {} file(s) match now",
-            source.name,
-            source.format.name(),
-            files.len()
+            "  source {} ({}, {}): {} input(s) now",
+            config.name,
+            config.kind.name(),
+            config.format,
+            inputs.len()
         );
-        for file in &files {
-            match std::fs::File::open(file) {
-                Ok(_) => println!("    {}", file.display()),
-                Err(e) => {
-                    println!("    {} (cannot be read: {e})", file.display());
-                    problems.push(format!("source {}: {}: {e}", source.name, file.display()));
-                }
-            }
+        for input in &inputs {
+            println!("    {input}");
+        }
+        for problem in found {
+            println!("    cannot be read: {problem}");
+            problems.push(format!("source {}: {problem}", config.name));
         }
     }
     if !problems.is_empty() {

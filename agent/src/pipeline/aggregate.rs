@@ -8,6 +8,7 @@ use authstat_core::Month;
 use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::ingest::ParseErrorKind;
+use authstat_core::source::Origin;
 use authstat_core::stats::UpdateSink;
 use tracing::{debug, warn};
 
@@ -49,14 +50,8 @@ pub(super) struct SkipLog {
 }
 
 impl SkipLog {
-    pub fn record(
-        &mut self,
-        source: &str,
-        kind: ParseErrorKind,
-        path: &std::path::Path,
-        offset: u64,
-    ) {
-        debug!(source, path = %path.display(), offset, %kind, "skipped");
+    pub fn record(&mut self, source: &str, kind: ParseErrorKind, origin: Origin<'_>) {
+        debug!(source, place = %origin.place, offset = origin.offset, %kind, "skipped");
         if self
             .last_warning
             .is_some_and(|at| at.elapsed() < WARN_EVERY)
@@ -66,8 +61,8 @@ impl SkipLog {
         }
         warn!(
             source,
-            path = %path.display(),
-            offset,
+            place = %origin.place,
+            offset = origin.offset,
             %kind,
             more_since_last_warning = self.suppressed,
             "bad input skipped"
@@ -82,10 +77,9 @@ pub(super) fn skipped(
     log: &mut SkipLog,
     source: &str,
     kind: ParseErrorKind,
-    path: &std::path::Path,
-    offset: u64,
+    origin: Origin<'_>,
 ) {
     stats.skipped.fetch_add(1, Ordering::Relaxed);
     stats.skipped_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
-    log.record(source, kind, path, offset);
+    log.record(source, kind, origin);
 }

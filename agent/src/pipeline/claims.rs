@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use authstat_config::BACKFILL_SOURCE;
 use authstat_core::NodeId;
+use authstat_core::source::{Settled, Source};
 use authstat_core::store::{ClaimRequest, KeyClaim, KeyOwner, NodeClaim, StatStore, StoreError};
-use authstat_plugins::tail::{Settled, Tailer, position_offset};
+use authstat_plugins::tail::position_offset;
 use tracing::{info, warn};
 
 use crate::own::{Ownership, now_ms};
@@ -56,21 +57,21 @@ pub(super) struct Claims {
 }
 
 impl Claims {
-    /// Claims what the tailers wait for; returns how many streams still wait.
-    pub fn settle(&mut self, tailers: &mut [Tailer]) -> u64 {
+    /// Claims what the sources wait for; returns how many inputs still wait.
+    pub fn settle(&mut self, sources: &mut [Box<dyn Source>]) -> u64 {
         let mut waiting = 0;
-        for t in tailers.iter_mut() {
+        for t in sources.iter_mut() {
             let regrown = t.take_regrown();
             let keys = t.unclaimed();
             if keys.is_empty() && regrown.is_empty() {
                 continue;
             }
-            let owner = self.key_owner(t.source());
+            let owner = self.key_owner(t.name());
             let runtime = self.runtime.clone();
             if !regrown.is_empty() {
                 // A stream first claimed short: claim its longer key too (nothing waits for it).
                 if let Err(e) = runtime.block_on(self.store.claim_keys(&owner, &regrown)) {
-                    warn!(source = t.source(), error = %e, "claiming files failed");
+                    warn!(source = t.name(), error = %e, "claiming files failed");
                 }
             }
             if keys.is_empty() {
@@ -79,7 +80,7 @@ impl Claims {
             let answers = match runtime.block_on(self.store.claim_keys(&owner, &keys)) {
                 Ok(answers) => answers,
                 Err(e) => {
-                    warn!(source = t.source(), error = %e, "claiming new files failed; trying again at the next scan");
+                    warn!(source = t.name(), error = %e, "claiming new files failed; trying again at the next scan");
                     waiting += keys.len() as u64;
                     continue;
                 }
@@ -178,8 +179,7 @@ impl Claims {
         Ok(Some(offset))
     }
 
-    fn refused(&mut self, paths: Vec<std::path::PathBuf>, why: String) {
-        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    fn refused(&mut self, paths: Vec<String>, why: String) {
         warn!(files = ?paths, %why, "not read here: counted once, elsewhere");
         self.refusals.push(Refusal { paths, why });
     }

@@ -1,4 +1,5 @@
-//! The ingest pipeline: tailers → parser → deriver → per-month aggregate → atomic flushes.
+//! The ingest pipeline: sources → deriver → per-month aggregate → atomic flushes →
+//! acknowledgements.
 //!
 //! It runs on a thread of its own (file reading blocks) and is the only writer of this node's
 //! data, so a flush takes one consistent snapshot: the counter deltas, the node's HLLs and the
@@ -21,20 +22,20 @@ use std::time::{Duration, Instant};
 use authstat_core::Month;
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::ingest::{Deriver, ParseErrorKind};
+use authstat_core::source::{Source, SourceEvent};
 use authstat_core::store::{
     FlushBatch, FlushOutcome, MonthFlush, NodeState, SourcePosition, StatStore, StoreError,
 };
-use authstat_plugins::tail::{TailEvent, Tailer};
 use tracing::{debug, error, info, warn};
 
 use crate::own::{Ownership, now_ms};
 use aggregate::{Aggregate, SkipLog, skipped};
 use claims::Claims;
 pub use claims::{Refusal, Role};
-pub use stats::{Histogram, NodeTotals, PipelineStats, io_reason};
+pub use stats::{Histogram, NodeTotals, PipelineStats};
 
-/// Builds new tailers from the current positions (a reload of the sources).
-pub type TailerFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Tailer> + Send>;
+/// Builds new sources from the current positions (a reload of the sources).
+pub type SourceFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Box<dyn Source>> + Send>;
 
 /// What the pipeline thread is told.
 pub enum Control {
@@ -44,7 +45,7 @@ pub enum Control {
     Flush,
     /// Replace the sources: new tailers resume from the current positions, which are at
     /// record boundaries, so nothing is lost or read twice.
-    Reload(TailerFactory),
+    Reload(SourceFactory),
     /// Stop reading, flush, and end.
     Shutdown,
 }
@@ -69,7 +70,7 @@ pub struct Parts {
     /// The node's stored state (where to resume).
     pub state: NodeState,
     /// The sources.
-    pub tailers: Vec<Tailer>,
+    pub sources: Vec<Box<dyn Source>>,
     /// The derivation rules.
     pub deriver: Box<dyn Deriver>,
     /// The HLL setting.
@@ -99,7 +100,7 @@ impl std::fmt::Debug for Parts {
 pub struct Pipeline {
     store: Arc<dyn StatStore>,
     owner: Ownership,
-    tailers: Vec<Tailer>,
+    sources: Vec<Box<dyn Source>>,
     deriver: Box<dyn Deriver>,
     agg: Aggregate,
     seq: u64,
@@ -131,7 +132,7 @@ impl Pipeline {
             store,
             owner,
             state,
-            tailers,
+            sources,
             deriver,
             params,
             max_pending_records,
@@ -164,7 +165,7 @@ impl Pipeline {
         Self {
             store,
             owner,
-            tailers,
+            sources,
             deriver,
             agg: Aggregate {
                 params,
@@ -190,9 +191,20 @@ impl Pipeline {
         }
     }
 
+    /// How often the sources want to be polled (the shortest of their intervals).
+    pub fn poll_interval(&self) -> Duration {
+        self.sources
+            .iter()
+            .map(|s| s.poll_interval())
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+    }
+
     /// Runs until told to shut down: scans every `poll`, reads what there is, flushes every
     /// `flush_every` (and when the lease needs renewing), and once more at the end.
     pub fn run(mut self, control: Receiver<Control>, poll: Duration, flush_every: Duration) {
+        // What was stored before is durable: a queue source may acknowledge it now.
+        self.acknowledge();
         self.scan();
         self.stats.started.store(true, Ordering::Release);
         let mut next_scan = Instant::now() + poll;
@@ -229,11 +241,10 @@ impl Pipeline {
                     Control::Wake => wake = true,
                     Control::Flush => self.flush(),
                     Control::Reload(build) => {
-                        let positions: Vec<SourcePosition> =
-                            self.tailers.iter().flat_map(Tailer::positions).collect();
-                        self.tailers = build(&positions);
+                        let positions = self.positions();
+                        self.sources = build(&positions);
                         wake = true;
-                        info!(sources = self.tailers.len(), "sources reloaded");
+                        info!(sources = self.sources.len(), "sources reloaded");
                     }
                     Control::Shutdown => break 'running,
                 }
@@ -256,6 +267,7 @@ impl Pipeline {
     /// Reads every file to its end once and flushes (`backfill`); `progress` is called between
     /// slices. Returns the files refused because they are counted elsewhere.
     pub fn run_to_end(mut self, mut progress: impl FnMut()) -> Vec<Refusal> {
+        self.acknowledge();
         self.scan();
         while self.read_some() {
             progress();
@@ -283,31 +295,35 @@ impl Pipeline {
         if self.fenced {
             return;
         }
-        for t in &mut self.tailers {
-            let errors = t.scan();
+        for source in &mut self.sources {
+            let problems = source.poll();
+            let name = source.name();
             let known = self
                 .stats
                 .source_problems
                 .lock()
                 .expect("lock")
-                .get(t.source())
+                .get(name)
                 .cloned();
-            self.stats.source_errors(t.source(), &errors, true);
-            if !errors.is_empty() {
-                let now = self.stats.source_problems.lock().expect("lock")[t.source()].clone();
+            self.stats.source_errors(name, &problems, true);
+            if !problems.is_empty() {
+                let now = self.stats.source_problems.lock().expect("lock")[name].clone();
                 // Said once per new problem, not at every scan.
                 if known.as_ref() != Some(&now) {
-                    warn!(source = t.source(), problem = %now, "cannot read a configured path");
+                    warn!(source = name, problem = %now, "cannot read a configured path");
                 }
             } else if known.is_some() {
-                info!(source = t.source(), "the source's paths can be read again");
+                info!(source = name, "the source's paths can be read again");
             }
         }
-        let waiting = self.claims.settle(&mut self.tailers);
+        let waiting = self.claims.settle(&mut self.sources);
         self.stats.claims_waiting.store(waiting, Ordering::Relaxed);
-        let files: usize = self.tailers.iter().map(Tailer::files).sum();
-        let lag: u64 = self.tailers.iter().map(Tailer::lag_bytes).sum();
-        self.stats.files.store(files as u64, Ordering::Relaxed);
+        let (open, lag) = self
+            .sources
+            .iter()
+            .map(|s| s.status())
+            .fold((0, 0), |(o, l), s| (o + s.open, l + s.lag));
+        self.stats.files.store(open, Ordering::Relaxed);
         self.stats.lag_bytes.store(lag, Ordering::Relaxed);
     }
 
@@ -333,13 +349,12 @@ impl Pipeline {
         let stats = &self.stats;
         let log = &mut self.skip_log;
         let newest_ms = now_ms().saturating_add(self.max_future_ms);
-        for t in &mut self.tailers {
-            let source = t.source().to_owned();
-            let (n, errors) = t.read(budget, &mut |event| match event {
-                TailEvent::Record {
+        for source in &mut self.sources {
+            let name = source.name().to_owned();
+            let (n, errors) = source.read(budget, &mut |event| match event {
+                SourceEvent::Record {
                     parsed: Ok(event),
-                    path,
-                    offset,
+                    origin,
                 } => {
                     // Too far in the future (a clock gone wrong), or a month that cannot be
                     // told: skipped, counted.
@@ -350,24 +365,19 @@ impl Pipeline {
                     };
                     if !counted {
                         let kind = ParseErrorKind::BadTimestamp;
-                        skipped(stats, log, &source, kind, path, offset);
+                        skipped(stats, log, &name, kind, origin);
                     }
                 }
-                TailEvent::Record {
+                SourceEvent::Record {
                     parsed: Err(e),
-                    path,
-                    offset,
-                } => {
-                    skipped(stats, log, &source, e.kind, path, offset);
-                }
-                TailEvent::Skipped { kind, path, offset } => {
-                    skipped(stats, log, &source, kind, path, offset)
-                }
+                    origin,
+                } => skipped(stats, log, &name, e.kind, origin),
+                SourceEvent::Skipped { kind, origin } => skipped(stats, log, &name, kind, origin),
             });
             for e in &errors {
-                warn!(%source, error = %e, "reading a file failed");
+                warn!(source = %name, error = %e, "reading failed");
             }
-            self.stats.source_errors(&source, &errors, false);
+            self.stats.source_errors(&name, &errors, false);
             total += n;
         }
         self.stats.bytes.fetch_add(total as u64, Ordering::Relaxed);
@@ -385,9 +395,7 @@ impl Pipeline {
         {
             return;
         }
-        let mut positions: Vec<SourcePosition> =
-            self.tailers.iter().flat_map(Tailer::positions).collect();
-        positions.sort();
+        let positions = self.positions();
         let changed = positions != self.last_positions;
         let lease_due = self.last_flush.elapsed() >= self.owner.lease / 3;
         if self.agg.touched.is_empty() && !changed && !lease_due {
@@ -445,6 +453,7 @@ impl Pipeline {
                 if let Some(positions) = batch.positions {
                     self.last_positions = positions;
                 }
+                self.acknowledge();
                 self.last_flush = Instant::now();
                 self.stats.flushes.fetch_add(1, Ordering::Release);
                 debug!(
@@ -471,6 +480,27 @@ impl Pipeline {
                 self.pending = Some(batch);
                 false
             }
+        }
+    }
+
+    /// Every source's positions, sorted (as the store keeps them).
+    fn positions(&self) -> Vec<SourcePosition> {
+        let mut positions: Vec<SourcePosition> =
+            self.sources.iter().flat_map(|s| s.positions()).collect();
+        positions.sort();
+        positions
+    }
+
+    /// Hands every source its positions that are now durable.
+    fn acknowledge(&mut self) {
+        for source in &mut self.sources {
+            let durable: Vec<SourcePosition> = self
+                .last_positions
+                .iter()
+                .filter(|p| p.source == source.name())
+                .cloned()
+                .collect();
+            source.acknowledge(&durable);
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use authstat_core::Month;
 use authstat_core::counters::Counters;
 use authstat_core::ingest::ParseErrorKind;
-use authstat_plugins::tail::SourceError;
+use authstat_core::source::SourceProblem;
 
 /// Counters about the pipeline, shared with the API (and later `/metrics`).
 #[derive(Debug, Default)]
@@ -55,7 +55,7 @@ pub struct PipelineStats {
 
 impl PipelineStats {
     /// Records the errors of one scan or read of `source` (none: the source is fine again).
-    pub fn source_errors(&self, source: &str, errors: &[SourceError], scanned: bool) {
+    pub fn source_errors(&self, source: &str, errors: &[SourceProblem], scanned: bool) {
         let mut problems = self.source_problems.lock().expect("lock");
         if errors.is_empty() {
             if scanned {
@@ -66,7 +66,7 @@ impl PipelineStats {
         let mut counts = self.source_errors.lock().expect("lock");
         for e in errors {
             *counts
-                .entry((source.to_owned(), io_reason(&e.error)))
+                .entry((source.to_owned(), e.reason.to_owned()))
                 .or_default() += 1;
         }
         let text = errors
@@ -75,17 +75,6 @@ impl PipelineStats {
             .collect::<Vec<_>>()
             .join("; ");
         problems.insert(source.to_owned(), text);
-    }
-}
-
-/// A metric label for an I/O error.
-pub fn io_reason(e: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        PermissionDenied => "permission_denied".into(),
-        NotFound => "not_found".into(),
-        IsADirectory => "is_a_directory".into(),
-        _ => "io_error".into(),
     }
 }
 

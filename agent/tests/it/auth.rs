@@ -202,7 +202,7 @@ async fn agent_with_auth(auth: &str) -> (authstat::RunningAgent, tempfile::TempD
     let path = dir.path().join("authstat.yaml");
     std::fs::write(
         &path,
-        format!("node_id: auth-test\nlisten_addr: 127.0.0.1:0\nsources:\n  - {{name: a, type: janssen_audit, paths: [none.log]}}\nbackend: {{type: memory}}\napi:\n  auth:\n{auth}"),
+        format!("node_id: auth-test\nlisten_addr: 127.0.0.1:0\nsources:\n  - {{name: a, type: file, format: janssen_audit, paths: [none.log]}}\nbackend: {{type: memory}}\napi:\n  auth:\n{auth}"),
     )
     .unwrap();
     let config = authstat_config::load(&path, &HashMap::new()).unwrap();

@@ -112,13 +112,13 @@ fn the_readme_run_command_serves_the_sample_statistics() {
 fn a_bad_configuration_exits_78_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "sources:\n  - name: a\n    type: janssen_audit\n    paths: [x.log]\nflush_interval_secs: never\n").unwrap();
+    std::fs::write(&path, "sources:\n  - name: a\n    type: file\n    format: janssen_audit\n    paths: [x.log]\nflush_interval_secs: never\n").unwrap();
     for args in [vec!["run", "--config"], vec!["check-config"]] {
         let out = authstat().args(&args).arg(&path).output().unwrap();
         assert_eq!(out.status.code(), Some(78), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("bad.yaml:5:22: flush_interval_secs: invalid type"),
+            err.contains("bad.yaml:6:22: flush_interval_secs: invalid type"),
             "{err}"
         );
     }
@@ -133,6 +133,23 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78), "a missing configuration file");
+    // Formats and source types come from the plugin registry.
+    for (source, says) in [
+        (
+            "{name: a, type: file, format: syslog, paths: [x.log]}",
+            "sources[0].format: unknown format `syslog` (the formats: janssen_audit, token_events)",
+        ),
+        (
+            "{name: a, type: kafka, format: janssen_audit}",
+            "sources[0].type: unknown source type `kafka` (the types: file)",
+        ),
+    ] {
+        std::fs::write(&path, format!("sources:\n  - {source}\n")).unwrap();
+        let out = authstat().arg("check-config").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(78));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
     // A bad command-line value is a usage error, named as such.
     let fixture = Fixture::new("");
     let out = authstat()
@@ -154,7 +171,7 @@ fn check_config_reports_sources_and_backend() {
     let out = run_ok(authstat().arg("check-config").arg(fixture.config_path()));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("source audit (janssen_audit): 1 file(s) match now"),
+        text.contains("source audit (file, janssen_audit): 1 input(s) now"),
         "{text}"
     );
     assert!(text.contains("backend sqlite: reachable"), "{text}");

@@ -194,7 +194,7 @@ fn setup(dir: &Path, backend_yaml: &str, seed: u64) -> Run {
         &config,
         format!(
             "node_id: soak\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
-             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
              {backend_yaml}"
         ),
     )

@@ -54,7 +54,10 @@ fn kubernetes_sidecar_shares_the_log_volume_and_its_config_parses() {
     };
     assert_eq!(mount("jans-auth"), mount("authstat"));
     let log_dir = mount("authstat");
-    assert!(parsed.sources[0].paths[0].starts_with(log_dir.as_str().unwrap()));
+    let authstat_config::SourceKind::File(file) = &parsed.sources[0].kind else {
+        panic!("the sidecar follows files")
+    };
+    assert!(file.paths[0].starts_with(log_dir.as_str().unwrap()));
 }
 
 #[test]

@@ -149,7 +149,7 @@ fn three_thousand_files() {
         &config,
         format!(
             "node_id: many\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\nshutdown_grace_secs: 5\n\
-             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/jans-auth_audit*.log]}}\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log]}}\n\
              backend: {{type: sqlite, path: {}}}\n",
             dir.path().join("db.sqlite").display()
         ),
@@ -229,7 +229,7 @@ fn a_stuck_final_flush_does_not_keep_the_process_alive() {
         &config,
         format!(
             "node_id: stuck\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\nshutdown_grace_secs: 1\n\
-             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/*.log]}}\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/*.log]}}\n\
              backend: {{type: sqlite, path: {}, busy_timeout_ms: 600000}}\n",
             db.display()
         ),

@@ -14,4 +14,5 @@ mod ownership;
 mod reload;
 mod sources;
 mod support;
+mod toy_plugins;
 mod truth;

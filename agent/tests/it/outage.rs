@@ -93,7 +93,7 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     let log = dir.path().join("tokens.jsonl");
     std::fs::write(&log, events(0, 5000)).unwrap();
     let path = dir.path().join("authstat.yaml");
-    std::fs::write(&path, "node_id: n\nmax_pending_records: 1000\nsources:\n  - {name: t, type: token_events, paths: [tokens.jsonl]}\nbackend: {type: memory}\n").unwrap();
+    std::fs::write(&path, "node_id: n\nmax_pending_records: 1000\nsources:\n  - {name: t, type: file, format: token_events, paths: [tokens.jsonl]}\nbackend: {type: memory}\n").unwrap();
     let resolved = resolve(
         &path,
         authstat_config::load(&path, &std::collections::HashMap::new()).unwrap(),
@@ -116,7 +116,7 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
         &resolved,
         owner,
         store.clone(),
-        |positions| authstat::tailers(&resolved, positions),
+        |positions| authstat::sources(&resolved, positions),
         stats.clone(),
         authstat::pipeline::Role::Agent,
     )

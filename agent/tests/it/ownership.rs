@@ -45,7 +45,7 @@ fn scenario(backend_yaml: &str) {
         &config,
         format!(
             "node_id: same-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\nnode_lease_secs: 3\n\
-             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
              {backend_yaml}"
         ),
     )
@@ -202,7 +202,7 @@ fn take_over_from_a_live_agent() {
         &config,
         format!(
             "node_id: same-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
-             sources:\n  - {{name: audit, type: janssen_audit, paths: [logs/*.log]}}\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/*.log]}}\n\
              backend: {{type: sqlite, path: {}}}\n",
             dir.path().join("db.sqlite").display()
         ),

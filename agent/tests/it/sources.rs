@@ -46,7 +46,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(
         &config,
         "node_id: sources-test\nlisten_addr: 127.0.0.1:0\n\
-         sources:\n  - {name: audit, type: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 50}\n\
+         sources:\n  - {name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 50}\n\
          backend: {type: memory}\n",
     )
     .unwrap();
@@ -63,7 +63,7 @@ fn check_config_fails_naming_the_unreadable_path() {
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("source audit: directory {}", logs.display()))
+        err.contains(&format!("source audit: {}", logs.display()))
             && err.contains("Permission denied"),
         "{err}"
     );

@@ -1,4 +1,4 @@
-//! `type: janssen_audit`: Janssen's `jans-auth_audit.log`.
+//! `format: janssen_audit`: Janssen's `jans-auth_audit.log`.
 //!
 //! log4j writes each record as a header line ending in ` - {` followed by pretty-printed JSON
 //! closed by a line that is exactly `}`:

@@ -3,19 +3,10 @@
 mod janssen;
 mod token;
 
-use authstat_config::SourceFormat;
-use authstat_core::ingest::{ParseError, ParseErrorKind, Parser};
+use authstat_core::ingest::{ParseError, ParseErrorKind};
 
 pub use janssen::JanssenAuditParser;
 pub use token::TokenEventsParser;
-
-/// The parser of a configured source format.
-pub fn parser_for(format: SourceFormat) -> Box<dyn Parser> {
-    match format {
-        SourceFormat::JanssenAudit => Box::new(JanssenAuditParser),
-        SourceFormat::TokenEvents => Box::new(TokenEventsParser),
-    }
-}
 
 /// The longest grant type, token type or action kept (what the SQL backends can store).
 pub const MAX_KEY_LEN: usize = 255;

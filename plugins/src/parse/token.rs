@@ -1,4 +1,4 @@
-//! `type: token_events`: one issued token per line (see `docs/token-events.md`).
+//! `format: token_events`: one issued token per line (see `docs/token-events.md`).
 //!
 //! ```json
 //! {"timestamp":1706745604011,"grant_type":"authorization_code","token_type":"access_token","client_id":"2000.7810…","username":"admin"}

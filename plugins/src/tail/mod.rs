@@ -46,8 +46,11 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use authstat_core::event::Event;
-use authstat_core::ingest::{ParseError, ParseErrorKind, Parser};
+use std::time::Duration;
+
+use authstat_core::ingest::Parser;
+pub use authstat_core::source::Settled;
+use authstat_core::source::{Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::SourcePosition;
 
 pub use glob::PathPattern;
@@ -68,29 +71,6 @@ const READ_CHUNK: usize = 256 * 1024;
 /// let go once read to its end: a writer may still append to a file it has just renamed.
 const DETACHED_SCANS: u32 = 2;
 
-/// What reading produced.
-#[derive(Debug)]
-pub enum TailEvent<'a> {
-    /// A complete record, parsed (or not).
-    Record {
-        /// The event, or why the record could not be parsed.
-        parsed: Result<Event, ParseError>,
-        /// The file it came from.
-        path: &'a Path,
-        /// Its offset in the file.
-        offset: u64,
-    },
-    /// Bytes that were skipped: garbage, a cut-off record, or a record over the size limit.
-    Skipped {
-        /// Why.
-        kind: ParseErrorKind,
-        /// The file.
-        path: &'a Path,
-        /// Where the skipped bytes start.
-        offset: u64,
-    },
-}
-
 /// A configured path that cannot be read: reported, never fatal.
 #[derive(Debug)]
 pub struct SourceError {
@@ -106,25 +86,32 @@ impl std::fmt::Display for SourceError {
     }
 }
 
+impl From<SourceError> for SourceProblem {
+    fn from(e: SourceError) -> Self {
+        SourceProblem {
+            place: e.path.display().to_string(),
+            reason: io_reason(&e.error),
+            message: e.error.to_string(),
+        }
+    }
+}
+
+/// A metric label for an I/O error.
+pub fn io_reason(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => "permission_denied",
+        io::ErrorKind::NotFound => "not_found",
+        io::ErrorKind::IsADirectory => "is_a_directory",
+        _ => "io_error",
+    }
+}
+
 /// Whether a stream may be read: new streams of a tailer with claims wait for theirs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Claim {
     Confirmed,
     Pending,
     Refused,
-}
-
-/// What the owner of a pending claim decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settled {
-    /// The stream is ours: read it from its start.
-    Read,
-    /// The stream was taken over from another node that read it up to this offset.
-    ReadFrom(u64),
-    /// Another reader has it now: ask again later.
-    Wait,
-    /// Never read it here.
-    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,6 +152,7 @@ struct Stream {
 #[derive(Debug)]
 pub struct Tailer {
     source: String,
+    poll_interval: Duration,
     patterns: Vec<PathPattern>,
     parser: Box<dyn Parser>,
     max_record_bytes: usize,
@@ -211,6 +199,7 @@ impl Tailer {
         let source = source.into();
         let mut tailer = Self {
             source,
+            poll_interval: Duration::from_secs(1),
             patterns,
             parser,
             max_record_bytes: max_record_bytes.max(1),
@@ -256,6 +245,12 @@ impl Tailer {
     /// read.
     pub fn with_claims(mut self) -> Self {
         self.claims = true;
+        self
+    }
+
+    /// Scans without a wake-up every `interval` (default one second).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
         self
     }
 
@@ -649,7 +644,7 @@ impl Tailer {
     pub fn read(
         &mut self,
         budget: usize,
-        on_event: &mut dyn FnMut(TailEvent<'_>),
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
     ) -> (usize, Vec<SourceError>) {
         let mut total = 0;
         let mut errors = Vec::new();
@@ -676,7 +671,7 @@ impl Tailer {
         &mut self,
         sid: StreamId,
         budget: usize,
-        on_event: &mut dyn FnMut(TailEvent<'_>),
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
     ) -> Result<usize, SourceError> {
         // Look again at carriers that changed (before trusting their new bytes), then read the
         // longest.
@@ -739,6 +734,66 @@ impl Tailer {
             self.files.remove(&key);
         }
         Ok(n)
+    }
+}
+
+impl Source for Tailer {
+    fn name(&self) -> &str {
+        &self.source
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    fn watch_dirs(&self) -> Vec<PathBuf> {
+        Tailer::watch_dirs(self)
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    fn poll(&mut self) -> Vec<SourceProblem> {
+        self.scan().into_iter().map(SourceProblem::from).collect()
+    }
+
+    fn read(
+        &mut self,
+        budget: usize,
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
+    ) -> (usize, Vec<SourceProblem>) {
+        let (n, errors) = Tailer::read(self, budget, on_event);
+        (n, errors.into_iter().map(SourceProblem::from).collect())
+    }
+
+    fn positions(&self) -> Vec<SourcePosition> {
+        Tailer::positions(self)
+    }
+
+    fn unclaimed(&self) -> Vec<String> {
+        Tailer::unclaimed(self)
+    }
+
+    fn take_regrown(&mut self) -> Vec<String> {
+        Tailer::take_regrown(self)
+    }
+
+    fn settle(&mut self, key: &str, decision: Settled) -> Vec<String> {
+        Tailer::settle(self, key, decision)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    fn status(&self) -> SourceStatus {
+        SourceStatus {
+            open: self.files() as u64,
+            lag: self.lag_bytes(),
+        }
     }
 }
 

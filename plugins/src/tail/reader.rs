@@ -10,8 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use authstat_core::ingest::{Frame, ParseErrorKind, Parser};
-
-use super::TailEvent;
+use authstat_core::source::{Origin, SourceEvent};
 
 /// Skipping a record over the size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl Framing<'_> {
         path: &Path,
         chunk: &mut [u8],
         budget: usize,
-        on_event: &mut dyn FnMut(TailEvent<'_>),
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
     ) -> io::Result<usize> {
         let mut total = 0;
         while total < budget {
@@ -109,26 +108,35 @@ impl Framing<'_> {
     }
 
     /// Frames and hands out every complete record in the buffer.
-    fn consume(&self, state: &mut ReadState, path: &Path, on_event: &mut dyn FnMut(TailEvent<'_>)) {
+    fn consume(
+        &self,
+        state: &mut ReadState,
+        path: &Path,
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
+    ) {
         let mut at = 0;
         loop {
             let rest = &state.buf[at..];
             match self.parser.frame(rest) {
                 Frame::Record { len } => {
                     let parsed = self.parser.parse(&rest[..len]);
-                    on_event(TailEvent::Record {
+                    on_event(SourceEvent::Record {
                         parsed,
-                        path,
-                        offset: state.offset,
+                        origin: Origin {
+                            place: &path.display(),
+                            offset: state.offset,
+                        },
                     });
                     at += len;
                     state.offset += len as u64;
                 }
                 Frame::Skip { len, kind } => {
-                    on_event(TailEvent::Skipped {
+                    on_event(SourceEvent::Skipped {
                         kind,
-                        path,
-                        offset: state.offset,
+                        origin: Origin {
+                            place: &path.display(),
+                            offset: state.offset,
+                        },
                     });
                     at += len;
                     state.offset += len as u64;
@@ -139,10 +147,12 @@ impl Framing<'_> {
                 }
                 Frame::Incomplete => {
                     if rest.len() > self.max {
-                        on_event(TailEvent::Skipped {
+                        on_event(SourceEvent::Skipped {
                             kind: ParseErrorKind::TooLarge,
-                            path,
-                            offset: state.offset,
+                            origin: Origin {
+                                place: &path.display(),
+                                offset: state.offset,
+                            },
                         });
                         // Look for the end in what we have after the record's first line.
                         let (skip, search_from) = match memchr::memchr(b'\n', rest) {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use authstat_core::event::Event;
 use authstat_core::ingest::ParseErrorKind;
+use authstat_core::source::SourceEvent;
 use authstat_core::store::SourcePosition;
 
 use super::*;
@@ -42,9 +43,9 @@ pub(super) fn tailer(dir: &Path, pattern: &str, positions: &[SourcePosition]) ->
     .unwrap()
 }
 
-pub(super) fn id_of(e: &TailEvent<'_>) -> Option<u64> {
+pub(super) fn id_of(e: &SourceEvent<'_>) -> Option<u64> {
     match e {
-        TailEvent::Record {
+        SourceEvent::Record {
             parsed: Ok(Event::Token(tok)),
             ..
         } => Some(tok.grant_type[1..].parse().unwrap()),
@@ -59,12 +60,12 @@ pub(super) fn drain(t: &mut Tailer) -> (Vec<u64>, Vec<ParseErrorKind>) {
     assert!(t.scan().is_empty());
     loop {
         let (n, errors) = t.read(1 << 20, &mut |e| match e {
-            TailEvent::Record {
+            SourceEvent::Record {
                 parsed: Ok(Event::Token(tok)),
                 ..
             } => ids.push(tok.grant_type[1..].parse().unwrap()),
-            TailEvent::Record { parsed, .. } => skipped.push(parsed.unwrap_err().kind),
-            TailEvent::Skipped { kind, .. } => skipped.push(kind),
+            SourceEvent::Record { parsed, .. } => skipped.push(parsed.unwrap_err().kind),
+            SourceEvent::Skipped { kind, .. } => skipped.push(kind),
         });
         assert!(errors.is_empty(), "{errors:?}");
         if n == 0 {
@@ -253,8 +254,8 @@ fn oversized_records_are_skipped_and_reading_goes_on() {
     while t
         .read(1 << 20, &mut |e| {
             events.push(match e {
-                TailEvent::Record { parsed, offset, .. } => (parsed.is_ok(), None, offset),
-                TailEvent::Skipped { kind, offset, .. } => (false, Some(kind), offset),
+                SourceEvent::Record { parsed, origin } => (parsed.is_ok(), None, origin.offset),
+                SourceEvent::Skipped { kind, origin } => (false, Some(kind), origin.offset),
             })
         })
         .0

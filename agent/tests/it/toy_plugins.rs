@@ -1,0 +1,250 @@
+//! The plugin seams from outside: a toy source kind and a toy record format, defined here (not in
+//! the crates that define the contracts), registered with `Plugins`, configured by `type` and
+//! `format`, and run by the real agent: records stored once, positions committed with them and
+//! acknowledged after each durable flush, resumed after a restart.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use authstat_core::event::{AuditAction, AuditEvent, Event};
+use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
+use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
+use authstat_core::store::SourcePosition;
+use authstat_plugins::Plugins;
+use authstat_plugins::registry::{BuildError, Format, SourceKind, SourceSpec};
+
+use crate::support::wait_until;
+
+/// `user,epoch_ms,true|false` per line.
+#[derive(Debug)]
+struct ToyFormat;
+
+impl Parser for ToyFormat {
+    fn format(&self) -> &'static str {
+        "toy_lines"
+    }
+
+    fn frame(&self, buf: &[u8]) -> Frame {
+        match memchr_newline(buf) {
+            Some(end) => Frame::Record { len: end + 1 },
+            None => Frame::Incomplete,
+        }
+    }
+
+    fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
+        let text = std::str::from_utf8(record).map_err(|_| ParseError {
+            kind: ParseErrorKind::InvalidUtf8,
+            message: "not text".into(),
+        })?;
+        let mut parts = text.trim_end().split(',');
+        let bad = || ParseError {
+            kind: ParseErrorKind::MalformedJson,
+            message: format!("not a toy line: {text:?}"),
+        };
+        let (user, ts, ok) = (
+            parts.next().ok_or_else(bad)?,
+            parts.next().ok_or_else(bad)?,
+            parts.next().ok_or_else(bad)?,
+        );
+        Ok(Event::Audit(AuditEvent {
+            ip: None,
+            action: AuditAction::UserAuthorization,
+            timestamp: ts.parse().map_err(|_| bad())?,
+            mac_address: None,
+            client_id: None,
+            username: Some(user.to_owned()),
+            scope: None,
+            success: ok == "true",
+        }))
+    }
+
+    fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {
+        memchr_newline(buf).map(|i| i + 1)
+    }
+}
+
+fn memchr_newline(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+/// Every position a toy source was told is durable.
+static ACKNOWLEDGED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Hands out the `lines` of its options, one record each, in order; its position is how many.
+#[derive(Debug)]
+struct ToySource {
+    name: String,
+    lines: Vec<String>,
+    next: usize,
+    parser: Box<dyn Parser>,
+}
+
+fn position(data: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(data).unwrap();
+    v["next"].as_u64().unwrap()
+}
+
+impl Source for ToySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+    fn poll(&mut self) -> Vec<SourceProblem> {
+        Vec::new()
+    }
+    fn read(
+        &mut self,
+        budget: usize,
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
+    ) -> (usize, Vec<SourceProblem>) {
+        let mut read = 0;
+        while self.next < self.lines.len() && read < budget {
+            let line = format!("{}\n", self.lines[self.next]);
+            let parsed = self.parser.parse(line.as_bytes());
+            on_event(SourceEvent::Record {
+                parsed,
+                origin: Origin {
+                    place: &"toy",
+                    offset: self.next as u64,
+                },
+            });
+            self.next += 1;
+            read += line.len();
+        }
+        (read, Vec::new())
+    }
+    fn positions(&self) -> Vec<SourcePosition> {
+        vec![SourcePosition {
+            source: self.name.clone(),
+            key: "toy".into(),
+            data: format!("{{\"next\":{}}}", self.next),
+        }]
+    }
+    fn acknowledge(&mut self, durable: &[SourcePosition]) {
+        for p in durable {
+            ACKNOWLEDGED.lock().unwrap().push(position(&p.data));
+        }
+    }
+    fn status(&self) -> SourceStatus {
+        SourceStatus {
+            open: 1,
+            lag: (self.lines.len() - self.next) as u64,
+        }
+    }
+}
+
+fn build_toy(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
+    let authstat_config::SourceKind::Other { options, .. } = &spec.config.kind else {
+        unreachable!("registered as a kind of its own")
+    };
+    let lines: Vec<String> = options
+        .as_ref()
+        .and_then(|o| serde_yaml::from_value(o["lines"].clone()).ok())
+        .ok_or_else(|| BuildError::Option {
+            key: format!("{}.options.lines", spec.key),
+            message: "a list of lines is needed".into(),
+        })?;
+    let next = spec
+        .positions
+        .iter()
+        .find(|p| p.source == spec.config.name)
+        .map_or(0, |p| position(&p.data) as usize);
+    Ok(Box::new(ToySource {
+        name: spec.config.name.clone(),
+        lines,
+        next,
+        parser: spec.parser,
+    }))
+}
+
+fn plugins() -> Plugins {
+    Plugins::builtin()
+        .with_format(Format {
+            name: "toy_lines",
+            about: "user,epoch_ms,success per line",
+            parser: || Box::new(ToyFormat),
+        })
+        .with_source(SourceKind {
+            name: "toy",
+            about: "lines from the configuration",
+            build: build_toy,
+        })
+}
+
+async fn start(path: &std::path::Path) -> authstat::RunningAgent {
+    let config = authstat_config::load(path, &std::collections::HashMap::new()).unwrap();
+    let resolved = authstat::resolve::resolve_with(path, config, plugins()).unwrap();
+    authstat::start(resolved, Default::default()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toy_source_and_format_from_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authstat.yaml");
+    let feb = 1_706_745_600_000u64;
+    std::fs::write(
+        &path,
+        format!(
+            "node_id: toy-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
+             sources:\n  - name: q\n    type: toy\n    format: toy_lines\n    options:\n      lines: \
+             [\"alice,{feb},true\", \"bob,{feb},true\", \"alice,{feb},true\", \"eve,{feb},false\"]\n\
+             backend: {{type: sqlite, path: db.sqlite}}\n"
+        ),
+    )
+    .unwrap();
+    // Without the registration, the names are unknown.
+    let config = authstat_config::load(&path, &std::collections::HashMap::new()).unwrap();
+    let err = authstat::resolve::resolve(&path, config)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown format `toy_lines`"), "{err}");
+
+    let agent = start(&path).await;
+    let stats = agent.stats.clone();
+    wait_until("the toy records", || {
+        stats.records.load(std::sync::atomic::Ordering::Relaxed) >= 4
+    });
+    agent.flush_now();
+    wait_until("a flush and its acknowledgement", || {
+        ACKNOWLEDGED.lock().unwrap().contains(&4)
+    });
+    agent.shutdown().await;
+
+    // Restarted: resumes at the stored position, reads nothing twice, and hears at start that
+    // the stored position is durable.
+    let before = ACKNOWLEDGED.lock().unwrap().len();
+    let agent = start(&path).await;
+    let stats = agent.stats.clone();
+    wait_until("the restarted pipeline", || {
+        stats.started.load(std::sync::atomic::Ordering::Acquire)
+    });
+    assert_eq!(ACKNOWLEDGED.lock().unwrap()[before..], [4]);
+    agent.flush_now();
+    agent.shutdown().await;
+    assert_eq!(stats.records.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let store = authstat_backends::build(&authstat_config::BackendConfig::Sqlite(
+        authstat_config::SqliteConfig {
+            path: dir.path().join("db.sqlite"),
+            busy_timeout_ms: 5000,
+            pool_size: 1,
+        },
+    ))
+    .await
+    .unwrap();
+    let months = store
+        .read_months(&["202402".parse().unwrap()])
+        .await
+        .unwrap();
+    use authstat_core::counters::{CounterKey, Outcome};
+    let c = &months[0].counters;
+    assert_eq!(c.get(&CounterKey::Authentication(Outcome::Success)), 3);
+    assert_eq!(c.get(&CounterKey::Authentication(Outcome::Failure)), 1);
+    assert_eq!(months[0].monthly_active_users(), 2);
+    let state = store
+        .load_node(&authstat_core::NodeId::new("toy-node").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(state.positions[0].data, "{\"next\":4}");
+}

@@ -1,0 +1,200 @@
+//! The `sources:` section: where records come from (`type`) and in which format (`format`).
+//!
+//! ```yaml
+//! sources:
+//!   - name: audit
+//!     type: file                  # where: file (built in), or a kind a plugin registers
+//!     format: janssen_audit       # how: a record format of the plugin registry
+//!     paths: [/opt/jans/jetty/jans-auth/logs/jans-auth_audit*.log]
+//! ```
+//!
+//! The options of the built-in kinds are keys of the source itself, so a mistake in them is
+//! reported with its line and column; a kind registered by a plugin outside authstat's crates
+//! takes its options under `options:` and decodes them itself. Which kinds and formats exist is
+//! the plugin registry's business (authstat-plugins): this crate only checks the shape.
+
+use serde::{Deserialize, Serialize};
+
+/// One source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawSource", into = "RawSource")]
+pub struct SourceConfig {
+    /// A name, unique among the sources (it keys the stored positions: keep it stable).
+    /// `backfill` is reserved for `authstat backfill`.
+    pub name: String,
+    /// The record format (a name of the plugin registry: `janssen_audit`, `token_events`, …).
+    pub format: String,
+    /// Where records come from, with that kind's options.
+    pub kind: SourceKind,
+}
+
+/// Where records come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SourceKind {
+    /// `type: file`: files followed through rotation.
+    File(FileSourceConfig),
+    /// A kind registered by a plugin outside authstat's own crates, with its options as written.
+    Other {
+        /// The `type`.
+        kind: String,
+        /// The `options:` mapping.
+        options: Option<serde_yaml::Value>,
+    },
+}
+
+impl SourceKind {
+    /// The `type` name.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceKind::File(_) => "file",
+            SourceKind::Other { kind, .. } => kind,
+        }
+    }
+}
+
+/// `type: file`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSourceConfig {
+    /// Files or glob patterns (`*`, `?`, `[…]` in the file name), e.g.
+    /// `/opt/jans/jetty/jans-auth/logs/jans-auth_audit*.log`. Rotated files that still match
+    /// are read to their end.
+    pub paths: Vec<String>,
+    /// Where files without a stored position start.
+    pub start_at: StartAt,
+    /// Records larger than this are skipped (counted and logged), in bytes.
+    pub max_record_bytes: u64,
+    /// How often the files are checked without a file-system notification, in milliseconds
+    /// (notifications are a hint; this is the safety net).
+    pub poll_interval_ms: u64,
+}
+
+/// Where a file never seen before starts being read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// From its first byte: a fresh install counts what the current log holds.
+    #[default]
+    Beginning,
+    /// From its end: only what is written from now on.
+    End,
+}
+
+/// The source name `authstat backfill` reads under; configured sources may not use it.
+pub const BACKFILL_SOURCE: &str = "backfill";
+
+/// The formats that were `type`s before sources and formats were separate keys.
+const FORMERLY_TYPES: [&str; 2] = ["janssen_audit", "token_events"];
+
+/// A source as written: the options of every built-in kind, so that a mistake is reported where
+/// it stands (an internally tagged enum would buffer the entry and lose the location).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_at: Option<StartAt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_record_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    options: Option<serde_yaml::Value>,
+}
+
+fn positive(value: Option<u64>, option: &str, default: u64) -> Result<u64, String> {
+    match value {
+        Some(0) => Err(format!("`{option}` must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+impl TryFrom<RawSource> for SourceConfig {
+    type Error = String;
+
+    fn try_from(raw: RawSource) -> Result<Self, String> {
+        if FORMERLY_TYPES.contains(&raw.kind.as_str()) {
+            return Err(format!(
+                "`type: {kind}` is the old shape: `type` says where records come from and \
+                 `format` what they look like; write `type: file` and `format: {kind}`",
+                kind = raw.kind
+            ));
+        }
+        let format = raw
+            .format
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| format!("source type {} needs `format`", raw.kind))?;
+        let file_options = [
+            ("paths", raw.paths.is_some()),
+            ("start_at", raw.start_at.is_some()),
+            ("max_record_bytes", raw.max_record_bytes.is_some()),
+            ("poll_interval_ms", raw.poll_interval_ms.is_some()),
+        ];
+        let kind = if raw.kind == "file" {
+            if raw.options.is_some() {
+                return Err(
+                    "`options` is for source types of plugins; the options of type file are \
+                     paths, start_at, max_record_bytes and poll_interval_ms"
+                        .into(),
+                );
+            }
+            SourceKind::File(FileSourceConfig {
+                paths: raw
+                    .paths
+                    .filter(|p| !p.is_empty())
+                    .ok_or("source type file needs `paths` (at least one)")?,
+                start_at: raw.start_at.unwrap_or_default(),
+                max_record_bytes: positive(raw.max_record_bytes, "max_record_bytes", 1 << 20)?,
+                poll_interval_ms: positive(raw.poll_interval_ms, "poll_interval_ms", 1000)?,
+            })
+        } else {
+            if let Some((option, _)) = file_options.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "`{option}` is an option of source type file; type {} takes its options \
+                     under `options:`",
+                    raw.kind
+                ));
+            }
+            SourceKind::Other {
+                kind: raw.kind,
+                options: raw.options,
+            }
+        };
+        Ok(SourceConfig {
+            name: raw.name,
+            format,
+            kind,
+        })
+    }
+}
+
+impl From<SourceConfig> for RawSource {
+    fn from(s: SourceConfig) -> Self {
+        let mut raw = RawSource {
+            name: s.name,
+            kind: s.kind.name().to_owned(),
+            format: Some(s.format),
+            paths: None,
+            start_at: None,
+            max_record_bytes: None,
+            poll_interval_ms: None,
+            options: None,
+        };
+        match s.kind {
+            SourceKind::File(f) => {
+                raw.paths = Some(f.paths);
+                raw.start_at = Some(f.start_at);
+                raw.max_record_bytes = Some(f.max_record_bytes);
+                raw.poll_interval_ms = Some(f.poll_interval_ms);
+            }
+            SourceKind::Other { options, .. } => raw.options = options,
+        }
+        raw
+    }
+}

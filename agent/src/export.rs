@@ -1,20 +1,21 @@
 //! OTLP push of this node's statistics (gRPC or HTTP/protobuf), with the OpenTelemetry SDK.
 //!
-//! The instruments are observable and read what `/metrics` reads: the node's stored totals,
-//! cumulative and continued from the backend after a restart, so a restart never looks like a
-//! counter reset. Temporality is cumulative: a failed export loses nothing (the next one carries
+//! The instruments are observable and made from the metric registry (`telemetry.rs`): every
+//! pushed family, read from the same snapshot `/metrics` renders. The node's statistics are
+//! stored totals, cumulative and continued from the backend after a restart, so a restart
+//! never looks like a counter reset. Temporality is cumulative: a failed export loses nothing (the next one carries
 //! the totals), so there is no queue to bound. An export is retried twice with backoff, then
 //! dropped, counted (`/metrics`) and logged.
 //! The SDK's periodic reader runs on its own thread: a slow or absent collector never blocks
 //! ingestion or the API.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use authstat_config::{OtlpCompression, OtlpConfig, OtlpProtocol};
-use authstat_core::counters::{CounterKey, Outcome};
+use authstat_core::metrics::{Family, MetricKind, Value};
 use authstat_core::store::StatStore;
 use authstat_core::{Month, NodeId};
 use opentelemetry::KeyValue;
@@ -26,16 +27,7 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
-use crate::pipeline::PipelineStats;
-
-/// Counters of the exporter, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct ExportStats {
-    /// Exports delivered.
-    pub exports: AtomicU64,
-    /// Exports that failed (dropped: the next one carries the cumulative totals).
-    pub failures: AtomicU64,
-}
+use crate::telemetry::{ExportStats, Telemetry};
 
 /// Wraps the OTLP exporter to count and log failures.
 #[derive(Debug)]
@@ -90,8 +82,6 @@ impl<E: PushMetricExporter> PushMetricExporter for Counting<E> {
 #[derive(Debug)]
 pub struct Export {
     provider: SdkMeterProvider,
-    /// The exporter's counters.
-    pub stats: Arc<ExportStats>,
     cluster: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -121,7 +111,7 @@ fn host_name() -> String {
 pub fn start(
     config: &OtlpConfig,
     node: &NodeId,
-    pipeline: Arc<PipelineStats>,
+    telemetry: Arc<Telemetry>,
     store: Arc<dyn StatStore>,
 ) -> anyhow::Result<Export> {
     let timeout = config.timeout_secs.map(Duration::from_secs);
@@ -178,11 +168,11 @@ pub fn start(
                 .context("building the OTLP HTTP exporter")?
         }
     };
-    let stats = Arc::new(ExportStats::default());
-    let exporter = Counting {
-        inner,
-        stats: stats.clone(),
-    };
+    let stats = telemetry
+        .export
+        .clone()
+        .expect("the registry counts exports when OTLP is configured");
+    let exporter = Counting { inner, stats };
     let reader = PeriodicReader::builder(exporter)
         .with_interval(Duration::from_secs(config.interval_secs))
         .build();
@@ -205,92 +195,17 @@ pub fn start(
         .with_resource(resource)
         .build();
     let meter = provider.meter("authstat");
-
-    let totals = pipeline.clone();
-    meter
-        .u64_observable_counter("authstat.authorizations")
-        .with_unit("{record}")
-        .with_description("Audit records of this node by action and outcome, all months.")
-        .with_callback(move |observer| {
-            for (key, n) in totals.node_totals.lock().expect("lock").counters.iter() {
-                if let CounterKey::Audit { action, outcome } = key {
-                    observer.observe(
-                        n,
-                        &[
-                            KeyValue::new("action", action.as_str().to_owned()),
-                            KeyValue::new("outcome", outcome.as_str()),
-                        ],
-                    );
-                }
-            }
-        })
-        .build();
-    let totals = pipeline.clone();
-    meter
-        .u64_observable_counter("authstat.authentication.failures")
-        .with_unit("{authentication}")
-        .with_description(
-            "Failed user authentications of this node, by the configured rule, all months.",
-        )
-        .with_callback(move |observer| {
-            let counters = &totals.node_totals.lock().expect("lock").counters;
-            observer.observe(
-                counters.get(&CounterKey::Authentication(Outcome::Failure)),
-                &[],
-            );
-        })
-        .build();
-    let totals = pipeline.clone();
-    meter
-        .u64_observable_counter("authstat.tokens.issued")
-        .with_unit("{token}")
-        .with_description("Tokens issued on this node by grant type and token type, all months.")
-        .with_callback(move |observer| {
-            for (grant, token_type, n) in totals
-                .node_totals
-                .lock()
-                .expect("lock")
-                .counters
-                .tokens
-                .iter()
-            {
-                observer.observe(
-                    n,
-                    &[
-                        KeyValue::new("grant_type", grant.to_owned()),
-                        KeyValue::new("token_type", token_type.to_owned()),
-                    ],
-                );
-            }
-        })
-        .build();
-    let totals = pipeline;
-    meter
-        .u64_observable_gauge("authstat.users.active")
-        .with_unit("{user}")
-        .with_description("Distinct active users of the newest month on this node.")
-        .with_callback(move |observer| {
-            if let Some((month, users)) = totals.node_totals.lock().expect("lock").current_month {
-                observer.observe(users, &[KeyValue::new("month", month.to_string())]);
-            }
-        })
-        .build();
-
+    // One instrument per pushed family of the registry, each reading the same snapshot.
+    for (family, _) in telemetry.snapshot().families {
+        if family.pushed {
+            observe(&meter, family, telemetry.clone());
+        }
+    }
+    // The cluster figure is read from the backend on the export's pace (one node of the
+    // cluster should have it on: export.otlp.cluster_users).
     let cluster = config.cluster_users.then(|| {
-        let latest = Arc::new(std::sync::Mutex::new(None::<(Month, u64)>));
-        let reader_side = latest.clone();
-        meter
-            .u64_observable_gauge("authstat.cluster.users.active")
-            .with_unit("{user}")
-            .with_description(
-                "Distinct active users of the current month over all nodes (from the backend).",
-            )
-            .with_callback(move |observer| {
-                if let Some((month, users)) = *reader_side.lock().expect("lock") {
-                    observer.observe(users, &[KeyValue::new("month", month.to_string())]);
-                }
-            })
-            .build();
+        let family = &crate::telemetry::CLUSTER_MONTHLY_ACTIVE_USERS;
+        observe(&meter, family, telemetry.clone());
         let every = Duration::from_secs(config.interval_secs);
         tokio::spawn(async move {
             loop {
@@ -301,15 +216,55 @@ pub fn start(
                     && let Ok(stats) = store.read_months(&[month]).await
                 {
                     let users = stats.first().map_or(0, |s| s.monthly_active_users());
-                    *latest.lock().expect("lock") = Some((month, users));
+                    *telemetry.cluster_users.lock().expect("lock") = Some((month, users));
                 }
                 tokio::time::sleep(every).await;
             }
         })
     });
-    Ok(Export {
-        provider,
-        stats,
-        cluster,
-    })
+    Ok(Export { provider, cluster })
+}
+
+/// An observable instrument of `family` whose callback reads the family's samples from a fresh
+/// snapshot; labels become attributes.
+fn observe(
+    meter: &opentelemetry::metrics::Meter,
+    family: &'static Family,
+    telemetry: Arc<Telemetry>,
+) {
+    let callback = move |observer: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+        let snapshot = telemetry.snapshot();
+        for sample in snapshot.samples(family.name) {
+            if let Value::Int(n) = sample.value {
+                let attributes: Vec<KeyValue> = family
+                    .labels
+                    .iter()
+                    .zip(&sample.labels)
+                    .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                    .collect();
+                observer.observe(n, &attributes);
+            }
+        }
+    };
+    let name = family.otlp_name();
+    match family.kind {
+        MetricKind::Counter => {
+            meter
+                .u64_observable_counter(name)
+                .with_unit(family.unit)
+                .with_description(family.help)
+                .with_callback(move |o| callback(o))
+                .build();
+        }
+        MetricKind::Gauge => {
+            meter
+                .u64_observable_gauge(name)
+                .with_unit(family.unit)
+                .with_description(family.help)
+                .with_callback(move |o| callback(o))
+                .build();
+        }
+        // The SDK has no observable histogram; histograms stay on /metrics.
+        MetricKind::Histogram => {}
+    }
 }

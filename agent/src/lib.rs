@@ -15,6 +15,7 @@ pub mod logging;
 pub mod own;
 pub mod pipeline;
 pub mod resolve;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -255,16 +256,20 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
         .name("authstat-ingest".into())
         .spawn(move || pipeline.run(control_rx, poll, flush))?;
 
+    let telemetry = Arc::new(telemetry::Telemetry {
+        pipeline: stats.clone(),
+        api: Arc::new(api::ApiStats::default()),
+        export: config.export.otlp.as_ref().map(|_| Arc::default()),
+        cluster_users: std::sync::Mutex::new(None),
+    });
     let export = match &config.export.otlp {
         Some(otlp) => Some(
-            export::start(otlp, &resolved.node, stats.clone(), store.clone())
+            export::start(otlp, &resolved.node, telemetry.clone(), store.clone())
                 .context("starting the OTLP export")?,
         ),
         None => None,
     };
-    let mut state = api::ApiState::new(store, config.api.clone(), stats.clone());
-    state.export_stats = export.as_ref().map(|e| e.stats.clone());
-    let state = Arc::new(state);
+    let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
     let data_version = tokio::spawn(state.clone().watch_data_version());
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = api::router(state.clone());

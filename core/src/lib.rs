@@ -52,6 +52,7 @@ pub mod event;
 pub mod hash;
 pub mod hll;
 pub mod ingest;
+pub mod metrics;
 mod month;
 pub mod source;
 pub mod stats;

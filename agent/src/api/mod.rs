@@ -54,10 +54,10 @@ pub struct ApiState {
     settings: std::sync::RwLock<Arc<ApiSettings>>,
     /// Whether ingestion has started (health `starting` until then), and its counters.
     pub pipeline: Arc<PipelineStats>,
-    /// The API's own counters.
-    pub api_stats: ApiStats,
-    /// The OTLP exporter's counters, when it runs.
-    pub export_stats: Option<Arc<crate::export::ExportStats>>,
+    /// The API's own counters (also read by the metric registry).
+    pub api_stats: Arc<ApiStats>,
+    /// The metric registry `/metrics` renders.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Responses by month list, with when they were made, how many flushes this node had done
     /// then and the backend's data version then: a flush of this node makes them stale at
     /// once, a flush of another node or a backfill within [`DATA_VERSION_EVERY`]. A std mutex,
@@ -133,7 +133,12 @@ const CACHE_ENTRIES: usize = 1024;
 
 impl ApiState {
     /// The API state.
-    pub fn new(store: Arc<dyn StatStore>, config: ApiConfig, pipeline: Arc<PipelineStats>) -> Self {
+    pub fn new(
+        store: Arc<dyn StatStore>,
+        config: ApiConfig,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Self {
+        let pipeline = telemetry.pipeline.clone();
         let settings = std::sync::RwLock::new(Arc::new(ApiSettings {
             auth: Authenticator::new(&config.auth),
             config,
@@ -142,8 +147,8 @@ impl ApiState {
             store,
             settings,
             pipeline,
-            api_stats: ApiStats::default(),
-            export_stats: None,
+            api_stats: telemetry.api.clone(),
+            telemetry,
             cache: Mutex::new(HashMap::new()),
             data_version: std::sync::atomic::AtomicU64::new(0),
         }
@@ -272,7 +277,7 @@ async fn metrics_endpoint(State(state): State<Arc<ApiState>>, headers: HeaderMap
             header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
         )],
-        metrics::render(&state, format),
+        metrics::render(&state.telemetry.snapshot(), format),
     )
         .into_response()
 }

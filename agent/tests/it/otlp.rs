@@ -134,7 +134,7 @@ fn newest_with_tokens(received: &Received) -> Option<ExportMetricsServiceRequest
         .rev()
         .find(|r| {
             flatten(r).1.contains_key(&(
-                "authstat.tokens.issued".into(),
+                "authstat.tokens_issued".into(),
                 "grant_type=client_credentials,token_type=access_token".into(),
             ))
         })
@@ -164,13 +164,13 @@ fn assert_sample_run(request: &ExportMetricsServiceRequest) {
         );
     };
     expect(
-        "authstat.tokens.issued",
+        "authstat.tokens_issued",
         "grant_type=client_credentials,token_type=access_token",
         2,
         Some(true),
     );
     expect(
-        "authstat.tokens.issued",
+        "authstat.tokens_issued",
         "grant_type=authorization_code,token_type=id_token",
         1,
         Some(true),
@@ -187,9 +187,9 @@ fn assert_sample_run(request: &ExportMetricsServiceRequest) {
         2,
         Some(true),
     );
-    expect("authstat.authentication.failures", "", 1, Some(true));
+    expect("authstat.authentications", "outcome=failure", 1, Some(true));
     expect(
-        "authstat.users.active",
+        "authstat.monthly_active_users",
         &format!("month={}", crate::support::current_month()),
         2,
         None,

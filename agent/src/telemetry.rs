@@ -1,0 +1,351 @@
+//! The agent's metric registry: every family it exposes, defined once here, and the snapshot
+//! that `/metrics` renders and the OTLP exporter pushes (see `authstat_core::metrics`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use authstat_core::Month;
+use authstat_core::counters::CounterKey;
+use authstat_core::ingest::ParseErrorKind;
+use authstat_core::metrics::{Family, HistogramValue, MetricKind, Sample, Snapshot, Value};
+
+use crate::api::ApiStats;
+use crate::pipeline::PipelineStats;
+
+macro_rules! family {
+    ($id:ident, $name:literal, $kind:ident, $unit:literal, $pushed:literal, [$($label:literal),*], $help:literal) => {
+        #[doc = $help]
+        pub static $id: Family = Family {
+            name: $name,
+            kind: MetricKind::$kind,
+            unit: $unit,
+            help: $help,
+            labels: &[$($label),*],
+            pushed: $pushed,
+        };
+    };
+}
+
+family!(
+    AUTHORIZATIONS,
+    "authstat_authorizations_total",
+    Counter,
+    "{record}",
+    true,
+    ["action", "outcome"],
+    "Audit records of this node by action and outcome, all months (stored)."
+);
+family!(
+    AUTHENTICATIONS,
+    "authstat_authentications_total",
+    Counter,
+    "{authentication}",
+    true,
+    ["outcome"],
+    "User authentications of this node by outcome, by the configured rule, all months (stored)."
+);
+family!(
+    TOKENS_ISSUED,
+    "authstat_tokens_issued_total",
+    Counter,
+    "{token}",
+    true,
+    ["grant_type", "token_type"],
+    "Tokens issued on this node by grant type and token type, all months (stored)."
+);
+family!(
+    MONTHLY_ACTIVE_USERS,
+    "authstat_monthly_active_users",
+    Gauge,
+    "{user}",
+    true,
+    ["month"],
+    "Distinct active users of the current month on this node (stored)."
+);
+family!(
+    CLUSTER_MONTHLY_ACTIVE_USERS,
+    "authstat_cluster_monthly_active_users",
+    Gauge,
+    "{user}",
+    true,
+    ["month"],
+    "Distinct active users of the current month over all nodes (from the backend; export.otlp.cluster_users)."
+);
+family!(
+    RECORDS_READ,
+    "authstat_records_read_total",
+    Counter,
+    "{record}",
+    true,
+    [],
+    "Records read and parsed."
+);
+family!(
+    RECORDS_SKIPPED,
+    "authstat_records_skipped_total",
+    Counter,
+    "{record}",
+    true,
+    ["reason"],
+    "Records or bytes skipped, by reason."
+);
+family!(
+    READ_BYTES,
+    "authstat_read_bytes_total",
+    Counter,
+    "By",
+    true,
+    [],
+    "Bytes read from the sources."
+);
+family!(
+    FILES_WATCHED,
+    "authstat_files_watched",
+    Gauge,
+    "{file}",
+    true,
+    [],
+    "Inputs the sources have open (files followed)."
+);
+family!(
+    LAG,
+    "authstat_checkpoint_lag_bytes",
+    Gauge,
+    "By",
+    true,
+    [],
+    "Input written but not read yet (bytes of the followed files)."
+);
+family!(
+    FLUSH_DURATION,
+    "authstat_flush_duration_seconds",
+    Histogram,
+    "s",
+    false,
+    [],
+    "Duration of flushes to the backend."
+);
+family!(
+    FLUSHES,
+    "authstat_flushes_total",
+    Counter,
+    "{flush}",
+    true,
+    ["result"],
+    "Flushes to the backend by result."
+);
+family!(
+    NODE_FENCED,
+    "authstat_node_fenced",
+    Gauge,
+    "",
+    true,
+    [],
+    "1 when another agent took this node id over: this agent has stopped reading."
+);
+family!(
+    SOURCE_ERRORS,
+    "authstat_source_errors_total",
+    Counter,
+    "{error}",
+    true,
+    ["source", "reason"],
+    "Errors reading a configured input, by source and reason."
+);
+family!(
+    CLAIMS_WAITING,
+    "authstat_file_claims_waiting",
+    Gauge,
+    "{file}",
+    true,
+    [],
+    "Inputs not read yet because `authstat backfill` is reading them."
+);
+family!(
+    BACKEND_ERRORS,
+    "authstat_backend_errors_total",
+    Counter,
+    "{error}",
+    true,
+    [],
+    "Backend calls that failed (flushes and reads)."
+);
+family!(
+    API_REQUESTS,
+    "authstat_api_requests_total",
+    Counter,
+    "{request}",
+    false,
+    ["code"],
+    "HTTP requests answered, by status code."
+);
+family!(
+    API_CACHE,
+    "authstat_api_cache_requests_total",
+    Counter,
+    "{request}",
+    false,
+    ["result"],
+    "Stat requests by cache result."
+);
+family!(
+    OTLP_EXPORTS,
+    "authstat_otlp_exports_total",
+    Counter,
+    "{export}",
+    false,
+    ["result"],
+    "OTLP exports by result (a failed one is superseded by the next)."
+);
+
+/// Counters of the OTLP exporter.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Exports delivered.
+    pub exports: AtomicU64,
+    /// Exports that failed (dropped: the next one carries the cumulative totals).
+    pub failures: AtomicU64,
+}
+
+/// Everything the families are read from.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// The pipeline's counters and this node's stored totals.
+    pub pipeline: Arc<PipelineStats>,
+    /// The API's counters.
+    pub api: Arc<ApiStats>,
+    /// The OTLP exporter's counters, when it runs.
+    pub export: Option<Arc<ExportStats>>,
+    /// The cluster's distinct users of the current month, when `cluster_users` is on.
+    pub cluster_users: Mutex<Option<(Month, u64)>>,
+}
+
+fn one(value: u64) -> Vec<Sample> {
+    vec![Sample::int(Vec::new(), value)]
+}
+
+fn labelled<const N: usize>(rows: impl IntoIterator<Item = ([String; N], u64)>) -> Vec<Sample> {
+    rows.into_iter()
+        .map(|(labels, n)| Sample::int(labels.into(), n))
+        .collect()
+}
+
+impl Telemetry {
+    /// Every family's samples now.
+    pub fn snapshot(&self) -> Snapshot {
+        let p = &self.pipeline;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let totals = p.node_totals.lock().expect("lock").clone();
+        let counters = &totals.counters;
+        let mut families = vec![
+            (
+                &AUTHORIZATIONS,
+                labelled(counters.iter().filter_map(|(k, n)| match k {
+                    CounterKey::Audit { action, outcome } => {
+                        Some(([action.as_str().to_owned(), outcome.as_str().to_owned()], n))
+                    }
+                    _ => None,
+                })),
+            ),
+            (
+                &AUTHENTICATIONS,
+                labelled(counters.iter().filter_map(|(k, n)| match k {
+                    CounterKey::Authentication(outcome) => Some(([outcome.as_str().to_owned()], n)),
+                    _ => None,
+                })),
+            ),
+            (
+                &TOKENS_ISSUED,
+                labelled(
+                    counters
+                        .tokens
+                        .iter()
+                        .map(|(g, t, n)| ([g.to_owned(), t.to_owned()], n)),
+                ),
+            ),
+            (
+                &MONTHLY_ACTIVE_USERS,
+                labelled(totals.current_month.map(|(m, u)| ([m.to_string()], u))),
+            ),
+        ];
+        if let Some((month, users)) = *self.cluster_users.lock().expect("lock") {
+            families.push((
+                &CLUSTER_MONTHLY_ACTIVE_USERS,
+                labelled([([month.to_string()], users)]),
+            ));
+        }
+        let skipped = ParseErrorKind::ALL
+            .iter()
+            .map(|k| ([k.as_str().to_owned()], load(&p.skipped_by_kind[k.index()])));
+        let histogram = p.flush_seconds.lock().expect("lock").clone();
+        let source_errors = p.source_errors.lock().expect("lock").clone();
+        let api = &self.api;
+        families.extend([
+            (&RECORDS_READ, one(load(&p.records))),
+            (&RECORDS_SKIPPED, labelled(skipped)),
+            (&READ_BYTES, one(load(&p.bytes))),
+            (&FILES_WATCHED, one(load(&p.files))),
+            (&LAG, one(load(&p.lag_bytes))),
+            (
+                &FLUSH_DURATION,
+                vec![Sample {
+                    labels: Vec::new(),
+                    value: Value::Histogram(HistogramValue {
+                        bounds: histogram.bounds.to_vec(),
+                        counts: histogram.counts,
+                        over: histogram.over,
+                        sum: histogram.sum,
+                    }),
+                }],
+            ),
+            (
+                &FLUSHES,
+                labelled([
+                    (["success".to_owned()], load(&p.flushes)),
+                    (["failure".to_owned()], load(&p.flush_failures)),
+                    (["fenced".to_owned()], load(&p.flushes_fenced)),
+                ]),
+            ),
+            (
+                &NODE_FENCED,
+                one(u64::from(p.fenced.lock().expect("lock").is_some())),
+            ),
+            (
+                &SOURCE_ERRORS,
+                labelled(source_errors.into_iter().map(|((s, r), n)| ([s, r], n))),
+            ),
+            (&CLAIMS_WAITING, one(load(&p.claims_waiting))),
+            (
+                &BACKEND_ERRORS,
+                one(load(&p.flush_failures) + load(&api.backend_errors)),
+            ),
+            (
+                &API_REQUESTS,
+                labelled(
+                    api.requests
+                        .lock()
+                        .expect("lock")
+                        .iter()
+                        .map(|(code, n)| ([code.to_string()], *n)),
+                ),
+            ),
+            (
+                &API_CACHE,
+                labelled([
+                    (["hit".to_owned()], load(&api.cache_hits)),
+                    (["miss".to_owned()], load(&api.cache_misses)),
+                ]),
+            ),
+        ]);
+        if let Some(export) = &self.export {
+            families.push((
+                &OTLP_EXPORTS,
+                labelled([
+                    (["success".to_owned()], load(&export.exports)),
+                    (["failure".to_owned()], load(&export.failures)),
+                ]),
+            ));
+        }
+        Snapshot { families }
+    }
+}

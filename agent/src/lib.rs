@@ -51,7 +51,7 @@ pub struct RunningAgent {
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
-    export: Option<export::Export>,
+    exporters: Vec<Box<dyn export::Exporter>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -124,8 +124,8 @@ impl RunningAgent {
             let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
         }
         // After the final flush, so that the last export carries the final totals.
-        if let Some(export) = self.export.take() {
-            export.shutdown(Duration::from_secs(5)).await;
+        for exporter in std::mem::take(&mut self.exporters) {
+            exporter.shutdown(Duration::from_secs(5)).await;
         }
         let _ = (&mut self.http).await;
         self.data_version.abort();
@@ -262,13 +262,8 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
         export: config.export.otlp.as_ref().map(|_| Arc::default()),
         cluster_users: std::sync::Mutex::new(None),
     });
-    let export = match &config.export.otlp {
-        Some(otlp) => Some(
-            export::start(otlp, &resolved.node, telemetry.clone(), store.clone())
-                .context("starting the OTLP export")?,
-        ),
-        None => None,
-    };
+    let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
+
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
     let data_version = tokio::spawn(state.clone().watch_data_version());
     let (stop_http, stopped) = oneshot::channel::<()>();
@@ -287,7 +282,7 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
         pipeline: Some(pipeline),
         stop_http: Some(stop_http),
         http,
-        export,
+        exporters,
         _watcher: watcher,
     })
 }

@@ -85,13 +85,18 @@ pub struct Export {
     cluster: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Export {
-    /// A final export within `deadline`, then stop.
-    pub async fn shutdown(self, deadline: Duration) {
-        if let Some(task) = self.cluster {
+#[async_trait::async_trait]
+impl super::Exporter for Export {
+    fn name(&self) -> &'static str {
+        "otlp"
+    }
+
+    async fn shutdown(self: Box<Self>, deadline: Duration) {
+        let this = *self;
+        if let Some(task) = this.cluster {
             task.abort();
         }
-        let provider = self.provider;
+        let provider = this.provider;
         let done = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(deadline));
         match tokio::time::timeout(deadline + Duration::from_secs(1), done).await {
             Ok(Ok(Ok(()))) => {}

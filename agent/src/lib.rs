@@ -14,6 +14,7 @@ pub mod export;
 pub mod logging;
 pub mod own;
 pub mod pipeline;
+pub mod reload;
 pub mod resolve;
 pub mod telemetry;
 
@@ -61,37 +62,17 @@ impl RunningAgent {
         let _ = self.control.send(Control::Flush);
     }
 
-    /// Applies a new configuration where that is safe: the sources (their files resume from
-    /// the current checkpoints), the API's tokens, scope, TTLs and limits. A change of anything
-    /// else (node id, listen address, backend, HLL, derivation, API paths, intervals) refuses
-    /// the whole reload, naming the keys; the running configuration stays.
+    /// Applies a new configuration where that is safe ([`reload::LIVE`]: the sources, which
+    /// resume from the current positions, the API's tokens, scope, TTLs and limits, the log
+    /// level, the shutdown grace). A change of any other key refuses the whole reload, naming
+    /// the keys; the running configuration stays.
     pub fn reload(&mut self, new: Resolved) -> Result<(), String> {
         let (old, next) = (&self.resolved.config, &new.config);
-        let mut refused = Vec::new();
-        let mut check = |key: &'static str, same: bool| {
-            if !same {
-                refused.push(key);
-            }
-        };
-        check("node_id", self.resolved.node == new.node);
-        check("listen_addr", old.listen_addr == next.listen_addr);
-        check("backend", old.backend == next.backend);
-        check("hll", old.hll == next.hll);
-        check("derive", old.derive == next.derive);
-        check(
-            "flush_interval_secs",
-            old.flush_interval_secs == next.flush_interval_secs,
-        );
-        check(
-            "max_pending_records",
-            old.max_pending_records == next.max_pending_records,
-        );
-        check("api.stat_path", old.api.stat_path == next.api.stat_path);
-        check(
-            "api.health_path",
-            old.api.health_path == next.api.health_path,
-        );
-        check("logging.format", old.logging.format == next.logging.format);
+        let (_, mut refused) = reload::classify(old, next);
+        if self.resolved.node != new.node && !refused.iter().any(|k| k == "node_id") {
+            // The host name (the default node id) changed.
+            refused.push("node_id".into());
+        }
         if !refused.is_empty() {
             return Err(format!(
                 "{} cannot change without a restart; the running configuration stays",
@@ -112,6 +93,11 @@ impl RunningAgent {
         }
         self.resolved = new;
         Ok(())
+    }
+
+    /// How long the final flush may take (`shutdown_grace_secs`, as currently configured).
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.resolved.config.shutdown_grace_secs)
     }
 
     /// Stops accepting requests, stops reading, flushes, and waits for both to end.

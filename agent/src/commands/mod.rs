@@ -71,7 +71,6 @@ pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failur
     use tokio::signal::unix::{SignalKind, signal};
     let resolved = load_config(path)?;
     let set_level = crate::logging::init(&resolved.config.logging);
-    let grace = std::time::Duration::from_secs(resolved.config.shutdown_grace_secs);
     let mut agent = crate::start(resolved, options).await?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = StopSignals::new()?;
@@ -105,6 +104,8 @@ pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failur
         }
     }
     tracing::info!("shutting down: final flush");
+    // Read now: a reload may have changed it.
+    let grace = agent.shutdown_grace();
     tokio::select! {
         () = agent.shutdown() => {}
         () = tokio::time::sleep(grace) => {

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | nobody (or this source) | reads it | reads it |
 //! | another source of this node | refuses it: two sources match the same file | refuses it |
+//! | a source of this node that is no longer configured (renamed) | takes it over at that source's stored position | refuses it |
 //! | `authstat backfill`, still running | waits, asks again at each scan | refuses it |
 //! | `authstat backfill`, finished | takes the claim over and continues at the backfill's position | refuses it |
 //! | another node's agent | reads it: another host's file with the same first bytes | refuses it |
@@ -53,12 +54,15 @@ pub(super) struct Claims {
     pub runtime: tokio::runtime::Handle,
     /// Keys we already warned about (waiting for a backfill).
     pub warned: BTreeSet<String>,
+    /// The node's positions as stored (a renamed source's are found here).
+    pub stored: Vec<authstat_core::store::SourcePosition>,
     pub refusals: Vec<Refusal>,
 }
 
 impl Claims {
     /// Claims what the sources wait for; returns how many inputs still wait.
     pub fn settle(&mut self, sources: &mut [Box<dyn Source>]) -> u64 {
+        let configured: Vec<String> = sources.iter().map(|s| s.name().to_owned()).collect();
         let mut waiting = 0;
         for t in sources.iter_mut() {
             let regrown = t.take_regrown();
@@ -88,7 +92,7 @@ impl Claims {
             for (key, answer) in keys.iter().zip(answers) {
                 let (decision, why) = match answer {
                     KeyClaim::Ours => (Settled::Read, String::new()),
-                    KeyClaim::Theirs(other) => self.decide(&owner, key, &other),
+                    KeyClaim::Theirs(other) => self.decide(&owner, key, &other, &configured),
                 };
                 if decision == Settled::Wait {
                     waiting += 1;
@@ -111,7 +115,13 @@ impl Claims {
         }
     }
 
-    fn decide(&mut self, me: &KeyOwner, key: &str, other: &KeyOwner) -> (Settled, String) {
+    fn decide(
+        &mut self,
+        me: &KeyOwner,
+        key: &str,
+        other: &KeyOwner,
+        configured: &[String],
+    ) -> (Settled, String) {
         let why = if other.node == me.node {
             format!("source '{}' of this node reads the same file", other.source)
         } else {
@@ -122,6 +132,24 @@ impl Claims {
         };
         let decision = match self.role {
             Role::Backfill => Settled::Refuse,
+            // A source of this node that was renamed: its stored position is this source's now.
+            Role::Agent if other.node == me.node && !configured.contains(&other.source) => {
+                match self
+                    .runtime
+                    .block_on(self.store.take_over_key(key, other, me))
+                {
+                    Ok(true) => {
+                        let offset = self
+                            .stored
+                            .iter()
+                            .find(|p| p.source == other.source && p.key == key)
+                            .map_or(0, |p| position_offset(p).unwrap_or(0));
+                        info!(from = %other.source, to = %me.source, offset, "a renamed source continues where it stood");
+                        Settled::ReadFrom(offset)
+                    }
+                    _ => Settled::Wait,
+                }
+            }
             Role::Agent if other.node == me.node => Settled::Refuse,
             Role::Agent if other.source == BACKFILL_SOURCE => {
                 match self.take_over(me, key, other) {

@@ -160,6 +160,7 @@ impl Pipeline {
             owner: owner.clone(),
             runtime: runtime.clone(),
             warned: BTreeSet::new(),
+            stored: state.positions.clone(),
             refusals: Vec::new(),
         };
         Self {
@@ -202,7 +203,7 @@ impl Pipeline {
 
     /// Runs until told to shut down: scans every `poll`, reads what there is, flushes every
     /// `flush_every` (and when the lease needs renewing), and once more at the end.
-    pub fn run(mut self, control: Receiver<Control>, poll: Duration, flush_every: Duration) {
+    pub fn run(mut self, control: Receiver<Control>, mut poll: Duration, flush_every: Duration) {
         // What was stored before is durable: a queue source may acknowledge it now.
         self.acknowledge();
         self.scan();
@@ -242,7 +243,9 @@ impl Pipeline {
                     Control::Flush => self.flush(),
                     Control::Reload(build) => {
                         let positions = self.positions();
+                        self.claims.stored = positions.clone();
                         self.sources = build(&positions);
+                        poll = self.poll_interval();
                         wake = true;
                         info!(sources = self.sources.len(), "sources reloaded");
                     }

@@ -466,3 +466,34 @@ fn the_api_shows_a_backfill_at_once() {
     agent.signal("TERM");
     assert_eq!(agent.wait_exit().code(), Some(0));
 }
+
+/// Renaming a source (its stored positions are keyed by its name) neither loses its files nor
+/// reads them twice: the renamed source continues where the old name stood.
+#[test]
+fn a_renamed_source_continues_where_it_stood() {
+    let fixture = Fixture::new("");
+    let mut agent = fixture.spawn();
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("  - name: audit\n", "  - name: audit-renamed\n"),
+    )
+    .unwrap();
+    // One more successful authorization by a new user, in February.
+    append(
+        &fixture.dir.path().join("logs/jans-auth_audit.log"),
+        "2024-02-05 10:00:00,000 INFO  [m] [t]  [c] (A.java:1) - {\n  \"action\" : \"USER_AUTHORIZATION\",\n  \"timestamp\" : 1707127200000,\n  \"username\" : \"newcomer\",\n  \"success\" : true\n}\n",
+    );
+    let mut agent = fixture.spawn();
+    wait_until("the renamed source to continue", || {
+        agent.logged(&["a renamed source continues where it stood"])
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    assert_eq!(&february(&fixture)[..4], ["202402", "3", "3", "1"]);
+}

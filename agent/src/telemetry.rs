@@ -230,11 +230,23 @@ fn labelled<const N: usize>(rows: impl IntoIterator<Item = ([String; N], u64)>) 
         .collect()
 }
 
+type Families = Vec<(&'static Family, Vec<Sample>)>;
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
 impl Telemetry {
     /// Every family's samples now.
     pub fn snapshot(&self) -> Snapshot {
+        let mut families = self.statistics();
+        families.extend(self.health());
+        Snapshot { families }
+    }
+
+    /// This node's stored statistics (and the cluster's users, when asked for).
+    fn statistics(&self) -> Families {
         let p = &self.pipeline;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let totals = p.node_totals.lock().expect("lock").clone();
         let counters = &totals.counters;
         let mut families = vec![
@@ -274,13 +286,19 @@ impl Telemetry {
                 labelled([([month.to_string()], users)]),
             ));
         }
+        families
+    }
+
+    /// The agent's own health: reading, flushing, the API, the exporter.
+    fn health(&self) -> Families {
+        let p = &self.pipeline;
         let skipped = ParseErrorKind::ALL
             .iter()
             .map(|k| ([k.as_str().to_owned()], load(&p.skipped_by_kind[k.index()])));
         let histogram = p.flush_seconds.lock().expect("lock").clone();
         let source_errors = p.source_errors.lock().expect("lock").clone();
         let api = &self.api;
-        families.extend([
+        let mut families: Families = vec![
             (&RECORDS_READ, one(load(&p.records))),
             (&RECORDS_SKIPPED, labelled(skipped)),
             (&READ_BYTES, one(load(&p.bytes))),
@@ -336,7 +354,7 @@ impl Telemetry {
                     (["miss".to_owned()], load(&api.cache_misses)),
                 ]),
             ),
-        ]);
+        ];
         if let Some(export) = &self.export {
             families.push((
                 &OTLP_EXPORTS,
@@ -346,6 +364,6 @@ impl Telemetry {
                 ]),
             ));
         }
-        Snapshot { families }
+        families
     }
 }

@@ -92,16 +92,7 @@ impl TryFrom<RawBackend> for BackendConfig {
             ("database", raw.database.is_some()),
             ("collection", raw.collection.is_some()),
         ];
-        if let Some((option, _)) = given.iter().find(|(o, set)| *set && !allowed.contains(o)) {
-            return Err(format!(
-                "`{option}` is not an option of backend type {name} (its options: {})",
-                if allowed.is_empty() {
-                    "none".to_owned()
-                } else {
-                    allowed.join(", ")
-                }
-            ));
-        }
+        crate::load::only_options("backend", name, allowed, &given)?;
         let required = |value: Option<String>, option: &str| {
             value.ok_or_else(|| format!("backend type {name} needs `{option}`"))
         };

@@ -31,18 +31,18 @@
 //! ```
 
 mod agent;
+mod api;
 mod backend;
 mod env;
+mod export;
 mod load;
 mod source;
 
-pub use agent::{
-    AgentConfig, ApiConfig, AuthConfig, DeriveConfig, ExportConfig, FailedAuthRule, HllConfig,
-    IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, LogFormat, LoggingConfig, OtlpCompression,
-    OtlpConfig, OtlpProtocol, StaticToken,
-};
+pub use agent::{AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig};
+pub use api::{ApiConfig, AuthConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, StaticToken};
 pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
 pub use env::{Env, ProcessEnv};
+pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
 pub use load::{ConfigError, load, parse};
 pub use source::{BACKFILL_SOURCE, FileSourceConfig, SourceConfig, SourceKind, StartAt};
 

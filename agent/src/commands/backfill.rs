@@ -35,37 +35,15 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
         .plugins
         .format(&format.replace('-', "_"))
         .ok_or_else(|| Failure::Usage(format!("--format: unknown format `{format}`")))?;
-    let cwd = std::env::current_dir().context("current directory")?;
     let temp = tempfile::Builder::new()
         .prefix("authstat-backfill-")
         .tempdir()
         .context("creating a temporary directory")?;
-    let mut refused = Vec::new();
-    let mut patterns = Vec::new();
-    let mut total_bytes = 0u64;
-    for (i, file) in files.iter().enumerate() {
-        let absolute = cwd.join(file);
-        let absolute = absolute
-            .canonicalize()
-            .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
-        if let Some(source) = followed_by(&resolved, &absolute) {
-            refused.push(format!(
-                "{}: followed by source '{source}' of this configuration: the agent counts it; \
-                 backfill would count it twice",
-                file.display()
-            ));
-            continue;
-        }
-        let readable = if absolute.extension().is_some_and(|e| e == "gz") {
-            let target = temp.path().join(format!("{i}.log"));
-            total_bytes += gunzip(&absolute, &target)?;
-            target
-        } else {
-            total_bytes += std::fs::metadata(&absolute).map(|m| m.len()).unwrap_or(0);
-            absolute
-        };
-        patterns.push(pattern(&readable)?);
-    }
+    let Files {
+        patterns,
+        total_bytes,
+        refused,
+    } = files_to_read(&resolved, files, temp.path())?;
     let store = crate::connect(&resolved).await?;
     let lease = Duration::from_secs(resolved.config.node_lease_secs());
     let owner = crate::own::claim(store.as_ref(), &node, lease, false)
@@ -101,32 +79,65 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
         Role::Backfill,
     )
     .await?;
-    let progress = std::io::stderr().is_terminal();
-    let progress_stats = stats.clone();
+    let progress = Progress::new(stats.clone(), total_bytes);
     let refusals = tokio::task::spawn_blocking(move || {
-        pipeline.run_to_end(|| {
-            if progress {
-                let read = progress_stats.bytes.load(Ordering::Relaxed);
-                eprint!(
-                    "\r{:>6.1}% {:>12} of {} bytes, {} records",
-                    if total_bytes == 0 {
-                        100.0
-                    } else {
-                        read as f64 * 100.0 / total_bytes as f64
-                    },
-                    read,
-                    total_bytes,
-                    progress_stats.records.load(Ordering::Relaxed)
-                );
-            }
-        })
+        let refusals = pipeline.run_to_end(|| progress.show());
+        progress.done();
+        refusals
     })
     .await
     .context("backfill task")?;
     drop(temp);
-    if progress {
-        eprintln!();
+    report(&stats, refusals, refused)
+}
+
+/// The progress line on a terminal (nothing when stderr is not one).
+struct Progress {
+    stats: Arc<PipelineStats>,
+    total_bytes: u64,
+    on: bool,
+}
+
+impl Progress {
+    fn new(stats: Arc<PipelineStats>, total_bytes: u64) -> Self {
+        let on = std::io::stderr().is_terminal();
+        Self {
+            stats,
+            total_bytes,
+            on,
+        }
     }
+
+    fn show(&self) {
+        if !self.on {
+            return;
+        }
+        let read = self.stats.bytes.load(Ordering::Relaxed);
+        let percent = if self.total_bytes == 0 {
+            100.0
+        } else {
+            read as f64 * 100.0 / self.total_bytes as f64
+        };
+        eprint!(
+            "\r{percent:>6.1}% {read:>12} of {} bytes, {} records",
+            self.total_bytes,
+            self.stats.records.load(Ordering::Relaxed)
+        );
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}
+
+/// Says what was read, and fails if nothing was stored or some files were refused.
+fn report(
+    stats: &PipelineStats,
+    refusals: Vec<crate::pipeline::Refusal>,
+    mut refused: Vec<String>,
+) -> Result<(), Failure> {
     println!(
         "backfill: {} records, {} skipped, {} bytes",
         stats.records.load(Ordering::Relaxed),
@@ -153,6 +164,51 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// What a backfill reads: the files (decompressed into `temp` where compressed), their size,
+/// and the files refused up front.
+struct Files {
+    patterns: Vec<PathPattern>,
+    total_bytes: u64,
+    refused: Vec<String>,
+}
+
+fn files_to_read(
+    resolved: &crate::resolve::Resolved,
+    files: &[PathBuf],
+    temp: &Path,
+) -> Result<Files, Failure> {
+    let cwd = std::env::current_dir().context("current directory")?;
+    let mut out = Files {
+        patterns: Vec::new(),
+        total_bytes: 0,
+        refused: Vec::new(),
+    };
+    for (i, file) in files.iter().enumerate() {
+        let absolute = cwd
+            .join(file)
+            .canonicalize()
+            .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+        if let Some(source) = followed_by(resolved, &absolute) {
+            out.refused.push(format!(
+                "{}: followed by source '{source}' of this configuration: the agent counts it; \
+                 backfill would count it twice",
+                file.display()
+            ));
+            continue;
+        }
+        let readable = if absolute.extension().is_some_and(|e| e == "gz") {
+            let target = temp.join(format!("{i}.log"));
+            out.total_bytes += gunzip(&absolute, &target)?;
+            target
+        } else {
+            out.total_bytes += std::fs::metadata(&absolute).map(|m| m.len()).unwrap_or(0);
+            absolute
+        };
+        out.patterns.push(pattern(&readable)?);
+    }
+    Ok(out)
 }
 
 /// The configured source whose paths name `file`, if any.

@@ -112,15 +112,10 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Starts pushing. Must run inside the tokio runtime (the gRPC client is built on it).
-pub fn start(
-    config: &OtlpConfig,
-    node: &NodeId,
-    telemetry: Arc<Telemetry>,
-    store: Arc<dyn StatStore>,
-) -> anyhow::Result<Export> {
+/// The OTLP exporter of `config`'s protocol, endpoint, headers, timeout and compression.
+fn otlp_exporter(config: &OtlpConfig) -> anyhow::Result<opentelemetry_otlp::MetricExporter> {
     let timeout = config.timeout_secs.map(Duration::from_secs);
-    let inner = match config.protocol {
+    let exporter = match config.protocol {
         OtlpProtocol::Grpc => {
             let mut builder = opentelemetry_otlp::MetricExporter::builder().with_tonic();
             if let Some(endpoint) = &config.endpoint {
@@ -173,6 +168,17 @@ pub fn start(
                 .context("building the OTLP HTTP exporter")?
         }
     };
+    Ok(exporter)
+}
+
+/// Starts pushing. Must run inside the tokio runtime (the gRPC client is built on it).
+pub fn start(
+    config: &OtlpConfig,
+    node: &NodeId,
+    telemetry: Arc<Telemetry>,
+    store: Arc<dyn StatStore>,
+) -> anyhow::Result<Export> {
+    let inner = otlp_exporter(config)?;
     let stats = telemetry
         .export
         .clone()

@@ -138,6 +138,53 @@ impl MongoStore {
     }
 }
 
+/// The update of a node's document that applies `batch` (`$set` the HLLs, positions, `seq` and
+/// lease, `$inc` the counters).
+fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
+    let mut set = doc! {
+        "seq": seq,
+        "updated_at_ms": now_ms(),
+        "lease_until_ms": batch.lease_until_ms,
+    };
+    if let Some(positions) = &batch.positions {
+        set.insert("positions", codec::position_docs(positions));
+    }
+    let mut inc = Document::new();
+    for month in &batch.months {
+        let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
+            backend: KIND,
+            message: format!("month {}: {e}", month.month),
+        })?;
+        set.insert(
+            format!("months.{}.hll", month.month),
+            Binary {
+                subtype: BinarySubtype::Generic,
+                bytes,
+            },
+        );
+        for (key, delta) in month.counter_deltas.iter() {
+            let (kind, k1, k2) = key.parts();
+            let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {
+                backend: KIND,
+                message: format!("counter delta {delta} does not fit an Int64"),
+            })?;
+            inc.insert(
+                format!("months.{}.c.{}", month.month, counter_field(kind, k1, k2)),
+                delta,
+            );
+        }
+    }
+    let mut update = doc! { "$set": set };
+    if !inc.is_empty() {
+        update.insert("$inc", inc);
+    }
+    if batch.positions.is_some() {
+        // Positions replace the file checkpoints of documents written before them.
+        update.insert("$unset", doc! { "checkpoints": "" });
+    }
+    Ok(update)
+}
+
 #[async_trait]
 impl StatStore for MongoStore {
     fn kind(&self) -> &'static str {
@@ -171,47 +218,7 @@ impl StatStore for MongoStore {
             backend: KIND,
             message: "seq too large".into(),
         })?;
-        let mut set = doc! {
-            "seq": seq,
-            "updated_at_ms": now_ms(),
-            "lease_until_ms": batch.lease_until_ms,
-        };
-        if let Some(positions) = &batch.positions {
-            set.insert("positions", codec::position_docs(positions));
-        }
-        let mut inc = Document::new();
-        for month in &batch.months {
-            let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
-                backend: KIND,
-                message: format!("month {}: {e}", month.month),
-            })?;
-            set.insert(
-                format!("months.{}.hll", month.month),
-                Binary {
-                    subtype: BinarySubtype::Generic,
-                    bytes,
-                },
-            );
-            for (key, delta) in month.counter_deltas.iter() {
-                let (kind, k1, k2) = key.parts();
-                let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {
-                    backend: KIND,
-                    message: format!("counter delta {delta} does not fit an Int64"),
-                })?;
-                inc.insert(
-                    format!("months.{}.c.{}", month.month, counter_field(kind, k1, k2)),
-                    delta,
-                );
-            }
-        }
-        let mut update = doc! { "$set": set };
-        if !inc.is_empty() {
-            update.insert("$inc", inc);
-        }
-        if batch.positions.is_some() {
-            // Positions replace the file checkpoints of documents written before them.
-            update.insert("$unset", doc! { "checkpoints": "" });
-        }
+        let update = update_of(batch, seq)?;
         let fail = self.fail_next_flush.lock().expect("lock").take();
         if fail == Some(FailAt::BeforeSend) {
             return Err(unavailable("injected failure"));

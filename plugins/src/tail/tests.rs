@@ -497,7 +497,8 @@ fn a_scan_racing_renames_pairs_no_file_with_another_files_identity() {
         std::thread::spawn(move || {
             let mut next = 0;
             let mut r = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || next == 0 {
+            // Bounded: the tailer keeps every matching file open.
+            while (!stop.load(std::sync::atomic::Ordering::Relaxed) || next == 0) && r < 400 {
                 append(&log, &recs(next, 3));
                 next += 3;
                 fs::rename(&log, dir.join(format!("tokens-{r:05}.jsonl"))).unwrap();

@@ -1,0 +1,142 @@
+//! Flushing: one atomic batch of what was aggregated, the positions that produced it and the
+//! lease renewal; then the sources hear what is durable.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use authstat_core::hll::Hll;
+use authstat_core::store::{FlushBatch, FlushOutcome, MonthFlush, SourcePosition, StoreError};
+use tracing::{debug, error, info, warn};
+
+use super::{Pipeline, current_month_users};
+
+impl Pipeline {
+    /// Writes what was aggregated since the last flush, with the positions, atomically; or
+    /// renews the lease when it is due.
+    pub fn flush(&mut self) {
+        if self.fenced {
+            return;
+        }
+        if let Some(batch) = self.pending.take()
+            && !self.try_flush(batch)
+        {
+            return;
+        }
+        let positions = self.positions();
+        let changed = positions != self.last_positions;
+        let lease_due = self.last_flush.elapsed() >= self.owner.lease / 3;
+        if self.agg.touched.is_empty() && !changed && !lease_due {
+            return;
+        }
+        let months = std::mem::take(&mut self.agg.touched)
+            .into_iter()
+            .map(|month| MonthFlush {
+                month,
+                users: self
+                    .agg
+                    .hlls
+                    .get(&month)
+                    .cloned()
+                    .unwrap_or_else(|| Hll::new(self.agg.params)),
+                counter_deltas: self.agg.deltas.remove(&month).unwrap_or_default(),
+            })
+            .collect();
+        self.agg.records = 0;
+        let batch = FlushBatch {
+            node: self.owner.node.clone(),
+            epoch: self.owner.epoch,
+            lease_until_ms: 0,
+            seq: self.seq + 1,
+            months,
+            positions: changed.then_some(positions),
+        };
+        self.try_flush(batch);
+    }
+
+    /// True if `batch` is stored (now or before); otherwise it is kept for a retry.
+    fn try_flush(&mut self, mut batch: FlushBatch) -> bool {
+        // A retried batch renews the lease from now.
+        batch.lease_until_ms = self.owner.lease_until_ms();
+        let started = Instant::now();
+        let result = self.runtime.block_on(self.store.flush(&batch));
+        self.stats
+            .flush_seconds
+            .lock()
+            .expect("lock")
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(outcome) => {
+                self.publish_totals(&batch);
+                if outcome == FlushOutcome::AlreadyApplied {
+                    self.stats
+                        .flushes_already_applied
+                        .fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        seq = batch.seq,
+                        "this flush had been applied before (its answer was lost)"
+                    );
+                }
+                self.seq = batch.seq;
+                if let Some(positions) = batch.positions {
+                    self.last_positions = positions;
+                }
+                self.acknowledge();
+                self.last_flush = Instant::now();
+                self.stats.flushes.fetch_add(1, Ordering::Release);
+                debug!(
+                    seq = self.seq,
+                    months = batch.months.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "flushed"
+                );
+                true
+            }
+            Err(e @ StoreError::Fenced { .. }) => {
+                self.fenced = true;
+                self.stats.flushes_fenced.fetch_add(1, Ordering::Relaxed);
+                let why = format!(
+                    "{e}; this agent stopped reading: what it read since its last flush is the new owner's to read"
+                );
+                error!(seq = batch.seq, "{why}");
+                *self.stats.fenced.lock().expect("lock") = Some(why);
+                false
+            }
+            Err(e) => {
+                self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(seq = batch.seq, error = %e, "flush failed; it will be retried");
+                self.pending = Some(batch);
+                false
+            }
+        }
+    }
+
+    /// Every source's positions, sorted (as the store keeps them).
+    pub(super) fn positions(&self) -> Vec<SourcePosition> {
+        let mut positions: Vec<SourcePosition> =
+            self.sources.iter().flat_map(|s| s.positions()).collect();
+        positions.sort();
+        positions
+    }
+
+    /// Hands every source its positions that are now durable.
+    pub(super) fn acknowledge(&mut self) {
+        for source in &mut self.sources {
+            let durable: Vec<SourcePosition> = self
+                .last_positions
+                .iter()
+                .filter(|p| p.source == source.name())
+                .cloned()
+                .collect();
+            source.acknowledge(&durable);
+        }
+    }
+
+    /// Adds a stored batch to the node's totals for `/metrics`.
+    fn publish_totals(&self, batch: &FlushBatch) {
+        let mut totals = self.stats.node_totals.lock().expect("lock");
+        for month in &batch.months {
+            totals.counters.merge(&month.counter_deltas);
+        }
+        totals.current_month = Some(current_month_users(&self.agg.hlls));
+    }
+}

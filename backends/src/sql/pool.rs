@@ -1,0 +1,185 @@
+//! Opening a SQL backend: the connection pool, each connection's session settings, and the
+//! schema migrations at start.
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authstat_config::{SqlServerConfig, SqliteConfig, redact_url};
+use authstat_core::store::StoreError;
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+
+use super::dialect::Dialect;
+use super::{FailAt, SqlConnection, SqlStore, SqliteStore, unavailable};
+
+/// The SQLite settings every pooled connection gets.
+#[derive(Debug)]
+struct SqlitePragmas {
+    busy_timeout_ms: u64,
+}
+
+impl CustomizeConnection<diesel::sqlite::SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(
+        &self,
+        conn: &mut diesel::sqlite::SqliteConnection,
+    ) -> Result<(), diesel::r2d2::Error> {
+        // WAL: readers never block the writer. synchronous=NORMAL is durable against process
+        // crashes (what exactly-once needs); only an OS crash may lose the last transactions.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+            self.busy_timeout_ms
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if needed) and migrates a SQLite database.
+    pub async fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
+        let path = config.path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+                backend: "sqlite",
+                message: format!("creating directory {}: {e}", dir.display()),
+            })?;
+        }
+        let manager = ConnectionManager::new(path_str(&path)?);
+        let pool = Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_millis(config.busy_timeout_ms.max(1000)))
+            .connection_customizer(Box::new(SqlitePragmas {
+                busy_timeout_ms: config.busy_timeout_ms,
+            }))
+            .build(manager)
+            .map_err(|e| {
+                unavailable(Dialect::Sqlite, format!("opening {}: {e}", path.display()))
+            })?;
+        Self::start(pool).await
+    }
+}
+
+fn path_str(path: &Path) -> Result<String, StoreError> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::Rejected {
+            backend: "sqlite",
+            message: format!("path {} is not UTF-8", path.display()),
+        })
+}
+
+/// libpq tries GSSAPI encryption first by default (`gssencmode=prefer`), which loads Kerberos
+/// into every connection attempt; libkrb5 aborted the process (`k5_mutex_lock` assertion) when
+/// connections were opened from several threads at once. authstat does not use Kerberos unless
+/// the URL asks for it (`gssencmode=require` or `prefer`).
+fn without_gss(url: &str) -> String {
+    if url.contains("gssencmode=") || !url.contains("://") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}gssencmode=disable")
+}
+
+/// Session settings of server connections: MySQL sessions use READ COMMITTED, which takes far
+/// fewer gap locks than InnoDB's default REPEATABLE READ (every statement of a flush reads
+/// only rows its own node owns, so nothing needs the stronger level).
+#[derive(Debug)]
+struct SessionSettings;
+
+impl<C: SqlConnection> CustomizeConnection<C, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
+        if C::DIALECT == Dialect::Mysql {
+            conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+impl<C: SqlConnection> SqlStore<C>
+where
+    ConnectionManager<C>:
+        diesel::r2d2::ManageConnection<Connection = C, Error = diesel::r2d2::Error>,
+{
+    /// Connects to a PostgreSQL or MySQL server and migrates the schema.
+    pub async fn connect(config: &SqlServerConfig) -> Result<Self, StoreError> {
+        let url = match C::DIALECT {
+            Dialect::Postgres => without_gss(&config.url),
+            _ => config.url.clone(),
+        };
+        let manager = ConnectionManager::<C>::new(url);
+        let pool = Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
+            .connection_customizer(Box::new(SessionSettings))
+            .build(manager)
+            .map_err(|e| {
+                unavailable(
+                    C::DIALECT,
+                    format!("connecting to {}: {e}", redact_url(&config.url)),
+                )
+            })?;
+        Self::start(pool).await
+    }
+}
+
+impl<C: SqlConnection> SqlStore<C> {
+    pub(super) async fn start(pool: Pool<ConnectionManager<C>>) -> Result<Self, StoreError> {
+        let store = Self {
+            pool,
+            fail_next_flush: Arc::new(Mutex::new(None)),
+            _connection: PhantomData,
+        };
+        store
+            .blocking(|conn| conn.migrate().map_err(|e| unavailable(C::DIALECT, e)))
+            .await?;
+        Ok(store)
+    }
+
+    /// Test hook: the next flush fails at `at`.
+    #[doc(hidden)]
+    pub fn inject_flush_failure(&self, at: FailAt) {
+        *self.fail_next_flush.lock().expect("lock") = Some(at);
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut C) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| unavailable(C::DIALECT, e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| unavailable(C::DIALECT, format!("database task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_urls_disable_gss_unless_asked() {
+        use super::without_gss;
+        assert_eq!(
+            without_gss("postgres://u@h/db"),
+            "postgres://u@h/db?gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss("postgres://u@h/db?sslmode=require"),
+            "postgres://u@h/db?sslmode=require&gssencmode=disable"
+        );
+        assert_eq!(
+            without_gss("postgres://u@h/db?gssencmode=require"),
+            "postgres://u@h/db?gssencmode=require"
+        );
+        assert_eq!(without_gss("host=h dbname=x"), "host=h dbname=x");
+    }
+}

@@ -3,19 +3,19 @@
 //! [`Plugins::builtin`] lists authstat's own; a program embedding authstat (or a test) adds its
 //! own with [`Plugins::with_format`] and [`Plugins::with_source`]. The configuration's accepted
 //! `format` and `type` names, the command line's `--format` values and `check-config`'s checks
-//! all come from here, so a new format is one file plus one line below, and a new source kind
-//! one module plus one line (and its options in authstat-config if it is built in).
+//! all come from here. Each kind keeps its table beside its modules: a new format is one file in
+//! `parse/` plus its line in `parse/mod.rs`; a new source kind one module in `sources/` plus its
+//! line in `sources/mod.rs` (and its options in authstat-config if it is built in).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use authstat_config::{SourceConfig, SourceKind as SourceKindConfig, StartAt};
+use authstat_config::SourceConfig;
 use authstat_core::ingest::Parser;
 use authstat_core::source::Source;
 use authstat_core::store::SourcePosition;
 
-use crate::parse::{JanssenAuditParser, TokenEventsParser};
-use crate::tail::{PathPattern, PositionError, Tailer};
+pub use crate::sources::file::file_patterns;
+use crate::tail::PositionError;
 
 /// A record format.
 #[derive(Clone, Copy, Debug)]
@@ -101,23 +101,8 @@ impl Plugins {
     /// authstat's own plugins.
     pub fn builtin() -> Self {
         Self {
-            formats: vec![
-                Format {
-                    name: "janssen_audit",
-                    about: "Janssen's audit log (pretty-printed or compact JSON records)",
-                    parser: || Box::new(JanssenAuditParser),
-                },
-                Format {
-                    name: "token_events",
-                    about: "JSON lines, one issued token each (docs/token-events.md)",
-                    parser: || Box::new(TokenEventsParser),
-                },
-            ],
-            sources: vec![SourceKind {
-                name: "file",
-                about: "files followed through rotation (docs/tailing.md)",
-                build: build_file,
-            }],
+            formats: crate::parse::formats(),
+            sources: crate::sources::kinds(),
         }
     }
 
@@ -184,47 +169,6 @@ impl Plugins {
             positions,
         })
     }
-}
-
-/// `type: file`: a [`Tailer`] over the configured paths; new files are claimed before they
-/// are read.
-fn build_file(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
-    let SourceKindConfig::File(file) = &spec.config.kind else {
-        return Err(BuildError::Option {
-            key: spec.key,
-            message: "type file takes paths, not `options`".into(),
-        });
-    };
-    let patterns = file_patterns(&spec.key, spec.base, &file.paths)?;
-    let tailer = Tailer::new(
-        spec.config.name.clone(),
-        patterns,
-        spec.parser,
-        file.max_record_bytes as usize,
-        file.start_at == StartAt::End,
-        spec.positions,
-    )?;
-    Ok(Box::new(tailer.with_claims().with_poll_interval(
-        Duration::from_millis(file.poll_interval_ms),
-    )))
-}
-
-/// The paths of a file source, relative to `base` unless absolute.
-pub fn file_patterns(
-    key: &str,
-    base: &Path,
-    paths: &[String],
-) -> Result<Vec<PathPattern>, BuildError> {
-    paths
-        .iter()
-        .enumerate()
-        .map(|(j, path)| {
-            PathPattern::new(base, path).ok_or_else(|| BuildError::Option {
-                key: format!("{key}.paths[{j}]"),
-                message: format!("'{path}': wildcards are allowed in the file name only"),
-            })
-        })
-        .collect()
 }
 
 /// The directory of a configuration file (its relative paths are relative to it).

@@ -8,6 +8,24 @@ use authstat_core::ingest::{ParseError, ParseErrorKind};
 pub use janssen::JanssenAuditParser;
 pub use token::TokenEventsParser;
 
+use crate::registry::Format;
+
+/// authstat's own record formats (one line each).
+pub(crate) fn formats() -> Vec<Format> {
+    vec![
+        Format {
+            name: "janssen_audit",
+            about: "Janssen's audit log (pretty-printed or compact JSON records)",
+            parser: || Box::new(JanssenAuditParser),
+        },
+        Format {
+            name: "token_events",
+            about: "JSON lines, one issued token each (docs/token-events.md)",
+            parser: || Box::new(TokenEventsParser),
+        },
+    ]
+}
+
 /// The longest grant type, token type or action kept (what the SQL backends can store).
 pub const MAX_KEY_LEN: usize = 255;
 

@@ -4,7 +4,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev libma
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p authstat
+RUN cargo build --release --locked -p authstat --features all-backends
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 libmariadb3 ca-certificates \

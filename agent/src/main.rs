@@ -21,6 +21,12 @@ fn main() {
     let result = match cli.command {
         Command::Version => {
             println!("authstat {}", env!("CARGO_PKG_VERSION"));
+            let backends: Vec<&str> = authstat_backends::BACKENDS
+                .iter()
+                .filter(|(_, _, built)| *built)
+                .map(|(name, _, _)| *name)
+                .collect();
+            println!("backends: {}", backends.join(", "));
             Ok(())
         }
         Command::Hll {

@@ -55,6 +55,14 @@ pub fn resolve_with(
     {
         sqlite.path = base.join(&sqlite.path);
     }
+    if let Some(feature) = authstat_backends::missing_feature(config.backend.kind()) {
+        anyhow::bail!(
+            "backend.type: {kind}: this authstat was built without the `{feature}` feature; build \
+             it with `cargo build --release -p authstat --features {feature}` (or \
+             `--features all-backends`), or use the container image, which has every backend",
+            kind = config.backend.kind()
+        );
+    }
     // Built once with nothing stored: the format, the type and the options are usable.
     for (i, source) in config.sources.iter().enumerate() {
         plugins.build_source(i, source, &base, &[])?;
@@ -66,4 +74,29 @@ pub fn resolve_with(
         base,
         plugins,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A backend this build lacks is a configuration error naming the feature to build with.
+    #[test]
+    fn a_backend_not_compiled_in_names_its_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authstat.yaml");
+        let text = "sources: [{name: a, type: file, format: janssen_audit, paths: [x.log]}]\n\
+                    backend: {type: postgres, url: \"postgres://db/stats\"}\n";
+        std::fs::write(&path, text).unwrap();
+        let config = authstat_config::load(&path, &std::collections::HashMap::new()).unwrap();
+        let result = super::resolve(&path, config);
+        if cfg!(feature = "postgres") {
+            assert!(result.is_ok());
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("built without the `postgres` feature")
+                    && err.contains("--features postgres"),
+                "{err}"
+            );
+        }
+    }
 }

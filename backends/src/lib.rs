@@ -34,6 +34,23 @@ pub(crate) fn sql_now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The backend types this build can open, and the cargo feature each needs.
+pub const BACKENDS: [(&str, Option<&str>, bool); 5] = [
+    ("memory", None, true),
+    ("sqlite", None, true),
+    ("postgres", Some("postgres"), cfg!(feature = "postgres")),
+    ("mysql", Some("mysql"), cfg!(feature = "mysql")),
+    ("mongodb", Some("mongodb"), cfg!(feature = "mongodb")),
+];
+
+/// Why `kind` cannot be opened by this build, if it cannot: the feature it was built without.
+pub fn missing_feature(kind: &str) -> Option<&'static str> {
+    BACKENDS
+        .iter()
+        .find(|(name, _, _)| *name == kind)
+        .and_then(|(_, feature, built)| if *built { None } else { *feature })
+}
+
 /// Builds the configured backend: connects, creates or migrates the schema, and checks that the
 /// database answers.
 ///

@@ -324,6 +324,7 @@ fn random_requests_never_get_a_server_error() {
 
 /// The backend goes away: the Janssen health check says `offline` (still HTTP 200, as Janssen
 /// does) and `/readyz` answers 503; `/livez` stays 200.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_a_backend_that_went_away() {
     let admin = required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use authstat_config::{BackendConfig, SqlServerConfig, SqliteConfig};
+use authstat_config::{BackendConfig, SqliteConfig};
 use authstat_core::{Month, NodeId};
 
 use crate::support::append;
@@ -300,6 +300,7 @@ fn sqlite(dir: &Path) -> (BackendConfig, String) {
     )
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// A fresh database on the test server at `admin` (`CREATE DATABASE` through `client`).
 fn server(kind: &str, admin_env: &str, what: &str) -> (BackendConfig, String) {
     let admin = crate::support::required_env(admin_env, what);
@@ -322,7 +323,7 @@ fn server(kind: &str, admin_env: &str, what: &str) -> (BackendConfig, String) {
     };
     assert!(status.unwrap().success(), "creating the database {db}");
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-    let config = SqlServerConfig {
+    let config = authstat_config::SqlServerConfig {
         url: url.clone(),
         pool_size: 2,
         connect_timeout_secs: 5,
@@ -337,6 +338,7 @@ fn server(kind: &str, admin_env: &str, what: &str) -> (BackendConfig, String) {
     )
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -351,12 +353,14 @@ fn every_rotation_and_kill_9_sqlite() {
     soak(backend, &yaml, kills(), 0, 0x5eed_1234_9876_abcd);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn every_rotation_and_kill_9_postgres() {
     let (backend, yaml) = server("postgres", "AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
     soak(backend, &yaml, kills(), 0, 0x0dd5_eed0_0000_0002);
 }
 
+#[cfg(feature = "mysql")]
 #[test]
 fn every_rotation_and_kill_9_mariadb() {
     let (backend, yaml) = server("mysql", "AUTHSTAT_TEST_MYSQL_URL", "MariaDB");
@@ -372,6 +376,7 @@ fn every_rotation_without_a_kill_sqlite() {
     soak(backend, &yaml, 0, 150, 0x0dd5_eed0_0000_0004);
 }
 
+#[cfg(feature = "mysql")]
 #[test]
 fn every_rotation_without_a_kill_mariadb() {
     let (backend, yaml) = server("mysql", "AUTHSTAT_TEST_MYSQL_URL", "MariaDB");
@@ -424,6 +429,7 @@ fn rapid_rename_rotations_sqlite() {
     rapid_renames(backend, &yaml);
 }
 
+#[cfg(feature = "mysql")]
 #[test]
 fn rapid_rename_rotations_mariadb() {
     let (backend, yaml) = server("mysql", "AUTHSTAT_TEST_MYSQL_URL", "MariaDB");

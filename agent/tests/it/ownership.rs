@@ -177,6 +177,7 @@ fn two_agents_one_node_id_sqlite() {
     ));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn two_agents_one_node_id_postgres() {
     let admin = crate::support::required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");

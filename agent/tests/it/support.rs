@@ -200,6 +200,7 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// The environment variable `name`, or a failure that says how to run the suite.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub fn required_env(name: &str, what: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: the {what} tests need a running server. Run the suite with scripts/test, which starts a throwaway one.")

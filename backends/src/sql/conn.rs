@@ -3,6 +3,7 @@
 //! Statements are built as text by [`Dialect`](super::dialect::Dialect) and bound dynamically, so
 //! one implementation of the store logic serves all three connection types.
 
+#[cfg(feature = "postgres")]
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;

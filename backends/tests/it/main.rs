@@ -7,7 +7,10 @@ mod migration;
 mod support;
 
 mod memory;
+#[cfg(feature = "mongodb")]
 mod mongodb;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;

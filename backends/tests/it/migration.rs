@@ -2,14 +2,14 @@
 //! checkpoints become positions (the same content, offset and path), every checkpointed file
 //! becomes a claim of its node, and the node can be claimed and flushed as usual.
 
-use authstat_backends::sql::{MysqlStore, PgStore, SqliteStore};
-use authstat_config::{SqlServerConfig, SqliteConfig};
+use authstat_backends::sql::SqliteStore;
+use authstat_config::SqliteConfig;
 use authstat_core::store::{KeyClaim, KeyOwner, StatStore};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use crate::support::{batch, month, node, own, required_env, unique_name};
+use crate::support::{batch, month, node, own};
 
 #[derive(QueryableByName)]
 struct Version {
@@ -119,18 +119,19 @@ async fn sqlite_checkpoints_become_positions_and_claims() {
     assert_eq!(versions[0].version, "20261125000000");
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// A server database of its own in the old schema; the upgraded store on it.
 macro_rules! server_upgrade {
     ($env:literal, $what:literal, $conn:ty, $dialect:literal, $store:ty) => {{
-        let admin = required_env($env, $what);
-        let db = unique_name("authstat_upgrade");
+        let admin = crate::support::required_env($env, $what);
+        let db = crate::support::unique_name("authstat_upgrade");
         let mut conn = <$conn>::establish(&admin).unwrap();
         conn.batch_execute(&format!("CREATE DATABASE {db}"))
             .unwrap();
         let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
         let mut conn = <$conn>::establish(&url).unwrap();
         old_schema!(conn, $dialect, MIGRATIONS_TABLE);
-        let config = SqlServerConfig {
+        let config = authstat_config::SqlServerConfig {
             url,
             pool_size: 2,
             connect_timeout_secs: 5,
@@ -139,6 +140,7 @@ macro_rules! server_upgrade {
     }};
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_checkpoints_become_positions_and_claims() {
     server_upgrade!(
@@ -146,10 +148,11 @@ async fn postgres_checkpoints_become_positions_and_claims() {
         "PostgreSQL",
         PgConnection,
         "postgres",
-        PgStore
+        authstat_backends::sql::PgStore
     );
 }
 
+#[cfg(feature = "mysql")]
 #[tokio::test]
 async fn mysql_checkpoints_become_positions_and_claims() {
     server_upgrade!(
@@ -157,6 +160,6 @@ async fn mysql_checkpoints_become_positions_and_claims() {
         "MySQL",
         MysqlConnection,
         "mysql",
-        MysqlStore
+        authstat_backends::sql::MysqlStore
     );
 }

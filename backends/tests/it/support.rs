@@ -75,6 +75,10 @@ pub async fn own(store: &dyn StatStore, node_id: &str) -> u64 {
 }
 
 /// The environment variable `name`, or a failure that says how to run the suite.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "mongodb")),
+    allow(dead_code)
+)]
 pub fn required_env(name: &str, what: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
@@ -85,6 +89,10 @@ pub fn required_env(name: &str, what: &str) -> String {
 }
 
 /// A name no other test uses (for databases).
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "mongodb")),
+    allow(dead_code)
+)]
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);

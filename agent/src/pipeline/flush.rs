@@ -2,7 +2,7 @@
 //! lease renewal; then the sources hear what is durable.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use authstat_core::hll::Hll;
 use authstat_core::store::{FlushBatch, FlushOutcome, MonthFlush, SourcePosition, StoreError};

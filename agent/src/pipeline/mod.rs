@@ -8,6 +8,10 @@
 //! reading goes on until `max_pending_records`, then pauses (backpressure) — nothing is
 //! dropped. A flush refused because another instance owns the node now (fenced) stops reading
 //! for good: what this agent read but did not store is the new owner's to read.
+//!
+//! Time is tokio's: the thread enters the agent's runtime, so every interval, the lease's
+//! renewal and the pace of warnings follow the runtime's clock, which a test can pause and
+//! advance (`tokio::time::pause`).
 
 mod aggregate;
 mod claims;
@@ -18,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use authstat_core::Month;
 use authstat_core::hll::{Hll, HllParams};
@@ -203,6 +209,8 @@ impl Pipeline {
     /// Runs until told to shut down: scans every `poll`, reads what there is, flushes every
     /// `flush_every` (and when the lease needs renewing), and once more at the end.
     pub fn run(mut self, control: Receiver<Control>, mut poll: Duration, flush_every: Duration) {
+        let runtime = self.runtime.clone();
+        let _clock = runtime.enter();
         // What was stored before is durable: a queue source may acknowledge it now.
         self.acknowledge();
         self.scan();
@@ -269,6 +277,8 @@ impl Pipeline {
     /// Reads every file to its end once and flushes (`backfill`); `progress` is called between
     /// slices. Returns the files refused because they are counted elsewhere.
     pub fn run_to_end(mut self, mut progress: impl FnMut()) -> Vec<Refusal> {
+        let runtime = self.runtime.clone();
+        let _clock = runtime.enter();
         self.acknowledge();
         self.scan();
         while self.read_some() {

@@ -4,6 +4,7 @@ mod api;
 mod api_hardening;
 mod auth;
 mod binary;
+mod clock;
 mod crash;
 mod examples;
 mod ingest;

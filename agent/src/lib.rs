@@ -56,6 +56,25 @@ pub struct RunningAgent {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
+/// A reload that changed keys only a restart applies; the running configuration stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRefused {
+    /// The keys, as paths (`backend.url`, `sources[0].format`).
+    pub keys: Vec<String>,
+}
+
+impl std::fmt::Display for ReloadRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} cannot change without a restart; the running configuration stays",
+            self.keys.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for ReloadRefused {}
+
 impl RunningAgent {
     /// Asks the pipeline to flush now (tests use it instead of waiting for the interval).
     pub fn flush_now(&self) {
@@ -66,7 +85,7 @@ impl RunningAgent {
     /// resume from the current positions, the API's tokens, scope, TTLs and limits, the log
     /// level, the shutdown grace). A change of any other key refuses the whole reload, naming
     /// the keys; the running configuration stays.
-    pub fn reload(&mut self, new: Resolved) -> Result<(), String> {
+    pub fn reload(&mut self, new: Resolved) -> Result<(), ReloadRefused> {
         let (old, next) = (&self.resolved.config, &new.config);
         let (_, mut refused) = reload::classify(old, next);
         if self.resolved.node != new.node && !refused.iter().any(|k| k == "node_id") {
@@ -74,10 +93,7 @@ impl RunningAgent {
             refused.push("node_id".into());
         }
         if !refused.is_empty() {
-            return Err(format!(
-                "{} cannot change without a restart; the running configuration stays",
-                refused.join(", ")
-            ));
+            return Err(ReloadRefused { keys: refused });
         }
         self.api.replace_settings(next.api.clone());
         if old.sources != next.sources {

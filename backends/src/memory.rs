@@ -153,6 +153,7 @@ impl StatStore for MemoryStore {
                 return Err(StoreError::Unavailable {
                     backend: KIND,
                     message: "injected failure".into(),
+                    cause: Default::default(),
                 });
             }
             let stats = months
@@ -180,6 +181,7 @@ impl StatStore for MemoryStore {
             return Err(StoreError::Unavailable {
                 backend: KIND,
                 message: "injected failure after the commit".into(),
+                cause: Default::default(),
             });
         }
         Ok(FlushOutcome::Applied)
@@ -218,6 +220,7 @@ impl StatStore for MemoryStore {
                     Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
                         backend: KIND,
                         message: e.to_string(),
+                        cause: Default::default(),
                     })?,
                 }
             }

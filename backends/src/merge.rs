@@ -26,6 +26,7 @@ impl Merger {
         StoreError::Corrupt {
             backend: self.backend,
             message,
+            cause: Default::default(),
         }
     }
 
@@ -53,6 +54,7 @@ impl Merger {
             Some(merged) => merged.union(&hll).map_err(|e| StoreError::Corrupt {
                 backend,
                 message: format!("node {node} month {month}: {e}"),
+                cause: Default::default(),
             })?,
         }
         Ok(())

@@ -35,6 +35,7 @@
 //! another node only by [`StatStore::take_over_key`], a compare-and-set on the owner's epoch.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -230,31 +231,61 @@ pub enum KeyClaim {
     Theirs(KeyOwner),
 }
 
+/// The error a store operation failed with underneath (the database driver's), kept for
+/// `Error::source`. Compared as equal whatever it holds: errors are compared by what they mean.
+#[derive(Clone, Default)]
+pub struct Cause(Option<Arc<dyn std::error::Error + Send + Sync>>);
+
+impl Cause {
+    /// Keeps `error`.
+    pub fn of(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(error)))
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(e) => write!(f, "{e:?}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Cause {}
+
 /// Why a store operation failed, and whether a retry can help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database cannot be reached or dropped the connection. Retry later with the same
     /// batch: nothing was applied (or, if the answer was lost after a commit, the retry is
     /// recognised by its `seq`).
-    #[error("{backend} backend unavailable: {message}")]
     Unavailable {
         /// The backend kind (`sqlite`, `postgres`, …).
         backend: &'static str,
         /// What went wrong (never contains credentials).
         message: String,
+        /// The driver's error, if there was one.
+        cause: Cause,
     },
     /// Stored data cannot be read back (for example HLL bytes that do not decode).
-    #[error("{backend} backend holds invalid data: {message}")]
     Corrupt {
         /// The backend kind.
         backend: &'static str,
         /// What is wrong and where.
         message: String,
+        /// The error that showed it, if there was one.
+        cause: Cause,
     },
     /// The request itself is invalid (for example HLLs with other parameters than stored).
     /// Retrying the same request fails again.
-    #[error("{backend} backend rejected the request: {message}")]
     Rejected {
         /// The backend kind.
         backend: &'static str,
@@ -263,7 +294,6 @@ pub enum StoreError {
     },
     /// The node was claimed by another instance since this one claimed it: this instance no
     /// longer owns the node and nothing of the request was applied. Never retryable.
-    #[error("node {node} is now owned by {holder}: this agent's flush was refused (fenced)")]
     Fenced {
         /// The backend kind.
         backend: &'static str,
@@ -274,10 +304,50 @@ pub enum StoreError {
     },
 }
 
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable {
+                backend, message, ..
+            } => write!(f, "{backend} backend unavailable: {message}"),
+            StoreError::Corrupt {
+                backend, message, ..
+            } => write!(f, "{backend} backend holds invalid data: {message}"),
+            StoreError::Rejected { backend, message } => {
+                write!(f, "{backend} backend rejected the request: {message}")
+            }
+            StoreError::Fenced { node, holder, .. } => write!(
+                f,
+                "node {node} is now owned by {holder}: this agent's flush was refused (fenced)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Unavailable { cause, .. } | StoreError::Corrupt { cause, .. } => {
+                cause.0.as_deref().map(|e| e as _)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl StoreError {
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// The same error, keeping `error` as its cause (for `Unavailable` and `Corrupt`).
+    pub fn because(mut self, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        if let StoreError::Unavailable { cause, .. } | StoreError::Corrupt { cause, .. } = &mut self
+        {
+            *cause = Cause::of(error);
+        }
+        self
     }
 }
 

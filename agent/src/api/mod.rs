@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use auth::{Authenticator, Denied};
-pub use stat::{Format, StatParams, requested_months};
+pub use stat::{Format, MonthsError, StatParams, requested_months};
 
 /// The stat API's flat JSON list for `stats`.
 pub fn json_body(stats: &[MonthStats]) -> String {
@@ -392,7 +392,7 @@ async fn stat(
     }
     let months = match requested_months(&params, settings.config.max_months) {
         Ok(months) => months,
-        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why.to_string()),
     };
     let answer = match state.stats(&settings.config, months).await {
         Ok(answer) => answer,

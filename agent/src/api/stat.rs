@@ -43,8 +43,32 @@ impl Format {
     }
 }
 
+/// Why a stat request's months cannot be answered (a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MonthsError {
+    /// A month that is not `yyyyMM`, or a range that ends before it starts.
+    #[error("{parameter}: {source}")]
+    Invalid {
+        /// `month`, `start-month` or `end-month`.
+        parameter: &'static str,
+        /// What is wrong with it.
+        source: authstat_core::Error,
+    },
+    /// Both forms, or half a range, or nothing.
+    #[error("{0}")]
+    Parameters(&'static str),
+    /// More months than `api.max_months`.
+    #[error("{asked} months asked for, more than the maximum of {max}")]
+    TooMany {
+        /// How many.
+        asked: usize,
+        /// `api.max_months`.
+        max: u64,
+    },
+}
+
 /// The months a request asks for (distinct, ascending), or why it is a bad request.
-pub fn requested_months(p: &StatParams, max_months: u64) -> Result<Vec<Month>, String> {
+pub fn requested_months(p: &StatParams, max_months: u64) -> Result<Vec<Month>, MonthsError> {
     let blank = |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
@@ -52,10 +76,15 @@ pub fn requested_months(p: &StatParams, max_months: u64) -> Result<Vec<Month>, S
             .map(str::to_owned)
     };
     let (month, start, end) = (blank(&p.month), blank(&p.start_month), blank(&p.end_month));
-    let parse = |name: &str, text: &str| text.parse::<Month>().map_err(|e| format!("{name}: {e}"));
+    let parse = |parameter: &'static str, text: &str| {
+        text.parse::<Month>()
+            .map_err(|source| MonthsError::Invalid { parameter, source })
+    };
     let months: Vec<Month> = match (month, start, end) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err("use either month or start-month and end-month, not both".into());
+            return Err(MonthsError::Parameters(
+                "use either month or start-month and end-month, not both",
+            ));
         }
         (Some(list), None, None) => {
             // Single spaces separate months (`%20` or `+` in the URL); a comma does not.
@@ -69,26 +98,36 @@ pub fn requested_months(p: &StatParams, max_months: u64) -> Result<Vec<Month>, S
         }
         (None, Some(start), Some(end)) => {
             let range = MonthRange::new(parse("start-month", &start)?, parse("end-month", &end)?)
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| MonthsError::Invalid {
+                parameter: "end-month",
+                source,
+            })?;
+            // Checked before the months are listed: a range of centuries is refused unbuilt.
             if range.len() as u64 > max_months {
-                return Err(format!(
-                    "the range {}..{} covers {} months, more than the maximum of {max_months}",
-                    range.start(),
-                    range.end(),
-                    range.len()
-                ));
+                return Err(MonthsError::TooMany {
+                    asked: range.len(),
+                    max: max_months,
+                });
             }
             range.iter().collect()
         }
-        (None, Some(_), None) => return Err("start-month needs end-month".into()),
-        (None, None, Some(_)) => return Err("end-month needs start-month".into()),
-        (None, None, None) => return Err("give month, or start-month and end-month".into()),
+        (None, Some(_), None) => {
+            return Err(MonthsError::Parameters("start-month needs end-month"));
+        }
+        (None, None, Some(_)) => {
+            return Err(MonthsError::Parameters("end-month needs start-month"));
+        }
+        (None, None, None) => {
+            return Err(MonthsError::Parameters(
+                "give month, or start-month and end-month",
+            ));
+        }
     };
     if months.len() as u64 > max_months {
-        return Err(format!(
-            "{} months asked for, more than the maximum of {max_months}",
-            months.len()
-        ));
+        return Err(MonthsError::TooMany {
+            asked: months.len(),
+            max: max_months,
+        });
     }
     Ok(months)
 }
@@ -185,7 +224,9 @@ mod tests {
     }
 
     fn months(p: &StatParams) -> Result<Vec<String>, String> {
-        requested_months(p, 24).map(|m| m.iter().map(ToString::to_string).collect())
+        requested_months(p, 24)
+            .map(|m| m.iter().map(ToString::to_string).collect())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -218,5 +259,13 @@ mod tests {
         assert!(err(params(None, Some("x"), Some("202402"))).contains("start-month"));
         assert!(err(params(None, Some("202001"), Some("202402"))).contains("maximum of 24"));
         assert!(err(params(None, None, None)).contains("give month"));
+        assert_eq!(
+            requested_months(&params(None, Some("000101"), Some("999912")), 24),
+            Err(MonthsError::TooMany {
+                asked: 119_988,
+                max: 24
+            }),
+            "a range is measured, not listed"
+        );
     }
 }

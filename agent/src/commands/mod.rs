@@ -41,9 +41,27 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Usage(m) => f.write_str(m),
             Failure::Config(m) => write!(f, "bad configuration: {m}"),
-            Failure::Other(e) => write!(f, "{e:#}"),
+            Failure::Other(e) => f.write_str(&chain(e)),
         }
     }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text the message before
+/// it already holds (a store error carries the driver's error as its cause and its text in its
+/// message, for logs).
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 impl From<anyhow::Error> for Failure {
@@ -236,4 +254,28 @@ fn placeholder_node_id(node: &str) -> Option<&'static str> {
         return Some("is a generic name");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_repeated_in_its_message_is_said_once() {
+        let store = authstat_core::store::StoreError::Unavailable {
+            backend: "sqlite",
+            message: "database is locked".into(),
+            cause: Default::default(),
+        }
+        .because(std::io::Error::other("database is locked"));
+        let e = anyhow::Error::from(store).context("opening the sqlite backend");
+        assert_eq!(
+            super::chain(&e),
+            "opening the sqlite backend: sqlite backend unavailable: database is locked"
+        );
+        assert!(std::error::Error::source(e.root_cause()).is_none());
+        let typed = e
+            .downcast_ref::<authstat_core::store::StoreError>()
+            .unwrap();
+        let cause = std::error::Error::source(typed).expect("the driver's error is kept");
+        assert_eq!(cause.to_string(), "database is locked");
+    }
 }

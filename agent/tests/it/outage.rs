@@ -36,6 +36,7 @@ impl StatStore for Flaky {
             return Err(StoreError::Unavailable {
                 backend: "flaky",
                 message: "down".into(),
+                cause: Default::default(),
             });
         }
         self.inner.flush(batch).await

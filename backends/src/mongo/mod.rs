@@ -67,6 +67,7 @@ pub(super) fn unavailable(message: impl Into<String>) -> StoreError {
     StoreError::Unavailable {
         backend: KIND,
         message: message.into(),
+        cause: Default::default(),
     }
 }
 
@@ -74,6 +75,7 @@ pub(super) fn corrupt(message: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         backend: KIND,
         message: message.into(),
+        cause: Default::default(),
     }
 }
 
@@ -118,7 +120,8 @@ impl MongoStore {
         options.server_selection_timeout = Some(timeout);
         options.connect_timeout = Some(timeout);
         options.app_name = Some("authstat".into());
-        let client = Client::with_options(options).map_err(|e| unavailable(e.to_string()))?;
+        let client =
+            Client::with_options(options).map_err(|e| unavailable(e.to_string()).because(e))?;
         let database = client.database(&config.database);
         database
             .run_command(doc! { "ping": 1 })
@@ -203,7 +206,7 @@ impl StatStore for MongoStore {
             )
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(e.to_string()))
+            .map_err(|e| unavailable(e.to_string()).because(e))
     }
 
     async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError> {
@@ -232,7 +235,7 @@ impl StatStore for MongoStore {
             .collection
             .update_one(filter, update)
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         if fail == Some(FailAt::AfterApply) {
             return Err(unavailable("injected failure after the update"));
         }
@@ -279,12 +282,12 @@ impl StatStore for MongoStore {
             .projection(doc! { "months": 0, "positions": 0, "checkpoints": 0 })
             .sort(doc! { "_id": 1 })
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         let mut out = Vec::new();
         while let Some(doc) = cursor
             .try_next()
             .await
-            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|e| unavailable(e.to_string()).because(e))?
         {
             let id = codec::str_field(&doc, "_id")?;
             let node = NodeId::new(id).map_err(|e| corrupt(e.to_string()))?;
@@ -312,12 +315,12 @@ impl StatStore for MongoStore {
             .find(doc! {})
             .projection(projection)
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         let mut merger = Merger::new(KIND);
         while let Some(doc) = cursor
             .try_next()
             .await
-            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|e| unavailable(e.to_string()).because(e))?
         {
             let node = doc.get_str("_id").unwrap_or("?").to_owned();
             if let Ok(stored) = doc.get_document("months") {
@@ -333,12 +336,12 @@ impl StatStore for MongoStore {
             .find(doc! {})
             .projection(doc! { "seq": 1 })
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         let mut sum = 0u64;
         while let Some(doc) = cursor
             .try_next()
             .await
-            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|e| unavailable(e.to_string()).because(e))?
         {
             sum = sum.wrapping_add(int(&doc, "seq").unwrap_or(0) as u64);
         }
@@ -352,7 +355,7 @@ impl StatStore for MongoStore {
             .run_command(doc! { "ping": 1 })
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(e.to_string()))
+            .map_err(|e| unavailable(e.to_string()).because(e))
     }
 
     async fn claim_keys(
@@ -385,7 +388,7 @@ impl StatStore for MongoStore {
                 } },
             )
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         Ok(moved.modified_count == 1)
     }
 }
@@ -395,6 +398,6 @@ impl MongoStore {
         self.collection
             .find_one(doc! { "_id": node.as_str() })
             .await
-            .map_err(|e| unavailable(e.to_string()))
+            .map_err(|e| unavailable(e.to_string()).because(e))
     }
 }

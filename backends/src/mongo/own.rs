@@ -26,7 +26,7 @@ pub(super) async fn claim_node(
         let doc = nodes
             .find_one(doc! { "_id": id })
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         let previous = match &doc {
             Some(doc) => codec::lease(&request.node, doc)?,
             None => None,
@@ -64,7 +64,7 @@ pub(super) async fn claim_node(
                 let result = nodes
                     .update_one(filter, doc! { "$set": set })
                     .await
-                    .map_err(|e| unavailable(e.to_string()))?;
+                    .map_err(|e| unavailable(e.to_string()).because(e))?;
                 if result.matched_count == 0 {
                     continue;
                 }
@@ -103,7 +103,7 @@ async fn claim_key(
                 doc! { "$set": { "epoch": owner.epoch as i64 } },
             )
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         if confirmed.matched_count == 1 {
             return Ok(KeyClaim::Ours);
         }
@@ -117,7 +117,7 @@ async fn claim_key(
         let held = claims
             .find_one(doc! { "_id": key })
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
         if let Some(held) = held {
             let node = str_field(&held, "node")?;
             return Ok(KeyClaim::Theirs(KeyOwner {
@@ -134,5 +134,6 @@ async fn claim_key(
     Err(StoreError::Unavailable {
         backend: KIND,
         message: format!("claim {key} kept changing"),
+        cause: Default::default(),
     })
 }

@@ -68,6 +68,7 @@ fn unavailable(dialect: Dialect, message: impl Into<String>) -> StoreError {
     StoreError::Unavailable {
         backend: dialect.kind(),
         message: message.into(),
+        cause: Default::default(),
     }
 }
 
@@ -90,11 +91,14 @@ fn db_error(dialect: Dialect, e: diesel::result::Error) -> StoreError {
         Error::DeserializationError(e) => StoreError::Corrupt {
             backend,
             message: e.to_string(),
+            cause: Default::default(),
         },
         other => StoreError::Unavailable {
             backend,
             message: other.to_string(),
-        },
+            cause: Default::default(),
+        }
+        .because(other),
     }
 }
 
@@ -268,6 +272,7 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                     let node = NodeId::new(r.node_id).map_err(|e| StoreError::Corrupt {
                         backend: d.kind(),
                         message: e.to_string(),
+                        cause: Default::default(),
                     })?;
                     let lease = match r.row.holder {
                         None => None,

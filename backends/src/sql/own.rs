@@ -109,6 +109,7 @@ pub(super) fn lease_of(d: Dialect, node: &NodeId, row: &NodeRow) -> Result<Lease
                 serde_json::from_str::<Instance>(text).map_err(|e| StoreError::Corrupt {
                     backend: d.kind(),
                     message: format!("node {node}: holder {text:?}: {e}"),
+                    cause: Default::default(),
                 })?,
             )
         }
@@ -137,6 +138,7 @@ pub(super) fn claim_node<C: SqlConnection>(
             TxError::Store(StoreError::Unavailable {
                 backend: d.kind(),
                 message: format!("node {} vanished during its claim", request.node),
+                cause: Default::default(),
             })
         })?;
         // A row that never had a holder (created by this claim, or written before leases
@@ -231,6 +233,7 @@ pub(super) fn claim_keys<C: SqlConnection>(
                     .ok_or_else(|| StoreError::Unavailable {
                         backend: d.kind(),
                         message: format!("claim {key} vanished"),
+                        cause: Default::default(),
                     })?;
             answers.push(
                 if row.node_id == owner.node.as_str() && row.source == owner.source {
@@ -241,6 +244,7 @@ pub(super) fn claim_keys<C: SqlConnection>(
                             StoreError::Corrupt {
                                 backend: d.kind(),
                                 message: format!("claim {key}: {e}"),
+                                cause: Default::default(),
                             }
                         })?,
                         source: row.source.clone(),

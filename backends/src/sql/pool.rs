@@ -43,6 +43,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
                 backend: "sqlite",
                 message: format!("creating directory {}: {e}", dir.display()),
+                cause: Default::default(),
             })?;
         }
         let manager = ConnectionManager::new(path_str(&path)?);

@@ -227,8 +227,17 @@ async fn status(addr: SocketAddr, token: &str) -> (u16, String) {
     (r.status, description)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jwt_tokens_are_verified_against_the_jwks() {
+/// An auth server publishing an EC key `ec-1` and an RSA key `rsa-1`, and an agent checking
+/// JWTs against it.
+struct JwtSetup {
+    ec: TestKey,
+    rsa: TestKey,
+    server: Arc<AuthServer>,
+    agent: authstat::RunningAgent,
+    _dir: tempfile::TempDir,
+}
+
+async fn jwt_setup() -> JwtSetup {
     let ec = TestKey::ec("ec-1");
     let rsa = TestKey::rsa("rsa-1");
     let server = Arc::new(AuthServer::default());
@@ -238,6 +247,24 @@ async fn jwt_tokens_are_verified_against_the_jwks() {
         "    type: jwt\n    jwks_uri: http://{auth_addr}/jwks\n    issuer: {ISSUER}\n    audience: authstat\n    leeway_secs: 5\n    jwks_refresh_min_secs: 0\n"
     ))
     .await;
+    JwtSetup {
+        ec,
+        rsa,
+        server,
+        agent,
+        _dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_tokens_are_verified_against_the_jwks() {
+    let JwtSetup {
+        ec,
+        rsa,
+        agent,
+        _dir,
+        ..
+    } = jwt_setup().await;
     let addr = agent.addr;
 
     assert_eq!(
@@ -299,6 +326,19 @@ async fn jwt_tokens_are_verified_against_the_jwks() {
         assert_eq!(code, 401, "{what}");
         assert!(description.contains(needle), "{what}: {description}");
     }
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_jwts_are_refused() {
+    let JwtSetup {
+        ec,
+        rsa,
+        agent,
+        _dir,
+        ..
+    } = jwt_setup().await;
+    let addr = agent.addr;
     // A tampered payload breaks the signature.
     let good = ec.sign(&claims(json!({})));
     let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
@@ -342,7 +382,18 @@ async fn jwt_tokens_are_verified_against_the_jwks() {
         "algorithm / key family mismatch"
     );
 
-    // Key rotation: a token with a new kid makes the agent fetch the JWKS again.
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_id_fetches_the_jwks_again() {
+    let JwtSetup {
+        server,
+        agent,
+        _dir,
+        ..
+    } = jwt_setup().await;
+    let addr = agent.addr;
     let rotated = TestKey::ec("ec-2");
     server.jwks.lock().unwrap()["keys"]
         .as_array_mut()

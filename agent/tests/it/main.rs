@@ -3,6 +3,7 @@
 mod api;
 mod api_hardening;
 mod auth;
+mod backfill;
 mod binary;
 mod clock;
 mod crash;

@@ -35,6 +35,36 @@ fn query_authentications(config: &Path) -> serde_json::Value {
     json["months"][0]["audit"].clone()
 }
 
+/// A second agent with the node id of a live one: exit 78, naming both instances.
+fn assert_second_agent_refused(config: &Path, first_id: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_authstat"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node id same-node is in use by another agent")
+            && err.contains(&format!("instance {first_id}"))
+            && err.contains("this is instance ")
+            && err.contains("--take-over"),
+        "{err}"
+    );
+}
+
+/// Every audit record stored, whatever its action and outcome.
+fn stored_records(audit: &serde_json::Value) -> u64 {
+    audit
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
 fn scenario(backend_yaml: &str) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
@@ -62,28 +92,18 @@ fn scenario(backend_yaml: &str) {
     let first_id = instance_of(&first);
 
     // A second agent with the same node id: refused, naming both instances, exit 78.
-    let out = Command::new(env!("CARGO_BIN_EXE_authstat"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("node id same-node is in use by another agent")
-            && err.contains(&format!("instance {first_id}"))
-            && err.contains("this is instance ")
-            && err.contains("--take-over"),
-        "{err}"
-    );
+    assert_second_agent_refused(&config, &first_id);
 
     // The first agent hangs (SIGSTOP) with records it may not have flushed; its lease expires
     // and a replacement takes the node over by itself.
+    // Where the STOP lands does not matter (every outcome must count each record once); the
+    // pause only makes "some read, some flushed, some not" likely.
     write(300, &mut truth);
     std::thread::sleep(std::time::Duration::from_millis(300));
     first.signal("STOP");
     write(200, &mut truth);
+    // Not a hope but a bound: a stopped agent renews nothing, so its 3 s lease has expired
+    // 3 s after the STOP at the latest.
     std::thread::sleep(std::time::Duration::from_secs(4));
     let second = spawn_agent(&config, dir.path(), &[]);
     let second_id = instance_of(&second);
@@ -127,14 +147,7 @@ fn scenario(backend_yaml: &str) {
         query_authentications(&config)["USER_AUTHORIZATION"] == want["USER_AUTHORIZATION"]
     });
     let audit = query_authentications(&config);
-    let total: u64 = audit
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|v| v.as_object().unwrap().values())
-        .map(|n| n.as_u64().unwrap())
-        .sum();
-    assert_eq!(total, truth.records, "{audit}");
+    assert_eq!(stored_records(&audit), truth.records, "{audit}");
     let mut first = first;
     first.signal("TERM");
     assert_eq!(first.wait_exit().code(), Some(0));
@@ -153,15 +166,7 @@ fn scenario(backend_yaml: &str) {
     write(50, &mut truth);
     let all = truth.records;
     wait_until("every record stored once, after the kill", || {
-        let audit = query_authentications(&config);
-        audit
-            .as_object()
-            .unwrap()
-            .values()
-            .flat_map(|v| v.as_object().unwrap().values())
-            .map(|n| n.as_u64().unwrap())
-            .sum::<u64>()
-            == all
+        stored_records(&query_authentications(&config)) == all
     });
     let mut third = third;
     third.signal("TERM");

@@ -339,3 +339,44 @@ pub fn append(path: &Path, text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
 }
+
+// ---- The real binary
+
+/// Runs `command` and fails the test, showing its stderr, unless it succeeds.
+pub fn run_ok(command: &mut std::process::Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn authstat() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"));
+    c.env_remove("RUST_LOG").env_remove("AUTHSTAT_CONFIG");
+    c
+}
+
+/// The columns of `authstat query --month 202402`'s February row: month, active users,
+/// authentications ok, failed, tokens.
+pub fn february(fixture: &Fixture) -> Vec<String> {
+    february_row(fixture).unwrap_or_else(|| panic!("no February row"))
+}
+
+pub fn february_row(fixture: &Fixture) -> Option<Vec<String>> {
+    let out = authstat()
+        .args(["query", "--month", "202402", "--config"])
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.starts_with("202402"))?;
+    Some(row.split_whitespace().map(str::to_owned).collect())
+}

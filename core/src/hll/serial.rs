@@ -78,102 +78,8 @@ impl Hll {
         bytes: &[u8],
         max_sparse: Option<u32>,
     ) -> Result<Self, Error> {
-        let invalid = |what: String| Error::InvalidHll(what);
-        let [b0, b1, b2] = match bytes.get(..HEADER_LEN) {
-            Some(&[a, b, c]) => [a, b, c],
-            _ => {
-                return Err(invalid(format!(
-                    "{} bytes is shorter than the header",
-                    bytes.len()
-                )));
-            }
-        };
-        if b0 >> 4 != SCHEMA_VERSION {
-            return Err(invalid(format!("schema version {} is not 1", b0 >> 4)));
-        }
-        let hll_type = match b0 & 0x0f {
-            0 => HllType::Undefined,
-            1 => HllType::Empty,
-            2 => HllType::Explicit,
-            3 => HllType::Sparse,
-            4 => HllType::Full,
-            t => return Err(invalid(format!("type {t} is not 0..=4"))),
-        };
-        if b2 & 0x80 != 0 {
-            return Err(invalid(format!(
-                "cutoff byte {b2:#04x} has its top bit set"
-            )));
-        }
-        let params = HllParams::new(b1 & 0x1f, (b1 >> 5) + 1)
-            .map_err(|e| invalid(e.to_string()))?
-            .with_explicit(ExplicitThreshold::from_cutoff(b2 & 0x3f)?)
-            .map_err(|e| invalid(e.to_string()))?
-            .with_sparse(b2 & 0x40 != 0)
-            .with_max_sparse(max_sparse);
-        let body = &bytes[HEADER_LEN..];
-        let storage = match hll_type {
-            HllType::Undefined | HllType::Empty => {
-                if !body.is_empty() {
-                    return Err(invalid(format!("{hll_type} has {} body bytes", body.len())));
-                }
-                if hll_type == HllType::Empty {
-                    Storage::Empty
-                } else {
-                    Storage::Undefined
-                }
-            }
-            HllType::Explicit => {
-                if !body.len().is_multiple_of(8) {
-                    return Err(invalid(format!(
-                        "EXPLICIT body of {} bytes is not a multiple of 8",
-                        body.len()
-                    )));
-                }
-                let mut values: Vec<i64> = body
-                    .chunks_exact(8)
-                    .map(|c| i64::from_be_bytes(c.try_into().expect("chunks of 8")))
-                    .collect();
-                values.sort_unstable();
-                values.dedup();
-                Storage::Explicit(values)
-            }
-            HllType::Sparse => {
-                let bits = params.short_word_bits();
-                let total = body.len() as u64 * 8;
-                let padding = total % u64::from(bits);
-                if padding >= 8 {
-                    return Err(invalid(format!(
-                        "SPARSE body of {} bytes leaves {padding} padding bits",
-                        body.len()
-                    )));
-                }
-                let mut map = BTreeMap::new();
-                let value_mask = (1u64 << params.regwidth()) - 1;
-                let mut reader = BitReader::new(body);
-                for _ in 0..total / u64::from(bits) {
-                    let word = reader.read(bits);
-                    let value = (word & value_mask) as u8;
-                    // java-hll keeps only non-zero registers; a later word for the same index
-                    // replaces an earlier one (`put`).
-                    if value != 0 {
-                        map.insert((word >> params.regwidth()) as u32, value);
-                    }
-                }
-                Storage::Sparse(map)
-            }
-            HllType::Full => {
-                if body.len() != params.full_body_len() {
-                    return Err(invalid(format!(
-                        "FULL body of {} bytes, expected {} for log2m {} regwidth {}",
-                        body.len(),
-                        params.full_body_len(),
-                        params.log2m(),
-                        params.regwidth()
-                    )));
-                }
-                Storage::Full(unpack_registers(body, params.regwidth(), params.m()))
-            }
-        };
+        let (hll_type, params) = read_header(bytes, max_sparse)?;
+        let storage = read_body(hll_type, &params, &bytes[HEADER_LEN..])?;
         Ok(Self { params, storage })
     }
 
@@ -324,6 +230,116 @@ impl<'a> BitReader<'a> {
             word & ((1u64 << bits) - 1)
         }
     }
+}
+
+fn invalid(what: String) -> Error {
+    Error::InvalidHll(what)
+}
+
+/// The three header bytes: schema version, type, and parameters.
+fn read_header(bytes: &[u8], max_sparse: Option<u32>) -> Result<(HllType, HllParams), Error> {
+    let [b0, b1, b2] = match bytes.get(..HEADER_LEN) {
+        Some(&[a, b, c]) => [a, b, c],
+        _ => {
+            return Err(invalid(format!(
+                "{} bytes is shorter than the header",
+                bytes.len()
+            )));
+        }
+    };
+    if b0 >> 4 != SCHEMA_VERSION {
+        return Err(invalid(format!("schema version {} is not 1", b0 >> 4)));
+    }
+    let hll_type = match b0 & 0x0f {
+        0 => HllType::Undefined,
+        1 => HllType::Empty,
+        2 => HllType::Explicit,
+        3 => HllType::Sparse,
+        4 => HllType::Full,
+        t => return Err(invalid(format!("type {t} is not 0..=4"))),
+    };
+    if b2 & 0x80 != 0 {
+        return Err(invalid(format!(
+            "cutoff byte {b2:#04x} has its top bit set"
+        )));
+    }
+    let params = HllParams::new(b1 & 0x1f, (b1 >> 5) + 1)
+        .map_err(|e| invalid(e.to_string()))?
+        .with_explicit(ExplicitThreshold::from_cutoff(b2 & 0x3f)?)
+        .map_err(|e| invalid(e.to_string()))?
+        .with_sparse(b2 & 0x40 != 0)
+        .with_max_sparse(max_sparse);
+    Ok((hll_type, params))
+}
+
+/// The registers or values after the header, validated against the header's type and
+/// parameters.
+fn read_body(hll_type: HllType, params: &HllParams, body: &[u8]) -> Result<Storage, Error> {
+    Ok(match hll_type {
+        HllType::Undefined | HllType::Empty => {
+            if !body.is_empty() {
+                return Err(invalid(format!("{hll_type} has {} body bytes", body.len())));
+            }
+            if hll_type == HllType::Empty {
+                Storage::Empty
+            } else {
+                Storage::Undefined
+            }
+        }
+        HllType::Explicit => {
+            if !body.len().is_multiple_of(8) {
+                return Err(invalid(format!(
+                    "EXPLICIT body of {} bytes is not a multiple of 8",
+                    body.len()
+                )));
+            }
+            let mut values: Vec<i64> = body
+                .chunks_exact(8)
+                .map(|c| i64::from_be_bytes(c.try_into().expect("chunks of 8")))
+                .collect();
+            values.sort_unstable();
+            values.dedup();
+            Storage::Explicit(values)
+        }
+        HllType::Sparse => read_sparse(params, body)?,
+        HllType::Full => {
+            if body.len() != params.full_body_len() {
+                return Err(invalid(format!(
+                    "FULL body of {} bytes, expected {} for log2m {} regwidth {}",
+                    body.len(),
+                    params.full_body_len(),
+                    params.log2m(),
+                    params.regwidth()
+                )));
+            }
+            Storage::Full(unpack_registers(body, params.regwidth(), params.m()))
+        }
+    })
+}
+
+fn read_sparse(params: &HllParams, body: &[u8]) -> Result<Storage, Error> {
+    let bits = params.short_word_bits();
+    let total = body.len() as u64 * 8;
+    let padding = total % u64::from(bits);
+    if padding >= 8 {
+        return Err(invalid(format!(
+            "SPARSE body of {} bytes leaves {padding} padding bits",
+            body.len()
+        )));
+    }
+    let mut map = BTreeMap::new();
+    let value_mask = (1u64 << params.regwidth()) - 1;
+    let mut reader = BitReader::new(body);
+    for _ in 0..total / u64::from(bits) {
+        let word = reader.read(bits);
+        let value = (word & value_mask) as u8;
+        // java-hll keeps only non-zero registers; a later word for the same index replaces an
+        // earlier one (`put`).
+        if value != 0 {
+            map.insert((word >> params.regwidth()) as u32, value);
+        }
+    }
+    Ok(Storage::Sparse(map))
 }
 
 #[cfg(test)]

@@ -90,6 +90,107 @@ impl Model {
         self.log_len += text.len() as u64;
     }
 
+    fn write_records(&mut self, records: u8, partial: Option<u8>) {
+        if let Some(rest) = self.pending_tail.take() {
+            self.write(&rest);
+        }
+        for _ in 0..records {
+            let r = rec(self.next);
+            let start = self.log_len;
+            self.write(&r);
+            self.log_records.push((self.next, start, self.log_len));
+            self.next += 1;
+        }
+        if let Some(cut) = partial {
+            let r = rec(self.next);
+            let cut = usize::from(cut).min(r.len() - 1);
+            let start = self.log_len;
+            self.write(&r[..cut]);
+            self.log_records
+                .push((self.next, start, start + r.len() as u64));
+            self.pending_tail = Some(r[cut..].to_string());
+            self.next += 1;
+        }
+    }
+
+    /// A step of the writer or of logrotate (the reader's steps are `run`'s).
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Write { records, partial } => self.write_records(records, partial),
+            Op::Complete => {
+                if let Some(rest) = self.pending_tail.take() {
+                    self.write(&rest);
+                }
+            }
+            Op::Rename
+                if self.pending_tail.is_none()
+                    && self.copy.is_none()
+                    && self.copied.is_none()
+                    && self.log.exists() =>
+            {
+                let to = self.rotated_name();
+                fs::rename(&self.log, &to).unwrap();
+                let ids = self.log_records.drain(..).map(|r| r.0).collect();
+                self.rotated.push((to, ids));
+                self.log_len = 0;
+            }
+            Op::CopyBegin if self.copy.is_none() && self.copied.is_none() && self.log.exists() => {
+                let to = self.rotated_name();
+                let snapshot = fs::read(&self.log).unwrap();
+                fs::write(&to, b"").unwrap();
+                self.copy = Some(Copy {
+                    to,
+                    snapshot,
+                    done: 0,
+                });
+            }
+            Op::CopyMore(percent) => {
+                if let Some(c) = &mut self.copy {
+                    let more = c.snapshot.len() * usize::from(percent) / 100;
+                    let until = (c.done + more.max(1)).min(c.snapshot.len());
+                    append_bytes(&c.to, &c.snapshot[c.done..until]);
+                    c.done = until;
+                }
+            }
+            Op::CopyEnd => {
+                if let Some(c) = self.copy.take() {
+                    append_bytes(&c.to, &c.snapshot[c.done..]);
+                    let len = c.snapshot.len() as u64;
+                    let ids = self
+                        .log_records
+                        .iter()
+                        .filter(|r| r.2 <= len)
+                        .map(|r| r.0)
+                        .collect();
+                    self.rotated.push((c.to, ids));
+                    self.copied = Some(len);
+                }
+            }
+            Op::Truncate => {
+                if let Some(len) = self.copied.take() {
+                    truncate(&self.log);
+                    // What the copy does not hold is gone, unless it was read already.
+                    for &(id, _, end) in &self.log_records {
+                        if end > len {
+                            self.may_be_lost.insert(id);
+                        }
+                    }
+                    self.log_records.clear();
+                    self.log_len = 0;
+                    // The rest of a cut record now starts the empty file: garbage.
+                }
+            }
+            Op::DeleteOldest if !self.rotated.is_empty() => {
+                let (path, ids) = self.rotated.remove(0);
+                fs::remove_file(&path).unwrap();
+                self.may_be_lost.extend(ids);
+            }
+            // A rotation while another is under way, or with nothing to rotate; the reader's
+            // steps.
+            _ => {}
+        }
+    }
+
     fn rotated_name(&mut self) -> PathBuf {
         self.rotations += 1;
         self.dir.join(format!("tokens-{:03}.jsonl", self.rotations))
@@ -118,32 +219,6 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut flushed: (Vec<SourcePosition>, usize) = (Vec::new(), 0);
     for op in ops {
         match op {
-            Op::Write { records, partial } => {
-                if let Some(rest) = m.pending_tail.take() {
-                    m.write(&rest);
-                }
-                for _ in 0..records {
-                    let r = rec(m.next);
-                    let start = m.log_len;
-                    m.write(&r);
-                    m.log_records.push((m.next, start, m.log_len));
-                    m.next += 1;
-                }
-                if let Some(cut) = partial {
-                    let r = rec(m.next);
-                    let cut = usize::from(cut).min(r.len() - 1);
-                    let start = m.log_len;
-                    m.write(&r[..cut]);
-                    m.log_records.push((m.next, start, start + r.len() as u64));
-                    m.pending_tail = Some(r[cut..].to_string());
-                    m.next += 1;
-                }
-            }
-            Op::Complete => {
-                if let Some(rest) = m.pending_tail.take() {
-                    m.write(&rest);
-                }
-            }
             Op::Read => read.extend(drain(&mut t).0),
             Op::ReadSome(budget) => read.extend(read_some(&mut t, usize::from(budget))),
             Op::Flush => flushed = (t.positions(), read.len()),
@@ -151,69 +226,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 read.truncate(flushed.1);
                 t = new_tailer(&flushed.0);
             }
-            Op::Rename if m.pending_tail.is_none() && m.copy.is_none() && m.copied.is_none() => {
-                if m.log.exists() {
-                    let to = m.rotated_name();
-                    fs::rename(&m.log, &to).unwrap();
-                    let ids = m.log_records.drain(..).map(|r| r.0).collect();
-                    m.rotated.push((to, ids));
-                    m.log_len = 0;
-                }
-            }
-            Op::CopyBegin if m.copy.is_none() && m.copied.is_none() && m.log.exists() => {
-                let to = m.rotated_name();
-                let snapshot = fs::read(&m.log).unwrap();
-                fs::write(&to, b"").unwrap();
-                m.copy = Some(Copy {
-                    to,
-                    snapshot,
-                    done: 0,
-                });
-            }
-            Op::CopyMore(percent) => {
-                if let Some(c) = &mut m.copy {
-                    let more = c.snapshot.len() * usize::from(percent) / 100;
-                    let until = (c.done + more.max(1)).min(c.snapshot.len());
-                    append_bytes(&c.to, &c.snapshot[c.done..until]);
-                    c.done = until;
-                }
-            }
-            Op::CopyEnd => {
-                if let Some(c) = m.copy.take() {
-                    append_bytes(&c.to, &c.snapshot[c.done..]);
-                    let len = c.snapshot.len() as u64;
-                    let ids = m
-                        .log_records
-                        .iter()
-                        .filter(|r| r.2 <= len)
-                        .map(|r| r.0)
-                        .collect();
-                    m.rotated.push((c.to, ids));
-                    m.copied = Some(len);
-                }
-            }
-            Op::Truncate => {
-                if let Some(len) = m.copied.take() {
-                    truncate(&m.log);
-                    // What the copy does not hold is gone, unless it was read already.
-                    for &(id, _, end) in &m.log_records {
-                        if end > len {
-                            m.may_be_lost.insert(id);
-                        }
-                    }
-                    m.log_records.clear();
-                    m.log_len = 0;
-                    // The rest of a cut record now starts the empty file: garbage.
-                }
-            }
-            Op::DeleteOldest => {
-                if !m.rotated.is_empty() {
-                    let (path, ids) = m.rotated.remove(0);
-                    fs::remove_file(&path).unwrap();
-                    m.may_be_lost.extend(ids);
-                }
-            }
-            Op::Rename | Op::CopyBegin => {}
+            other => m.apply(other),
         }
     }
     // The end: the writer finishes, any copy is finished, the reader catches up.

@@ -1,0 +1,224 @@
+//! `authstat backfill`: old files counted once, whatever else has read them.
+
+use std::path::Path;
+
+use crate::support::*;
+
+/// A directory beside the fixture's logs that no configured source follows, with copies of
+/// the sample files: what an operator backfills.
+fn old_logs(fixture: &Fixture) -> std::path::PathBuf {
+    let old = fixture.dir.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/logs");
+    for f in ["jans-auth_audit.log", "token-events.jsonl"] {
+        std::fs::copy(examples.join(f), old.join(f)).unwrap();
+    }
+    old
+}
+
+fn backfill(fixture: &Fixture, args: &[&str], files: &[&Path]) -> std::process::Output {
+    authstat()
+        .arg("backfill")
+        .args(args)
+        .arg("--config")
+        .arg(fixture.config_path())
+        .args(files)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn backfill_twice_counts_once() {
+    let fixture = Fixture::new("");
+    let log = old_logs(&fixture).join("jans-auth_audit.log");
+    for _ in 0..2 {
+        let out = backfill(&fixture, &[], &[&log]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // admin and jose active; 2 successful and 1 failed authentication, counted once.
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+}
+
+/// Compressed rotated files are read too, and runs over different sets of files never count a
+/// file twice — a `.gz` of a file read before is recognised by its content.
+#[test]
+fn backfill_reads_gz_and_is_idempotent_across_runs() {
+    use std::io::Write;
+    let fixture = Fixture::new("");
+    let old = old_logs(&fixture);
+    let plain = std::fs::read(old.join("jans-auth_audit.log")).unwrap();
+    let gz_path = old.join("jans-auth_audit-2024-02-01-1.log.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz_path).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(&plain).unwrap();
+    encoder.finish().unwrap();
+    let tokens = old.join("token-events.jsonl");
+    let ok = |args: &[&str], files: &[&Path]| {
+        let out = backfill(&fixture, args, files);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(ok(&[], &[&gz_path]).contains("backfill: 9 records"));
+    assert!(
+        ok(&[], &[&gz_path]).contains("backfill: 0 records"),
+        "read before"
+    );
+    ok(&["--format", "token-events"], &[&tokens]);
+    assert!(ok(&[], &[&gz_path, &old.join("jans-auth_audit.log")]).contains("backfill: 0 records"));
+    ok(&["--format", "token-events"], &[&tokens]);
+    // The audit log once (2 users, 2 ok, 1 failed), the 6 token events once.
+    assert_eq!(&february(&fixture)[..5], ["202402", "2", "2", "1", "6"]);
+}
+
+/// A file that a configured source follows is the agent's to count: backfill refuses it,
+/// naming the file and the source, and stores nothing of it.
+#[test]
+fn backfill_refuses_the_files_an_agent_follows() {
+    let fixture = Fixture::new("");
+    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    let out = backfill(&fixture, &[], &[&log]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("jans-auth_audit.log: followed by source 'audit'"),
+        "{err}"
+    );
+    assert!(
+        february_row(&fixture).is_none(),
+        "nothing stored: {:?}",
+        february_row(&fixture)
+    );
+}
+
+/// Backfill beside an agent that has read the same content (here: a copy of its log taken
+/// elsewhere): refused, naming the node that counted it. And the other way round: what a
+/// backfill read first, an agent that meets the same file later continues after.
+#[test]
+fn backfill_and_agent_never_count_one_file_twice() {
+    let fixture = Fixture::new("");
+    let mut agent = fixture.spawn();
+    // The pipeline reads before it looks at its commands: the final flush holds the log.
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    let copy = old_logs(&fixture).join("jans-auth_audit.log");
+    let out = backfill(&fixture, &[], &[&copy]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node example-node (source 'audit') read the same content first"),
+        "{err}"
+    );
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+
+    // A second installation: backfill first, then the file shows up where the agent looks.
+    let fixture = Fixture::new("");
+    let logs = fixture.dir.path().join("logs");
+    let old = old_logs(&fixture);
+    std::fs::remove_file(logs.join("jans-auth_audit.log")).unwrap();
+    let out = backfill(&fixture, &[], &[&old.join("jans-auth_audit.log")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+    std::fs::copy(
+        old.join("jans-auth_audit.log"),
+        logs.join("jans-auth_audit.log"),
+    )
+    .unwrap();
+    let mut agent = fixture.spawn();
+    wait_until("the agent to take the file over from the backfill", || {
+        agent.logged(&["continuing a file where `authstat backfill` stopped"])
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    assert_eq!(
+        &february(&fixture)[..4],
+        ["202402", "2", "2", "1"],
+        "counted once"
+    );
+    // Per node: the backfill node counted the audit log, the agent only the token events.
+    let out = run_ok(
+        authstat()
+            .args([
+                "query",
+                "--month",
+                "202402",
+                "--format",
+                "json",
+                "--by-node",
+                "--config",
+            ])
+            .arg(fixture.config_path()),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["node"] == id)
+            .unwrap_or_else(|| panic!("{json}"))["months"][0]
+            .clone()
+    };
+    assert_eq!(
+        node("example-node-backfill")["authentications"]["success"],
+        2
+    );
+    assert_eq!(node("example-node")["authentications"]["success"], 0);
+    assert_eq!(
+        node("example-node")["tokens"]["client_credentials"]["access_token"],
+        2
+    );
+    assert_eq!(json["months"][0]["authentications"]["success"], 2);
+}
+
+/// A backfill into the backend of a running agent shows in the agent's API at once, although
+/// the month was cached (past months are cached for an hour).
+#[test]
+fn the_api_shows_a_backfill_at_once() {
+    let fixture = Fixture::new("");
+    std::fs::remove_file(fixture.dir.path().join("logs/token-events.jsonl")).unwrap();
+    let mut agent = fixture.spawn();
+    let tokens = || {
+        let r = get(
+            agent.addr,
+            "/jans-auth/restv1/internal/stat?month=202402",
+            Some(TOKEN),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["response"][0]["token_count_per_granttype"]["client_credentials"]["access_token"]
+            .clone()
+    };
+    assert_eq!(
+        tokens(),
+        serde_json::Value::Null,
+        "nothing stored yet: cached"
+    );
+    let old = old_logs(&fixture);
+    let out = backfill(
+        &fixture,
+        &["--format", "token-events"],
+        &[&old.join("token-events.jsonl")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the backfilled tokens in the API", || {
+        tokens() == serde_json::json!(2)
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+}

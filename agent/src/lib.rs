@@ -267,7 +267,10 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
     let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
 
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
-    let data_version = tokio::spawn(state.clone().watch_data_version());
+    let data_version = {
+        let state = state.clone();
+        tokio::spawn(async move { state.cache.watch_data_version().await })
+    };
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = api::router(state.clone());
     let timeout = Duration::from_secs(config.api.request_timeout_secs);

@@ -292,18 +292,21 @@ impl Telemetry {
     /// The agent's own health: reading, flushing, the API, the exporter.
     fn health(&self) -> Families {
         let p = &self.pipeline;
-        let skipped = ParseErrorKind::ALL
-            .iter()
-            .map(|k| ([k.as_str().to_owned()], load(&p.skipped_by_kind[k.index()])));
-        let histogram = p.flush_seconds.lock().expect("lock").clone();
-        let source_errors = p.source_errors.lock().expect("lock").clone();
+        let skipped = ParseErrorKind::ALL.iter().map(|k| {
+            (
+                [k.as_str().to_owned()],
+                load(&p.reading.skipped_by_kind[k.index()]),
+            )
+        });
+        let histogram = p.flushing.seconds.lock().expect("lock").clone();
+        let source_errors = p.health.source_errors.lock().expect("lock").clone();
         let api = &self.api;
         let mut families: Families = vec![
-            (&RECORDS_READ, one(load(&p.records))),
+            (&RECORDS_READ, one(load(&p.reading.records))),
             (&RECORDS_SKIPPED, labelled(skipped)),
-            (&READ_BYTES, one(load(&p.bytes))),
-            (&FILES_WATCHED, one(load(&p.files))),
-            (&LAG, one(load(&p.lag_bytes))),
+            (&READ_BYTES, one(load(&p.reading.bytes))),
+            (&FILES_WATCHED, one(load(&p.reading.files))),
+            (&LAG, one(load(&p.reading.lag_bytes))),
             (
                 &FLUSH_DURATION,
                 vec![Sample {
@@ -319,23 +322,23 @@ impl Telemetry {
             (
                 &FLUSHES,
                 labelled([
-                    (["success".to_owned()], load(&p.flushes)),
-                    (["failure".to_owned()], load(&p.flush_failures)),
-                    (["fenced".to_owned()], load(&p.flushes_fenced)),
+                    (["success".to_owned()], load(&p.flushing.applied)),
+                    (["failure".to_owned()], load(&p.flushing.failed)),
+                    (["fenced".to_owned()], load(&p.flushing.fenced)),
                 ]),
             ),
             (
                 &NODE_FENCED,
-                one(u64::from(p.fenced.lock().expect("lock").is_some())),
+                one(u64::from(p.health.fenced.lock().expect("lock").is_some())),
             ),
             (
                 &SOURCE_ERRORS,
                 labelled(source_errors.into_iter().map(|((s, r), n)| ([s, r], n))),
             ),
-            (&CLAIMS_WAITING, one(load(&p.claims_waiting))),
+            (&CLAIMS_WAITING, one(load(&p.reading.claims_waiting))),
             (
                 &BACKEND_ERRORS,
-                one(load(&p.flush_failures) + load(&api.backend_errors)),
+                one(load(&p.flushing.failed) + load(&api.backend_errors)),
             ),
             (
                 &API_REQUESTS,

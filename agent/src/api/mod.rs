@@ -1,6 +1,7 @@
 //! The HTTP API: the Janssen-compatible stat endpoint and health check, and probes.
 
 mod auth;
+mod cache;
 mod introspect;
 mod jwt;
 mod metrics;
@@ -8,14 +9,13 @@ mod stat;
 
 pub use metrics::Exposition;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use authstat_config::ApiConfig;
+use authstat_core::MonthStats;
 use authstat_core::store::StatStore;
-use authstat_core::{Month, MonthStats};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use auth::{Authenticator, Denied};
+pub use cache::{Answer, DATA_VERSION_EVERY, StatCache};
 pub use stat::{Format, MonthsError, StatParams, requested_months};
 
 /// The stat API's flat JSON list for `stats`.
@@ -48,27 +49,19 @@ pub struct ApiSettings {
 
 /// What the handlers share.
 pub struct ApiState {
-    /// The backend, read for every uncached request.
+    /// The backend (the health check asks it).
     pub store: Arc<dyn StatStore>,
     /// Replaced as a whole on reload; each request works with the settings it started with.
     settings: std::sync::RwLock<Arc<ApiSettings>>,
-    /// Whether ingestion has started (health `starting` until then), and its counters.
+    /// The pipeline's health (readiness, the health check's `starting`).
     pub pipeline: Arc<PipelineStats>,
     /// The API's own counters (also read by the metric registry).
     pub api_stats: Arc<ApiStats>,
     /// The metric registry `/metrics` renders.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
-    /// Responses by month list, with when they were made, how many flushes this node had done
-    /// then and the backend's data version then: a flush of this node makes them stale at
-    /// once, a flush of another node or a backfill within [`DATA_VERSION_EVERY`]. A std mutex,
-    /// held only to look up or insert.
-    cache: Mutex<HashMap<Vec<Month>, Cached>>,
-    /// The backend's data version (see [`StatStore::data_version`]) as last seen.
-    data_version: std::sync::atomic::AtomicU64,
+    /// Answers of the stat endpoint.
+    pub cache: StatCache,
 }
-
-/// How often the backend's data version is checked.
-pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters of the API, for `/metrics`.
 #[derive(Debug, Default)]
@@ -83,44 +76,6 @@ pub struct ApiStats {
     pub backend_errors: std::sync::atomic::AtomicU64,
 }
 
-/// A cached answer: when it was made, this node's flush count and the data version then, the
-/// stats.
-type Cached = (Instant, (u64, u64), Arc<Answer>);
-
-/// The stats of a month list and their rendered bodies, made once per format on first use:
-/// a cached hit costs no cardinality computation and no serialization.
-#[derive(Debug)]
-pub struct Answer {
-    stats: Vec<MonthStats>,
-    bodies: [std::sync::OnceLock<axum::body::Bytes>; 3],
-}
-
-impl Answer {
-    fn new(stats: Vec<MonthStats>) -> Self {
-        Self {
-            stats,
-            bodies: Default::default(),
-        }
-    }
-
-    fn body(&self, format: Format) -> axum::body::Bytes {
-        let slot = match format {
-            Format::Json => 0,
-            Format::JsonMonth => 1,
-            Format::OpenMetrics => 2,
-        };
-        self.bodies[slot]
-            .get_or_init(|| {
-                let text = match format {
-                    Format::OpenMetrics => stat::openmetrics_body(&self.stats),
-                    other => stat::json_body(&self.stats, other),
-                };
-                axum::body::Bytes::from(text)
-            })
-            .clone()
-    }
-}
-
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
@@ -128,8 +83,6 @@ impl std::fmt::Debug for ApiState {
             .finish_non_exhaustive()
     }
 }
-
-const CACHE_ENTRIES: usize = 1024;
 
 impl ApiState {
     /// The API state.
@@ -144,25 +97,12 @@ impl ApiState {
             config,
         }));
         Self {
+            cache: StatCache::new(store.clone(), pipeline.clone(), telemetry.api.clone()),
             store,
             settings,
             pipeline,
             api_stats: telemetry.api.clone(),
             telemetry,
-            cache: Mutex::new(HashMap::new()),
-            data_version: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Keeps the data version current (a task the agent runs until it stops).
-    pub async fn watch_data_version(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(DATA_VERSION_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Ok(version) = self.store.data_version().await {
-                self.data_version.store(version, Ordering::Release);
-            }
         }
     }
 
@@ -178,55 +118,8 @@ impl ApiState {
             config,
         });
         *self.settings.write().expect("lock") = settings;
-        self.cache.lock().expect("lock").clear();
+        self.cache.clear();
     }
-
-    /// Stats of `months`, from the cache while fresh. An answer including the current month is
-    /// never older than `current_month_ttl_secs`.
-    async fn stats(
-        &self,
-        config: &ApiConfig,
-        months: Vec<Month>,
-    ) -> Result<Arc<Answer>, authstat_core::store::StoreError> {
-        let now_month = Month::from_epoch_millis(now_millis()).ok();
-        let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
-            config.cache_ttl_secs.min(config.current_month_ttl_secs)
-        } else {
-            config.cache_ttl_secs
-        };
-        let ttl = Duration::from_secs(ttl_secs);
-        let generation = (
-            self.pipeline.flushes.load(Ordering::Acquire),
-            self.data_version.load(Ordering::Acquire),
-        );
-        if let Some((at, cached, stats)) = self.cache.lock().expect("lock").get(&months)
-            && at.elapsed() < ttl
-            && *cached == generation
-        {
-            self.api_stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(stats.clone());
-        }
-        self.api_stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let read = self.store.read_months(&months).await;
-        if read.is_err() {
-            self.api_stats
-                .backend_errors
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        let stats = Arc::new(Answer::new(read?));
-        let mut cache = self.cache.lock().expect("lock");
-        if cache.len() >= CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(months, (Instant::now(), generation, stats.clone()));
-        Ok(stats)
-    }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The router with every endpoint.
@@ -394,7 +287,7 @@ async fn stat(
         Ok(months) => months,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why.to_string()),
     };
-    let answer = match state.stats(&settings.config, months).await {
+    let answer = match state.cache.answer(&settings.config, months).await {
         Ok(answer) => answer,
         Err(e) => {
             tracing::warn!(error = %e, "stat request: backend unavailable");
@@ -426,7 +319,7 @@ async fn db_online(state: &ApiState) -> bool {
 
 /// Janssen's health check: always 200, this exact body.
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    let status = if state.pipeline.started.load(Ordering::Acquire) {
+    let status = if state.pipeline.health.started.load(Ordering::Acquire) {
         "running"
     } else {
         "starting"
@@ -452,17 +345,17 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 /// problem (see docs/api.md for why a sidecar should not gate its pod on it).
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     let p = &state.pipeline;
-    if !p.started.load(Ordering::Acquire) {
+    if !p.health.started.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
     let mut problems = Vec::new();
-    if let Some(why) = p.fenced.lock().expect("lock").clone() {
+    if let Some(why) = p.health.fenced.lock().expect("lock").clone() {
         problems.push(format!("fenced: {why}"));
     }
     if !db_online(&state).await {
         problems.push("backend unavailable".to_owned());
     }
-    for (source, problem) in p.source_problems.lock().expect("lock").iter() {
+    for (source, problem) in p.health.source_problems.lock().expect("lock").iter() {
         problems.push(format!("source {source}: {problem}"));
     }
     if problems.is_empty() {

@@ -112,7 +112,7 @@ impl Progress {
         if !self.on {
             return;
         }
-        let read = self.stats.bytes.load(Ordering::Relaxed);
+        let read = self.stats.reading.bytes.load(Ordering::Relaxed);
         let percent = if self.total_bytes == 0 {
             100.0
         } else {
@@ -121,7 +121,7 @@ impl Progress {
         eprint!(
             "\r{percent:>6.1}% {read:>12} of {} bytes, {} records",
             self.total_bytes,
-            self.stats.records.load(Ordering::Relaxed)
+            self.stats.reading.records.load(Ordering::Relaxed)
         );
     }
 
@@ -140,12 +140,12 @@ fn report(
 ) -> Result<(), Failure> {
     println!(
         "backfill: {} records, {} skipped, {} bytes",
-        stats.records.load(Ordering::Relaxed),
-        stats.skipped.load(Ordering::Relaxed),
-        stats.bytes.load(Ordering::Relaxed)
+        stats.reading.records.load(Ordering::Relaxed),
+        stats.reading.skipped.load(Ordering::Relaxed),
+        stats.reading.bytes.load(Ordering::Relaxed)
     );
-    if stats.flush_failures.load(Ordering::Relaxed) > 0
-        || stats.fenced.lock().expect("lock").is_some()
+    if stats.flushing.failed.load(Ordering::Relaxed) > 0
+        || stats.health.fenced.lock().expect("lock").is_some()
     {
         return Err(Failure::Other(anyhow::anyhow!(
             "storing the statistics failed; nothing of this run was stored, run it again"

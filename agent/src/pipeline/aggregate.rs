@@ -81,7 +81,7 @@ pub(super) fn skipped(
     kind: ParseErrorKind,
     origin: Origin<'_>,
 ) {
-    stats.skipped.fetch_add(1, Ordering::Relaxed);
-    stats.skipped_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+    stats.reading.skipped.fetch_add(1, Ordering::Relaxed);
+    stats.reading.skipped_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
     log.record(source, kind, origin);
 }

@@ -60,7 +60,8 @@ impl Pipeline {
         let started = Instant::now();
         let result = self.runtime.block_on(self.store.flush(&batch));
         self.stats
-            .flush_seconds
+            .flushing
+            .seconds
             .lock()
             .expect("lock")
             .observe(started.elapsed().as_secs_f64());
@@ -69,7 +70,8 @@ impl Pipeline {
                 self.publish_totals(&batch);
                 if outcome == FlushOutcome::AlreadyApplied {
                     self.stats
-                        .flushes_already_applied
+                        .flushing
+                        .already_applied
                         .fetch_add(1, Ordering::Relaxed);
                     info!(
                         seq = batch.seq,
@@ -82,7 +84,7 @@ impl Pipeline {
                 }
                 self.acknowledge();
                 self.last_flush = Instant::now();
-                self.stats.flushes.fetch_add(1, Ordering::Release);
+                self.stats.flushing.applied.fetch_add(1, Ordering::Release);
                 debug!(
                     seq = self.seq,
                     months = batch.months.len(),
@@ -93,16 +95,16 @@ impl Pipeline {
             }
             Err(e @ StoreError::Fenced { .. }) => {
                 self.fenced = true;
-                self.stats.flushes_fenced.fetch_add(1, Ordering::Relaxed);
+                self.stats.flushing.fenced.fetch_add(1, Ordering::Relaxed);
                 let why = format!(
                     "{e}; this agent stopped reading: what it read since its last flush is the new owner's to read"
                 );
                 error!(seq = batch.seq, "{why}");
-                *self.stats.fenced.lock().expect("lock") = Some(why);
+                *self.stats.health.fenced.lock().expect("lock") = Some(why);
                 false
             }
             Err(e) => {
-                self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.flushing.failed.fetch_add(1, Ordering::Relaxed);
                 warn!(seq = batch.seq, error = %e, "flush failed; it will be retried");
                 self.pending = Some(batch);
                 false

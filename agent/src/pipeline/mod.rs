@@ -214,11 +214,11 @@ impl Pipeline {
         // What was stored before is durable: a queue source may acknowledge it now.
         self.acknowledge();
         self.scan();
-        self.stats.started.store(true, Ordering::Release);
+        self.stats.health.started.store(true, Ordering::Release);
         let mut next_scan = Instant::now() + poll;
         let mut next_flush = Instant::now() + flush_every.min(self.owner.lease / 3);
         'running: loop {
-            self.stats.loops.fetch_add(1, Ordering::Relaxed);
+            self.stats.reading.loops.fetch_add(1, Ordering::Relaxed);
             // Read everything available before waiting (in slices, so flushes keep their pace).
             let mut busy = self.read_some();
             let now = Instant::now();
@@ -227,7 +227,7 @@ impl Pipeline {
                 next_flush = now + flush_every.min(self.owner.lease / 3);
             }
             if now >= next_scan {
-                self.stats.scans.fetch_add(1, Ordering::Relaxed);
+                self.stats.reading.scans.fetch_add(1, Ordering::Relaxed);
                 self.scan();
                 next_scan = now + poll;
                 busy = true;
@@ -312,14 +312,17 @@ impl Pipeline {
             let name = source.name();
             let known = self
                 .stats
+                .health
                 .source_problems
                 .lock()
                 .expect("lock")
                 .get(name)
                 .cloned();
-            self.stats.source_errors(name, &problems, true);
+            self.stats
+                .health
+                .record_source_errors(name, &problems, true);
             if !problems.is_empty() {
-                let now = self.stats.source_problems.lock().expect("lock")[name].clone();
+                let now = self.stats.health.source_problems.lock().expect("lock")[name].clone();
                 // Said once per new problem, not at every scan.
                 if known.as_ref() != Some(&now) {
                     warn!(source = name, problem = %now, "cannot read a configured path");
@@ -329,14 +332,17 @@ impl Pipeline {
             }
         }
         let waiting = self.claims.settle(&mut self.sources);
-        self.stats.claims_waiting.store(waiting, Ordering::Relaxed);
+        self.stats
+            .reading
+            .claims_waiting
+            .store(waiting, Ordering::Relaxed);
         let (open, lag) = self
             .sources
             .iter()
             .map(|s| s.status())
             .fold((0, 0), |(o, l), s| (o + s.open, l + s.lag));
-        self.stats.files.store(open, Ordering::Relaxed);
-        self.stats.lag_bytes.store(lag, Ordering::Relaxed);
+        self.stats.reading.files.store(open, Ordering::Relaxed);
+        self.stats.reading.lag_bytes.store(lag, Ordering::Relaxed);
     }
 
     /// Reads up to a slice of bytes; true if anything was read.
@@ -372,7 +378,7 @@ impl Pipeline {
                     // told: skipped, counted.
                     let counted = event.timestamp() <= newest_ms && {
                         agg.records += 1;
-                        stats.records.fetch_add(1, Ordering::Relaxed);
+                        stats.reading.records.fetch_add(1, Ordering::Relaxed);
                         deriver.derive(&event, agg).is_ok()
                     };
                     if !counted {
@@ -389,10 +395,15 @@ impl Pipeline {
             for e in &errors {
                 warn!(source = %name, error = %e, "reading failed");
             }
-            self.stats.source_errors(&name, &errors, false);
+            self.stats
+                .health
+                .record_source_errors(&name, &errors, false);
             total += n;
         }
-        self.stats.bytes.fetch_add(total as u64, Ordering::Relaxed);
+        self.stats
+            .reading
+            .bytes
+            .fetch_add(total as u64, Ordering::Relaxed);
         total > 0
     }
 }

@@ -9,9 +9,25 @@ use authstat_core::counters::Counters;
 use authstat_core::ingest::ParseErrorKind;
 use authstat_core::source::SourceProblem;
 
-/// Counters about the pipeline, shared with the API (and later `/metrics`).
+/// What the pipeline reports, by concern: its reading, its flushing, its health (read by
+/// `/readyz` and the health check), and the node's stored totals (read by `/metrics` and OTLP).
+/// The pipeline writes; everyone else only reads.
 #[derive(Debug, Default)]
 pub struct PipelineStats {
+    /// Records, bytes and files.
+    pub reading: Reading,
+    /// Flushes to the backend.
+    pub flushing: Flushing,
+    /// Whether the pipeline runs, and what is wrong with it.
+    pub health: Health,
+    /// What this node has stored: every counter over all months, and the current month's
+    /// distinct users (updated after each flush).
+    pub node_totals: Mutex<NodeTotals>,
+}
+
+/// The reading side: what the sources gave.
+#[derive(Debug, Default)]
+pub struct Reading {
     /// Records turned into events.
     pub records: AtomicU64,
     /// Records or bytes skipped, all kinds together.
@@ -20,10 +36,6 @@ pub struct PipelineStats {
     pub skipped_by_kind: [AtomicU64; ParseErrorKind::ALL.len()],
     /// Bytes read.
     pub bytes: AtomicU64,
-    /// Flushes applied.
-    pub flushes: AtomicU64,
-    /// Flushes that failed (and will be retried).
-    pub flush_failures: AtomicU64,
     /// Turns of the pipeline's loop (each waits for a file event, a timer or a command).
     pub loops: AtomicU64,
     /// Scans of the sources' paths on the timer (not those a file event asked for).
@@ -32,30 +44,41 @@ pub struct PipelineStats {
     pub files: AtomicU64,
     /// Bytes written to the followed files but not consumed yet (updated on every timer scan).
     pub lag_bytes: AtomicU64,
+    /// Files whose claim waits for another reader (`authstat backfill`) to finish.
+    pub claims_waiting: AtomicU64,
+}
+
+/// The flushing side.
+#[derive(Debug, Default)]
+pub struct Flushing {
+    /// Flushes applied (the API's cache compares it: a flush makes cached answers stale).
+    pub applied: AtomicU64,
+    /// Flushes that failed (and will be retried).
+    pub failed: AtomicU64,
+    /// Flushes refused because another instance owns the node now.
+    pub fenced: AtomicU64,
+    /// Retried flushes the backend had applied before (the answer was lost).
+    pub already_applied: AtomicU64,
     /// Flush durations in seconds, successful or not.
-    pub flush_seconds: Mutex<Histogram>,
-    /// What this node has stored: every counter over all months, and the current month's
-    /// distinct users (updated after each flush; read by `/metrics`).
-    pub node_totals: Mutex<NodeTotals>,
+    pub seconds: Mutex<Histogram>,
+}
+
+/// The pipeline's health, as `/readyz` and the health check report it.
+#[derive(Debug, Default)]
+pub struct Health {
     /// Set once the node's state was loaded and reading started.
     pub started: std::sync::atomic::AtomicBool,
-    /// Flushes refused because another instance owns the node now.
-    pub flushes_fenced: AtomicU64,
-    /// Retried flushes the backend had applied before (the answer was lost).
-    pub flushes_already_applied: AtomicU64,
-    /// Set when this agent was fenced: why. Reading has stopped; `/readyz` reports it.
+    /// Set when this agent was fenced: why. Reading has stopped.
     pub fenced: Mutex<Option<String>>,
     /// Errors reading the sources, per `(source, reason)`.
     pub source_errors: Mutex<BTreeMap<(String, String), u64>>,
     /// What is wrong with each source now (cleared by a scan without errors).
     pub source_problems: Mutex<BTreeMap<String, String>>,
-    /// Files whose claim waits for another reader (`authstat backfill`) to finish.
-    pub claims_waiting: AtomicU64,
 }
 
-impl PipelineStats {
+impl Health {
     /// Records the errors of one scan or read of `source` (none: the source is fine again).
-    pub fn source_errors(&self, source: &str, errors: &[SourceProblem], scanned: bool) {
+    pub fn record_source_errors(&self, source: &str, errors: &[SourceProblem], scanned: bool) {
         let mut problems = self.source_problems.lock().expect("lock");
         if errors.is_empty() {
             if scanned {

@@ -236,13 +236,13 @@ async fn a_flush_refreshes_cached_answers() {
     );
     std::fs::write(logs.join("jans-auth_audit.log"), audit).unwrap();
     let stats = agent.stats.clone();
-    let flushes = stats.flushes.load(Ordering::Acquire);
+    let flushes = stats.flushing.applied.load(Ordering::Acquire);
     wait_until("the audit log to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15
+        stats.reading.records.load(Ordering::Relaxed) >= 15
     });
     agent.flush_now();
     wait_until("a flush", || {
-        stats.flushes.load(Ordering::Acquire) > flushes
+        stats.flushing.applied.load(Ordering::Acquire) > flushes
     });
     let second = tokio::task::spawn_blocking(move || get(addr, &target, Some(TOKEN)))
         .await

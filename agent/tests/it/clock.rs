@@ -69,11 +69,11 @@ async fn flushes_and_lease_renewals_follow_the_runtime_clock() {
     });
     let read = stats.clone();
     blocking("the log to be read", move || {
-        read.records.load(Ordering::Relaxed) == 9
+        read.reading.records.load(Ordering::Relaxed) == 9
     })
     .await;
     assert_eq!(
-        stats.flushes.load(Ordering::Acquire),
+        stats.flushing.applied.load(Ordering::Acquire),
         0,
         "the clock stands still"
     );
@@ -83,7 +83,7 @@ async fn flushes_and_lease_renewals_follow_the_runtime_clock() {
     control.send(Control::Wake).unwrap();
     let flushes = stats.clone();
     blocking("the flush of the interval", move || {
-        flushes.flushes.load(Ordering::Acquire) == 1
+        flushes.flushing.applied.load(Ordering::Acquire) == 1
     })
     .await;
     let lease = store.lease(&resolved.node).await.unwrap().unwrap();
@@ -93,7 +93,7 @@ async fn flushes_and_lease_renewals_follow_the_runtime_clock() {
     control.send(Control::Wake).unwrap();
     let flushes = stats.clone();
     blocking("the lease renewal", move || {
-        flushes.flushes.load(Ordering::Acquire) == 2
+        flushes.flushing.applied.load(Ordering::Acquire) == 2
     })
     .await;
     let renewed = store.lease(&resolved.node).await.unwrap().unwrap();

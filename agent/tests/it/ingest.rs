@@ -24,15 +24,17 @@ async fn bad_input_is_counted_by_kind_and_reading_goes_on() {
     let agent = fixture.start().await;
     let stats = agent.stats.clone();
     wait_until("every record to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 15 && stats.skipped.load(Ordering::Relaxed) >= 4
+        stats.reading.records.load(Ordering::Relaxed) >= 15
+            && stats.reading.skipped.load(Ordering::Relaxed) >= 4
     });
-    let by_kind = |k: ParseErrorKind| stats.skipped_by_kind[k.index()].load(Ordering::Relaxed);
+    let by_kind =
+        |k: ParseErrorKind| stats.reading.skipped_by_kind[k.index()].load(Ordering::Relaxed);
     assert_eq!(by_kind(ParseErrorKind::Garbage), 1);
     assert_eq!(by_kind(ParseErrorKind::WrongType), 1);
     assert_eq!(by_kind(ParseErrorKind::MalformedJson), 1);
     assert_eq!(by_kind(ParseErrorKind::InvalidUtf8), 1);
     assert_eq!(
-        stats.records.load(Ordering::Relaxed),
+        stats.reading.records.load(Ordering::Relaxed),
         15,
         "all good records were read"
     );
@@ -67,7 +69,7 @@ async fn records_from_the_far_future_are_skipped() {
     let agent = start_and_flush_records(&fixture, 16).await;
     let stats = agent.stats.clone();
     assert_eq!(
-        stats.skipped_by_kind[ParseErrorKind::BadTimestamp.index()].load(Ordering::Relaxed),
+        stats.reading.skipped_by_kind[ParseErrorKind::BadTimestamp.index()].load(Ordering::Relaxed),
         1
     );
     let addr = agent.addr;
@@ -110,17 +112,17 @@ async fn idle_files_do_not_spin_the_pipeline() {
     let agent = fixture.start().await;
     let stats = agent.stats.clone();
     wait_until("every file to be read", || {
-        stats.records.load(Ordering::Relaxed) >= 301 * 9 + 6
+        stats.reading.records.load(Ordering::Relaxed) >= 301 * 9 + 6
     });
     let (loops, scans) = (
-        stats.loops.load(Ordering::Relaxed),
-        stats.scans.load(Ordering::Relaxed),
+        stats.reading.loops.load(Ordering::Relaxed),
+        stats.reading.scans.load(Ordering::Relaxed),
     );
     wait_until("20 more scans", || {
-        stats.scans.load(Ordering::Relaxed) >= scans + 20
+        stats.reading.scans.load(Ordering::Relaxed) >= scans + 20
     });
-    let turns = stats.loops.load(Ordering::Relaxed) - loops;
-    let scanned = stats.scans.load(Ordering::Relaxed) - scans;
+    let turns = stats.reading.loops.load(Ordering::Relaxed) - loops;
+    let scanned = stats.reading.scans.load(Ordering::Relaxed) - scans;
     assert!(
         turns <= scanned * 4 + 8,
         "{turns} loop turns for {scanned} scans: the pipeline spins"

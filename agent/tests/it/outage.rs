@@ -142,7 +142,7 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     wait_until("more failed flushes", || {
         store.failed.load(Ordering::SeqCst) >= failed + 20
     });
-    let read = stats.records.load(Ordering::Relaxed);
+    let read = stats.reading.records.load(Ordering::Relaxed);
     assert!(
         read < 5000 + 1000 + 1000,
         "reading went on past the limit: {read} records"

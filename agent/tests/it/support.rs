@@ -220,10 +220,14 @@ pub async fn start_and_flush_records(fixture: &Fixture, records: u64) -> Running
     let agent = fixture.start().await;
     let stats = agent.stats.clone();
     wait_until("the logs to be read", || {
-        stats.records.load(Ordering::Relaxed) + stats.skipped.load(Ordering::Relaxed) >= records
+        stats.reading.records.load(Ordering::Relaxed)
+            + stats.reading.skipped.load(Ordering::Relaxed)
+            >= records
     });
     agent.flush_now();
-    wait_until("a flush", || stats.flushes.load(Ordering::Acquire) >= 1);
+    wait_until("a flush", || {
+        stats.flushing.applied.load(Ordering::Acquire) >= 1
+    });
     agent
 }
 

@@ -204,7 +204,11 @@ async fn a_toy_source_and_format_from_outside() {
     let agent = start(&path).await;
     let stats = agent.stats.clone();
     wait_until("the toy records", || {
-        stats.records.load(std::sync::atomic::Ordering::Relaxed) >= 4
+        stats
+            .reading
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
     });
     agent.flush_now();
     wait_until("a flush and its acknowledgement", || {
@@ -218,12 +222,21 @@ async fn a_toy_source_and_format_from_outside() {
     let agent = start(&path).await;
     let stats = agent.stats.clone();
     wait_until("the restarted pipeline", || {
-        stats.started.load(std::sync::atomic::Ordering::Acquire)
+        stats
+            .health
+            .started
+            .load(std::sync::atomic::Ordering::Acquire)
     });
     assert_eq!(ACKNOWLEDGED.lock().unwrap()[before..], [4]);
     agent.flush_now();
     agent.shutdown().await;
-    assert_eq!(stats.records.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        stats
+            .reading
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     let store = authstat_backends::build(&authstat_config::BackendConfig::Sqlite(
         authstat_config::SqliteConfig {
             path: dir.path().join("db.sqlite"),

@@ -1,0 +1,160 @@
+//! The stat endpoint's answers, cached per month list until a flush of this node, a change of
+//! the backend's data version (another node's flush, a backfill) or their TTL makes them stale.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authstat_config::ApiConfig;
+use authstat_core::store::StatStore;
+use authstat_core::{Month, MonthStats};
+
+use super::ApiStats;
+use super::stat::{self, Format};
+use crate::pipeline::PipelineStats;
+
+/// How often the backend's data version is checked.
+pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
+
+const CACHE_ENTRIES: usize = 1024;
+
+/// Answers by month list, with when they were made, how many flushes this node had done then
+/// and the backend's data version then: a flush of this node makes them stale at once, a flush
+/// of another node or a backfill within [`DATA_VERSION_EVERY`].
+pub struct StatCache {
+    store: Arc<dyn StatStore>,
+    /// This node's flushes.
+    flushes: Arc<PipelineStats>,
+    /// Hits, misses and backend errors are counted here.
+    counters: Arc<ApiStats>,
+    /// A std mutex, held only to look up or insert.
+    entries: Mutex<HashMap<Vec<Month>, Cached>>,
+    /// The backend's data version (see [`StatStore::data_version`]) as last seen.
+    data_version: AtomicU64,
+}
+
+impl std::fmt::Debug for StatCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatCache")
+            .field("data_version", &self.data_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatCache {
+    /// An empty cache over `store`.
+    pub fn new(
+        store: Arc<dyn StatStore>,
+        flushes: Arc<PipelineStats>,
+        counters: Arc<ApiStats>,
+    ) -> Self {
+        Self {
+            store,
+            flushes,
+            counters,
+            entries: Mutex::new(HashMap::new()),
+            data_version: AtomicU64::new(0),
+        }
+    }
+
+    /// Drops every answer (a reload: TTLs may differ).
+    pub fn clear(&self) {
+        self.entries.lock().expect("lock").clear();
+    }
+
+    /// Keeps the data version current (a task the agent runs until it stops).
+    pub async fn watch_data_version(&self) {
+        let mut tick = tokio::time::interval(DATA_VERSION_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Ok(version) = self.store.data_version().await {
+                self.data_version.store(version, Ordering::Release);
+            }
+        }
+    }
+
+    /// Stats of `months`, from the cache while fresh. An answer including the current month is
+    /// never older than `current_month_ttl_secs`.
+    pub async fn answer(
+        &self,
+        config: &ApiConfig,
+        months: Vec<Month>,
+    ) -> Result<Arc<Answer>, authstat_core::store::StoreError> {
+        let now_month = Month::from_epoch_millis(now_millis()).ok();
+        let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
+            config.cache_ttl_secs.min(config.current_month_ttl_secs)
+        } else {
+            config.cache_ttl_secs
+        };
+        let ttl = Duration::from_secs(ttl_secs);
+        let generation = (
+            self.flushes.flushing.applied.load(Ordering::Acquire),
+            self.data_version.load(Ordering::Acquire),
+        );
+        if let Some((at, cached, stats)) = self.entries.lock().expect("lock").get(&months)
+            && at.elapsed() < ttl
+            && *cached == generation
+        {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(stats.clone());
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let read = self.store.read_months(&months).await;
+        if read.is_err() {
+            self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let stats = Arc::new(Answer::new(read?));
+        let mut cache = self.entries.lock().expect("lock");
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(months, (Instant::now(), generation, stats.clone()));
+        Ok(stats)
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A cached answer: when it was made, this node's flush count and the data version then, the
+/// stats.
+type Cached = (Instant, (u64, u64), Arc<Answer>);
+
+/// The stats of a month list and their rendered bodies, made once per format on first use:
+/// a cached hit costs no cardinality computation and no serialization.
+#[derive(Debug)]
+pub struct Answer {
+    stats: Vec<MonthStats>,
+    bodies: [std::sync::OnceLock<axum::body::Bytes>; 3],
+}
+
+impl Answer {
+    fn new(stats: Vec<MonthStats>) -> Self {
+        Self {
+            stats,
+            bodies: Default::default(),
+        }
+    }
+
+    pub(super) fn body(&self, format: Format) -> axum::body::Bytes {
+        let slot = match format {
+            Format::Json => 0,
+            Format::JsonMonth => 1,
+            Format::OpenMetrics => 2,
+        };
+        self.bodies[slot]
+            .get_or_init(|| {
+                let text = match format {
+                    Format::OpenMetrics => stat::openmetrics_body(&self.stats),
+                    other => stat::json_body(&self.stats, other),
+                };
+                axum::body::Bytes::from(text)
+            })
+            .clone()
+    }
+}

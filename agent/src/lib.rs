@@ -1,9 +1,10 @@
 //! The authstat agent: configuration → backend → ingestion pipeline → HTTP API.
 //!
-//! [`start`] builds everything from a resolved configuration *before* serving (backend
-//! reachable, node state loaded, files found, port bound), logs the bound address, and returns a
-//! [`RunningAgent`]; [`RunningAgent::shutdown`] stops accepting requests, stops reading, and
-//! does a final flush. Tests start the whole agent in-process on `127.0.0.1:0`.
+//! [`start`] binds the port and answers probes at once, then reaches the backend (retrying while
+//! a database server is unavailable), claims the node id, loads the node's state, starts reading
+//! and serves the full API; it returns a [`RunningAgent`]. [`RunningAgent::shutdown`] stops
+//! accepting requests, stops reading, and does a final flush. Tests start the whole agent
+//! in-process on `127.0.0.1:0`.
 //!
 //! `main.rs` only parses the command line and calls into [`commands`].
 
@@ -16,6 +17,7 @@ pub mod own;
 pub mod pipeline;
 pub mod reload;
 pub mod resolve;
+mod startup;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ use tracing::{info, warn};
 use crate::own::Ownership;
 use crate::pipeline::{Control, Parts, Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
+pub use crate::startup::{StartOptions, start};
 
 /// A started agent.
 #[derive(Debug)]
@@ -195,144 +198,6 @@ pub async fn pipeline(
         role,
         runtime: tokio::runtime::Handle::current(),
     }))
-}
-
-/// How to start.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StartOptions {
-    /// Take the node id over even from a live claim of another instance.
-    pub take_over: bool,
-}
-
-/// Raises the soft limit of open files to the hard limit (as Go programs do at start): the
-/// agent keeps every followed file open, and the common default soft limit of 1024 is too low
-/// for thousands of rotated files.
-fn raise_open_files_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = rustix::process::Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => info!(
-                from = ?limit.current,
-                to = ?limit.maximum,
-                "raised the limit of open files"
-            ),
-            Err(e) => warn!(error = %e, "could not raise the limit of open files"),
-        }
-    }
-}
-
-/// Starts the agent: backend, node claim, pipeline, file watching, HTTP API.
-pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<RunningAgent> {
-    raise_open_files_limit();
-    let config = resolved.config.clone();
-    let store = connect(&resolved).await?;
-    info!(backend = store.kind(), node = %resolved.node, "backend ready");
-    let lease = Duration::from_secs(config.node_lease_secs());
-    let owner = own::claim(store.as_ref(), &resolved.node, lease, options.take_over).await?;
-    let stats = Arc::new(PipelineStats::default());
-    let pipeline = pipeline(
-        &resolved,
-        owner.clone(),
-        store.clone(),
-        |positions| sources(&resolved, positions),
-        stats.clone(),
-        Role::Agent,
-    )
-    .await?;
-
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("binding {}", config.listen_addr))?;
-    let addr = listener.local_addr()?;
-
-    let (control, control_rx) = mpsc::channel();
-    let watcher = watch(&resolved, control.clone());
-    let poll = pipeline.poll_interval();
-    let flush = Duration::from_secs(config.flush_interval_secs);
-    let pipeline = std::thread::Builder::new()
-        .name("authstat-ingest".into())
-        .spawn(move || pipeline.run(control_rx, poll, flush))?;
-
-    let telemetry = Arc::new(telemetry::Telemetry {
-        pipeline: stats.clone(),
-        api: Arc::new(api::ApiStats::default()),
-        export: config.export.otlp.as_ref().map(|_| Arc::default()),
-        cluster_users: std::sync::Mutex::new(None),
-    });
-    let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
-
-    let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
-    let data_version = {
-        let state = state.clone();
-        tokio::spawn(async move { state.cache.watch_data_version().await })
-    };
-    let (stop_http, stopped) = oneshot::channel::<()>();
-    let app = api::router(state.clone());
-    let timeout = Duration::from_secs(config.api.request_timeout_secs);
-    let http = tokio::spawn(serve(listener, app, timeout, stopped));
-    info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "listening");
-    Ok(RunningAgent {
-        addr,
-        stats,
-        owner,
-        resolved,
-        api: state,
-        data_version,
-        control,
-        pipeline: Some(pipeline),
-        stop_http: Some(stop_http),
-        http,
-        exporters,
-        _watcher: watcher,
-    })
-}
-
-/// Serves `app` until `stopped`: HTTP/1.1, request headers within `timeout` (slow clients are
-/// cut off), then lets requests in flight finish (at most `timeout` more).
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    timeout: Duration,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            _ = &mut stopped => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("requests still running at shutdown were cut off");
-    }
 }
 
 /// Watches the sources' directories; a change wakes the pipeline. Without it (no inotify

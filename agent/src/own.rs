@@ -128,7 +128,19 @@ pub async fn claim(
     lease: Duration,
     take_over: bool,
 ) -> Result<Ownership, ClaimError> {
-    let instance = this_instance();
+    claim_as(store, node, lease, take_over, &this_instance()).await
+}
+
+/// Claims `node` as `instance`. Claiming again as the same instance is granted (the answer to
+/// an earlier attempt may have been lost).
+pub async fn claim_as(
+    store: &dyn StatStore,
+    node: &NodeId,
+    lease: Duration,
+    take_over: bool,
+    instance: &Instance,
+) -> Result<Ownership, ClaimError> {
+    let instance = instance.clone();
     let now = now_ms();
     let mut request = ClaimRequest {
         node: node.clone(),
@@ -185,7 +197,10 @@ fn describe(lease: &Lease) -> String {
 }
 
 fn log_grant(node: &NodeId, me: &Instance, epoch: u64, previous: Option<&Lease>, now: i64) {
+    let mine = |p: &Lease| p.holder.as_ref().is_some_and(|h| h.id == me.id);
     match previous {
+        // A retried claim whose first answer was lost.
+        Some(p) if mine(p) => info!(%node, epoch, instance = %me.id, "node id claimed"),
         Some(p) if p.is_live(now) => warn!(
             %node, epoch, instance = %me.id, previous = %describe(p),
             "took the node id over from a live claim (--take-over): that agent's flushes are refused from now on"

@@ -2,6 +2,7 @@
 
 mod auth;
 mod cache;
+pub mod front;
 mod introspect;
 mod jwt;
 mod metrics;

@@ -89,9 +89,17 @@ pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failur
     use tokio::signal::unix::{SignalKind, signal};
     let resolved = load_config(path)?;
     let set_level = crate::logging::init(&resolved.config.logging);
-    let mut agent = crate::start(resolved, options).await?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = StopSignals::new()?;
+    // Starting may wait for the backend as long as it is unavailable; a stop signal ends that
+    // wait (nothing was read yet, so nothing is lost).
+    let mut agent = tokio::select! {
+        started = crate::start(resolved, options) => started?,
+        () = stop.recv() => {
+            tracing::info!("stopped while starting (nothing had been read)");
+            return Ok(());
+        }
+    };
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let _config_watcher = watch_config_file(path, changed_tx);
     loop {

@@ -15,6 +15,7 @@ mod outage;
 mod ownership;
 mod reload;
 mod sources;
+mod startup;
 mod support;
 mod toy_plugins;
 mod truth;

@@ -306,8 +306,15 @@ pub fn spawn_agent(config: &Path, cwd: &Path, envs: &[(&str, &str)]) -> Spawned 
     spawn_command(command)
 }
 
-/// Runs `command` (an `authstat run` with its stderr piped), waiting until it listens.
-pub fn spawn_command(mut command: std::process::Command) -> Spawned {
+/// Runs `command` (an `authstat run` with its stderr piped), waiting until it serves.
+pub fn spawn_command(command: std::process::Command) -> Spawned {
+    spawn_until(command, "serving addr=")
+}
+
+/// Runs `command` (an `authstat run` with its stderr piped), waiting until it has logged
+/// `marker` followed by its address: `"listening (probes answer now; statistics once the
+/// backend is ready) addr="` as soon as the port is bound, `"serving addr="` when it is ready.
+pub fn spawn_until(mut command: std::process::Command, marker: &str) -> Spawned {
     use std::io::BufRead;
     let mut child = command.spawn().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -321,7 +328,7 @@ pub fn spawn_command(mut command: std::process::Command) -> Spawned {
     let mut addr = None;
     wait_until("the agent to listen", || {
         addr = log.lock().unwrap().iter().find_map(|l| {
-            let rest = &l[l.find("listening addr=")? + "listening addr=".len()..];
+            let rest = &l[l.find(marker)? + marker.len()..];
             rest.split_whitespace().next()?.parse().ok()
         });
         addr.is_some()

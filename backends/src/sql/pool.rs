@@ -51,6 +51,9 @@ impl SqliteStore {
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_millis(config.busy_timeout_ms.max(1000)))
+            // The error of a failed connection is in the error the pool returns (and is logged
+            // by the caller once); r2d2 would log each attempt again.
+            .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
             .connection_customizer(Box::new(SqlitePragmas {
                 busy_timeout_ms: config.busy_timeout_ms,
             }))
@@ -115,6 +118,7 @@ where
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
+            .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
             .connection_customizer(Box::new(SessionSettings))
             .build(manager)
             .map_err(|e| {

@@ -1,0 +1,264 @@
+//! Starting the agent: the port is bound and the probes answer first; then the backend is
+//! reached, the node id claimed and the node's state loaded, each retried while the backend is
+//! unavailable (an auth server's sidecar must not crash-loop because the statistics database is
+//! down); then reading and the full API start.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use authstat_core::store::{StatStore, StoreError};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::api::front::Front;
+use crate::own::{self, Ownership};
+use crate::pipeline::{Pipeline, PipelineStats, Role};
+use crate::resolve::Resolved;
+use crate::{RunningAgent, api, connect, export, pipeline, sources, telemetry, watch};
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Take the node id over even from a live claim of another instance.
+    pub take_over: bool,
+}
+
+/// Raises the soft limit of open files to the hard limit (as Go programs do at start): the
+/// agent keeps every followed file open, and the common default soft limit of 1024 is too low
+/// for thousands of rotated files.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => info!(
+                from = ?limit.current,
+                to = ?limit.maximum,
+                "raised the limit of open files"
+            ),
+            Err(e) => warn!(error = %e, "could not raise the limit of open files"),
+        }
+    }
+}
+
+/// Starts the agent: port, probes, backend, node claim, pipeline, file watching, HTTP API. It
+/// returns once everything runs; while the backend is unavailable it keeps trying (see
+/// [`until_available`]). A bad configuration, a port in use or a node id owned by a live agent
+/// are errors at once.
+pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<RunningAgent> {
+    raise_open_files_limit();
+    let config = resolved.config.clone();
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding {} (listen_addr)", config.listen_addr))?;
+    let addr = listener.local_addr()?;
+    let front = Front::new(&config.api.stat_path, &config.api.health_path);
+    // Dropped if starting fails (or is abandoned at a stop signal): the server stops then.
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let timeout = Duration::from_secs(config.api.request_timeout_secs);
+    let http = tokio::spawn(serve(listener, front.router(), timeout, stopped));
+    info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
+
+    let stats = Arc::new(PipelineStats::default());
+    let (store, owner, pipeline) = ready_to_read(&resolved, options, &stats, &front).await?;
+    info!(backend = store.kind(), node = %resolved.node, "backend ready");
+
+    let (control, control_rx) = mpsc::channel();
+    let watcher = watch(&resolved, control.clone());
+    let poll = pipeline.poll_interval();
+    let flush = Duration::from_secs(config.flush_interval_secs);
+    let pipeline = std::thread::Builder::new()
+        .name("authstat-ingest".into())
+        .spawn(move || pipeline.run(control_rx, poll, flush))?;
+
+    let telemetry = Arc::new(telemetry::Telemetry {
+        pipeline: stats.clone(),
+        api: Arc::new(api::ApiStats::default()),
+        export: config.export.otlp.as_ref().map(|_| Arc::default()),
+        cluster_users: std::sync::Mutex::new(None),
+    });
+    let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
+
+    let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
+    let data_version = {
+        let state = state.clone();
+        tokio::spawn(async move { state.cache.watch_data_version().await })
+    };
+    front.ready(api::router(state.clone()));
+    info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "serving");
+    Ok(RunningAgent {
+        addr,
+        stats,
+        owner,
+        resolved,
+        api: state,
+        data_version,
+        control,
+        pipeline: Some(pipeline),
+        stop_http: Some(stop_http),
+        http,
+        exporters,
+        _watcher: watcher,
+    })
+}
+
+/// The backend connected, the node id claimed and the node's state loaded, each step retried
+/// while the backend is unavailable.
+async fn ready_to_read(
+    resolved: &Resolved,
+    options: StartOptions,
+    stats: &Arc<PipelineStats>,
+    front: &Front,
+) -> anyhow::Result<(Arc<dyn StatStore>, Ownership, Pipeline)> {
+    let backend = resolved.config.backend.kind();
+    // A database server may come up after the agent; a SQLite file that cannot be opened is a
+    // problem of this host (a path, a permission) that waiting does not solve.
+    let waiting = Waiting {
+        front,
+        retry: !matches!(backend, "sqlite" | "memory"),
+    };
+    let front = &waiting;
+    let store = until_available(
+        front,
+        &format!("connecting to the {backend} backend"),
+        || connect(resolved),
+    )
+    .await?;
+    let lease = Duration::from_secs(resolved.config.node_lease_secs());
+    // One instance for every attempt: a claim whose answer was lost is granted again.
+    let instance = own::this_instance();
+    let owner = until_available(front, "claiming the node id", || async {
+        own::claim_as(
+            store.as_ref(),
+            &resolved.node,
+            lease,
+            options.take_over,
+            &instance,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })
+    .await?;
+    let pipeline = until_available(front, "loading the node's state", || {
+        pipeline(
+            resolved,
+            owner.clone(),
+            store.clone(),
+            |positions| sources(resolved, positions),
+            stats.clone(),
+            Role::Agent,
+        )
+    })
+    .await?;
+    Ok((store, owner, pipeline))
+}
+
+/// Where to say what the agent waits for, and whether to wait at all.
+struct Waiting<'a> {
+    front: &'a Front,
+    retry: bool,
+}
+
+/// The first wait after a failed attempt; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between attempts.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Runs `attempt` until it succeeds or fails for another reason than an unavailable backend,
+/// waiting longer after each failure (on the runtime's clock), saying on `/readyz` and in the
+/// log what it waits for.
+async fn until_available<T, F, Fut>(
+    waiting: &Waiting<'_>,
+    what: &str,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let front = waiting.front;
+    let mut wait = FIRST_RETRY;
+    let mut failures = 0u64;
+    loop {
+        front.waiting_for(what.to_owned());
+        match attempt().await {
+            Ok(value) => {
+                if failures > 0 {
+                    info!(failures, "{what}: done after the backend became available");
+                }
+                return Ok(value);
+            }
+            Err(e) if waiting.retry && unavailable(&e) => {
+                failures += 1;
+                let error = crate::commands::chain(&e);
+                warn!(retry_in_secs = wait.as_secs(), %error, "{what}: the backend is unavailable; the agent keeps trying (the probes answer meanwhile)");
+                front.waiting_for(format!(
+                    "{what}: {error} (attempt {failures}, next in {} s)",
+                    wait.as_secs()
+                ));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `e` is (caused by) an unavailable backend: worth trying again.
+fn unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<StoreError>(),
+            Some(StoreError::Unavailable { .. })
+        )
+    })
+}
+
+/// Serves `app` until `stopped`: HTTP/1.1, request headers within `timeout` (slow clients are
+/// cut off), then lets requests in flight finish (at most `timeout` more).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    timeout: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("requests still running at shutdown were cut off");
+    }
+}

@@ -1,8 +1,9 @@
 //! The command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// authstat: usage statistics (monthly active users, authentications, tokens) from an auth
 /// server's audit log, served through the Janssen-compatible stat API.
@@ -26,6 +27,9 @@ pub enum Command {
         /// replacement after a crash). That agent's flushes are refused from then on.
         #[arg(long, env = "AUTHSTAT_TAKE_OVER")]
         take_over: bool,
+        /// Settings that override the file's.
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Check a configuration file: syntax, values, the files each source matches (all must be
     /// readable), and that the backend answers. Exit code 0 when fine, 78 for a bad
@@ -82,8 +86,75 @@ pub enum Command {
         #[command(subcommand)]
         command: HllCommand,
     },
-    /// Print the version.
+    /// Print the version, the commit it was built from, the build date and the backends.
     Version,
+    /// Print a shell completion script: `authstat completions bash > /etc/bash_completion.d/authstat`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Settings of `run` that override the configuration file's, also when it is reloaded.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Where the HTTP API listens (instead of `listen_addr`).
+    #[arg(long, value_name = "ADDR:PORT", env = "AUTHSTAT_LISTEN_ADDR")]
+    pub listen_addr: Option<SocketAddr>,
+    /// The log level or filter (instead of `logging.level`): error, warn, info, debug, trace,
+    /// or a filter such as `info,authstat=debug`. `RUST_LOG` wins over both.
+    #[arg(long, env = "AUTHSTAT_LOG_LEVEL", conflicts_with_all = ["verbose", "quiet"])]
+    pub log_level: Option<String>,
+    /// The log format (instead of `logging.format`).
+    #[arg(long, value_enum, env = "AUTHSTAT_LOG_FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+    /// More logs: -v debug, -vv trace.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Fewer logs: -q warnings and errors, -qq errors only.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Overrides {
+    /// The level `-v`/`-q`/`--log-level` ask for, if any.
+    pub fn level(&self) -> Option<String> {
+        if let Some(level) = &self.log_level {
+            return Some(level.clone());
+        }
+        match (self.verbose, self.quiet) {
+            (0, 0) => None,
+            (1, _) => Some("debug".into()),
+            (v, _) if v >= 2 => Some("trace".into()),
+            (_, 1) => Some("warn".into()),
+            _ => Some("error".into()),
+        }
+    }
+
+    /// Applies the overrides to a configuration read from its file.
+    pub fn apply(&self, config: &mut authstat_config::AgentConfig) {
+        if let Some(addr) = self.listen_addr {
+            config.listen_addr = addr;
+        }
+        if let Some(level) = self.level() {
+            config.logging.level = level;
+        }
+        if let Some(format) = self.log_format {
+            config.logging.format = match format {
+                LogFormatArg::Text => authstat_config::LogFormat::Text,
+                LogFormatArg::Json => authstat_config::LogFormat::Json,
+            };
+        }
+    }
 }
 
 /// HLL subcommands.

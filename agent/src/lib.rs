@@ -9,6 +9,7 @@
 //! `main.rs` only parses the command line and calls into [`commands`].
 
 pub mod api;
+pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod export;

@@ -16,6 +16,26 @@ fn filter(level: &str) -> Result<EnvFilter, String> {
     }
 }
 
+/// Whether `level` is a level (`error` … `trace`, `off`) or a filter in `RUST_LOG`'s syntax
+/// (`info,authstat=debug`). A bare word that is no level is refused: `tracing` would take it for
+/// a target name and log nothing of what was meant (`degub`).
+pub fn check_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let level = level.trim();
+    if LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+        return Ok(());
+    }
+    if !level.contains('=') && !level.contains(',') {
+        return Err(format!(
+            "'{level}' is not a level (off, error, warn, info, debug, trace) nor a filter such as \
+             info,authstat=debug"
+        ));
+    }
+    EnvFilter::try_new(level)
+        .map(drop)
+        .map_err(|e| format!("'{level}': {e}"))
+}
+
 /// Installs the global subscriber (once; later calls are ignored and get a no-op handle).
 pub fn init(config: &LoggingConfig) -> LevelHandle {
     let initial = filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));

@@ -20,13 +20,21 @@ fn main() {
     };
     let result = match cli.command {
         Command::Version => {
-            println!("authstat {}", env!("CARGO_PKG_VERSION"));
-            let backends: Vec<&str> = authstat_backends::BACKENDS
-                .iter()
-                .filter(|(_, _, built)| *built)
-                .map(|(name, _, _)| *name)
-                .collect();
-            println!("backends: {}", backends.join(", "));
+            let build = authstat::build_info::INFO;
+            println!("authstat {}", build.version);
+            println!("commit: {}", build.commit);
+            println!("built: {}", build.date);
+            println!("backends: {}", build.backends().join(", "));
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "authstat",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Hll {
@@ -40,8 +48,17 @@ fn main() {
                 |rt| {
                     let result = rt.block_on(async {
                         match command {
-                            Command::Run { config, take_over } => {
-                                commands::run(&config, authstat::StartOptions { take_over }).await
+                            Command::Run {
+                                config,
+                                take_over,
+                                overrides,
+                            } => {
+                                commands::run(
+                                    &config,
+                                    authstat::StartOptions { take_over },
+                                    &overrides,
+                                )
+                                .await
                             }
                             Command::CheckConfig { config, file } => match config.or(file) {
                                 Some(config) => commands::check_config(&config).await,
@@ -61,7 +78,9 @@ fn main() {
                                 format,
                                 by_node,
                             } => commands::query(&config, &month, format, by_node).await,
-                            Command::Version | Command::Hll { .. } => unreachable!("handled above"),
+                            Command::Version
+                            | Command::Completions { .. }
+                            | Command::Hll { .. } => unreachable!("handled above"),
                         }
                     });
                     // Whatever still runs on the runtime's threads (a pipeline that did not

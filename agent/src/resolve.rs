@@ -50,6 +50,8 @@ pub fn resolve_with(
             })?
         }
     };
+    crate::logging::check_level(&config.logging.level)
+        .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
     if let BackendConfig::Sqlite(sqlite) = &mut config.backend
         && sqlite.path.is_relative()
     {

@@ -198,6 +198,16 @@ family!(
     "OTLP exports by result (a failed one is superseded by the next)."
 );
 
+family!(
+    BUILD_INFO,
+    "authstat_build_info",
+    Gauge,
+    "",
+    true,
+    ["version", "commit", "build_date", "backends"],
+    "1, labelled with this binary's version, commit, build date and compiled-in backends."
+);
+
 /// Counters of the OTLP exporter.
 #[derive(Debug, Default)]
 pub struct ExportStats {
@@ -301,7 +311,20 @@ impl Telemetry {
         let histogram = p.flushing.seconds.lock().expect("lock").clone();
         let source_errors = p.health.source_errors.lock().expect("lock").clone();
         let api = &self.api;
+        let build = crate::build_info::INFO;
         let mut families: Families = vec![
+            (
+                &BUILD_INFO,
+                labelled([(
+                    [
+                        build.version.to_owned(),
+                        build.commit.to_owned(),
+                        build.date.to_owned(),
+                        build.backends().join(","),
+                    ],
+                    1,
+                )]),
+            ),
             (&RECORDS_READ, one(load(&p.reading.records))),
             (&RECORDS_SKIPPED, labelled(skipped)),
             (&READ_BYTES, one(load(&p.reading.bytes))),

@@ -85,9 +85,23 @@ pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
 
 /// `authstat run`: until SIGTERM or SIGINT (a second one exits at once); SIGHUP or a change of
 /// the configuration file reloads what can be reloaded safely.
-pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failure> {
+pub async fn run(
+    path: &Path,
+    options: crate::StartOptions,
+    overrides: &crate::cli::Overrides,
+) -> Result<(), Failure> {
     use tokio::signal::unix::{SignalKind, signal};
-    let resolved = load_config(path)?;
+    if let Some(level) = overrides.level() {
+        crate::logging::check_level(&level)
+            .map_err(|e| Failure::Usage(format!("--log-level {e}")))?;
+    }
+    let load = |path: &Path| {
+        load_config(path).map(|mut resolved| {
+            overrides.apply(&mut resolved.config);
+            resolved
+        })
+    };
+    let resolved = load(path)?;
     let set_level = crate::logging::init(&resolved.config.logging);
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = StopSignals::new()?;
@@ -102,6 +116,9 @@ pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failur
     };
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let _config_watcher = watch_config_file(path, changed_tx);
+    // What the running configuration was read from: an event in the directory that leaves the
+    // file's content as it was (another file, a touch) reloads nothing.
+    let mut loaded = std::fs::read(path).ok();
     loop {
         let why = tokio::select! {
             () = stop.recv() => break,
@@ -110,10 +127,15 @@ pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failur
                 // Editors write in several steps: let them finish, then read once.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while changed.try_recv().is_ok() {}
+                let now = std::fs::read(path).ok();
+                if now == loaded {
+                    continue;
+                }
                 "the configuration file changed"
             }
         };
-        match load_config(path) {
+        loaded = std::fs::read(path).ok();
+        match load(path) {
             Err(e) => tracing::warn!(%why, error = %e, "configuration not reloaded"),
             Ok(new) => {
                 let level = new.config.logging.level.clone();
@@ -146,30 +168,38 @@ pub async fn run(path: &Path, options: crate::StartOptions) -> Result<(), Failur
     Ok(())
 }
 
-/// Watches the configuration file's directory; events about the file are sent on.
+/// Watches the directory the configuration file is named in, and the directory it really lives
+/// in when it is a symbolic link; any change there is sent on (the caller compares the content).
+/// A Kubernetes ConfigMap volume changes no file in place: it points its `..data` link at a new
+/// directory, so the file's name sees no event of its own.
 fn watch_config_file(
     path: &Path,
     changed: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let file = path.canonicalize().ok()?;
-    let name = file.file_name()?.to_owned();
-    let dir = file.parent()?.to_path_buf();
+    let named = std::path::absolute(path).ok()?;
+    let mut dirs = vec![named.parent()?.to_path_buf()];
+    if let Some(real) = path
+        .canonicalize()
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        && !dirs.contains(&real)
+    {
+        dirs.push(real);
+    }
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
-            && event.kind.is_modify() | event.kind.is_create()
-            && event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
+            && (event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove())
         {
             let _ = changed.send(());
         }
     })
     .ok()?;
-    watcher
-        .watch(&dir, notify::RecursiveMode::NonRecursive)
-        .ok()?;
+    for dir in &dirs {
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "not watching the configuration's directory: reload with SIGHUP");
+        }
+    }
     Some(watcher)
 }
 

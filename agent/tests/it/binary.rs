@@ -204,8 +204,144 @@ fn hll_inspect_decodes_janssen_values() {
         err.contains("neither Base64 nor hex") && !err.contains("bad configuration"),
         "{err}"
     );
-    let out = authstat().arg("version").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("authstat "));
+}
+
+/// `version` names the commit the binary was built from (the checkout's own), the build date
+/// and the backends; `completions` writes scripts the shells load.
+#[test]
+fn version_and_completions() {
+    let out = run_ok(authstat().arg("version"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert!(
+        text.starts_with(&format!("authstat {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("commit: {head}\n")), "{text}");
+    let date = text
+        .lines()
+        .find_map(|l| l.strip_prefix("built: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{date}"
+    );
+    assert!(text.contains("backends: memory, sqlite"), "{text}");
+
+    for (shell, marker) in [
+        ("bash", "complete -F _authstat"),
+        ("zsh", "#compdef authstat"),
+        ("fish", "complete -c authstat"),
+    ] {
+        let out = run_ok(authstat().args(["completions", shell]));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains(marker) && script.contains("check-config"),
+            "{shell}"
+        );
+    }
+    // bash accepts its script.
+    let out = run_ok(authstat().args(["completions", "bash"]));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("authstat.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    run_ok(std::process::Command::new("bash").arg("-c").arg(format!(
+        "source {} && complete -p authstat",
+        script.display()
+    )));
+}
+
+/// `run`'s flags win over the file, also across a reload: `--listen-addr`, `--log-format`,
+/// `-q`; a bad `--log-level` is a usage error.
+#[test]
+fn run_flags_override_the_file() {
+    let fixture = Fixture::new("");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    drop(taken);
+    let mut command = authstat();
+    command
+        .args(["run", "--config"])
+        .arg(fixture.config_path())
+        .args([
+            "--listen-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .current_dir(fixture.dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped());
+    let mut agent = spawn_until(command, "\"addr\":\"");
+    wait_until("the agent to serve", || agent.logged(&["\"serving\""]));
+    assert_eq!(agent.addr.port(), port);
+    let lines = agent.log.lock().unwrap().clone();
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    // A reload keeps the flags (the file's listen_addr would be a refused change otherwise).
+    agent.signal("HUP");
+    wait_until("the reload", || agent.logged(&["configuration reloaded"]));
+    assert!(!agent.logged(&["not reloaded"]));
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+
+    // -q: warnings and errors only.
+    let mut command = authstat();
+    command
+        .args(["run", "-q", "--config"])
+        .arg(fixture.config_path())
+        .args(["--listen-addr", &format!("127.0.0.1:{port}")])
+        .current_dir(fixture.dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped());
+    let quiet = command.spawn().unwrap();
+    // Nothing to wait for in the log (it is quiet): ask the agent.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until("the agent to be ready", || {
+        std::net::TcpStream::connect(addr).is_ok() && get(addr, "/readyz", None).status == 200
+    });
+    let pid = quiet.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = quiet.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains(" INFO "), "{err}");
+    assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+
+    // A typo is no level (tracing would read it as a target and log nothing meant).
+    for level in ["degub", "info,=x=y"] {
+        let mut refused = spawn_command_raw(
+            authstat()
+                .args([
+                    "run",
+                    "--log-level",
+                    level,
+                    "--listen-addr",
+                    "127.0.0.1:0",
+                    "--config",
+                ])
+                .arg(fixture.config_path()),
+        );
+        assert_eq!(refused.wait_exit().code(), Some(64), "{level}");
+        assert!(
+            refused.logged(&[&format!("--log-level '{level}'")]),
+            "{:?}",
+            refused.log.lock().unwrap()
+        );
+    }
 }
 
 /// Renaming a source (its stored positions are keyed by its name) neither loses its files nor

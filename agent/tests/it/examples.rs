@@ -31,33 +31,118 @@ fn yaml_documents(path: &Path) -> Vec<serde_yaml::Value> {
         .collect()
 }
 
+/// The Kubernetes example: valid against the Kubernetes API's schemas, authstat's port clear of
+/// the auth server's, no readiness probe on authstat (it would take the auth server out of
+/// service while the statistics database is down), the log volume shared, and its configuration
+/// parsed by authstat.
 #[test]
-fn kubernetes_sidecar_shares_the_log_volume_and_its_config_parses() {
-    let docs = yaml_documents(&example("kubernetes/authstat-sidecar.yaml"));
+fn kubernetes_sidecar_is_valid_and_clear_of_the_auth_server() {
+    let path = example("kubernetes/authstat-sidecar.yaml");
+    let validate = Path::new(&crate::support::python()).with_file_name("kubernetes-validate");
+    let out = std::process::Command::new(validate)
+        .args(["--strict", "--kubernetes-version", "1.31"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = yaml_documents(&path);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["ConfigMap", "Deployment"]);
+    assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"]);
     let config = docs[0]["data"]["authstat.yaml"].as_str().unwrap();
     let parsed = authstat_config::parse(config, "configmap authstat.yaml", &env()).unwrap();
     assert_eq!(parsed.backend.kind(), "postgres");
-    let containers = docs[1]["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
-        .unwrap();
-    let mount = |name: &str| {
-        let c = containers.iter().find(|c| c["name"] == name).unwrap();
-        c["volumeMounts"]
+    let pod = &docs[2]["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_sequence().unwrap();
+    let container = |name: &str| containers.iter().find(|c| c["name"] == name).unwrap();
+    let ports = |c: &serde_yaml::Value| -> Vec<u64> {
+        c["ports"]
             .as_sequence()
             .unwrap()
             .iter()
-            .find(|m| m["name"] == "auth-logs")
-            .unwrap()["mountPath"]
+            .map(|p| p["containerPort"].as_u64().unwrap())
+            .collect()
+    };
+    let authstat = container("authstat");
+    assert_eq!(ports(authstat), [u64::from(parsed.listen_addr.port())]);
+    for other in containers.iter().filter(|c| c["name"] != "authstat") {
+        assert!(
+            !ports(other).contains(&u64::from(parsed.listen_addr.port())),
+            "{:?} listens on authstat's port",
+            other["name"]
+        );
+    }
+    assert!(authstat.get("readinessProbe").is_none());
+    assert_eq!(authstat["livenessProbe"]["httpGet"]["path"], "/livez");
+    let mount = |name: &str, volume: &str| {
+        container(name)["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap()
             .clone()
     };
-    assert_eq!(mount("jans-auth"), mount("authstat"));
-    let log_dir = mount("authstat");
+    assert_eq!(
+        mount("jans-auth", "auth-logs")["mountPath"],
+        mount("authstat", "auth-logs")["mountPath"]
+    );
+    // A ConfigMap mounted with subPath is never updated in the pod.
+    assert!(
+        mount("authstat", "authstat-config")
+            .get("subPath")
+            .is_none()
+    );
+    let log_dir = mount("authstat", "auth-logs")["mountPath"].clone();
     let authstat_config::SourceKind::File(file) = &parsed.sources[0].kind else {
         panic!("the sidecar follows files")
     };
     assert!(file.paths[0].starts_with(log_dir.as_str().unwrap()));
+}
+
+/// The example's configuration on the real binary, its database unreachable (the pod's first
+/// minutes, or an outage): the agent starts and stays up, the liveness probe's path answers 200,
+/// `/readyz` says what it waits for.
+#[cfg(feature = "postgres")]
+#[test]
+fn kubernetes_sidecar_starts_without_its_database() {
+    let docs = yaml_documents(&example("kubernetes/authstat-sidecar.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("authstat.yaml");
+    std::fs::write(&config, docs[0]["data"]["authstat.yaml"].as_str().unwrap()).unwrap();
+    let probe = docs[2]["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "authstat")
+        .unwrap()["livenessProbe"]["httpGet"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"));
+    command
+        .args(["run", "--config"])
+        .arg(&config)
+        // The example's port may be in use on this machine, and its JSON logs are for a log
+        // collector; everything else is as deployed.
+        .args(["--listen-addr", "127.0.0.1:0", "--log-format", "text"])
+        .envs(env())
+        .env("RUST_LOG", "info");
+    let mut agent = crate::support::spawn_until(command, "backend is ready) addr=");
+    crate::support::wait_until("a failed attempt", || {
+        agent.logged(&["the backend is unavailable"])
+    });
+    assert_eq!(crate::support::get(agent.addr, &probe, None).status, 200);
+    let ready = crate::support::get(agent.addr, "/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("postgres"), "{}", ready.body);
+    assert!(agent.child.try_wait().unwrap().is_none(), "still running");
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
 }
 
 #[test]
@@ -143,7 +228,7 @@ assert t.getApiVersion() == 11
             .to_string(),
         events = events.display().to_string(),
     );
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(crate::support::python())
         .arg("-c")
         .arg(&driver)
         .output()

@@ -95,7 +95,7 @@ async fn metrics_in_both_formats_and_across_a_restart() {
     // A strict OpenMetrics parser.
     assert!(open.body.ends_with("# EOF\n"));
     let (code, report) = check_with(
-        "python3",
+        &crate::support::python(),
         &[
             "-c",
             "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(len(list(parse(sys.stdin.read()))))",

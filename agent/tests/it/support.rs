@@ -207,6 +207,14 @@ pub fn required_env(name: &str, what: &str) -> String {
     })
 }
 
+/// The Python of the tests' tools (prometheus_client, kubernetes-validate): a virtual
+/// environment that scripts/test makes.
+pub fn python() -> String {
+    std::env::var("AUTHSTAT_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("AUTHSTAT_TEST_PYTHON is not set: run the suite with scripts/test, which makes a virtual environment with the Python tools the tests use")
+    })
+}
+
 /// Starts an agent in-process and waits until it has read the sample logs (15 records) and
 /// flushed once.
 pub async fn start_and_flush(fixture: &Fixture) -> RunningAgent {
@@ -238,6 +246,9 @@ pub struct Spawned {
     pub addr: SocketAddr,
     /// Everything it logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The thread that reads its stderr into `log` (joined by `wait_exit`, so that the log is
+    /// complete once the process has exited).
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A test that fails must not leave its agent running (it would hold the test runner's pipes).
@@ -267,6 +278,9 @@ impl Spawned {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() > deadline {
@@ -314,29 +328,48 @@ pub fn spawn_command(command: std::process::Command) -> Spawned {
 /// Runs `command` (an `authstat run` with its stderr piped), waiting until it has logged
 /// `marker` followed by its address: `"listening (probes answer now; statistics once the
 /// backend is ready) addr="` as soon as the port is bound, `"serving addr="` when it is ready.
-pub fn spawn_until(mut command: std::process::Command, marker: &str) -> Spawned {
+pub fn spawn_until(command: std::process::Command, marker: &str) -> Spawned {
+    let mut spawned = spawn_command_raw(command);
+    let mut addr = None;
+    wait_until("the agent to listen", || {
+        addr = spawned.log.lock().unwrap().iter().find_map(|l| {
+            let rest = &l[l.find(marker)? + marker.len()..];
+            rest.split(|c: char| c.is_whitespace() || c == '"')
+                .next()?
+                .parse()
+                .ok()
+        });
+        addr.is_some()
+    });
+    spawned.addr = addr.unwrap();
+    spawned
+}
+
+/// Runs `command` with its stderr collected, without waiting for anything (its `addr` is
+/// unspecified).
+pub fn spawn_command_raw(
+    mut command: impl std::borrow::BorrowMut<std::process::Command>,
+) -> Spawned {
     use std::io::BufRead;
-    let mut child = command.spawn().unwrap();
+    let mut child = command
+        .borrow_mut()
+        .env_remove("AUTHSTAT_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = log.clone();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             sink.lock().unwrap().push(line);
         }
     });
-    let mut addr = None;
-    wait_until("the agent to listen", || {
-        addr = log.lock().unwrap().iter().find_map(|l| {
-            let rest = &l[l.find(marker)? + marker.len()..];
-            rest.split_whitespace().next()?.parse().ok()
-        });
-        addr.is_some()
-    });
     Spawned {
         child,
-        addr: addr.unwrap(),
+        addr: ([0, 0, 0, 0], 0).into(),
         log,
+        reader: Some(reader),
     }
 }
 

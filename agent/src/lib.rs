@@ -13,6 +13,7 @@ pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod export;
+pub mod http;
 pub mod logging;
 pub mod own;
 pub mod pipeline;

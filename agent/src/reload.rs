@@ -169,6 +169,40 @@ mod tests {
         }
     }
 
+    /// The reference in docs/config.md names every key the configuration has (a key added to
+    /// the types but not to the reference would escape the test below).
+    #[test]
+    fn the_reference_names_every_key() {
+        let doc = include_str!("../../docs/config.md");
+        let start = doc.find("```yaml\n").expect("a yaml block") + 8;
+        let text = &doc[start..start + doc[start..].find("```").expect("its end")];
+        let mut keys = Vec::new();
+        leaves(
+            "",
+            "",
+            &serde_json::to_value(reference()).unwrap(),
+            &mut keys,
+        );
+        let mut missing = Vec::new();
+        for (key, _) in keys {
+            let name = key
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .split('[')
+                .next()
+                .unwrap()
+                .to_owned();
+            if !name.is_empty() && !text.contains(&format!("{name}:")) {
+                missing.push(key);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/config.md does not show {missing:?}"
+        );
+    }
+
     /// Every key of the reference configuration, changed once: the change is seen as exactly
     /// that key, and it is either applied live or refused naming it.
     #[test]

@@ -16,7 +16,7 @@ use crate::api::front::Front;
 use crate::own::{self, Ownership};
 use crate::pipeline::{Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
-use crate::{RunningAgent, api, connect, export, pipeline, sources, telemetry, watch};
+use crate::{RunningAgent, api, connect, export, http, pipeline, sources, telemetry, watch};
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,8 +61,24 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
     let front = Front::new(&config.api.stat_path, &config.api.health_path);
     // Dropped if starting fails (or is abandoned at a stop signal): the server stops then.
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let timeout = Duration::from_secs(config.api.request_timeout_secs);
-    let http = tokio::spawn(serve(listener, front.router(), timeout, stopped));
+    let api_stats = Arc::new(api::ApiStats::default());
+    let connections = Arc::new(http::ConnectionStats::default());
+    let cap = http::effective_cap(config.api.max_connections);
+    if cap < config.api.max_connections {
+        warn!(
+            configured = config.api.max_connections,
+            cap, "api.max_connections lowered to a quarter of the limit of open files"
+        );
+    }
+    let server = http::Server {
+        listener,
+        app: front.router(),
+        timeout: Duration::from_secs(config.api.request_timeout_secs),
+        cap,
+        requests: api_stats.clone(),
+        connections: connections.clone(),
+    };
+    let http = tokio::spawn(http::serve(server, stopped));
     info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
 
     let stats = Arc::new(PipelineStats::default());
@@ -79,7 +95,8 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
 
     let telemetry = Arc::new(telemetry::Telemetry {
         pipeline: stats.clone(),
-        api: Arc::new(api::ApiStats::default()),
+        api: api_stats,
+        connections,
         export: config.export.otlp.as_ref().map(|_| Arc::default()),
         cluster_users: std::sync::Mutex::new(None),
     });
@@ -218,47 +235,4 @@ fn unavailable(e: &anyhow::Error) -> bool {
             Some(StoreError::Unavailable { .. })
         )
     })
-}
-
-/// Serves `app` until `stopped`: HTTP/1.1, request headers within `timeout` (slow clients are
-/// cut off), then lets requests in flight finish (at most `timeout` more).
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    timeout: Duration,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            _ = &mut stopped => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("requests still running at shutdown were cut off");
-    }
 }

@@ -208,6 +208,25 @@ family!(
     "1, labelled with this binary's version, commit, build date and compiled-in backends."
 );
 
+family!(
+    API_CONNECTIONS,
+    "authstat_api_connections",
+    Gauge,
+    "{connection}",
+    false,
+    [],
+    "HTTP connections open now (at most api.max_connections)."
+);
+family!(
+    API_CONNECTION_EVENTS,
+    "authstat_api_connection_events_total",
+    Counter,
+    "{event}",
+    false,
+    ["event"],
+    "Idle connections closed to make room (evicted), new ones closed because all were busy (refused), failed accepts (accept_error)."
+);
+
 /// Counters of the OTLP exporter.
 #[derive(Debug, Default)]
 pub struct ExportStats {
@@ -224,6 +243,8 @@ pub struct Telemetry {
     pub pipeline: Arc<PipelineStats>,
     /// The API's counters.
     pub api: Arc<ApiStats>,
+    /// The HTTP server's connections.
+    pub connections: Arc<crate::http::ConnectionStats>,
     /// The OTLP exporter's counters, when it runs.
     pub export: Option<Arc<ExportStats>>,
     /// The cluster's distinct users of the current month, when `cluster_users` is on.
@@ -359,6 +380,18 @@ impl Telemetry {
                 labelled(source_errors.into_iter().map(|((s, r), n)| ([s, r], n))),
             ),
             (&CLAIMS_WAITING, one(load(&p.reading.claims_waiting))),
+            (&API_CONNECTIONS, one(load(&self.connections.open))),
+            (
+                &API_CONNECTION_EVENTS,
+                labelled([
+                    (["evicted".to_owned()], load(&self.connections.evicted)),
+                    (["refused".to_owned()], load(&self.connections.refused)),
+                    (
+                        ["accept_error".to_owned()],
+                        load(&self.connections.accept_errors),
+                    ),
+                ]),
+            ),
             (
                 &BACKEND_ERRORS,
                 one(load(&p.flushing.failed) + load(&api.backend_errors)),

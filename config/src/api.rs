@@ -36,6 +36,13 @@ pub struct ApiConfig {
         deserialize_with = "positive_u64"
     )]
     pub request_timeout_secs: u64,
+    /// The most HTTP connections open at once (at most a quarter of the limit of open files is
+    /// used). At the cap, the oldest idle connection is closed to make room.
+    #[serde(
+        default = "default_max_connections",
+        deserialize_with = "positive_usize"
+    )]
+    pub max_connections: usize,
     /// How bearer tokens are checked.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -256,6 +263,16 @@ pub struct StaticToken {
 
 fn default_stat_path() -> String {
     "/jans-auth/restv1/internal/stat".into()
+}
+fn default_max_connections() -> usize {
+    512
+}
+fn positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be greater than 0"));
+    }
+    Ok(n)
 }
 fn default_health_path() -> String {
     "/jans-auth/sys/health-check".into()

@@ -1,5 +1,6 @@
 //! The deployment examples are valid: YAML parsed, the embedded authstat configurations parsed by
-//! authstat itself, the systemd unit checked by `systemd-analyze verify` where it is installed.
+//! authstat itself, the Kubernetes manifests against the Kubernetes schemas, the systemd unit by
+//! `systemd-analyze`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -155,34 +156,83 @@ fn compose_file_and_its_config_parse() {
     authstat_config::load(&example("compose/authstat.yaml"), &env()).unwrap();
 }
 
-#[test]
-fn systemd_unit_verifies() {
-    let Ok(output) = std::process::Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("systemd-analyze is not installed: the unit's syntax is not checked");
-        return;
-    };
-    assert!(output.status.success());
-    let dir = tempfile::tempdir().unwrap();
-    let unit = std::fs::read_to_string(example("systemd/authstat.service"))
-        .unwrap()
-        .replace("/usr/local/bin/authstat", env!("CARGO_BIN_EXE_authstat"));
-    let path = dir.path().join("authstat.service");
-    std::fs::write(&path, unit).unwrap();
+fn systemd_analyze(args: &[&str], unit: &Path) -> (bool, String) {
     let out = std::process::Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
+        .args(args)
+        .arg(unit)
         .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
+        .expect("systemd-analyze (Debian package systemd; scripts/install-deps installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The systemd unit: `systemd-analyze verify` finds nothing, `systemd-analyze security` rates it
+/// under 3, and the unit and its configuration agree: the configuration file where `ExecStart`
+/// reads it, absolute paths only, the SQLite file in the `StateDirectory` (the only place the
+/// service may write), a limit of open files.
+#[test]
+fn systemd_unit_is_hardened_and_agrees_with_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example("systemd/authstat.service")).unwrap();
+    let unit = dir.path().join("authstat.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/local/bin/authstat", env!("CARGO_BIN_EXE_authstat")),
+    )
+    .unwrap();
+    let (ok, report) = systemd_analyze(&["verify", "--man=no"], &unit);
     // Only the unit itself matters; messages about the host's other units are not ours.
-    let ours: Vec<&str> = text
+    let ours: Vec<&str> = report
         .lines()
         .filter(|l| l.contains("authstat.service"))
         .collect();
-    assert!(out.status.success() && ours.is_empty(), "{text}");
+    assert!(ok && ours.is_empty(), "{report}");
+
+    let (_, report) = systemd_analyze(&["security", "--offline=true"], &unit);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for authstat.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(exposure < 3.0, "exposure {exposure}:\n{report}");
+
+    let setting = |key: &str| -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .collect()
+    };
+    let exec = setting("ExecStart")[0];
+    let config_path = exec.split_once("--config ").unwrap().1.trim();
+    let configuration_dir = format!("/etc/{}", setting("ConfigurationDirectory")[0]);
+    assert_eq!(
+        Path::new(config_path).parent().unwrap(),
+        Path::new(&configuration_dir)
+    );
+    let state_dir = format!("/var/lib/{}", setting("StateDirectory")[0]);
+    assert!(!setting("LimitNOFILE").is_empty());
+    assert!(setting("ProtectSystem") == ["strict"]);
+
+    let config = authstat_config::load(&example("systemd/authstat.yaml"), &env()).unwrap();
+    let authstat_config::BackendConfig::Sqlite(sqlite) = &config.backend else {
+        panic!("the systemd example uses SQLite")
+    };
+    assert!(
+        sqlite.path.starts_with(&state_dir),
+        "{} is not in the StateDirectory {state_dir}",
+        sqlite.path.display()
+    );
+    for source in &config.sources {
+        let authstat_config::SourceKind::File(file) = &source.kind else {
+            continue;
+        };
+        for path in &file.paths {
+            assert!(path.starts_with('/'), "{path} is relative to /etc/authstat");
+        }
+    }
 }
 
 /// The Janssen update-token script writes lines authstat's token-event parser reads: its
@@ -284,6 +334,7 @@ fn otel_collector_and_grafana_dashboard_fit_both_routes() {
     let telemetry = authstat::telemetry::Telemetry {
         pipeline: Default::default(),
         api: Default::default(),
+        connections: Default::default(),
         export: Some(Default::default()),
         cluster_users: std::sync::Mutex::new(Some(("202402".parse().unwrap(), 1))),
     };

@@ -8,6 +8,7 @@ mod binary;
 mod clock;
 mod crash;
 mod examples;
+mod flood;
 mod ingest;
 mod metrics;
 mod otlp;

@@ -32,8 +32,9 @@ pub enum Command {
         overrides: Overrides,
     },
     /// Check a configuration file: syntax, values, the files each source matches (all must be
-    /// readable), and that the backend answers. Exit code 0 when fine, 78 for a bad
-    /// configuration, 1 when the backend is unreachable.
+    /// readable), and that the backend answers (a SQLite file: that it can be written). Writes
+    /// nothing. Exit code 0 when fine, 78 for a bad configuration, 1 when the backend is
+    /// unreachable.
     CheckConfig {
         /// The configuration file.
         #[arg(long, short, env = "AUTHSTAT_CONFIG", conflicts_with = "file")]
@@ -41,6 +42,9 @@ pub enum Command {
         /// The configuration file, as a plain argument (the same as --config).
         #[arg(value_name = "CONFIG")]
         file: Option<PathBuf>,
+        /// Do not contact the backend (for example where the database is not reachable from).
+        #[arg(long, env = "AUTHSTAT_SKIP_BACKEND")]
+        skip_backend: bool,
     },
     /// Read old log files once (for example rotated ones) into the backend. Running it again on
     /// the same files adds nothing.

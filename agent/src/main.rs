@@ -60,8 +60,12 @@ fn main() {
                                 )
                                 .await
                             }
-                            Command::CheckConfig { config, file } => match config.or(file) {
-                                Some(config) => commands::check_config(&config).await,
+                            Command::CheckConfig {
+                                config,
+                                file,
+                                skip_backend,
+                            } => match config.or(file) {
+                                Some(config) => commands::check_config(&config, skip_backend).await,
                                 None => Err(commands::Failure::Usage(
                                     "check-config: give the configuration file (--config FILE)"
                                         .into(),

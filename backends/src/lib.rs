@@ -51,6 +51,40 @@ pub fn missing_feature(kind: &str) -> Option<&'static str> {
         .and_then(|(_, feature, built)| if *built { None } else { *feature })
 }
 
+/// Checks that the configured backend can be used, writing nothing (`authstat check-config`):
+/// a SQLite file, or the directory it would be created in, is writable; a server answers. What
+/// it found, in words.
+pub async fn probe(config: &BackendConfig) -> Result<String, StoreError> {
+    match config {
+        BackendConfig::Memory => Ok("memory: nothing is kept after exit".into()),
+        BackendConfig::Sqlite(c) => sql::probe_sqlite_file(&c.path),
+        #[cfg(feature = "postgres")]
+        BackendConfig::Postgres(c) => sql::PgStore::probe(c)
+            .await
+            .map(|()| format!("postgres: {} answers", authstat_config::redact_url(&c.url))),
+        #[cfg(feature = "mysql")]
+        BackendConfig::Mysql(c) => sql::MysqlStore::probe(c)
+            .await
+            .map(|()| format!("mysql: {} answers", authstat_config::redact_url(&c.url))),
+        #[cfg(feature = "mongodb")]
+        // Opening only pings the server: MongoDB creates collections on first write.
+        BackendConfig::Mongodb(c) => mongo::MongoStore::open(c)
+            .await
+            .map(|_| format!("mongodb: {} answers", authstat_config::redact_url(&c.uri))),
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable when a backend feature is off"
+        )]
+        other => Err(StoreError::Rejected {
+            backend: other.kind(),
+            message: format!(
+                "this authstat was built without the `{}` feature",
+                other.kind()
+            ),
+        }),
+    }
+}
+
 /// Builds the configured backend: connects, creates or migrates the schema, and checks that the
 /// database answers.
 ///

@@ -156,7 +156,16 @@ fn check_config_reports_sources_and_backend() {
         text.contains("source audit (file, janssen_audit): 1 input(s) now"),
         "{text}"
     );
-    assert!(text.contains("backend sqlite: reachable"), "{text}");
+    // No side effects: the database file is not created by a check.
+    let db = fixture.dir.path().join("data/authstat.db");
+    assert!(
+        text.contains(&format!(
+            "backend sqlite: {} will be created at start",
+            db.display()
+        )),
+        "{text}"
+    );
+    assert!(!db.exists() && !db.parent().unwrap().exists());
     // A node id copied from an example is called out; a real one is not.
     assert!(
         text.contains("warning: node id 'example-node' looks like a placeholder"),
@@ -172,6 +181,70 @@ fn check_config_reports_sources_and_backend() {
     let out = run_ok(authstat().args(["check-config", "--config"]).arg(&path));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("warning"), "{text}");
+
+    // A database file that exists is checked, not migrated; --skip-backend skips it.
+    std::fs::create_dir(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, "not a database").unwrap();
+    let out = authstat()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a SQLite database"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_ok(
+        authstat()
+            .args(["check-config", "--skip-backend", "--config"])
+            .arg(&path),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("backend sqlite: not checked"), "{text}");
+    assert_eq!(std::fs::read(&db).unwrap(), b"not a database");
+}
+
+/// check-config against a database server writes nothing: no tables are created.
+#[cfg(feature = "postgres")]
+#[test]
+fn check_config_creates_no_tables() {
+    let admin = required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
+    let db = format!("authstat_check_{}", std::process::id());
+    let psql = |url: &str, sql: &str| {
+        let out = std::process::Command::new("psql")
+            .arg(url)
+            .args(["-tAc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    psql(&admin, &format!("CREATE DATABASE {db}"));
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let fixture = Fixture::new("");
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "backend:\n  type: sqlite\n  path: data/authstat.db\n",
+        &format!("backend:\n  type: postgres\n  url: \"{url}\"\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = run_ok(authstat().args(["check-config", "--config"]).arg(&path));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("answers"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let tables = psql(
+        &url,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert_eq!(tables, "0");
 }
 
 #[test]

@@ -33,6 +33,7 @@ use diesel::r2d2::{ConnectionManager, Pool};
 pub use conn::SqlConnection;
 use conn::{Bind, NodeListRow, NodeRow, PositionRow, SeqRow, StatRow};
 use dialect::Dialect;
+pub use pool::probe_sqlite_file;
 
 use crate::merge::{Merger, distinct_months};
 

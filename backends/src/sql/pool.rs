@@ -65,6 +65,60 @@ impl SqliteStore {
     }
 }
 
+/// Whether a SQLite database can be kept at `path`, found without creating or opening it as a
+/// database: an existing file must be a SQLite file (or empty) and writable; otherwise the
+/// nearest existing directory above it must be writable.
+pub fn probe_sqlite_file(path: &Path) -> Result<String, StoreError> {
+    use rustix::fs::{Access, access};
+    let refuse = |message: String| StoreError::Unavailable {
+        backend: "sqlite",
+        message,
+        cause: Default::default(),
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(refuse(format!("{} is a directory", path.display()))),
+        Ok(meta) => {
+            let mut head = [0u8; 16];
+            let n = std::io::Read::read(
+                &mut std::fs::File::open(path)
+                    .map_err(|e| refuse(format!("reading {}: {e}", path.display())))?,
+                &mut head,
+            )
+            .unwrap_or(0);
+            if meta.len() > 0 && (n < 16 || &head != b"SQLite format 3\0") {
+                return Err(refuse(format!(
+                    "{} is not a SQLite database",
+                    path.display()
+                )));
+            }
+            access(path, Access::READ_OK | Access::WRITE_OK)
+                .map_err(|e| refuse(format!("{} is not writable: {e}", path.display())))?;
+            Ok(format!("sqlite: {} exists and is writable", path.display()))
+        }
+        Err(_) => {
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                dir = d.parent();
+            }
+            let dir = dir
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
+                refuse(format!(
+                    "{} cannot be created: {} is not writable: {e}",
+                    path.display(),
+                    dir.display()
+                ))
+            })?;
+            Ok(format!(
+                "sqlite: {} will be created at start ({} is writable)",
+                path.display(),
+                dir.display()
+            ))
+        }
+    }
+}
+
 fn path_str(path: &Path) -> Result<String, StoreError> {
     path.to_str()
         .map(str::to_owned)
@@ -109,12 +163,30 @@ where
 {
     /// Connects to a PostgreSQL or MySQL server and migrates the schema.
     pub async fn connect(config: &SqlServerConfig) -> Result<Self, StoreError> {
+        Self::start(Self::server_pool(config)?).await
+    }
+
+    /// Connects to the server and asks it `SELECT 1`; creates and changes nothing.
+    pub async fn probe(config: &SqlServerConfig) -> Result<(), StoreError> {
+        let pool = Self::server_pool(config)?;
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| unavailable(C::DIALECT, format!("connecting: {e}")))?;
+            conn.batch_execute("SELECT 1")
+                .map_err(|e| unavailable(C::DIALECT, format!("SELECT 1: {e}")))
+        })
+        .await
+        .map_err(|e| unavailable(C::DIALECT, e.to_string()))?
+    }
+
+    fn server_pool(config: &SqlServerConfig) -> Result<Pool<ConnectionManager<C>>, StoreError> {
         let url = match C::DIALECT {
             Dialect::Postgres => without_gss(&config.url),
             _ => config.url.clone(),
         };
         let manager = ConnectionManager::<C>::new(url);
-        let pool = Pool::builder()
+        Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
@@ -126,8 +198,7 @@ where
                     C::DIALECT,
                     format!("connecting to {}: {e}", redact_url(&config.url)),
                 )
-            })?;
-        Self::start(pool).await
+            })
     }
 }
 

@@ -33,16 +33,88 @@ pub(crate) struct MissingVar {
     pub column: usize,
 }
 
-/// Replaces `${NAME}` and `${NAME:-default}`; `$$` is a literal `$`. Comments are expanded too
-/// (harmless), so line and column numbers of everything else stay as the user wrote them as long
-/// as values hold no newline.
+/// Where YAML comments are: byte ranges from a `#` that starts a comment (at the start of a
+/// line or after a space, outside quotes and block scalars) to the end of its line.
+fn comments(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    // The indentation of the line that opened a block scalar (`key: |`): deeper lines are text.
+    let mut block: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let indent = content.len() - content.trim_start_matches(' ').len();
+        if let Some(opened) = block {
+            if content.trim().is_empty() || indent > opened {
+                offset += line.len();
+                continue;
+            }
+            block = None;
+        }
+        let mut quote: Option<char> = None;
+        // After `\` in a double-quoted scalar, or the first `'` of `''` in a single-quoted one.
+        let mut escaped = false;
+        let mut previous: Option<char> = None;
+        let mut code_end = content.len();
+        for (i, c) in content.char_indices() {
+            match quote {
+                Some(_) if escaped => escaped = false,
+                Some('"') if c == '\\' => escaped = true,
+                Some('\'') if c == '\'' && content[i + 1..].starts_with('\'') => escaped = true,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '#' && previous.is_none_or(char::is_whitespace) => {
+                    spans.push(offset + i..offset + content.len());
+                    code_end = i;
+                    break;
+                }
+                // A quote opens a quoted scalar only where a scalar starts.
+                None if (c == '"' || c == '\'')
+                    && content[..i]
+                        .trim_end()
+                        .chars()
+                        .last()
+                        .is_none_or(|p| matches!(p, ':' | '-' | '[' | '{' | ',' | '?')) =>
+                {
+                    quote = Some(c);
+                }
+                None => {}
+            }
+            previous = Some(c);
+        }
+        let code = content[..code_end].trim_end();
+        let indicator = code.trim_end_matches(|c: char| c == '+' || c == '-' || c.is_ascii_digit());
+        if (indicator.ends_with(" |")
+            || indicator.ends_with(" >")
+            || indicator == "|"
+            || indicator == ">")
+            || indicator.ends_with(":|")
+            || indicator.ends_with(":>")
+        {
+            block = Some(indent);
+        }
+        offset += line.len();
+    }
+    spans
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}`; `$$` is a literal `$`. Comments are left as they
+/// are (a commented-out `${DB_PASSWORD}` needs no variable). Line and column numbers of
+/// everything else stay as the user wrote them as long as values hold no newline.
 pub(crate) fn expand(text: &str, env: &dyn Env) -> Result<String, MissingVar> {
+    let comments = comments(text);
+    let in_comment = |offset: usize| comments.iter().any(|c| c.contains(&offset));
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut consumed = 0;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
+        if in_comment(consumed + at) {
+            out.push('$');
+            consumed += at + 1;
+            rest = after;
+            continue;
+        }
         if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
             consumed += at + 2;
@@ -127,6 +199,30 @@ mod tests {
             "cost: $5 and $5 and ${not valid}"
         );
         assert_eq!(expand("a: ${X:-}", &e).unwrap(), "a: ");
+    }
+
+    #[test]
+    fn comments_are_not_expanded() {
+        let e = env(&[("SET", "v")]);
+        let text = "# url: pg://u:${DB_PASSWORD}@h\n\
+                    a: ${SET} # old: ${GONE}\n\
+                    b: \"x # ${SET}\"   # ${GONE}\n\
+                    c: 'it''s # ${SET}'\n\
+                    d: it's ${SET} # ${GONE}\n\
+                    e: a#${SET}\n\
+                    f: |\n  # ${SET} is text here\n  more\n\
+                    g: ${SET}\n";
+        assert_eq!(
+            expand(text, &e).unwrap(),
+            "# url: pg://u:${DB_PASSWORD}@h\n\
+             a: v # old: ${GONE}\n\
+             b: \"x # v\"   # ${GONE}\n\
+             c: 'it''s # v'\n\
+             d: it's v # ${GONE}\n\
+             e: a#v\n\
+             f: |\n  # v is text here\n  more\n\
+             g: v\n"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ AUTHSTAT_SERVICES_DIR=""
 AUTHSTAT_SERVICES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The user that runs the database servers when we are root (initdb refuses to run as root).
 AUTHSTAT_DB_USER="authstat-test"
-JONGODB_PACKAGE="@jongodb/memory-server-bin-linux-x64-gnu@0.1.6"
+# npm package @jongodb/memory-server-bin-linux-x64-gnu 0.1.6.
+JONGODB_TARBALL="https://registry.npmjs.org/@jongodb/memory-server-bin-linux-x64-gnu/-/memory-server-bin-linux-x64-gnu-0.1.6.tgz"
+JONGODB_SHA256="bb4ddff36377b1fbefac107476c67c354267f6c6b3dd9f1d89ac547a3480861e"
 
 services_fail() {
     echo "scripts/test: $*" >&2
@@ -120,10 +122,16 @@ start_mongodb() {
     # production uses a real MongoDB 6 or later).
     local cache="$AUTHSTAT_SERVICES_ROOT/.test-services/jongodb" dir="$AUTHSTAT_SERVICES_DIR/mongodb" port
     if [ ! -x "$cache/package/bin/jongodb" ]; then
-        command -v npm >/dev/null || services_fail "MongoDB test server: npm is not installed"
+        # The package's tarball from the npm registry (npm itself is not needed), checked
+        # against the digest recorded here.
+        need_packages curl ca-certificates
         mkdir -p "$cache"
-        (cd "$cache" && npm pack --silent "$JONGODB_PACKAGE" >/dev/null 2>"$cache/npm.log" && tar xzf ./*.tgz) ||
-            services_fail "MongoDB test server: npm pack $JONGODB_PACKAGE failed: $(tail -3 "$cache/npm.log")"
+        curl -fsSL --retry 3 -o "$cache/jongodb.tgz" "$JONGODB_TARBALL" 2>"$cache/download.log" ||
+            services_fail "MongoDB test server: downloading $JONGODB_TARBALL failed: $(tail -3 "$cache/download.log")"
+        echo "$JONGODB_SHA256  $cache/jongodb.tgz" | sha256sum --check --status ||
+            services_fail "MongoDB test server: $JONGODB_TARBALL does not have the recorded SHA-256"
+        tar xzf "$cache/jongodb.tgz" -C "$cache" ||
+            services_fail "MongoDB test server: cannot unpack $cache/jongodb.tgz"
     fi
     port=$(free_port)
     mkdir -p "$dir"

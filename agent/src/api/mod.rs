@@ -209,36 +209,47 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 async fn stat_get(
     state: State<Arc<ApiState>>,
     headers: HeaderMap,
-    params: Result<Query<StatParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     match params {
-        Ok(Query(p)) => stat(state, headers, p).await,
-        Err(e) => bad_params(&state, &headers, e.body_text()).await,
+        Ok(Query(p)) => stat(state, headers, StatParams::from_pairs(p)).await,
+        Err(e) => {
+            tracing::debug!(error = %e.body_text(), "stat request: unreadable query string");
+            bad_params(&state, &headers, "the query string cannot be read").await
+        }
     }
 }
 
 async fn stat_post(
     state: State<Arc<ApiState>>,
     headers: HeaderMap,
-    params: Result<Form<StatParams>, axum::extract::rejection::FormRejection>,
+    params: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     match params {
-        Ok(Form(p)) => stat(state, headers, p).await,
+        Ok(Form(p)) => stat(state, headers, StatParams::from_pairs(p)).await,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request",
             "the request body is too large",
         ),
-        Err(e) => bad_params(&state, &headers, e.body_text()).await,
+        Err(e) => {
+            tracing::debug!(error = %e.body_text(), "stat request: unreadable form");
+            let why = if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                "the body must be a form (Content-Type: application/x-www-form-urlencoded)"
+            } else {
+                "the form body cannot be read"
+            };
+            bad_params(&state, &headers, why).await
+        }
     }
 }
 
 /// Unreadable parameters: still 403/401 first (Janssen's order), then 400.
-async fn bad_params(state: &ApiState, headers: &HeaderMap, why: String) -> Response {
+async fn bad_params(state: &ApiState, headers: &HeaderMap, why: &str) -> Response {
     if let Some(denied) = check_access(&state.settings(), headers).await {
         return denied;
     }
-    error(StatusCode::BAD_REQUEST, "invalid_request", &why)
+    error(StatusCode::BAD_REQUEST, "invalid_request", why)
 }
 
 /// 403 when the endpoint is off, 401 when the token does not pass, 503 when the authorization

@@ -33,13 +33,34 @@ pub enum Format {
 }
 
 impl Format {
-    /// Janssen: anything but `jsonmonth` and `openmetrics` is the flat list.
+    /// Janssen: anything but `jsonmonth` and `openmetrics` is the flat list; the names are
+    /// matched ignoring case (`equalsIgnoreCase`).
     pub fn parse(format: Option<&str>) -> Self {
         match format.map(str::trim) {
-            Some("jsonmonth") => Format::JsonMonth,
-            Some("openmetrics") => Format::OpenMetrics,
+            Some(f) if f.eq_ignore_ascii_case("jsonmonth") => Format::JsonMonth,
+            Some(f) if f.eq_ignore_ascii_case("openmetrics") => Format::OpenMetrics,
             _ => Format::Json,
         }
+    }
+}
+
+impl StatParams {
+    /// The parameters from decoded name/value pairs. A repeated parameter counts with its first
+    /// value, as JAX-RS gives Janssen's `@QueryParam`/`@FormParam` strings; unknown names are
+    /// ignored, as there.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut params = Self::default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "month" => &mut params.month,
+                "start-month" => &mut params.start_month,
+                "end-month" => &mut params.end_month,
+                "format" => &mut params.format,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        params
     }
 }
 

@@ -192,6 +192,77 @@ async fn status_codes_of_the_compat_table() {
     agent.shutdown().await;
 }
 
+/// Janssen's lenient edges: `format` ignoring case, a repeated parameter counting with its first
+/// value (JAX-RS), unknown parameters ignored; a POST that is not a form gets our words, not a
+/// library's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_case_repeated_and_unknown_parameters() {
+    let fixture = Fixture::new("");
+    let (agent, addr) = started(&fixture).await;
+    tokio::task::spawn_blocking(move || {
+        let months = |r: &Response| -> Vec<String> {
+            r.json()["response"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["month"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let r = get(
+            addr,
+            &format!("{STAT}?month=202402&month=202401&format=json&format=openmetrics&x=1"),
+            Some(TOKEN),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(months(&r), ["202402"]);
+        let r = request(
+            addr,
+            "POST",
+            STAT,
+            &[
+                ("authorization", "Bearer example-token"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "month=202401&month=202402",
+        );
+        assert_eq!(months(&r), ["202401"]);
+        for format in ["OpenMetrics", "OPENMETRICS", " openmetrics "] {
+            let r = get(
+                addr,
+                &format!("{STAT}?month=202402&format={}", format.replace(' ', "%20")),
+                Some(TOKEN),
+            );
+            assert_eq!(
+                r.header("content-type"),
+                Some("text/plain; version=0.0.4; charset=utf-8"),
+                "{format}"
+            );
+        }
+        let r = get(
+            addr,
+            &format!("{STAT}?month=202402&format=JsonMonth"),
+            Some(TOKEN),
+        );
+        assert!(r.json()["response"]["202402"].is_object(), "{}", r.body);
+        let r = request(
+            addr,
+            "POST",
+            STAT,
+            &[
+                ("authorization", "Bearer example-token"),
+                ("content-type", "text/plain"),
+            ],
+            "month=202402",
+        );
+        assert_eq!(r.status, 400);
+        let description = r.json()["error_description"].as_str().unwrap().to_owned();
+        assert!(description.contains("must be a form"), "{description}");
+    })
+    .await
+    .unwrap();
+    agent.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_stat_endpoint_answers_403() {
     let fixture = Fixture::new("");

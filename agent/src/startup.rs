@@ -81,9 +81,15 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
     let http = tokio::spawn(http::serve(server, stopped));
     info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
 
+    if config.api.auth == authstat_config::AuthConfig::Deny {
+        warn!(
+            "api.auth is not configured: every stat request will be refused (401); configure \
+             static tokens, jwt or introspection (docs/config.md)"
+        );
+    }
     let stats = Arc::new(PipelineStats::default());
     let (store, owner, pipeline) = ready_to_read(&resolved, options, &stats, &front).await?;
-    info!(backend = store.kind(), node = %resolved.node, "backend ready");
+    info!(backend = %config.backend.location(), node = %resolved.node, "backend ready");
 
     let (control, control_rx) = mpsc::channel();
     let watcher = watch(&resolved, control.clone());

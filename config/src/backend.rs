@@ -39,6 +39,22 @@ impl BackendConfig {
             BackendConfig::Mongodb(_) => "mongodb",
         }
     }
+
+    /// Where the data goes, for logs: the type and the file or the address, passwords hidden.
+    pub fn location(&self) -> String {
+        match self {
+            BackendConfig::Memory => "memory (nothing is kept after exit)".into(),
+            BackendConfig::Sqlite(c) => format!("sqlite {}", c.path.display()),
+            BackendConfig::Postgres(c) => format!("postgres {}", redact_url(&c.url)),
+            BackendConfig::Mysql(c) => format!("mysql {}", redact_url(&c.url)),
+            BackendConfig::Mongodb(c) => format!(
+                "mongodb {} database {} collection {}",
+                redact_url(&c.uri),
+                c.database,
+                c.collection
+            ),
+        }
+    }
 }
 
 /// The `backend:` section as written: every option of every type, so that a mistake is reported

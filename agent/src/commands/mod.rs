@@ -103,6 +103,15 @@ pub async fn run(
     };
     let resolved = load(path)?;
     let set_level = crate::logging::init(&resolved.config.logging);
+    let build = crate::build_info::INFO;
+    tracing::info!(
+        version = %build.version,
+        commit = %build.commit,
+        built = %build.date,
+        config = %path.display(),
+        node = %resolved.node,
+        "authstat starting"
+    );
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = StopSignals::new()?;
     // Starting may wait for the backend as long as it is unavailable; a stop signal ends that
@@ -243,6 +252,9 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
              leave node_id unset to use the host name",
             resolved.node
         );
+    }
+    if resolved.config.api.auth == authstat_config::AuthConfig::Deny {
+        println!("  warning: api.auth is not configured: every stat request will be refused (401)");
     }
     let mut problems = Vec::new();
     // The sources as configured, with nothing stored: what they find now, nothing is written.

@@ -16,6 +16,7 @@
 mod aggregate;
 mod claims;
 mod flush;
+mod inputs;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,6 +119,7 @@ pub struct Pipeline {
     skip_log: SkipLog,
     claims: Claims,
     fenced: bool,
+    followed: inputs::Followed,
     runtime: tokio::runtime::Handle,
 }
 
@@ -193,6 +195,7 @@ impl Pipeline {
             },
             claims,
             fenced: false,
+            followed: inputs::Followed::default(),
             runtime,
         }
     }
@@ -310,6 +313,7 @@ impl Pipeline {
         for source in &mut self.sources {
             let problems = source.poll();
             let name = source.name();
+            self.followed.observe(name, source.inputs());
             let known = self
                 .stats
                 .health

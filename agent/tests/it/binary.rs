@@ -279,6 +279,61 @@ fn hll_inspect_decodes_janssen_values() {
     );
 }
 
+/// The startup log says what runs where: version and commit, the configuration, each source's
+/// files, the backend (its password hidden); a missing `api.auth` is a warning.
+#[test]
+fn the_startup_log_names_the_files_the_backend_and_missing_auth() {
+    let fixture = Fixture::new("");
+    let mut agent = fixture.spawn();
+    // The first scan comes right after the agent starts serving.
+    wait_until("the files in the log", || {
+        agent.logged(&["following source=\"tokens\""])
+    });
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains(&format!(
+            "authstat starting version={}",
+            env!("CARGO_PKG_VERSION")
+        )) && log.contains("commit="),
+        "{log}"
+    );
+    assert!(
+        log.contains("following source=\"audit\" count=1 inputs=")
+            && log.contains("jans-auth_audit.log"),
+        "{log}"
+    );
+    let db = fixture.dir.path().join("data/authstat.db");
+    assert!(
+        log.contains(&format!("backend ready backend=sqlite {}", db.display())),
+        "{log}"
+    );
+    assert!(!log.contains("api.auth is not configured"), "{log}");
+    // A new file appears: named in the log.
+    append(
+        &fixture.dir.path().join("logs/token-events-2.jsonl"),
+        "{\"timestamp\":1706780000000,\"grant_type\":\"client_credentials\",\"token_type\":\"access_token\",\"client_id\":\"c\"}\n",
+    );
+    wait_until("the new file in the log", || {
+        agent.logged(&["following a new input", "token-events-2.jsonl"])
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = (
+        text.find("\napi:\n").unwrap(),
+        text.find("\nlogging:").unwrap(),
+    );
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let mut agent = fixture.spawn();
+    assert!(agent.logged(&["WARN", "api.auth is not configured"]));
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+    let out = run_ok(authstat().args(["check-config", "--config"]).arg(&path));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: api.auth is not configured"));
+}
+
 /// `version` names the commit the binary was built from (the checkout's own), the build date
 /// and the backends; `completions` writes scripts the shells load.
 #[test]

@@ -38,7 +38,7 @@ use tracing::{info, warn};
 use crate::own::Ownership;
 use crate::pipeline::{Control, Parts, Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
-pub use crate::startup::{StartOptions, start};
+pub use crate::startup::{StartOptions, start, start_on};
 
 /// A started agent.
 #[derive(Debug)]

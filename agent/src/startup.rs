@@ -53,10 +53,22 @@ fn raise_open_files_limit() {
 /// are errors at once.
 pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<RunningAgent> {
     raise_open_files_limit();
-    let config = resolved.config.clone();
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+    let addr = resolved.config.listen_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding {} (listen_addr)", config.listen_addr))?;
+        .with_context(|| format!("binding {addr} (listen_addr)"))?;
+    start_on(resolved, options, listener).await
+}
+
+/// [`start`] on a socket that is already bound (`listen_addr` is not used): a supervisor that
+/// passes sockets, or a test that must not release a port and bind it again.
+pub async fn start_on(
+    resolved: Resolved,
+    options: StartOptions,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningAgent> {
+    raise_open_files_limit();
+    let config = resolved.config.clone();
     let addr = listener.local_addr()?;
     let front = Front::new(&config.api.stat_path, &config.api.health_path);
     // Dropped if starting fails (or is abandoned at a stop signal): the server stops then.

@@ -30,7 +30,7 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
     let resolved = load_config(path)?;
     let _ = crate::logging::init(&resolved.config.logging);
     let node = NodeId::new(format!("{}-backfill", resolved.node))
-        .map_err(|e| Failure::Config(e.to_string()))?;
+        .map_err(|e| Failure::Config(e.into()))?;
     let format = *resolved
         .plugins
         .format(&format.replace('-', "_"))

@@ -19,8 +19,10 @@ use crate::resolve::{Resolved, resolve};
 pub enum Failure {
     /// A bad command line (a value that cannot be used): exit code 64 (EX_USAGE).
     Usage(String),
-    /// A bad configuration, or a node id that another agent owns: exit code 78 (EX_CONFIG).
-    Config(String),
+    /// A bad configuration, or a node id that another agent owns: exit code 78 (EX_CONFIG). The
+    /// error keeps its causes (the configuration error with its file, line and key; the claim's
+    /// refusal naming both instances).
+    Config(anyhow::Error),
     /// Anything else: exit code 1.
     Other(anyhow::Error),
 }
@@ -40,7 +42,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Usage(m) => f.write_str(m),
-            Failure::Config(m) => write!(f, "bad configuration: {m}"),
+            Failure::Config(e) => write!(f, "bad configuration: {}", chain(e)),
             Failure::Other(e) => f.write_str(&chain(e)),
         }
     }
@@ -70,7 +72,7 @@ impl From<anyhow::Error> for Failure {
         if let Some(refused) = e.downcast_ref::<crate::own::ClaimError>()
             && matches!(refused, crate::own::ClaimError::Refused(_))
         {
-            return Failure::Config(format!("{e:#}"));
+            return Failure::Config(e);
         }
         Failure::Other(e)
     }
@@ -79,8 +81,8 @@ impl From<anyhow::Error> for Failure {
 /// Loads, validates and resolves a configuration file.
 pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
     let config =
-        authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.to_string()))?;
-    resolve(path, config).map_err(|e| Failure::Config(format!("{}: {e:#}", path.display())))
+        authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.into()))?;
+    resolve(path, config).map_err(|e| Failure::Config(e.context(path.display().to_string())))
 }
 
 /// `authstat run`: until SIGTERM or SIGINT (a second one exits at once); SIGHUP or a change of
@@ -258,7 +260,7 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
     }
     let mut problems = Vec::new();
     // The sources as configured, with nothing stored: what they find now, nothing is written.
-    let sources = crate::sources(&resolved, &[]).map_err(|e| Failure::Config(format!("{e:#}")))?;
+    let sources = crate::sources(&resolved, &[]).map_err(Failure::Config)?;
     for (mut source, config) in sources.into_iter().zip(&resolved.config.sources) {
         let found = source.poll();
         let inputs = source.inputs();
@@ -278,7 +280,7 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         }
     }
     if !problems.is_empty() {
-        return Err(Failure::Config(problems.join("; ")));
+        return Err(Failure::Config(anyhow::anyhow!(problems.join("; "))));
     }
     if skip_backend {
         println!(

@@ -61,12 +61,40 @@ fn locality() -> String {
 }
 
 /// Whether `holder` provably no longer runs: it ran in this boot and pid namespace, and its
-/// pid is ours or no process has it. (A reused pid makes this say "may run": the safe side.)
+/// pid is ours, or no process has it, or the process that has it started after the holder did
+/// (the pid was reused). Anything else says "may run": the safe side.
 fn provably_gone(holder: &Instance, me: &Instance) -> bool {
     if holder.locality.is_empty() || holder.locality != me.locality || holder.host != me.host {
         return false;
     }
-    holder.pid == me.pid || !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists()
+    if holder.pid == me.pid {
+        return true;
+    }
+    match process_started_ms(holder.pid) {
+        None => !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists(),
+        // The holder noted its start after its process began; /proc's boot time has whole
+        // seconds: two seconds of slack.
+        Some(started) => started > holder.started_at_ms + 2_000,
+    }
+}
+
+/// When process `pid` started (milliseconds since the Unix epoch), from /proc: the boot time
+/// in `/proc/stat` plus the process's start in clock ticks after boot.
+fn process_started_ms(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // Field 22 of the whole line (starttime) is the 20th after the command name.
+    let ticks: i64 = fields.get(19)?.parse().ok()?;
+    let boot_secs: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = i64::try_from(rustix::param::clock_ticks_per_second()).ok()?;
+    Some(boot_secs * 1000 + ticks * 1000 / hz.max(1))
 }
 
 /// The node id is this process's: every flush is made under `epoch`.
@@ -103,6 +131,8 @@ pub struct ClaimRefused {
     until: i64,
     remaining: i64,
     me: Instance,
+    /// The holder's lease as read.
+    lease: Lease,
 }
 
 /// Why claiming failed.
@@ -184,8 +214,51 @@ pub async fn claim_as(
             until: holder.until_ms,
             remaining: (holder.until_ms - now).max(0) / 1000,
             me: instance,
+            lease: holder,
         }
         .into()),
+    }
+}
+
+/// Claims `node` as `instance` when the agent starts. While another instance holds a live
+/// claim that cannot be proven dead, this waits to see whether that instance is alive: one
+/// that renews its lease is (the claim is refused: two agents have this node id), one whose
+/// lease runs out is not (it crashed, was killed, or its host or container restarted; its pid
+/// may even have been reused) and the node is taken over then. So a crashed agent's successor
+/// never exits (and is never left down by a supervisor that does not restart on exit code 78),
+/// and two live agents are told apart within one renewal. `waiting` hears what it waits for.
+pub async fn claim_or_wait(
+    store: &dyn StatStore,
+    node: &NodeId,
+    lease: Duration,
+    take_over: bool,
+    instance: &Instance,
+    waiting: &(dyn Fn(String) + Send + Sync),
+) -> Result<Ownership, ClaimError> {
+    let mut first: Option<Lease> = None;
+    loop {
+        let refused = match claim_as(store, node, lease, take_over, instance).await {
+            Err(ClaimError::Refused(refused)) => refused,
+            other => return other,
+        };
+        let held = &refused.lease;
+        match &first {
+            None => {
+                warn!(%node, holder = %refused.holder, remaining_secs = refused.remaining, "the node id is held by another agent: waiting until its lease is renewed (it runs: this agent exits) or runs out (it is gone: this agent takes over)");
+                first = Some(held.clone());
+            }
+            // It renewed its lease, or another instance took the node: someone runs with it.
+            Some(seen) if held.epoch != seen.epoch || held.until_ms > seen.until_ms => {
+                return Err(refused.into());
+            }
+            Some(_) => {}
+        }
+        waiting(format!(
+            "the node id {node} is held by {} for {} s more; waiting for its lease to run out or be renewed",
+            refused.holder, refused.remaining
+        ));
+        let left = u64::try_from(held.until_ms - now_ms()).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(left.clamp(50, 1000))).await;
     }
 }
 
@@ -210,5 +283,48 @@ fn log_grant(node: &NodeId, me: &Instance, epoch: u64, previous: Option<&Lease>,
             "took the node id over from an expired claim (that agent stopped without releasing it)"
         ),
         _ => info!(%node, epoch, instance = %me.id, "node id claimed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder whose pid now belongs to a process that started after it did is gone (the pid
+    /// was reused); the process that started before its note is the holder itself; a pid that
+    /// nobody has is gone; another pid namespace proves nothing.
+    #[test]
+    fn a_reused_pid_does_not_keep_a_crashed_holder_alive() {
+        let me = this_instance();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let holder = |pid: u32, started_at_ms: i64, locality: &str| Instance {
+            id: "holder".into(),
+            host: me.host.clone(),
+            pid,
+            started_at_ms,
+            locality: locality.into(),
+        };
+        let now = now_ms();
+        assert!(provably_gone(
+            &holder(child.id(), now - 60_000, &me.locality),
+            &me
+        ));
+        assert!(!provably_gone(
+            &holder(child.id(), now + 1_000, &me.locality),
+            &me
+        ));
+        assert!(!provably_gone(
+            &holder(child.id(), now - 60_000, "another-boot/pid:[1]"),
+            &me
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(provably_gone(
+            &holder(child.id(), now + 1_000, &me.locality),
+            &me
+        ));
     }
 }

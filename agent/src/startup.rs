@@ -168,13 +168,15 @@ async fn ready_to_read(
     let lease = Duration::from_secs(resolved.config.node_lease_secs());
     // One instance for every attempt: a claim whose answer was lost is granted again.
     let instance = own::this_instance();
+    let report = |what: String| waiting.front.waiting_for(what);
     let owner = until_available(front, "claiming the node id", || async {
-        own::claim_as(
+        own::claim_or_wait(
             store.as_ref(),
             &resolved.node,
             lease,
             options.take_over,
             &instance,
+            &report,
         )
         .await
         .map_err(anyhow::Error::from)

@@ -80,8 +80,7 @@ impl From<anyhow::Error> for Failure {
 
 /// Loads, validates and resolves a configuration file.
 pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
-    let config =
-        authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.into()))?;
+    let config = authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.into()))?;
     resolve(path, config).map_err(|e| Failure::Config(e.context(path.display().to_string())))
 }
 

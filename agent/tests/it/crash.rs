@@ -64,15 +64,35 @@ impl Drop for Run {
 }
 
 impl Run {
+    /// Starts the agent; what it logs (warnings and errors) is appended to `agent.log` beside
+    /// the configuration.
     fn start(config: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_file_name("agent.log"))
+            .unwrap();
         Command::new(env!("CARGO_BIN_EXE_authstat"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
+    }
+
+    /// Fails the test if the agent has exited by itself: it must only ever be killed.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.agent.try_wait().unwrap() {
+            let log = std::fs::read_to_string(self.config.with_file_name("agent.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the agent exited by itself ({status}); the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 
     fn records(&mut self, n: u64) -> String {
@@ -171,6 +191,7 @@ impl Run {
     fn kill(&mut self) {
         let pause = self.rng.below(1500);
         sleep_ms(pause);
+        self.assert_running();
         self.agent.kill().unwrap();
         self.agent.wait().unwrap();
         self.kills += 1;
@@ -249,6 +270,7 @@ fn soak(backend: BackendConfig, backend_yaml: &str, kills: u32, steps: u32, seed
     let node = NodeId::new("soak").unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let stored = loop {
+        run.assert_running();
         let stored = rt.block_on(store.load_node(&node)).unwrap().months;
         if stored == expected || Instant::now() > deadline {
             break stored;
@@ -405,6 +427,7 @@ fn rapid_renames(backend: BackendConfig, yaml: &str) {
     let node = NodeId::new("soak").unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let stored = loop {
+        run.assert_running();
         let stored = rt.block_on(store.load_node(&node)).unwrap().months;
         if stored == expected || Instant::now() > deadline {
             break stored;

@@ -232,3 +232,87 @@ fn take_over_from_a_live_agent() {
         assert_eq!(agent.wait_exit().code(), Some(0));
     }
 }
+
+/// The node's last holder ran elsewhere (another container or host) and is gone without
+/// releasing its claim: nothing can prove it dead, so the new agent waits — answering its
+/// probes, `/readyz` saying what it waits for — and takes the node over when the lease runs out.
+/// It never exits (a supervisor that does not restart on exit code 78 would leave it down).
+#[test]
+fn a_holder_that_cannot_be_proven_dead_is_waited_for() {
+    use authstat_core::store::{ClaimRequest, Instance, NodeClaim, TakeOver};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let config = dir.path().join("authstat.yaml");
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "node_id: same-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/*.log]}}\n\
+             backend: {{type: sqlite, path: {}}}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    // The vanished holder: another host, a lease of 4 s from now.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(authstat_backends::build(
+            &authstat_config::BackendConfig::Sqlite(authstat_config::SqliteConfig {
+                path: db.clone(),
+                busy_timeout_ms: 5000,
+                pool_size: 1,
+            }),
+        ))
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let claim = rt
+        .block_on(store.claim_node(&ClaimRequest {
+            node: authstat_core::NodeId::new("same-node").unwrap(),
+            instance: Instance {
+                id: "vanished".into(),
+                host: "another-host".into(),
+                pid: 1,
+                started_at_ms: now - 60_000,
+                locality: "another-boot/pid:[1]".into(),
+            },
+            until_ms: now + 4_000,
+            now_ms: now,
+            take_over: TakeOver::Never,
+        }))
+        .unwrap();
+    assert!(matches!(claim, NodeClaim::Granted { .. }));
+    drop(store);
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authstat"));
+    command
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    let mut agent = crate::support::spawn_until(command, "backend is ready) addr=");
+    wait_until("the wait in the log", || {
+        agent.logged(&["the node id is held by another agent: waiting"])
+    });
+    let ready = get(agent.addr, "/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("held by") && ready.body.contains("another-host"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(get(agent.addr, "/livez", None).status, 200);
+    wait_until("the take-over once the lease ran out", || {
+        agent.logged(&["took the node id over from an expired claim"])
+    });
+    wait_until("ready", || get(agent.addr, "/readyz", None).status == 200);
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+}

@@ -52,6 +52,21 @@ pub fn resolve_with(
     };
     crate::logging::check_level(&config.logging.level)
         .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
+    if let Some(otlp) = &mut config.export.otlp {
+        for path in [
+            &mut otlp.certificate,
+            &mut otlp.client_certificate,
+            &mut otlp.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+        crate::export::otlp_settings(otlp, &node)?;
+    }
     if let BackendConfig::Sqlite(sqlite) = &mut config.backend
         && sqlite.path.is_relative()
     {

@@ -99,6 +99,7 @@ pub async fn start_on(
              static tokens, jwt or introspection (docs/config.md)"
         );
     }
+    let started = std::time::SystemTime::now();
     let stats = Arc::new(PipelineStats::default());
     let (store, owner, pipeline) = ready_to_read(&resolved, options, &stats, &front).await?;
     info!(backend = %config.backend.location(), node = %resolved.node, "backend ready");
@@ -117,6 +118,7 @@ pub async fn start_on(
         connections,
         export: config.export.otlp.as_ref().map(|_| Arc::default()),
         cluster_users: std::sync::Mutex::new(None),
+        started,
     });
     let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
 

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authstat_core::Month;
 use authstat_core::counters::CounterKey;
@@ -121,7 +122,7 @@ family!(
     "authstat_flush_duration_seconds",
     Histogram,
     "s",
-    false,
+    true,
     [],
     "Duration of flushes to the backend."
 );
@@ -249,6 +250,8 @@ pub struct Telemetry {
     pub export: Option<Arc<ExportStats>>,
     /// The cluster's distinct users of the current month, when `cluster_users` is on.
     pub cluster_users: Mutex<Option<(Month, u64)>>,
+    /// When this process started counting.
+    pub started: SystemTime,
 }
 
 fn one(value: u64) -> Vec<Sample> {
@@ -267,7 +270,25 @@ fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
+/// The families that count this node's stored statistics: continued from the backend, so they
+/// never restart with the process.
+const STORED: [&Family; 3] = [&AUTHORIZATIONS, &AUTHENTICATIONS, &TOKENS_ISSUED];
+
 impl Telemetry {
+    /// When the series of `family` started counting: for this node's stored statistics the
+    /// first instant of the node's earliest month with counts (the same after every restart, so
+    /// a cumulative series stays one series); for everything else this process's start.
+    pub fn start_time(&self, family: &Family) -> SystemTime {
+        if STORED.iter().any(|f| std::ptr::eq(*f, family)) {
+            let first = self.pipeline.node_totals.lock().expect("lock").first_month;
+            if let Some(month) = first {
+                let millis = u64::try_from(month.start_epoch_millis()).unwrap_or(0);
+                return UNIX_EPOCH + Duration::from_millis(millis);
+            }
+        }
+        self.started
+    }
+
     /// Every family's samples now.
     pub fn snapshot(&self) -> Snapshot {
         let mut families = self.statistics();

@@ -74,6 +74,10 @@ impl From<anyhow::Error> for Failure {
         {
             return Failure::Config(e);
         }
+        // So is an OTLP setting that cannot be used (a certificate file that cannot be read).
+        if e.chain().any(|c| c.is::<crate::export::SettingsError>()) {
+            return Failure::Config(e);
+        }
         Failure::Other(e)
     }
 }
@@ -256,6 +260,21 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
     }
     if resolved.config.api.auth == authstat_config::AuthConfig::Deny {
         println!("  warning: api.auth is not configured: every stat request will be refused (401)");
+    }
+    if let Some(otlp) = &resolved.config.export.otlp {
+        let s = crate::export::otlp_settings(otlp, &resolved.node)
+            .map_err(|e| Failure::Config(e.into()))?;
+        println!(
+            "  export otlp: {} to {} every {} s (request timeout {} s, compression {:?})",
+            s.protocol.as_str(),
+            s.endpoint,
+            s.interval.as_secs_f64(),
+            s.timeout.as_secs_f64(),
+            s.compression
+        );
+        for warning in &s.warnings {
+            println!("  warning: {warning}");
+        }
     }
     let mut problems = Vec::new();
     // The sources as configured, with nothing stored: what they find now, nothing is written.

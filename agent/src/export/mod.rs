@@ -6,6 +6,8 @@
 
 mod otlp;
 
+pub use otlp::{Settings as OtlpSettings, SettingsError};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,15 @@ pub trait Exporter: Send + std::fmt::Debug {
     /// A last export within `deadline`, then stop. Called after the final flush, so that the
     /// last export carries the final totals.
     async fn shutdown(self: Box<Self>, deadline: Duration);
+}
+
+/// The OTLP settings `config` resolves to with this process's environment (checked when the
+/// configuration is loaded, shown by `check-config`).
+pub fn otlp_settings(
+    config: &authstat_config::OtlpConfig,
+    node: &NodeId,
+) -> Result<OtlpSettings, SettingsError> {
+    otlp::settings(config, node)
 }
 
 /// Starts the exporters the configuration asks for. Must run inside the tokio runtime.

@@ -137,7 +137,7 @@ impl Pipeline {
     fn publish_totals(&self, batch: &FlushBatch) {
         let mut totals = self.stats.node_totals.lock().expect("lock");
         for month in &batch.months {
-            totals.counters.merge(&month.counter_deltas);
+            totals.add(month.month, &month.counter_deltas);
         }
         totals.current_month = Some(current_month_users(&self.agg.hlls));
     }

@@ -157,7 +157,7 @@ impl Pipeline {
         {
             let mut totals = stats.node_totals.lock().expect("lock");
             for m in &state.months {
-                totals.counters.merge(&m.counters);
+                totals.add(m.month, &m.counters);
             }
             totals.current_month = Some(current_month_users(&hlls));
         }

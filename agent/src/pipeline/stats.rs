@@ -109,6 +109,19 @@ pub struct NodeTotals {
     pub counters: Counters,
     /// The month of the newest data and its distinct users on this node.
     pub current_month: Option<(Month, u64)>,
+    /// The earliest month with counts of this node: the counters count from its first
+    /// instant, which OTLP reports as their start time (the same after every restart).
+    pub first_month: Option<Month>,
+}
+
+impl NodeTotals {
+    /// Adds one month's stored counts.
+    pub fn add(&mut self, month: Month, counters: &Counters) {
+        self.counters.merge(counters);
+        if !counters.is_empty() && self.first_month.is_none_or(|first| month < first) {
+            self.first_month = Some(month);
+        }
+    }
 }
 
 /// A histogram with fixed buckets (upper bounds in seconds).

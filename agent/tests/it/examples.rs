@@ -337,6 +337,7 @@ fn otel_collector_and_grafana_dashboard_fit_both_routes() {
         connections: Default::default(),
         export: Some(Default::default()),
         cluster_users: std::sync::Mutex::new(Some(("202402".parse().unwrap(), 1))),
+        started: std::time::SystemTime::now(),
     };
     let families: Vec<_> = telemetry
         .snapshot()
@@ -377,4 +378,21 @@ fn otel_collector_and_grafana_dashboard_fit_both_routes() {
         }
     }
     assert!(used >= panels.len());
+    // The cluster figure needs cluster_users on one node: the board and the collector say so.
+    for panel in panels {
+        if panel["targets"][0]["expr"]
+            .as_str()
+            .unwrap()
+            .contains("authstat_cluster_monthly_active_users")
+        {
+            let description = panel["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains("export.otlp.cluster_users: true"),
+                "panel {} does not say what it needs",
+                panel["title"]
+            );
+        }
+    }
+    let collector_text = std::fs::read_to_string(example("otel/collector.yaml")).unwrap();
+    assert!(collector_text.contains("cluster_users: true"));
 }

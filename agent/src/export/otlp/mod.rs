@@ -1,0 +1,278 @@
+//! OTLP push of this node's statistics and the agent's health (gRPC or HTTP/protobuf), built
+//! on the official protobuf definitions (`opentelemetry-proto`).
+//!
+//! Every `interval` the registry's snapshot (`telemetry.rs`, the same one `/metrics` renders)
+//! is encoded ([`encode`]) and sent ([`transport`]). Temporality is cumulative: a failed export
+//! loses nothing (the next one carries the totals), so there is no queue to bound. An export
+//! is retried here and nowhere else, only when the specification calls the failure retryable,
+//! with exponential backoff and jitter (or the delay the collector asks for), within the
+//! export's deadline (`OTEL_METRIC_EXPORT_TIMEOUT`, never past the next interval); a shutdown
+//! cancels the retries and makes one last export. The settings come from the file and the
+//! standard environment variables by one rule ([`settings`]).
+
+mod encode;
+mod settings;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use authstat_config::OtlpConfig;
+use authstat_core::store::StatStore;
+use authstat_core::{Month, NodeId};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use settings::{Settings, SettingsError};
+use transport::{Failed, Transport};
+
+use crate::telemetry::{ExportStats, Telemetry};
+
+/// The first pause before a retry; it doubles with each one, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// At most one warning about failed exports this often (the others are counted in it).
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A running OTLP export.
+#[derive(Debug)]
+pub struct Export {
+    /// Set once, to the shutdown's deadline.
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+    cluster: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[async_trait::async_trait]
+impl super::Exporter for Export {
+    fn name(&self) -> &'static str {
+        "otlp"
+    }
+
+    async fn shutdown(self: Box<Self>, deadline: Duration) {
+        let this = *self;
+        if let Some(task) = this.cluster {
+            task.abort();
+        }
+        let _ = this.stop.send(Some(deadline));
+        if tokio::time::timeout(deadline + Duration::from_secs(1), this.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the final OTLP export did not finish in time");
+        }
+    }
+}
+
+/// The settings for `config`, from the process's environment.
+pub fn settings(config: &OtlpConfig, node: &NodeId) -> Result<Settings, SettingsError> {
+    let host = crate::own::host_name().unwrap_or_else(|| "unknown".into());
+    Settings::resolve(config, node, &host, &|name| std::env::var(name).ok())
+}
+
+/// Starts pushing. Must run inside the tokio runtime.
+pub fn start(
+    config: &OtlpConfig,
+    node: &NodeId,
+    telemetry: Arc<Telemetry>,
+    store: Arc<dyn StatStore>,
+) -> anyhow::Result<Export> {
+    let settings = settings(config, node)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        endpoint = %settings.endpoint,
+        protocol = settings.protocol.as_str(),
+        interval_secs = settings.interval.as_secs_f64(),
+        "pushing metrics with OTLP"
+    );
+    let stats = telemetry
+        .export
+        .clone()
+        .expect("the registry counts exports when OTLP is configured");
+    let cluster = settings
+        .cluster_users
+        .then(|| tokio::spawn(cluster_users(store, telemetry.clone(), settings.interval)));
+    let pusher = Pusher::new(settings, telemetry, stats)?;
+    let (stop, stopped) = watch::channel(None);
+    let task = tokio::spawn(pusher.run(stopped));
+    Ok(Export {
+        stop,
+        task,
+        cluster,
+    })
+}
+
+/// The cluster figure, read from the backend on the export's pace (one node of the cluster
+/// should have it on: `export.otlp.cluster_users`).
+async fn cluster_users(store: Arc<dyn StatStore>, telemetry: Arc<Telemetry>, every: Duration) {
+    loop {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if let Ok(month) = Month::from_epoch_millis(now)
+            && let Ok(stats) = store.read_months(&[month]).await
+        {
+            let users = stats.first().map_or(0, |s| s.monthly_active_users());
+            *telemetry.cluster_users.lock().expect("lock") = Some((month, users));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Rate-limited warnings.
+#[derive(Debug, Default)]
+struct Warnings {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Warnings {
+    fn warn(&mut self, message: &str) {
+        if self.last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            self.suppressed += 1;
+            tracing::debug!("{message}");
+            return;
+        }
+        tracing::warn!(more_since_last_warning = self.suppressed, "{message}");
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+/// What the exporter loop owns.
+struct Pusher {
+    settings: Settings,
+    transport: Transport,
+    telemetry: Arc<Telemetry>,
+    stats: Arc<ExportStats>,
+    warnings: Warnings,
+    first_backoff: Duration,
+}
+
+impl Pusher {
+    fn new(
+        settings: Settings,
+        telemetry: Arc<Telemetry>,
+        stats: Arc<ExportStats>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            transport: Transport::new(&settings)?,
+            settings,
+            telemetry,
+            stats,
+            warnings: Warnings::default(),
+            first_backoff: FIRST_BACKOFF,
+        })
+    }
+
+    /// Exports every interval until `stop` carries a deadline, then once more within it.
+    async fn run(mut self, mut stop: watch::Receiver<Option<Duration>>) {
+        let interval = self.settings.interval;
+        let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let deadline = Instant::now() + self.settings.export_timeout;
+            tokio::select! {
+                _ = self.export(deadline) => {}
+                // A shutdown cancels the retries: the final export follows.
+                _ = stop.changed() => break,
+            }
+        }
+        let grace = stop.borrow().unwrap_or(Duration::ZERO);
+        let deadline = Instant::now() + grace.min(self.settings.export_timeout);
+        self.export(deadline).await;
+    }
+
+    /// The request for the registry's snapshot now.
+    fn request(&self) -> ExportMetricsServiceRequest {
+        let now = encode::nanos(SystemTime::now());
+        let snapshot = self.telemetry.snapshot();
+        let metrics = snapshot
+            .families
+            .iter()
+            .filter(|(family, _)| family.pushed)
+            .filter_map(|(family, samples)| {
+                let start = encode::nanos(self.telemetry.start_time(family));
+                encode::metric(family, samples, start, now)
+            })
+            .collect();
+        encode::request(&self.settings.resource, metrics)
+    }
+
+    /// One export, retried while the failure is retryable and the deadline allows; counted
+    /// and, when it fails, logged. Returns the number of requests sent and whether it arrived.
+    async fn export(&mut self, deadline: Instant) -> (u32, bool) {
+        let request = self.request();
+        let mut backoff = self.first_backoff;
+        let mut sent = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let failure = if left.is_zero() {
+                Failed {
+                    status: "no time left before the export's deadline".into(),
+                    retryable: false,
+                    retry_after: None,
+                }
+            } else {
+                sent += 1;
+                match self
+                    .transport
+                    .send(&request, self.settings.timeout.min(left))
+                    .await
+                {
+                    Ok(accepted) => {
+                        self.stats.exports.fetch_add(1, Ordering::Relaxed);
+                        if accepted.rejected > 0 || !accepted.message.is_empty() {
+                            self.warnings.warn(&format!(
+                                "the OTLP collector at {} rejected {} data point(s): {}",
+                                self.settings.endpoint, accepted.rejected, accepted.message
+                            ));
+                        }
+                        return (sent, true);
+                    }
+                    Err(failure) => failure,
+                }
+            };
+            let pause = failure.retry_after.unwrap_or_else(|| jittered(backoff));
+            let retry = failure.retryable && Instant::now() + pause < deadline;
+            if !retry {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                let why = if failure.retryable {
+                    "no time for another try before the export's deadline"
+                } else {
+                    "not retryable"
+                };
+                self.warnings.warn(&format!(
+                    "OTLP export to {} failed: {} ({why}; {sent} request(s)); dropped, the next \
+                     export carries the totals",
+                    self.settings.endpoint, failure.status
+                ));
+                return (sent, false);
+            }
+            tracing::debug!(endpoint = %self.settings.endpoint, status = %failure.status, pause_ms = pause.as_millis(), "OTLP export failed; retrying");
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// `base` scaled by a random factor in [0.5, 1.0) ("equal jitter"), so that agents that failed
+/// together do not retry together.
+fn jittered(base: Duration) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(encode::nanos(SystemTime::now()).into());
+    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    base.mul_f64(0.5 + unit / 2.0)
+}

@@ -502,3 +502,43 @@ fn a_renamed_source_continues_where_it_stood() {
     assert_eq!(agent.wait_exit().code(), Some(0));
     assert_eq!(&february(&fixture)[..4], ["202402", "3", "3", "1"]);
 }
+
+/// check-config shows the OTLP settings the file and the environment resolve to, the variables
+/// it ignored, and refuses OTLP values in the file that cannot be used (exit 78, naming them).
+#[test]
+fn check_config_shows_the_resolved_otlp_settings() {
+    let fixture = Fixture::new("export:\n  otlp:\n    interval_secs: 30\n");
+    let out = run_ok(
+        authstat()
+            .args(["check-config", "--skip-backend"])
+            .arg(fixture.config_path())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+            .env("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for says in [
+        "export otlp: http/protobuf to http://collector:4317/v1/metrics every 30 s",
+        "warning: the OTLP endpoint http://collector:4317/v1/metrics uses port 4317",
+        "warning: OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\" ignored",
+    ] {
+        assert!(text.contains(says), "{says:?} not in:\n{text}");
+    }
+    for (otlp, says) in [
+        (
+            "endpoint: collector:4317",
+            "export.otlp.endpoint: not an http:// or https:// URL",
+        ),
+        ("client_key: k.pem", "export.otlp.client_certificate"),
+        ("protocol: http", "unknown variant `http`"),
+    ] {
+        let fixture = Fixture::new(&format!("export:\n  otlp:\n    {otlp}\n"));
+        let out = authstat()
+            .args(["check-config", "--skip-backend"])
+            .arg(fixture.config_path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{otlp}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{otlp}: {err}");
+    }
+}

@@ -496,3 +496,21 @@ async fn a_restart_keeps_the_start_time_of_the_stored_statistics() {
         millis
     );
 }
+
+/// A failed export is logged with the endpoint and the status (a 404 once: not retryable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_export_names_the_endpoint_and_the_status() {
+    let (receiver, addr) = http_receiver().await;
+    // Nothing is served at /wrong: the receiver answers 404.
+    let url = format!("http://{addr}/wrong");
+    let fixture = otlp_fixture("http/protobuf", &url);
+    let mut agent = fixture.spawn();
+    wait_until("the warning", || {
+        agent.logged(&[&format!(
+            "OTLP export to {url} failed: HTTP 404 Not Found (not retryable; 1 request(s))"
+        )])
+    });
+    agent.signal("TERM");
+    assert!(agent.wait_exit().success());
+    assert!(receiver.received.lock().unwrap().is_empty());
+}

@@ -15,9 +15,10 @@ use super::*;
 /// Arrival times of requests.
 type Arrivals = mpsc::UnboundedReceiver<Instant>;
 
-fn pusher(protocol: &str, endpoint: &str) -> Pusher {
+/// A pusher to `endpoint` with `extra` options (YAML lines), fast retries.
+pub(super) fn pusher_with(protocol: &str, endpoint: &str, extra: &str) -> Pusher {
     let config: OtlpConfig = serde_yaml::from_str(&format!(
-        "protocol: {protocol}\nendpoint: {endpoint}\ntimeout_secs: 2\n"
+        "protocol: {protocol}\nendpoint: {endpoint}\ntimeout_secs: 2\n{extra}"
     ))
     .unwrap();
     let node = NodeId::new("node-1".to_owned()).unwrap();
@@ -34,6 +35,10 @@ fn pusher(protocol: &str, endpoint: &str) -> Pusher {
     let mut pusher = Pusher::new(settings, telemetry, stats).unwrap();
     pusher.first_backoff = Duration::from_millis(20);
     pusher
+}
+
+fn pusher(protocol: &str, endpoint: &str) -> Pusher {
+    pusher_with(protocol, endpoint, "")
 }
 
 /// An HTTP collector that answers with `answers` in turn (then 200).
@@ -119,7 +124,7 @@ fn count(arrivals: &mut Arrivals) -> Vec<Instant> {
     all
 }
 
-fn soon() -> Instant {
+pub(super) fn soon() -> Instant {
     Instant::now() + Duration::from_secs(10)
 }
 

@@ -82,7 +82,7 @@ pub struct JwtConfig {
     pub issuer: String,
     /// The required `aud`, if any.
     pub audience: Option<String>,
-    /// Accepted algorithms (default RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384;
+    /// Accepted algorithms (default RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA;
     /// HMAC and `none` are never accepted).
     pub algorithms: Vec<String>,
     /// Clock leeway for `exp` and `nbf`, in seconds (default 30).
@@ -119,8 +119,8 @@ impl std::fmt::Debug for IntrospectionConfig {
 }
 
 /// Algorithms the JWT authenticator can verify with public keys.
-pub const JWT_ALGORITHMS: [&str; 8] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+pub const JWT_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
 /// The `api.auth` section as written (see `RawBackend` for why it is not a tagged enum).

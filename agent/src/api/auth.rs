@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use authstat_config::AuthConfig;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use super::introspect::Introspector;
 use super::jwt::JwtVerifier;
@@ -121,14 +122,10 @@ impl Authenticator {
             Authenticator::Introspection(introspector) => introspector.check(token).await?,
             Authenticator::Static(tokens) => {
                 let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-                // Compare against every entry, in constant time per entry.
+                // Every entry is compared, each in constant time (subtle).
                 let mut found: Option<&Vec<String>> = None;
                 for (hash, scopes) in tokens {
-                    let diff = hash
-                        .iter()
-                        .zip(&digest)
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                    if diff == 0 {
+                    if bool::from(hash.ct_eq(&digest)) {
                         found = Some(scopes);
                     }
                 }

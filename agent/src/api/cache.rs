@@ -1,9 +1,8 @@
 //! The stat endpoint's answers, cached per month list until a flush of this node, a change of
 //! the backend's data version (another node's flush, a backfill) or their TTL makes them stale.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authstat_config::ApiConfig;
@@ -17,7 +16,9 @@ use crate::pipeline::PipelineStats;
 /// How often the backend's data version is checked.
 pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
 
-const CACHE_ENTRIES: usize = 1024;
+/// At most this many answers; beyond, moka evicts the least likely to be asked again (TinyLFU),
+/// one at a time.
+const CACHE_ENTRIES: u64 = 1024;
 
 /// Answers by month list, with when they were made, how many flushes this node had done then
 /// and the backend's data version then: a flush of this node makes them stale at once, a flush
@@ -28,8 +29,8 @@ pub struct StatCache {
     flushes: Arc<PipelineStats>,
     /// Hits, misses and backend errors are counted here.
     counters: Arc<ApiStats>,
-    /// A std mutex, held only to look up or insert.
-    entries: Mutex<HashMap<Vec<Month>, Cached>>,
+    /// Answers by month list, each expiring after its own TTL.
+    entries: moka::sync::Cache<Vec<Month>, Cached>,
     /// The backend's data version (see [`StatStore::data_version`]) as last seen.
     data_version: AtomicU64,
 }
@@ -53,14 +54,17 @@ impl StatCache {
             store,
             flushes,
             counters,
-            entries: Mutex::new(HashMap::new()),
+            entries: moka::sync::Cache::builder()
+                .max_capacity(CACHE_ENTRIES)
+                .expire_after(OwnTtl)
+                .build(),
             data_version: AtomicU64::new(0),
         }
     }
 
     /// Drops every answer (a reload: TTLs may differ).
     pub fn clear(&self) {
-        self.entries.lock().expect("lock").clear();
+        self.entries.invalidate_all();
     }
 
     /// Keeps the data version current (a task the agent runs until it stops).
@@ -93,25 +97,29 @@ impl StatCache {
             self.flushes.flushing.applied.load(Ordering::Acquire),
             self.data_version.load(Ordering::Acquire),
         );
-        if let Some((at, cached, stats)) = self.entries.lock().expect("lock").get(&months)
-            && at.elapsed() < ttl
-            && *cached == generation
+        if let Some(cached) = self.entries.get(&months)
+            && cached.made.elapsed() < ttl
+            && cached.generation == generation
         {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(stats.clone());
+            return Ok(cached.answer);
         }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         let read = self.store.read_months(&months).await;
         if read.is_err() {
             self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
         }
-        let stats = Arc::new(Answer::new(read?));
-        let mut cache = self.entries.lock().expect("lock");
-        if cache.len() >= CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(months, (Instant::now(), generation, stats.clone()));
-        Ok(stats)
+        let answer = Arc::new(Answer::new(read?));
+        self.entries.insert(
+            months,
+            Cached {
+                made: Instant::now(),
+                ttl,
+                generation,
+                answer: answer.clone(),
+            },
+        );
+        Ok(answer)
     }
 }
 
@@ -121,9 +129,29 @@ fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A cached answer: when it was made, this node's flush count and the data version then, the
-/// stats.
-type Cached = (Instant, (u64, u64), Arc<Answer>);
+/// A cached answer: when it was made, how long it may be used, this node's flush count and the
+/// data version then, the stats.
+#[derive(Clone, Debug)]
+struct Cached {
+    made: Instant,
+    ttl: Duration,
+    generation: (u64, u64),
+    answer: Arc<Answer>,
+}
+
+/// Each answer expires after its own TTL (shorter when it holds the current month).
+struct OwnTtl;
+
+impl moka::Expiry<Vec<Month>, Cached> for OwnTtl {
+    fn expire_after_create(
+        &self,
+        _months: &Vec<Month>,
+        cached: &Cached,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(cached.ttl)
+    }
+}
 
 /// The stats of a month list and their rendered bodies, made once per format on first use:
 /// a cached hit costs no cardinality computation and no serialization.

@@ -1,168 +1,86 @@
-//! Access tokens that are JWTs, verified against the auth server's JWKS.
+//! Access tokens that are JWTs, verified against the auth server's JWKS with `jsonwebtoken`
+//! (its RustCrypto backend: one crypto backend, no second TLS provider).
 //!
-//! Verification uses `ring` (already linked for TLS) and public keys only: RS256/384/512,
-//! PS256/384/512, ES256 and ES384. HMAC algorithms (HS*) are not supported at all, so an
-//! attacker cannot make a public key act as an HMAC secret, and `alg: none` is never in the
-//! allow-list. The key must match the algorithm's family (an RSA key never verifies an EC
-//! algorithm and vice versa), and a key that names its `alg` only verifies that one.
+//! Public keys only: RS256/384/512, PS256/384/512, ES256, ES384 and EdDSA. HMAC algorithms
+//! (HS*) are never accepted and keys of type `oct` are never loaded, so an attacker cannot make
+//! a public key act as an HMAC secret; `alg: none` is not an algorithm `jsonwebtoken` knows. A
+//! key verifies only its own family (an RSA key never verifies an EC algorithm), and only its
+//! `alg` if it names one; a key whose `use` is not `sig` (or whose `key_ops` lack `verify`) is
+//! ignored. A token with a `crit` header is refused: authstat understands no JWS extension,
+//! and RFC 7515 (4.1.11) requires refusing what is not understood.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use authstat_config::JwtConfig;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::auth::Denied;
 
-#[derive(Debug, Deserialize)]
-struct JwkSet {
-    keys: Vec<RawJwk>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawJwk {
-    kty: String,
+/// A usable key: its id, the one algorithm it is restricted to (if any), the key.
+#[derive(Clone)]
+struct Key {
     kid: Option<String>,
     alg: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    crv: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
+    key: DecodingKey,
 }
 
-/// A usable public key.
-#[derive(Debug, Clone)]
-enum Key {
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// An uncompressed point `0x04 || x || y`, on `curve`.
-    Ec {
-        curve: &'static str,
-        point: Vec<u8>,
-    },
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
 }
 
-#[derive(Debug, Clone)]
-struct Jwk {
-    kid: Option<String>,
-    alg: Option<String>,
-    key: Key,
-}
-
-fn b64(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
-}
-
-impl Jwk {
-    fn parse(raw: RawJwk) -> Option<Self> {
-        let key = match raw.kty.as_str() {
-            "RSA" => Key::Rsa {
-                n: b64(raw.n.as_deref()?)?,
-                e: b64(raw.e.as_deref()?)?,
-            },
-            "EC" => {
-                let curve = match raw.crv.as_deref()? {
-                    "P-256" => "P-256",
-                    "P-384" => "P-384",
-                    _ => return None,
-                };
-                let mut point = vec![4u8];
-                point.extend(b64(raw.x.as_deref()?)?);
-                point.extend(b64(raw.y.as_deref()?)?);
-                Key::Ec { curve, point }
-            }
-            _ => return None,
-        };
+impl Key {
+    /// The key of `jwk`, if it is a public signature-verification key.
+    fn from_jwk(jwk: &Jwk) -> Option<Self> {
+        let common = &jwk.common;
+        if common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            return None;
+        }
+        if common
+            .key_operations
+            .as_ref()
+            .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+        {
+            return None;
+        }
+        // Never a symmetric key: it would turn into an HMAC secret.
+        if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+            return None;
+        }
         Some(Self {
-            kid: raw.kid,
-            alg: raw.alg,
-            key,
+            kid: common.key_id.clone(),
+            alg: common.key_algorithm.map(|a| a.to_string()),
+            key: DecodingKey::from_jwk(jwk).ok()?,
         })
     }
-
-    /// Verifies `signature` over `message` with `alg`, if this key may be used for it.
-    fn verify(&self, alg: &str, message: &[u8], sig: &[u8]) -> bool {
-        if self.alg.as_deref().is_some_and(|a| a != alg) {
-            return false;
-        }
-        match (&self.key, alg) {
-            (Key::Rsa { n, e }, _) => {
-                let params: &signature::RsaParameters = match alg {
-                    "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    "RS384" => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    "RS512" => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    "PS256" => &signature::RSA_PSS_2048_8192_SHA256,
-                    "PS384" => &signature::RSA_PSS_2048_8192_SHA384,
-                    "PS512" => &signature::RSA_PSS_2048_8192_SHA512,
-                    _ => return false,
-                };
-                signature::RsaPublicKeyComponents { n, e }
-                    .verify(params, message, sig)
-                    .is_ok()
-            }
-            (
-                Key::Ec {
-                    curve: "P-256",
-                    point,
-                },
-                "ES256",
-            ) => signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(message, sig)
-                .is_ok(),
-            (
-                Key::Ec {
-                    curve: "P-384",
-                    point,
-                },
-                "ES384",
-            ) => signature::UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                .verify(message, sig)
-                .is_ok(),
-            _ => false,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn contains(&self, value: &str) -> bool {
-        match self {
-            OneOrMany::One(v) => v == value,
-            OneOrMany::Many(vs) => vs.iter().any(|v| v == value),
-        }
-    }
+struct JwkSet {
+    /// Each key on its own: one the library cannot read does not hide the others.
+    keys: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Claims {
-    exp: Option<f64>,
-    nbf: Option<f64>,
-    iss: Option<String>,
-    aud: Option<OneOrMany>,
     scope: Option<String>,
     scp: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
 struct KeyCache {
-    keys: Vec<Jwk>,
+    keys: Vec<Key>,
     fetched: Option<Instant>,
 }
 
@@ -176,6 +94,34 @@ pub struct JwtVerifier {
     refreshing: tokio::sync::Mutex<()>,
 }
 
+/// What a failed check means for the caller.
+fn denied(kind: &ErrorKind) -> Denied {
+    match kind {
+        ErrorKind::InvalidSignature => Denied::BadSignature,
+        ErrorKind::ExpiredSignature => Denied::Expired,
+        ErrorKind::ImmatureSignature => Denied::NotYetValid,
+        ErrorKind::InvalidIssuer => Denied::WrongIssuer,
+        ErrorKind::InvalidAudience => Denied::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => Denied::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => Denied::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => Denied::BadAlgorithm,
+        _ => Denied::Malformed,
+    }
+}
+
+/// Whether `kind` says this key does not fit the token (another key may).
+fn wrong_key(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+    )
+}
+
 impl JwtVerifier {
     /// A verifier; the JWKS is fetched at the first request.
     pub fn new(config: JwtConfig, client: reqwest::Client) -> Self {
@@ -187,7 +133,7 @@ impl JwtVerifier {
         }
     }
 
-    async fn fetch(&self) -> Result<Vec<Jwk>, String> {
+    async fn fetch(&self) -> Result<Vec<Key>, String> {
         let response = self
             .client
             .get(&self.config.jwks_uri)
@@ -199,7 +145,12 @@ impl JwtVerifier {
             return Err(format!("JWKS answered {}", response.status()));
         }
         let set: JwkSet = response.json().await.map_err(|e| e.to_string())?;
-        Ok(set.keys.into_iter().filter_map(Jwk::parse).collect())
+        Ok(set
+            .keys
+            .into_iter()
+            .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
+            .filter_map(|k| Key::from_jwk(&k))
+            .collect())
     }
 
     /// Fetches the JWKS again unless that happened less than `jwks_refresh_min_secs` ago.
@@ -236,7 +187,7 @@ impl JwtVerifier {
         }
     }
 
-    async fn find(&self, kid: Option<&str>) -> Vec<Jwk> {
+    async fn find(&self, kid: Option<&str>) -> Vec<Key> {
         let cache = self.cache.read().await;
         cache
             .keys
@@ -246,22 +197,38 @@ impl JwtVerifier {
             .collect()
     }
 
+    /// The claim checks for tokens of `alg`.
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.config.leeway_secs;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.config.issuer]);
+        let mut required = vec!["exp", "iss"];
+        match &self.config.audience {
+            Some(audience) => {
+                v.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&required);
+        v
+    }
+
     /// Verifies `token`; its scopes when valid.
     pub async fn verify(&self, token: &str) -> Result<Vec<String>, Denied> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Denied::Malformed);
-        };
-        let header: Header = b64(h)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(Denied::Malformed)?;
-        if !self.config.algorithms.contains(&header.alg) {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            // An algorithm the library does not know (`none` among them).
+            ErrorKind::Json(_) if token_names_an_algorithm(token) => Denied::BadAlgorithm,
+            _ => Denied::Malformed,
+        })?;
+        let alg = format!("{:?}", header.alg);
+        if !self.config.algorithms.contains(&alg) {
             return Err(Denied::BadAlgorithm);
         }
-        let sig = b64(s).ok_or(Denied::Malformed)?;
-        let message = &token.as_bytes()[..h.len() + 1 + p.len()];
+        if header.crit.is_some() {
+            return Err(Denied::Malformed);
+        }
         let mut keys = self.find(header.kid.as_deref()).await;
         if keys.is_empty() {
             // An unknown key id: the auth server may have rotated its keys.
@@ -271,35 +238,22 @@ impl JwtVerifier {
         if keys.is_empty() {
             return Err(Denied::Unknown);
         }
-        if !keys.iter().any(|k| k.verify(&header.alg, message, &sig)) {
-            return Err(Denied::BadSignature);
-        }
-        let claims: Claims = b64(p)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(Denied::Malformed)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let leeway = self.config.leeway_secs as f64;
-        match claims.exp {
-            None => return Err(Denied::Malformed),
-            Some(exp) if now > exp + leeway => return Err(Denied::Expired),
-            Some(_) => {}
-        }
-        if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
-            return Err(Denied::NotYetValid);
-        }
-        if claims.iss.as_deref() != Some(self.config.issuer.as_str()) {
-            return Err(Denied::WrongIssuer);
-        }
-        if let Some(audience) = &self.config.audience
-            && !claims
-                .aud
-                .as_ref()
-                .is_some_and(|aud| aud.contains(audience))
+        let validation = self.validation(header.alg);
+        let mut claims = None;
+        for key in keys
+            .iter()
+            .filter(|k| k.alg.as_deref().is_none_or(|a| a == alg))
         {
-            return Err(Denied::WrongAudience);
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e) if wrong_key(e.kind()) => {}
+                Err(e) => return Err(denied(e.kind())),
+            }
         }
+        let claims = claims.ok_or(Denied::BadSignature)?;
         let mut scopes: Vec<String> = claims
             .scope
             .map(|s| {
@@ -312,4 +266,20 @@ impl JwtVerifier {
         scopes.extend(claims.scp.unwrap_or_default());
         Ok(scopes)
     }
+}
+
+/// Whether the token's header is JSON with a string `alg` (so a header the library refused
+/// names an algorithm it does not know, such as `none`).
+fn token_names_an_algorithm(token: &str) -> bool {
+    use base64::Engine as _;
+    token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["alg"].is_string())
 }

@@ -44,6 +44,7 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
         total_bytes,
         refused,
     } = files_to_read(&resolved, files, temp.path())?;
+    let patterns_count = patterns.len();
     let store = crate::connect(&resolved).await?;
     let lease = Duration::from_secs(resolved.config.node_lease_secs());
     let owner = crate::own::claim(store.as_ref(), &node, lease, false)
@@ -79,7 +80,7 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
         Role::Backfill,
     )
     .await?;
-    let progress = Progress::new(stats.clone(), total_bytes);
+    let mut progress = Progress::new(stats.clone(), total_bytes, patterns_count);
     let refusals = tokio::task::spawn_blocking(move || {
         let refusals = pipeline.run_to_end(|| progress.show());
         progress.done();
@@ -91,44 +92,92 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
     report(&stats, refusals, refused)
 }
 
-/// The progress line on a terminal (nothing when stderr is not one).
+/// Progress: on a terminal a bar (bytes, rate, ETA, records) on stderr; otherwise (a
+/// service, a pipe, a CI log) a log line at the start, every [`LOG_EVERY`] and at the end.
 struct Progress {
     stats: Arc<PipelineStats>,
-    total_bytes: u64,
-    on: bool,
+    bar: indicatif::ProgressBar,
+    tty: bool,
+    files: usize,
+    last_log: std::time::Instant,
 }
 
+/// How often a progress line is logged when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
 impl Progress {
-    fn new(stats: Arc<PipelineStats>, total_bytes: u64) -> Self {
-        let on = std::io::stderr().is_terminal();
+    fn new(stats: Arc<PipelineStats>, total_bytes: u64, files: usize) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if tty {
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> ");
+            indicatif::ProgressBar::new(total_bytes).with_style(style)
+        } else {
+            // Hidden, but it still measures the rate and the ETA for the log lines.
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_length(total_bytes);
+        if !tty {
+            tracing::info!(files, bytes = total_bytes, "backfill: reading");
+        }
         Self {
             stats,
-            total_bytes,
-            on,
+            bar,
+            tty,
+            files,
+            last_log: std::time::Instant::now(),
         }
     }
 
-    fn show(&self) {
-        if !self.on {
-            return;
-        }
+    fn records(&self) -> u64 {
+        self.stats.reading.records.load(Ordering::Relaxed)
+    }
+
+    fn show(&mut self) {
         let read = self.stats.reading.bytes.load(Ordering::Relaxed);
-        let percent = if self.total_bytes == 0 {
-            100.0
-        } else {
-            read as f64 * 100.0 / self.total_bytes as f64
-        };
-        eprint!(
-            "\r{percent:>6.1}% {read:>12} of {} bytes, {} records",
-            self.total_bytes,
-            self.stats.reading.records.load(Ordering::Relaxed)
-        );
+        self.bar.set_position(read);
+        self.bar.set_message(format!("{} records", self.records()));
+        if !self.tty && self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = std::time::Instant::now();
+            let total = self.bar.length().unwrap_or(0);
+            tracing::info!(
+                percent = format!("{:.1}", percent(read, total)),
+                bytes = read,
+                of = total,
+                records = self.records(),
+                bytes_per_sec = self.bar.per_sec() as u64,
+                eta_secs = self.bar.eta().as_secs(),
+                "backfill: progress"
+            );
+        }
     }
 
     fn done(&self) {
-        if self.on {
-            eprintln!();
+        if self.tty {
+            self.bar.finish_and_clear();
+        } else {
+            let elapsed = self.bar.elapsed();
+            let read = self.bar.position();
+            tracing::info!(
+                files = self.files,
+                bytes = read,
+                records = self.records(),
+                secs = format!("{:.1}", elapsed.as_secs_f64()),
+                bytes_per_sec = (read as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+                "backfill: read"
+            );
         }
+    }
+}
+
+fn percent(read: u64, total: u64) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        read as f64 * 100.0 / total as f64
     }
 }
 
@@ -230,7 +279,7 @@ fn pattern(file: &Path) -> Result<PathPattern, Failure> {
     let text = file
         .to_str()
         .ok_or_else(|| Failure::Usage(format!("{} is not UTF-8", file.display())))?;
-    PathPattern::new(Path::new("/"), text)
+    PathPattern::literal(&Path::new("/").join(text))
         .ok_or_else(|| Failure::Usage(format!("{text}: not a file path")))
 }
 

@@ -222,3 +222,56 @@ fn the_api_shows_a_backfill_at_once() {
     agent.signal("TERM");
     assert_eq!(agent.wait_exit().code(), Some(0));
 }
+
+/// Progress when stderr is not a terminal: log lines (files and bytes at the start; bytes,
+/// records and rate at the end) instead of a bar; on a terminal (`script` gives one), a bar with
+/// the rate and the ETA.
+#[test]
+fn backfill_progress_on_a_pipe_and_on_a_terminal() {
+    let fixture = Fixture::new("");
+    let log = old_logs(&fixture).join("jans-auth_audit.log");
+    let size = std::fs::metadata(&log).unwrap().len();
+    let out = backfill(&fixture, &[], &[&log]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let start = err
+        .lines()
+        .find(|l| l.contains("backfill: reading"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        start.contains("files=1") && start.contains(&format!("bytes={size}")),
+        "{start}"
+    );
+    let end = err
+        .lines()
+        .find(|l| l.contains("backfill: read") && !l.contains("reading"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        end.contains(&format!("bytes={size}"))
+            && end.contains("records=9")
+            && end.contains("bytes_per_sec="),
+        "{end}"
+    );
+    assert!(!err.contains('\r'), "no bar on a pipe");
+
+    // On a terminal: the bar (drawn with carriage returns), no log lines about progress.
+    let fixture = Fixture::new("");
+    let log = old_logs(&fixture).join("jans-auth_audit.log");
+    let command = format!(
+        "{} backfill --config {} {}",
+        env!("CARGO_BIN_EXE_authstat"),
+        fixture.config_path().display(),
+        log.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux) gives the backfill a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("backfill: reading"), "{text}");
+    assert!(
+        text.contains("9 records") || text.contains("read 9 records"),
+        "{text}"
+    );
+}

@@ -42,9 +42,9 @@ pub fn file_patterns(
         .iter()
         .enumerate()
         .map(|(j, path)| {
-            PathPattern::new(base, path).ok_or_else(|| BuildError::Option {
+            PathPattern::new(base, path).map_err(|why| BuildError::Option {
                 key: format!("{key}.paths[{j}]"),
-                message: format!("'{path}': wildcards are allowed in the file name only"),
+                message: format!("'{path}': {why}"),
             })
         })
         .collect()

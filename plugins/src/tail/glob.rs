@@ -1,31 +1,80 @@
-//! Configured paths: a file, or a pattern with `*`, `?` and `[…]` in its file name.
+//! Configured paths: a file, or a pattern in its file name (globset's syntax: `*`, `?`,
+//! `[a-z]`, `[!x]`, `{a,b}`, `\` escapes; no `/` in a wildcard).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// One configured path, resolved to an absolute directory and a file-name pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use globset::{GlobBuilder, GlobMatcher};
+
+/// Characters that make a file name a pattern.
+const SPECIAL: [char; 4] = ['*', '?', '[', '{'];
+
+/// One configured path, resolved to an absolute directory and a file name or pattern.
+#[derive(Debug, Clone)]
 pub struct PathPattern {
     dir: PathBuf,
     name: String,
+    /// `None`: the name is taken literally.
+    matcher: Option<GlobMatcher>,
 }
+
+impl PartialEq for PathPattern {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.dir, &self.name, self.matcher.is_some())
+            == (&other.dir, &other.name, other.matcher.is_some())
+    }
+}
+
+impl Eq for PathPattern {}
 
 impl PathPattern {
     /// `path` relative to `base` (the configuration file's directory) unless absolute.
-    /// Wildcards are allowed in the file name only; `None` if the directory part has one.
-    pub fn new(base: &Path, path: &str) -> Option<Self> {
+    /// Wildcards are allowed in the file name only; an error says what is wrong.
+    pub fn new(base: &Path, path: &str) -> Result<Self, String> {
         let full = base.join(path);
-        let name = full.file_name()?.to_str()?.to_owned();
-        let dir = full.parent()?.to_path_buf();
-        if dir.to_str().is_some_and(|d| d.contains(['*', '?', '['])) {
-            return None;
+        let (Some(name), Some(dir)) = (full.file_name(), full.parent()) else {
+            return Err("not a file path".into());
+        };
+        let name = name.to_str().ok_or("not UTF-8")?.to_owned();
+        if dir.to_str().is_some_and(|d| d.contains(SPECIAL)) {
+            return Err("wildcards are allowed in the file name only".into());
         }
-        Some(Self { dir, name })
+        let matcher = if name.contains(SPECIAL) {
+            let glob = GlobBuilder::new(&name)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("not a valid pattern: {}", e.kind()))?;
+            Some(glob.compile_matcher())
+        } else {
+            None
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            name,
+            matcher,
+        })
+    }
+
+    /// Exactly the file `path` (absolute), whatever characters its name has.
+    pub fn literal(path: &Path) -> Option<Self> {
+        Some(Self {
+            dir: path.parent()?.to_path_buf(),
+            name: path.file_name()?.to_str()?.to_owned(),
+            matcher: None,
+        })
     }
 
     /// The directory holding the matches.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn name_matches(&self, name: &str) -> bool {
+        match &self.matcher {
+            Some(m) => m.is_match(name),
+            None => name == self.name,
+        }
     }
 
     /// Whether `path` (absolute, as the directory is) is one this pattern names.
@@ -34,12 +83,12 @@ impl PathPattern {
             && path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| wildcard_match(self.name.as_bytes(), n.as_bytes()))
+                .is_some_and(|n| self.name_matches(n))
     }
 
     /// The files that match now, sorted.
     pub fn matches(&self) -> io::Result<Vec<PathBuf>> {
-        if !self.name.contains(['*', '?', '[']) {
+        if self.matcher.is_none() {
             let path = self.dir.join(&self.name);
             return Ok(if path.exists() {
                 vec![path]
@@ -56,7 +105,7 @@ impl PathPattern {
         for entry in entries {
             let entry = entry?;
             if let Some(name) = entry.file_name().to_str()
-                && wildcard_match(self.name.as_bytes(), name.as_bytes())
+                && self.name_matches(name)
             {
                 out.push(entry.path());
             }
@@ -66,47 +115,18 @@ impl PathPattern {
     }
 }
 
-/// `*` any run, `?` one byte, `[abc]` / `[a-z]` / `[!x]` a class.
-fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard_match(rest, &name[i..])),
-        Some((b'?', rest)) => !name.is_empty() && wildcard_match(rest, &name[1..]),
-        Some((b'[', rest)) => {
-            let Some(close) = rest.iter().position(|&b| b == b']') else {
-                return name.first() == Some(&b'[') && wildcard_match(rest, &name[1..]);
-            };
-            let Some((&c, name_rest)) = name.split_first() else {
-                return false;
-            };
-            let (negate, class) = match rest[..close].split_first() {
-                Some((b'!', class)) => (true, class),
-                _ => (false, &rest[..close]),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
-                }
-            }
-            hit != negate && wildcard_match(&rest[close + 1..], name_rest)
-        }
-        Some((&p, rest)) => name.first() == Some(&p) && wildcard_match(rest, &name[1..]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn m(pattern: &str, name: &str) -> bool {
+        PathPattern::new(Path::new("/d"), pattern)
+            .unwrap()
+            .matches_path(&Path::new("/d").join(name))
+    }
+
     #[test]
     fn wildcards() {
-        let m = |p: &str, n: &str| wildcard_match(p.as_bytes(), n.as_bytes());
         assert!(m("jans-auth_audit*.log", "jans-auth_audit.log"));
         assert!(m(
             "jans-auth_audit*.log",
@@ -115,15 +135,29 @@ mod tests {
         assert!(!m("jans-auth_audit*.log", "jans-auth_audit.log.gz"));
         assert!(m("a?c", "abc") && !m("a?c", "ac"));
         assert!(m("x[0-9].log", "x7.log") && !m("x[!0-9].log", "x7.log"));
-        assert!(m("*", "") && m("**x", "ax"));
+        assert!(m("*", "x"));
+        assert!(m("**x", "ax"));
+        assert!(m("{audit,tokens}*.log", "tokens-1.log") && !m("{audit,tokens}*.log", "x.log"));
+        assert!(m(r"a\*b.log", "a*b.log") && !m(r"a\*b.log", "axb.log"));
+        assert!(m("plain.log", "plain.log") && !m("plain.log", "plain.log.1"));
     }
 
     #[test]
-    fn wildcards_only_in_the_file_name() {
-        assert!(PathPattern::new(Path::new("/base"), "logs/*/a.log").is_none());
+    fn wildcards_only_in_the_file_name_and_bad_patterns_are_errors() {
+        let e = PathPattern::new(Path::new("/base"), "logs/*/a.log").unwrap_err();
+        assert!(e.contains("file name only"), "{e}");
+        let e = PathPattern::new(Path::new("/base"), "logs/a[.log").unwrap_err();
+        assert!(e.contains("not a valid pattern"), "{e}");
         let p = PathPattern::new(Path::new("/base"), "logs/a*.log").unwrap();
         assert_eq!(p.dir(), Path::new("/base/logs"));
         let p = PathPattern::new(Path::new("/base"), "/abs/a.log").unwrap();
         assert_eq!(p.dir(), Path::new("/abs"));
+    }
+
+    #[test]
+    fn a_literal_path_may_hold_pattern_characters() {
+        let p = PathPattern::literal(Path::new("/logs/audit[1].log")).unwrap();
+        assert!(p.matches_path(Path::new("/logs/audit[1].log")));
+        assert!(!p.matches_path(Path::new("/logs/audit1.log")));
     }
 }

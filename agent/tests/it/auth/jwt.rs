@@ -16,7 +16,23 @@ async fn jwt_setup() -> JwtSetup {
     let ec = TestKey::ec("ec-1");
     let rsa = TestKey::rsa("rsa-1");
     let server = Arc::new(AuthServer::default());
-    *server.jwks.lock().unwrap() = json!({"keys": [ec.jwk(), rsa.jwk()]});
+    // Besides the two keys: an Ed25519 key, keys for encryption only (`use: enc`, `key_ops`
+    // without `verify`), a symmetric key, and a key the library cannot read, none of which may
+    // hide the others.
+    let mut enc = TestKey::ec("enc-1").jwk();
+    enc["use"] = json!("enc");
+    let mut wrap = TestKey::ec("wrap-1").jwk();
+    wrap["key_ops"] = json!(["wrapKey"]);
+    let keys = json!([
+        ec.jwk(),
+        rsa.jwk(),
+        TestKey::ed25519("ed-1").jwk(),
+        enc,
+        wrap,
+        {"kty": "oct", "kid": "oct-1", "k": b64(b"a shared secret")},
+        {"kty": "XYZ", "kid": "odd-1"},
+    ]);
+    *server.jwks.lock().unwrap() = json!({ "keys": keys });
     let auth_addr = serve_auth(server.clone()).await;
     let (agent, _dir) = agent_with_auth(&format!(
         "    type: jwt\n    jwks_uri: http://{auth_addr}/jwks\n    issuer: {ISSUER}\n    audience: authstat\n    leeway_secs: 5\n    jwks_refresh_min_secs: 0\n"
@@ -29,6 +45,20 @@ async fn jwt_setup() -> JwtSetup {
         agent,
         _dir,
     }
+}
+
+/// A valid token's claims, HMAC-SHA256 signed with `secret`, naming key `kid`.
+fn hs256(kid: &str, secret: &[u8]) -> String {
+    let header = b64(json!({"alg": "HS256", "kid": kid, "typ": "JWT"})
+        .to_string()
+        .as_bytes());
+    let body = b64(claims(json!({})).to_string().as_bytes());
+    let message = format!("{header}.{body}");
+    let mac = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        message.as_bytes(),
+    );
+    format!("{message}.{}", b64(mac.as_ref()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,18 +164,9 @@ async fn forged_jwts_are_refused() {
     );
     assert_eq!(status(addr, &none).await.0, 401, "alg none");
     // HMAC with the public key as secret (the classic confusion attack).
-    let header = b64(br#"{"alg":"HS256","kid":"rsa-1","typ":"JWT"}"#);
-    let body = b64(claims(json!({})).to_string().as_bytes());
-    let message = format!("{header}.{body}");
     let public = rsa.jwk().to_string();
-    let mac = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.as_bytes()),
-        message.as_bytes(),
-    );
     assert_eq!(
-        status(addr, &format!("{message}.{}", b64(mac.as_ref())))
-            .await
-            .0,
+        status(addr, &hs256("rsa-1", public.as_bytes())).await.0,
         401,
         "HS256 with the public key"
     );
@@ -201,5 +222,68 @@ async fn an_unreachable_jwks_gives_503() {
         .unwrap();
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"], "temporarily_unavailable");
+    agent.shutdown().await;
+}
+
+/// What the library makes possible: EdDSA, `crit` refused, keys for other uses ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddsa_crit_and_keys_for_other_uses() {
+    let JwtSetup {
+        ec, agent, _dir, ..
+    } = jwt_setup().await;
+    let addr = agent.addr;
+    // The JWKS's Ed25519 key is a fresh one each setup: sign with a key of the same kid that
+    // the server does not publish, then with one it does.
+    let stranger = TestKey::ed25519("ed-1");
+    assert_eq!(
+        status(addr, &stranger.sign(&claims(json!({})))).await.0,
+        401
+    );
+
+    // `crit`: an extension authstat does not understand, so the token is refused even though
+    // its signature is good.
+    let crit = ec.sign_with(
+        &json!({"alg": "ES256", "kid": "ec-1", "crit": ["exp"], "exp": 1}),
+        &claims(json!({})),
+    );
+    let (code, description) = status(addr, &crit).await;
+    assert_eq!(
+        (code, description.as_str()),
+        (401, "the token is not a well-formed JWT")
+    );
+
+    // A key published for encryption (or only for wrapping keys) verifies nothing.
+    for kid in ["enc-1", "wrap-1"] {
+        let signer = TestKey::ec(kid);
+        let token = signer.sign(&claims(json!({})));
+        assert_eq!(status(addr, &token).await.0, 401, "{kid}");
+    }
+    // The symmetric key is never used as an HMAC secret.
+    assert_eq!(
+        status(addr, &hs256("oct-1", b"a shared secret")).await.0,
+        401,
+        "HS256 with the JWKS's oct key"
+    );
+    agent.shutdown().await;
+}
+
+/// An Ed25519 key the auth server publishes verifies EdDSA tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddsa_tokens_verify() {
+    let ed = TestKey::ed25519("ed-only");
+    let server = Arc::new(AuthServer::default());
+    *server.jwks.lock().unwrap() = json!({"keys": [ed.jwk()]});
+    let auth_addr = serve_auth(server.clone()).await;
+    let (agent, _dir) = agent_with_auth(&format!(
+        "    type: jwt\n    jwks_uri: http://{auth_addr}/jwks\n    issuer: {ISSUER}\n    audience: authstat\n"
+    ))
+    .await;
+    assert_eq!(
+        status(agent.addr, &ed.sign(&claims(json!({})))).await.0,
+        200
+    );
+    let (code, description) =
+        status(agent.addr, &ed.sign(&claims(json!({"exp": now() - 600})))).await;
+    assert_eq!((code, description.as_str()), (401, "the token has expired"));
     agent.shutdown().await;
 }

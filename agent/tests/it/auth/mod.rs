@@ -13,7 +13,7 @@ use axum::routing::{get as route_get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -38,6 +38,7 @@ fn now() -> u64 {
 enum Signer {
     Ec(EcdsaKeyPair),
     Rsa(RsaKeyPair),
+    Ed(Ed25519KeyPair),
 }
 
 struct TestKey {
@@ -62,6 +63,14 @@ impl TestKey {
         }
     }
 
+    fn ed25519(kid: &str) -> Self {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Self {
+            kid: kid.into(),
+            signer: Signer::Ed(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()),
+        }
+    }
+
     /// RSA 2048 from `openssl` (ring cannot generate RSA keys), as a PKCS#1 DER key.
     fn rsa(kid: &str) -> Self {
         let out = std::process::Command::new("sh")
@@ -83,6 +92,7 @@ impl TestKey {
         match self.signer {
             Signer::Ec(_) => "ES256",
             Signer::Rsa(_) => "RS256",
+            Signer::Ed(_) => "EdDSA",
         }
     }
 
@@ -96,6 +106,9 @@ impl TestKey {
             Signer::Rsa(pair) => {
                 let public: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
                 json!({"kty": "RSA", "kid": self.kid, "alg": "RS256", "n": b64(&public.n), "e": b64(&public.e)})
+            }
+            Signer::Ed(pair) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "x": b64(pair.public_key().as_ref())})
             }
         }
     }
@@ -124,6 +137,7 @@ impl TestKey {
                 .unwrap();
                 sig
             }
+            Signer::Ed(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
         };
         format!("{message}.{}", b64(&sig))
     }

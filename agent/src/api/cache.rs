@@ -16,9 +16,14 @@ use crate::pipeline::PipelineStats;
 /// How often the backend's data version is checked.
 pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
 
-/// At most this many answers; beyond, moka evicts the least likely to be asked again (TinyLFU),
-/// one at a time.
-const CACHE_ENTRIES: u64 = 1024;
+/// The cache holds at most this many bytes of answers (rendered bodies; no HLL is kept);
+/// beyond, moka evicts the answers least likely to be asked again (TinyLFU), one at a time.
+const CACHE_BYTES: u64 = 32 << 20;
+
+/// Backend reads for answers that are not cached, at most this many at once: each holds the
+/// rows of its months while it merges them, so memory stays bounded under a burst of distinct
+/// requests.
+const CONCURRENT_READS: usize = 4;
 
 /// Answers by month list, with when they were made, how many flushes this node had done then
 /// and the backend's data version then: a flush of this node makes them stale at once, a flush
@@ -31,6 +36,8 @@ pub struct StatCache {
     counters: Arc<ApiStats>,
     /// Answers by month list, each expiring after its own TTL.
     entries: moka::sync::Cache<Vec<Month>, Cached>,
+    /// Limits the backend reads of cache misses.
+    reads: tokio::sync::Semaphore,
     /// The backend's data version (see [`StatStore::data_version`]) as last seen.
     data_version: AtomicU64,
 }
@@ -55,9 +62,14 @@ impl StatCache {
             flushes,
             counters,
             entries: moka::sync::Cache::builder()
-                .max_capacity(CACHE_ENTRIES)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|months: &Vec<Month>, cached: &Cached| {
+                    let bytes = cached.answer.bytes() + months.len() * 8 + 64;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
                 .expire_after(OwnTtl)
                 .build(),
+            reads: tokio::sync::Semaphore::new(CONCURRENT_READS),
             data_version: AtomicU64::new(0),
         }
     }
@@ -105,6 +117,11 @@ impl StatCache {
             return Ok(cached.answer);
         }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let read = self.store.read_months(&months).await;
         if read.is_err() {
             self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
@@ -153,20 +170,30 @@ impl moka::Expiry<Vec<Month>, Cached> for OwnTtl {
     }
 }
 
-/// The stats of a month list and their rendered bodies, made once per format on first use:
-/// a cached hit costs no cardinality computation and no serialization.
+/// The rendered bodies of a month list's answer, made once when it is read (a cached hit costs
+/// no cardinality computation and no serialization). The merged stats, HLLs included, are
+/// dropped: an answer weighs only its bodies.
 #[derive(Debug)]
 pub struct Answer {
-    stats: Vec<MonthStats>,
-    bodies: [std::sync::OnceLock<axum::body::Bytes>; 3],
+    /// JSON, JSON by month, OpenMetrics.
+    bodies: [axum::body::Bytes; 3],
 }
 
 impl Answer {
     fn new(stats: Vec<MonthStats>) -> Self {
+        let body = |text: String| axum::body::Bytes::from(text);
         Self {
-            stats,
-            bodies: Default::default(),
+            bodies: [
+                body(stat::json_body(&stats, Format::Json)),
+                body(stat::json_body(&stats, Format::JsonMonth)),
+                body(stat::openmetrics_body(&stats)),
+            ],
         }
+    }
+
+    /// What it weighs in the cache.
+    fn bytes(&self) -> usize {
+        self.bodies.iter().map(axum::body::Bytes::len).sum()
     }
 
     pub(super) fn body(&self, format: Format) -> axum::body::Bytes {
@@ -175,14 +202,6 @@ impl Answer {
             Format::JsonMonth => 1,
             Format::OpenMetrics => 2,
         };
-        self.bodies[slot]
-            .get_or_init(|| {
-                let text = match format {
-                    Format::OpenMetrics => stat::openmetrics_body(&self.stats),
-                    other => stat::json_body(&self.stats, other),
-                };
-                axum::body::Bytes::from(text)
-            })
-            .clone()
+        self.bodies[slot].clone()
     }
 }

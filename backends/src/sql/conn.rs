@@ -130,6 +130,17 @@ pub trait SqlConnection: R2D2Connection + Send + 'static {
     #[doc(hidden)]
     fn load<R: AnyRow>(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<Vec<R>>;
 
+    /// Runs a query with bind parameters and hands its rows to `each` one at a time, as the
+    /// database sends them (SQLite steps the statement, PostgreSQL reads in row-by-row mode):
+    /// the caller's memory does not grow with the number of rows.
+    #[doc(hidden)]
+    fn for_each_row<R: AnyRow>(
+        &mut self,
+        sql: &str,
+        binds: Vec<Bind>,
+        each: &mut dyn FnMut(R),
+    ) -> QueryResult<()>;
+
     /// A transaction that takes the write lock at its start where the database needs that
     /// (SQLite overrides this with `BEGIN IMMEDIATE`, so that two writers never deadlock on lock
     /// upgrade); elsewhere a plain transaction.
@@ -164,7 +175,20 @@ macro_rules! bound_query {
 }
 
 macro_rules! exec_and_load {
-    ($db:ty) => {
+    ($db:ty, $mode:ty) => {
+        fn for_each_row<R: AnyRow>(
+            &mut self,
+            sql: &str,
+            binds: Vec<Bind>,
+            each: &mut dyn FnMut(R),
+        ) -> QueryResult<()> {
+            let rows = bound_query!($db, sql, binds).load_iter::<R, $mode>(self)?;
+            for row in rows {
+                each(row?);
+            }
+            Ok(())
+        }
+
         fn exec(&mut self, sql: &str, binds: Vec<Bind>) -> QueryResult<usize> {
             bound_query!($db, sql, binds).execute(self)
         }
@@ -197,7 +221,10 @@ fn migrate_with_retries<C: MigrationHarness<C::Backend> + Connection>(
 impl SqlConnection for diesel::sqlite::SqliteConnection {
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    exec_and_load!(diesel::sqlite::Sqlite);
+    exec_and_load!(
+        diesel::sqlite::Sqlite,
+        diesel::connection::DefaultLoadingMode
+    );
 
     fn write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
     where
@@ -219,7 +246,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 impl SqlConnection for diesel::pg::PgConnection {
     const DIALECT: Dialect = Dialect::Postgres;
 
-    exec_and_load!(diesel::pg::Pg);
+    exec_and_load!(diesel::pg::Pg, diesel::pg::PgRowByRowLoadingMode);
 
     fn migrate(&mut self) -> Result<(), String> {
         // A session-level advisory lock serializes agents migrating the same database.
@@ -248,7 +275,7 @@ struct LockRow {
 impl SqlConnection for diesel::mysql::MysqlConnection {
     const DIALECT: Dialect = Dialect::Mysql;
 
-    exec_and_load!(diesel::mysql::Mysql);
+    exec_and_load!(diesel::mysql::Mysql, diesel::connection::DefaultLoadingMode);
 
     fn migrate(&mut self) -> Result<(), String> {
         // A named lock serializes agents migrating the same server (DDL is not transactional).

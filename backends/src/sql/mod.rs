@@ -179,14 +179,19 @@ fn now_ms() -> i64 {
 fn merge_rows(dialect: Dialect, rows: Vec<StatRow>) -> Result<Vec<MonthStats>, StoreError> {
     let mut merger = Merger::new(dialect.kind());
     for row in rows {
-        let month = merger.month(i64::from(row.month))?;
-        match (row.kind.as_str(), row.hll) {
-            ("#hll", Some(bytes)) => merger.add_hll(month, &row.k1, &bytes)?,
-            ("#hll", None) => {}
-            (kind, _) => merger.add_counter(month, kind, &row.k1, &row.k2, row.value)?,
-        }
+        merge_row(&mut merger, row)?;
     }
     Ok(merger.finish())
+}
+
+fn merge_row(merger: &mut Merger, row: StatRow) -> Result<(), StoreError> {
+    let month = merger.month(i64::from(row.month))?;
+    match (row.kind.as_str(), row.hll) {
+        ("#hll", Some(bytes)) => merger.add_hll(month, &row.k1, &bytes)?,
+        ("#hll", None) => {}
+        (kind, _) => merger.add_counter(month, kind, &row.k1, &row.k2, row.value)?,
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -303,9 +308,23 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
             .chain(&months)
             .map(|&m| flush::month_bind(m))
             .collect();
+        // Rows are merged as they arrive: a read holds one row and the per-month results,
+        // however many nodes wrote them.
         self.blocking(move |conn| {
-            let rows: Vec<StatRow> = conn.load(&sql, binds).map_err(|e| db_error(d, e))?;
-            merge_rows(d, rows)
+            let mut merger = Merger::new(d.kind());
+            let mut failed = None;
+            conn.for_each_row(&sql, binds, &mut |row: StatRow| {
+                if failed.is_none()
+                    && let Err(e) = merge_row(&mut merger, row)
+                {
+                    failed = Some(e);
+                }
+            })
+            .map_err(|e| db_error(d, e))?;
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(merger.finish()),
+            }
         })
         .await
     }

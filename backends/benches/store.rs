@@ -10,79 +10,26 @@ use std::hint::black_box;
 
 use authstat_backends::sql::{PgStore, SqliteStore};
 use authstat_config::{SqlServerConfig, SqliteConfig};
-use authstat_core::counters::{CounterKey, Counters};
-use authstat_core::hash::HashAlgorithm;
-use authstat_core::hll::{Hll, HllParams};
-use authstat_core::store::{ClaimRequest, FlushBatch, Instance, MonthFlush, StatStore};
-use authstat_core::{Month, NodeId};
+use authstat_core::hll::Hll;
+use authstat_core::store::StatStore;
 use criterion::{Criterion, criterion_group, criterion_main};
 use diesel::prelude::*;
+
+mod support;
+
+use support::{batch, claim_request, full_hll, months};
 
 const MONTHS: u32 = 12;
 const NODES: usize = 10;
 
-fn months() -> Vec<Month> {
-    (1..=MONTHS).map(|m| Month::new(2024, m).unwrap()).collect()
-}
-
-fn full_hll(seed: usize) -> Hll {
-    let mut h = Hll::new(HllParams::janssen());
-    for i in 0..60_000 {
-        h.add_raw(HashAlgorithm::Murmur3.hash(&format!("n{seed}-u{i}")));
-    }
-    h
-}
-
-/// 40 counters: 10 grant types × 4 token types.
-fn counters() -> Counters {
-    let mut c = Counters::default();
-    for g in 0..10 {
-        for t in ["access_token", "id_token", "refresh_token", "uma_token"] {
-            let key = CounterKey::Token {
-                grant_type: format!("grant_type_{g}"),
-                token_type: t.into(),
-            };
-            c.add(&key, 7);
-        }
-    }
-    c
-}
-
-fn batch(node: usize, seq: u64, hlls: &[Hll]) -> FlushBatch {
-    FlushBatch {
-        node: NodeId::new(format!("node-{node}")).unwrap(),
-        epoch: 1,
-        lease_until_ms: i64::MAX,
-        seq,
-        months: months()
-            .into_iter()
-            .zip(hlls)
-            .map(|(month, users)| MonthFlush {
-                month,
-                users: users.clone(),
-                counter_deltas: counters(),
-            })
-            .collect(),
-        positions: None,
-    }
+fn node(n: usize) -> String {
+    format!("node-{n}")
 }
 
 /// Claims `node` (epoch 1 on a fresh database).
-fn claim(store: &dyn StatStore, rt: &tokio::runtime::Runtime, node: usize) {
-    let request = ClaimRequest {
-        node: NodeId::new(format!("node-{node}")).unwrap(),
-        instance: Instance {
-            id: format!("bench-{node}"),
-            host: "bench".into(),
-            pid: 1,
-            started_at_ms: 0,
-            locality: String::new(),
-        },
-        until_ms: i64::MAX,
-        now_ms: 0,
-        take_over: authstat_core::store::TakeOver::Never,
-    };
-    rt.block_on(store.claim_node(&request)).unwrap();
+fn claim(store: &dyn StatStore, rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(store.claim_node(&claim_request(&node(n))))
+        .unwrap();
 }
 
 fn bench_store(c: &mut Criterion, name: &str, store: &dyn StatStore, rt: &tokio::runtime::Runtime) {
@@ -90,8 +37,9 @@ fn bench_store(c: &mut Criterion, name: &str, store: &dyn StatStore, rt: &tokio:
     for node in 0..NODES {
         claim(store, rt, node);
     }
-    for node in 1..NODES {
-        rt.block_on(store.flush(&batch(node, 1, &hlls))).unwrap();
+    for n in 1..NODES {
+        rt.block_on(store.flush(&batch(&node(n), 1, &hlls)))
+            .unwrap();
     }
     let mut seq = 1;
     c.bench_function(
@@ -99,7 +47,7 @@ fn bench_store(c: &mut Criterion, name: &str, store: &dyn StatStore, rt: &tokio:
         |b| {
             b.iter(|| {
                 seq += 1;
-                rt.block_on(store.flush(black_box(&batch(0, seq, &hlls))))
+                rt.block_on(store.flush(black_box(&batch(&node(0), seq, &hlls))))
                     .unwrap()
             })
         },

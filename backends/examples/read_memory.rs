@@ -10,29 +10,13 @@ use std::time::Instant;
 
 use authstat_backends::sql::SqliteStore;
 use authstat_config::SqliteConfig;
-use authstat_core::counters::{CounterKey, Counters};
-use authstat_core::hash::HashAlgorithm;
-use authstat_core::hll::{Hll, HllParams};
-use authstat_core::store::{ClaimRequest, FlushBatch, Instance, MonthFlush, StatStore, TakeOver};
-use authstat_core::{Month, NodeId};
+use authstat_core::hll::Hll;
+use authstat_core::store::StatStore;
 
-fn months() -> Vec<Month> {
-    (1..=12).map(|m| Month::new(2024, m).unwrap()).collect()
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
 
-fn counters() -> Counters {
-    let mut c = Counters::default();
-    for g in 0..10 {
-        for t in ["access_token", "id_token", "refresh_token", "uma_token"] {
-            let key = CounterKey::Token {
-                grant_type: format!("grant_type_{g}"),
-                token_type: t.into(),
-            };
-            c.add(&key, 7);
-        }
-    }
-    c
-}
+use support::{batch, claim_request, full_hll, months};
 
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -44,48 +28,11 @@ fn status_kib(field: &str) -> u64 {
 }
 
 async fn fill(store: &dyn StatStore, nodes: usize) {
-    let hlls: Vec<Hll> = (0..12)
-        .map(|m| {
-            let mut h = Hll::new(HllParams::janssen());
-            for i in 0..60_000 {
-                h.add_raw(HashAlgorithm::Murmur3.hash(&format!("m{m}-u{i}")));
-            }
-            h
-        })
-        .collect();
+    let hlls: Vec<Hll> = (0..12).map(full_hll).collect();
     for n in 0..nodes {
-        let node = NodeId::new(format!("pod-{n}")).unwrap();
-        let request = ClaimRequest {
-            node: node.clone(),
-            instance: Instance {
-                id: format!("i-{n}"),
-                host: "bench".into(),
-                pid: 1,
-                started_at_ms: 0,
-                locality: String::new(),
-            },
-            until_ms: i64::MAX,
-            now_ms: 0,
-            take_over: TakeOver::Never,
-        };
-        store.claim_node(&request).await.unwrap();
-        let batch = FlushBatch {
-            node,
-            epoch: 1,
-            lease_until_ms: i64::MAX,
-            seq: 1,
-            months: months()
-                .into_iter()
-                .zip(&hlls)
-                .map(|(month, users)| MonthFlush {
-                    month,
-                    users: users.clone(),
-                    counter_deltas: counters(),
-                })
-                .collect(),
-            positions: None,
-        };
-        store.flush(&batch).await.unwrap();
+        let node = format!("pod-{n}");
+        store.claim_node(&claim_request(&node)).await.unwrap();
+        store.flush(&batch(&node, 1, &hlls)).await.unwrap();
     }
 }
 

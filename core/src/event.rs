@@ -1,5 +1,6 @@
 //! The events authstat reads: Janssen audit records and issued-token events.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -77,76 +78,142 @@ impl Serialize for AuditAction {
 
 impl<'de> Deserialize<'de> for AuditAction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-        Ok(AuditAction::parse(&name))
+        /// Reads the name in place: a known action allocates nothing.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = AuditAction;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an action name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<AuditAction, E> {
+                Ok(AuditAction::parse(name))
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
+}
+
+/// Text of an event: borrowed from the record's bytes when the JSON string has no escapes
+/// (nearly always), owned otherwise. Parsing a record allocates nothing for its strings.
+pub type Text<'a> = Cow<'a, str>;
+
+/// A JSON string as [`Text`], borrowed when it can be.
+fn text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowing<'a>(#[serde(borrow)] Cow<'a, str>);
+    Borrowing::deserialize(d).map(|b| b.0)
+}
+
+/// A JSON string or `null` as [`Text`], borrowed when it can be.
+fn optional_text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'a>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowing<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Borrowing<'a>>::deserialize(d).map(|b| b.map(|b| b.0))
+}
+
+fn owned(text: Option<Text<'_>>) -> Option<Text<'static>> {
+    text.map(|t| Cow::Owned(t.into_owned()))
 }
 
 /// One record of Janssen's `jans-auth_audit.log` (the JSON body; the log4j header is not kept).
 ///
 /// Field names follow the JSON Janssen writes (`macAddress`, `clientId`, …); JSON `null`s are
-/// `None`.
+/// `None`. The text fields borrow from the record (see [`Text`]); [`AuditEvent::into_owned`]
+/// makes an event that outlives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEvent {
+pub struct AuditEvent<'a> {
     /// Client IP address.
-    pub ip: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub ip: Option<Text<'a>>,
     /// What happened.
     pub action: AuditAction,
     /// Event time in milliseconds since the Unix epoch (UTC); decides the month.
     pub timestamp: i64,
     /// MAC address of the auth-server node.
-    pub mac_address: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub mac_address: Option<Text<'a>>,
     /// OAuth client id.
-    pub client_id: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub client_id: Option<Text<'a>>,
     /// The user (`uid`), when there is one.
-    pub username: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub username: Option<Text<'a>>,
     /// Requested or granted scopes, space-separated.
-    pub scope: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub scope: Option<Text<'a>>,
     /// Whether the action succeeded (Java's `isSuccess`).
     pub success: bool,
 }
 
-impl AuditEvent {
+impl AuditEvent<'_> {
     /// The month (UTC) of the event's own timestamp.
     pub fn month(&self) -> Result<Month, Error> {
         Month::from_epoch_millis(self.timestamp)
+    }
+
+    /// The same event, owning its text.
+    pub fn into_owned(self) -> AuditEvent<'static> {
+        AuditEvent {
+            ip: owned(self.ip),
+            action: self.action,
+            timestamp: self.timestamp,
+            mac_address: owned(self.mac_address),
+            client_id: owned(self.client_id),
+            username: owned(self.username),
+            scope: owned(self.scope),
+            success: self.success,
+        }
     }
 }
 
 /// One issued token, as the token-event stream carries it (the audit log has no grant type).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenEvent {
+pub struct TokenEvent<'a> {
     /// Issue time in milliseconds since the Unix epoch (UTC); decides the month.
     pub timestamp: i64,
     /// The grant type of the original grant (`authorization_code`, `client_credentials`, …).
-    pub grant_type: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub grant_type: Text<'a>,
     /// The token type (`access_token`, `id_token`, `refresh_token`, `uma_token`, …).
-    pub token_type: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub token_type: Text<'a>,
     /// OAuth client id.
-    pub client_id: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub client_id: Text<'a>,
     /// The user, absent for grants without one (client credentials).
-    #[serde(default)]
-    pub username: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub username: Option<Text<'a>>,
 }
 
-impl TokenEvent {
+impl TokenEvent<'_> {
     /// The month (UTC) of the event's own timestamp.
     pub fn month(&self) -> Result<Month, Error> {
         Month::from_epoch_millis(self.timestamp)
     }
+
+    /// The same event, owning its text.
+    pub fn into_owned(self) -> TokenEvent<'static> {
+        TokenEvent {
+            timestamp: self.timestamp,
+            grant_type: Cow::Owned(self.grant_type.into_owned()),
+            token_type: Cow::Owned(self.token_type.into_owned()),
+            client_id: Cow::Owned(self.client_id.into_owned()),
+            username: owned(self.username),
+        }
+    }
 }
 
-/// Anything a parser produces.
+/// Anything a parser produces, borrowing from the record it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<'a> {
     /// An audit-log record.
-    Audit(AuditEvent),
+    Audit(AuditEvent<'a>),
     /// An issued token.
-    Token(TokenEvent),
+    Token(TokenEvent<'a>),
 }
 
-impl Event {
+impl Event<'_> {
     /// The event's own time, in milliseconds since the Unix epoch.
     pub fn timestamp(&self) -> i64 {
         match self {
@@ -160,6 +227,14 @@ impl Event {
         match self {
             Event::Audit(e) => e.month(),
             Event::Token(e) => e.month(),
+        }
+    }
+
+    /// The same event, owning its text (to keep it past the record's buffer).
+    pub fn into_owned(self) -> Event<'static> {
+        match self {
+            Event::Audit(e) => Event::Audit(e.into_owned()),
+            Event::Token(e) => Event::Token(e.into_owned()),
         }
     }
 }
@@ -191,13 +266,24 @@ mod tests {
           "scope" : "openid profile email",
           "success" : true
         }"#;
-        let e: AuditEvent = serde_json::from_str(json).unwrap();
+        let e: AuditEvent<'_> = serde_json::from_str(json).unwrap();
+        assert!(
+            matches!(e.username, Some(Cow::Borrowed("admin"))),
+            "text without escapes is borrowed"
+        );
+        let escaped: AuditEvent<'_> = serde_json::from_str(
+            r#"{"action":"USER_INFO","timestamp":1,"username":"a\"b","success":true}"#,
+        )
+        .unwrap();
+        assert_eq!(escaped.username.as_deref(), Some("a\"b"));
         assert_eq!(e.action, AuditAction::UserAuthorization);
         assert_eq!(e.username.as_deref(), Some("admin"));
         assert_eq!(e.mac_address.as_deref(), Some("02-42-AC-11-00-02"));
         assert!(e.success);
         assert_eq!(e.month().unwrap().to_string(), "202402");
-        let back: AuditEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        let json = serde_json::to_string(&e).unwrap();
+        let back: AuditEvent<'_> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, e);
+        assert_eq!(e.clone().into_owned(), e);
     }
 }

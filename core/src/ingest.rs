@@ -123,7 +123,7 @@ pub trait Parser: Send + Sync + fmt::Debug {
     fn frame(&self, buf: &[u8]) -> Frame;
 
     /// Parses one complete record, exactly the bytes [`frame`](Parser::frame) delimited.
-    fn parse(&self, record: &[u8]) -> Result<Event, ParseError>;
+    fn parse<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, ParseError>;
 
     /// For a record too large to buffer, which started before `buf`: how many bytes at the start
     /// of `buf` still belong to it, if its end is in `buf` (`None`: all of `buf` does).
@@ -137,5 +137,5 @@ pub trait Parser: Send + Sync + fmt::Debug {
 pub trait Deriver: Send + Sync + fmt::Debug {
     /// Records what `event` means in `sink`. Fails only when the event's month cannot be
     /// determined; the caller counts and skips such events.
-    fn derive(&self, event: &Event, sink: &mut dyn UpdateSink) -> Result<(), Error>;
+    fn derive(&self, event: &Event<'_>, sink: &mut dyn UpdateSink) -> Result<(), Error>;
 }

@@ -49,7 +49,28 @@ impl Month {
     }
 
     /// The month (UTC) an instant given in milliseconds since the Unix epoch falls in.
+    ///
+    /// The last month found (per thread) is remembered with its bounds: records come in time
+    /// order, so nearly every call is two comparisons.
     pub fn from_epoch_millis(millis: i64) -> Result<Self, Error> {
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, i64, Month)> =
+                const { std::cell::Cell::new((0, 0, Month { index: 0 })) };
+        }
+        let (start, end, month) = LAST.with(std::cell::Cell::get);
+        if (start..end).contains(&millis) {
+            return Ok(month);
+        }
+        let month = Self::compute_from_epoch_millis(millis)?;
+        let end = month.succ().map_or_else(
+            || days_from_civil(10_000, 1) * MILLIS_PER_DAY,
+            Month::start_epoch_millis,
+        );
+        LAST.with(|last| last.set((month.start_epoch_millis(), end, month)));
+        Ok(month)
+    }
+
+    fn compute_from_epoch_millis(millis: i64) -> Result<Self, Error> {
         let days = millis.div_euclid(MILLIS_PER_DAY);
         let (year, month) = civil_from_days(days);
         if !(0..=9999).contains(&year) {
@@ -345,6 +366,33 @@ mod tests {
         for bad in [202400, 202413, 1_000_001, 0] {
             let err = Month::from_yyyymm(bad).unwrap_err().to_string();
             assert!(err.contains("invalid month"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_remembered_month_agrees_with_the_computation() {
+        let ends = [
+            Month::new(0, 1).unwrap().start_epoch_millis(),
+            Month::new(9999, 12).unwrap().start_epoch_millis(),
+            days_from_civil(10_000, 1) * MILLIS_PER_DAY,
+        ];
+        let mut values = vec![0, -1, 1, i64::MIN, i64::MAX, 1_706_745_599_999, 1_706_745_600_000];
+        for end in ends {
+            values.extend([end - 1, end, end + 1]);
+        }
+        // Forwards, backwards, and a pseudo-random walk.
+        let mut x: i64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x % 400_000_000_000_000);
+        }
+        let backwards: Vec<i64> = values.iter().rev().copied().collect();
+        for v in values.iter().chain(&backwards) {
+            let fresh = Month::compute_from_epoch_millis(*v).map_err(|e| e.to_string());
+            let cached = Month::from_epoch_millis(*v).map_err(|e| e.to_string());
+            assert_eq!(cached, fresh, "{v}");
         }
     }
 

@@ -40,7 +40,7 @@ pub enum SourceEvent<'a> {
     /// A complete record, parsed (or not).
     Record {
         /// The event, or why the record could not be parsed.
-        parsed: Result<Event, ParseError>,
+        parsed: Result<Event<'a>, ParseError>,
         /// Where it came from.
         origin: Origin<'a>,
     },

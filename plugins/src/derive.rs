@@ -42,7 +42,7 @@ impl RulesDeriver {
 }
 
 impl Deriver for RulesDeriver {
-    fn derive(&self, event: &Event, sink: &mut dyn UpdateSink) -> Result<(), Error> {
+    fn derive(&self, event: &Event<'_>, sink: &mut dyn UpdateSink) -> Result<(), Error> {
         let month = event.month()?;
         match event {
             Event::Audit(e) => {
@@ -72,8 +72,8 @@ impl Deriver for RulesDeriver {
             }
             Event::Token(t) => {
                 let key = CounterKey::Token {
-                    grant_type: t.grant_type.clone(),
-                    token_type: t.token_type.clone(),
+                    grant_type: t.grant_type.to_string(),
+                    token_type: t.token_type.to_string(),
                 };
                 sink.add_count(month, &key, 1);
             }

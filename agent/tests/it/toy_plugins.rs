@@ -31,7 +31,7 @@ impl Parser for ToyFormat {
         }
     }
 
-    fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
+    fn parse<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, ParseError> {
         let text = std::str::from_utf8(record).map_err(|_| ParseError {
             kind: ParseErrorKind::InvalidUtf8,
             message: "not text".into(),
@@ -52,7 +52,7 @@ impl Parser for ToyFormat {
             timestamp: ts.parse().map_err(|_| bad())?,
             mac_address: None,
             client_id: None,
-            username: Some(user.to_owned()),
+            username: Some(user.into()),
             scope: None,
             success: ok == "true",
         }))

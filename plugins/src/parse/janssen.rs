@@ -32,6 +32,12 @@ pub struct JanssenAuditParser;
 
 const HEADER_END: &[u8] = b" - {";
 
+/// A searcher for [`HEADER_END`], built once.
+fn header_finder() -> &'static memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memmem::Finder<'static>> = std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memmem::Finder::new(HEADER_END))
+}
+
 /// How a pretty-printed body that starts at a line start ends.
 enum BodyEnd {
     /// The closing `}` line ends here (terminator included).
@@ -136,7 +142,7 @@ impl Parser for JanssenAuditParser {
             };
         }
         if line.ends_with(b"}")
-            && (line.trim_ascii_start().starts_with(b"{") || memmem::find(line, b" - {").is_some())
+            && (line.trim_ascii_start().starts_with(b"{") || header_finder().find(line).is_some())
         {
             return Frame::Record { len: line_len };
         }
@@ -146,13 +152,22 @@ impl Parser for JanssenAuditParser {
         }
     }
 
-    fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
-        let json = match memmem::find(record, b" - {") {
-            Some(at) => &record[at + 3..],
-            None => record,
+    fn parse<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, ParseError> {
+        // A compact record starts with its JSON; a headed one after the header's ` - `.
+        let json = if record.first() == Some(&b'{') {
+            record
+        } else {
+            match header_finder().find(record) {
+                Some(at) => &record[at + 3..],
+                None => record,
+            }
         };
-        require_utf8(json)?;
-        let event: AuditEvent = serde_json::from_slice(json).map_err(json_error)?;
+        // Validated once here; serde_json then reads it as text without validating again.
+        let text = require_utf8(json)?;
+        let event: AuditEvent<'_> = match super::fast::audit_event(text) {
+            Some(event) => event,
+            None => serde_json::from_str(text).map_err(json_error)?,
+        };
         if let AuditAction::Other(name) = &event.action
             && (name.is_empty() || name.len() > MAX_KEY_LEN)
         {

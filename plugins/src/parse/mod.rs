@@ -1,5 +1,6 @@
 //! The record formats: [`JanssenAuditParser`] and [`TokenEventsParser`].
 
+mod fast;
 mod janssen;
 mod token;
 
@@ -48,15 +49,14 @@ fn error(kind: ParseErrorKind, message: impl Into<String>) -> ParseError {
     }
 }
 
-/// Records must be UTF-8.
-fn require_utf8(bytes: &[u8]) -> Result<(), ParseError> {
+/// Records must be UTF-8: the record as text.
+fn require_utf8(bytes: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes)
-        .map(|_| ())
         .map_err(|_| error(ParseErrorKind::InvalidUtf8, "record is not valid UTF-8"))
 }
 
 /// An event's timestamp must fall in a month authstat can store.
-fn require_month(event: &authstat_core::event::Event) -> Result<(), ParseError> {
+fn require_month(event: &authstat_core::event::Event<'_>) -> Result<(), ParseError> {
     event.month().map(|_| ()).map_err(|_| {
         let timestamp = match event {
             authstat_core::event::Event::Audit(e) => e.timestamp,

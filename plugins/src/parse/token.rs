@@ -26,9 +26,9 @@ impl Parser for TokenEventsParser {
         }
     }
 
-    fn parse(&self, record: &[u8]) -> Result<Event, ParseError> {
-        require_utf8(record)?;
-        let event: TokenEvent = serde_json::from_slice(record).map_err(json_error)?;
+    fn parse<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, ParseError> {
+        let text = require_utf8(record)?;
+        let event: TokenEvent<'_> = serde_json::from_str(text).map_err(json_error)?;
         for (name, value) in [
             ("grant_type", &event.grant_type),
             ("token_type", &event.token_type),

@@ -21,7 +21,8 @@ fn aggregate(config: &DeriveConfig) -> MonthlyAggregate {
         "/../examples/logs/token-events.jsonl"
     ))
     .unwrap();
-    let events: Vec<Event> = frame_all(&JanssenAuditParser, &sample_log())
+    let log = sample_log();
+    let events: Vec<Event<'_>> = frame_all(&JanssenAuditParser, &log)
         .0
         .into_iter()
         .chain(frame_all(&TokenEventsParser, &tokens).0)

@@ -15,7 +15,10 @@ pub fn sample_log() -> Vec<u8> {
 }
 
 /// Frames all of `buf`: the records (parsed or not) and skipped stretches, in order.
-pub fn frame_all(parser: &dyn Parser, buf: &[u8]) -> (Vec<Result<Event, ParseErrorKind>>, usize) {
+pub fn frame_all<'a>(
+    parser: &dyn Parser,
+    buf: &'a [u8],
+) -> (Vec<Result<Event<'a>, ParseErrorKind>>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     loop {
@@ -35,7 +38,9 @@ pub fn frame_all(parser: &dyn Parser, buf: &[u8]) -> (Vec<Result<Event, ParseErr
     }
 }
 
-fn audit(e: &Result<Event, ParseErrorKind>) -> &authstat_core::event::AuditEvent {
+fn audit<'e, 'a>(
+    e: &'e Result<Event<'a>, ParseErrorKind>,
+) -> &'e authstat_core::event::AuditEvent<'a> {
     match e {
         Ok(Event::Audit(a)) => a,
         other => panic!("expected an audit event, got {other:?}"),
@@ -200,7 +205,7 @@ fn token_events_are_json_lines() {
         panic!("{:?}", records[3])
     };
     assert_eq!(
-        (t.grant_type.as_str(), t.token_type.as_str()),
+        (&*t.grant_type, &*t.token_type),
         ("client_credentials", "access_token")
     );
     assert_eq!(t.username, None);

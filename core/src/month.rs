@@ -376,7 +376,15 @@ mod tests {
             Month::new(9999, 12).unwrap().start_epoch_millis(),
             days_from_civil(10_000, 1) * MILLIS_PER_DAY,
         ];
-        let mut values = vec![0, -1, 1, i64::MIN, i64::MAX, 1_706_745_599_999, 1_706_745_600_000];
+        let mut values = vec![
+            0,
+            -1,
+            1,
+            i64::MIN,
+            i64::MAX,
+            1_706_745_599_999,
+            1_706_745_600_000,
+        ];
         for end in ends {
             values.extend([end - 1, end, end + 1]);
         }

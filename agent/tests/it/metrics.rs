@@ -111,11 +111,19 @@ async fn metrics_in_both_formats_and_across_a_restart() {
     let again = tokio::task::spawn_blocking(move || get(addr, "/metrics", None).body)
         .await
         .unwrap();
+    // Nothing was read again (the positions were stored with the counts), so the values can
+    // only have come from the backend.
+    assert_eq!(
+        sample_value(&again, "authstat_records_read_total"),
+        Some(0.0),
+        "{again}"
+    );
     for series in [
         "authstat_tokens_issued_total{grant_type=\"client_credentials\",token_type=\"access_token\"}",
         "authstat_authentications_total{outcome=\"failure\"}",
         mau.as_str(),
     ] {
+        assert!(sample_value(body, series).is_some_and(|v| v > 0.0), "{series}");
         assert_eq!(
             sample_value(&again, series),
             sample_value(body, series),

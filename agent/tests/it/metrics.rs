@@ -123,7 +123,10 @@ async fn metrics_in_both_formats_and_across_a_restart() {
         "authstat_authentications_total{outcome=\"failure\"}",
         mau.as_str(),
     ] {
-        assert!(sample_value(body, series).is_some_and(|v| v > 0.0), "{series}");
+        assert!(
+            sample_value(body, series).is_some_and(|v| v > 0.0),
+            "{series}"
+        );
         assert_eq!(
             sample_value(&again, series),
             sample_value(body, series),

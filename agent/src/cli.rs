@@ -60,6 +60,9 @@ pub enum Command {
             env = "AUTHSTAT_BACKFILL_FORMAT"
         )]
         format: String,
+        /// Files read at once, each by one thread (default: the number of CPUs).
+        #[arg(long, env = "AUTHSTAT_BACKFILL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
         /// The files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,

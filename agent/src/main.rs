@@ -74,8 +74,9 @@ fn main() {
                             Command::Backfill {
                                 config,
                                 format,
+                                threads,
                                 paths,
-                            } => commands::backfill(&config, &format, &paths).await,
+                            } => commands::backfill(&config, &format, threads, &paths).await,
                             Command::Query {
                                 config,
                                 month,

@@ -124,6 +124,21 @@ pub trait Source: Send + fmt::Debug {
         on_event: &mut dyn FnMut(SourceEvent<'_>),
     ) -> (usize, Vec<SourceProblem>);
 
+    /// Like [`read`](Source::read), but independent inputs may be read on several threads at
+    /// once: each input's records go, in their order, to one of `sinks` (one thread per sink
+    /// at most). For work that is finite and order-free across inputs (a backfill). The
+    /// default reads on the caller's thread into the first sink.
+    fn read_parallel(
+        &mut self,
+        budget: usize,
+        sinks: &mut [&mut (dyn FnMut(SourceEvent<'_>) + Send)],
+    ) -> (usize, Vec<SourceProblem>) {
+        match sinks.first_mut() {
+            Some(first) => self.read(budget, *first),
+            None => (0, Vec::new()),
+        }
+    }
+
     /// Where the source stands: everything handed out so far, to store with the next flush.
     fn positions(&self) -> Vec<SourcePosition>;
 

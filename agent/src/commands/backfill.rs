@@ -26,7 +26,12 @@ use super::{Failure, load_config};
 use crate::pipeline::{PipelineStats, Role};
 
 /// `authstat backfill`.
-pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<(), Failure> {
+pub async fn backfill(
+    path: &Path,
+    format: &str,
+    threads: Option<u16>,
+    files: &[PathBuf],
+) -> Result<(), Failure> {
     let resolved = load_config(path)?;
     let _ = crate::logging::init(&resolved.config.logging);
     let node = NodeId::new(format!("{}-backfill", resolved.node))
@@ -80,6 +85,9 @@ pub async fn backfill(path: &Path, format: &str, files: &[PathBuf]) -> Result<()
         Role::Backfill,
     )
     .await?;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = threads.map_or(cpus, usize::from).min(patterns_count.max(1));
+    let pipeline = pipeline.with_threads(threads);
     let mut progress = Progress::new(stats.clone(), total_bytes, patterns_count);
     let refusals = tokio::task::spawn_blocking(move || {
         let refusals = pipeline.run_to_end(|| progress.show());

@@ -25,6 +25,39 @@ pub(super) struct Aggregate {
     pub records: u64,
 }
 
+impl Aggregate {
+    /// An empty aggregate with the same HLL parameters (a reading thread's part).
+    pub fn empty_like(&self) -> Self {
+        Self {
+            params: self.params,
+            hlls: BTreeMap::new(),
+            deltas: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            records: 0,
+        }
+    }
+
+    /// Adds what `part` counted: HLLs unioned, counters summed.
+    pub fn absorb(&mut self, part: Aggregate) {
+        for (month, hll) in part.hlls {
+            match self.hlls.entry(month) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(hll);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => o
+                    .get_mut()
+                    .union(&hll)
+                    .expect("the parts share the HLL parameters"),
+            }
+        }
+        for (month, counters) in part.deltas {
+            self.deltas.entry(month).or_default().merge(&counters);
+        }
+        self.touched.extend(part.touched);
+        self.records += part.records;
+    }
+}
+
 impl UpdateSink for Aggregate {
     fn add_user(&mut self, month: Month, raw_hash: i64) {
         let params = self.params;
@@ -45,7 +78,7 @@ impl UpdateSink for Aggregate {
 /// more were skipped since the last one (each is also logged at debug level and counted).
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct SkipLog {
     pub last_warning: Option<Instant>,
     pub suppressed: u64,

@@ -121,6 +121,8 @@ pub struct Pipeline {
     fenced: bool,
     followed: inputs::Followed,
     runtime: tokio::runtime::Handle,
+    /// Threads that read (a backfill's files in parallel); 1 for an agent.
+    threads: usize,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -197,7 +199,15 @@ impl Pipeline {
             fenced: false,
             followed: inputs::Followed::default(),
             runtime,
+            threads: 1,
         }
+    }
+
+    /// Reads with `threads` threads (at least 1): a backfill's files in parallel, each file in
+    /// order. The stored result is the same as with one thread.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// How often the sources want to be polled (the shortest of their intervals).
@@ -363,9 +373,11 @@ impl Pipeline {
         let budget = if self.pending.is_some() {
             64 << 10
         } else {
-            8 << 20
+            // Each reading thread reads this much before the threads meet again.
+            (8 << 20) * self.threads
         };
         let mut total = 0;
+        let threads = self.threads;
         let agg = &mut self.agg;
         let deriver = self.deriver.as_ref();
         let stats = &self.stats;
@@ -373,35 +385,48 @@ impl Pipeline {
         let newest_ms = now_ms().saturating_add(self.max_future_ms);
         for source in &mut self.sources {
             let name = source.name().to_owned();
-            let (n, errors) = source.read(budget, &mut |event| match event {
-                SourceEvent::Record {
-                    parsed: Ok(event),
-                    origin,
-                } => {
-                    // Too far in the future (a clock gone wrong), or a month that cannot be
-                    // told: skipped, counted.
-                    let counted = event.timestamp() <= newest_ms && {
-                        agg.records += 1;
-                        stats.reading.records.fetch_add(1, Ordering::Relaxed);
-                        deriver.derive(&event, agg).is_ok()
-                    };
-                    if !counted {
-                        let kind = ParseErrorKind::BadTimestamp;
-                        skipped(stats, log, &name, kind, origin);
-                    }
+            let take = Take {
+                deriver,
+                stats,
+                name: &name,
+                newest_ms,
+            };
+            let records_before = agg.records;
+            let (n, errors) = if threads > 1 {
+                // One partial aggregate per thread, merged when they are done: sums and HLL
+                // unions do not depend on the order.
+                let mut parts: Vec<(Aggregate, SkipLog)> = (0..threads)
+                    .map(|_| (agg.empty_like(), SkipLog::default()))
+                    .collect();
+                let read = {
+                    let take = &take;
+                    let mut sinks: Vec<_> = parts
+                        .iter_mut()
+                        .map(|(part, log)| {
+                            move |event: SourceEvent<'_>| take.event(event, part, log)
+                        })
+                        .collect();
+                    let mut refs: Vec<&mut (dyn FnMut(SourceEvent<'_>) + Send)> = sinks
+                        .iter_mut()
+                        .map(|s| s as &mut (dyn FnMut(SourceEvent<'_>) + Send))
+                        .collect();
+                    source.read_parallel(budget, &mut refs)
+                };
+                for (part, _) in parts {
+                    agg.absorb(part);
                 }
-                SourceEvent::Record {
-                    parsed: Err(e),
-                    origin,
-                } => skipped(stats, log, &name, e.kind, origin),
-                SourceEvent::Skipped { kind, origin } => skipped(stats, log, &name, kind, origin),
-            });
+                read
+            } else {
+                source.read(budget, &mut |event| take.event(event, agg, log))
+            };
+            stats
+                .reading
+                .records
+                .fetch_add(agg.records - records_before, Ordering::Relaxed);
             for e in &errors {
                 warn!(source = %name, error = %e, "reading failed");
             }
-            self.stats
-                .health
-                .record_source_errors(&name, &errors, false);
+            stats.health.record_source_errors(&name, &errors, false);
             total += n;
         }
         self.stats
@@ -409,6 +434,45 @@ impl Pipeline {
             .bytes
             .fetch_add(total as u64, Ordering::Relaxed);
         total > 0
+    }
+}
+
+/// What an event read from a source does: counted and derived into an aggregate, or skipped
+/// and counted by reason.
+struct Take<'a> {
+    deriver: &'a dyn Deriver,
+    stats: &'a PipelineStats,
+    name: &'a str,
+    /// Later than this is too far in the future.
+    newest_ms: i64,
+}
+
+impl Take<'_> {
+    fn event(&self, event: SourceEvent<'_>, agg: &mut Aggregate, log: &mut SkipLog) {
+        let (stats, name) = (self.stats, self.name);
+        match event {
+            SourceEvent::Record {
+                parsed: Ok(event),
+                origin,
+            } => {
+                // Too far in the future (a clock gone wrong), or a month that cannot be told:
+                // skipped, counted.
+                // (`agg.records` is added to the shared count once per read, not per record:
+                // an atomic shared by reading threads would bounce between their cores.)
+                let counted = event.timestamp() <= self.newest_ms && {
+                    agg.records += 1;
+                    self.deriver.derive(&event, agg).is_ok()
+                };
+                if !counted {
+                    skipped(stats, log, name, ParseErrorKind::BadTimestamp, origin);
+                }
+            }
+            SourceEvent::Record {
+                parsed: Err(e),
+                origin,
+            } => skipped(stats, log, name, e.kind, origin),
+            SourceEvent::Skipped { kind, origin } => skipped(stats, log, name, kind, origin),
+        }
     }
 }
 

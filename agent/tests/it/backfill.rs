@@ -275,3 +275,122 @@ fn backfill_progress_on_a_pipe_and_on_a_terminal() {
         "{text}"
     );
 }
+
+/// Writes `files` audit logs of `per_file` records each (Janssen's multi-line form, distinct
+/// content per file, spread over January to March 2024) under `dir`; returns their paths and
+/// the ground truth: (action, outcome) → records, and per month the distinct users of the
+/// successful records of the default active-user actions.
+#[allow(clippy::type_complexity)]
+fn generated_logs(
+    dir: &Path,
+    files: usize,
+    per_file: usize,
+) -> (
+    Vec<std::path::PathBuf>,
+    std::collections::BTreeMap<(String, String), u64>,
+    std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) {
+    use std::fmt::Write as _;
+    let actions = [
+        "USER_AUTHORIZATION",
+        "TOKEN_REQUEST",
+        "SESSION_AUTHENTICATED",
+    ];
+    let mut counts = std::collections::BTreeMap::new();
+    let mut users = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    let mut paths = Vec::new();
+    let start = 1_704_067_200_000i64; // 2024-01-01T00:00:00Z
+    for f in 0..files {
+        let mut text = String::new();
+        for i in 0..per_file {
+            let n = f * per_file + i;
+            let ts = start + (n as i64) * 7_777_000 % (89 * 86_400_000);
+            let action = actions[n % 3];
+            let success = !n.is_multiple_of(5);
+            let user = format!("user{}", (n * 7919) % 3000);
+            write!(
+                text,
+                "2024-01-01 00:00:00,000 INFO  [02-42-AC-11-00-02] [worker-{f}]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n  \"ip\" : \"10.0.{f}.{}\",\n  \"action\" : \"{action}\",\n  \"timestamp\" : {ts},\n  \"clientId\" : \"c\",\n  \"username\" : \"{user}\",\n  \"success\" : {success}\n}}\n",
+                i % 250
+            )
+            .unwrap();
+            let outcome = if success { "success" } else { "failure" };
+            *counts
+                .entry((action.to_owned(), outcome.to_owned()))
+                .or_insert(0u64) += 1;
+            // The default active-user actions: USER_AUTHORIZATION and TOKEN_REQUEST.
+            if success && action != "SESSION_AUTHENTICATED" {
+                let month = authstat_core::Month::from_epoch_millis(ts)
+                    .unwrap()
+                    .to_string();
+                users.entry(month).or_default().insert(user);
+            }
+        }
+        let path = dir.join(format!("audit-{f}.log"));
+        std::fs::write(&path, text).unwrap();
+        paths.push(path);
+    }
+    (paths, counts, users)
+}
+
+fn query_json(fixture: &Fixture) -> serde_json::Value {
+    let out = authstat()
+        .args([
+            "query",
+            "--format",
+            "json",
+            "--month",
+            "202401 202402 202403",
+            "--config",
+        ])
+        .arg(fixture.config_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Files read on several threads store exactly what one thread stores, and what the generator
+/// wrote (counts by action and outcome; distinct users within the HLL's error).
+#[test]
+fn backfill_on_several_threads_stores_what_one_thread_stores() {
+    let data = tempfile::tempdir().unwrap();
+    let (paths, counts, users) = generated_logs(data.path(), 8, 3000);
+    let files: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let mut answers = Vec::new();
+    for threads in ["1", "4"] {
+        let fixture = Fixture::new("");
+        let out = backfill(&fixture, &["--threads", threads], &files);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answers.push(query_json(&fixture));
+    }
+    assert_eq!(answers[0], answers[1], "one thread and four threads");
+    let mut stored = std::collections::BTreeMap::new();
+    for month in answers[0]["months"].as_array().unwrap() {
+        for (action, outcomes) in month["audit"].as_object().unwrap() {
+            for (outcome, n) in outcomes.as_object().unwrap() {
+                if n.as_u64().unwrap() > 0 {
+                    *stored
+                        .entry((action.clone(), outcome.clone()))
+                        .or_insert(0u64) += n.as_u64().unwrap();
+                }
+            }
+        }
+        let month_name = month["month"].as_str().unwrap();
+        let truth = users.get(month_name).map_or(0, |u| u.len()) as f64;
+        let estimate = month["monthly_active_users"].as_f64().unwrap();
+        assert!(
+            (estimate - truth).abs() <= truth * 0.03 + 2.0,
+            "{month_name}: {estimate} users, {truth} in truth"
+        );
+    }
+    assert_eq!(stored, counts);
+}

@@ -42,6 +42,15 @@ impl Source for Tailer {
         (n, errors.into_iter().map(SourceProblem::from).collect())
     }
 
+    fn read_parallel(
+        &mut self,
+        budget: usize,
+        sinks: &mut [&mut (dyn FnMut(SourceEvent<'_>) + Send)],
+    ) -> (usize, Vec<SourceProblem>) {
+        let (n, errors) = Tailer::read_parallel(self, budget, sinks);
+        (n, errors.into_iter().map(SourceProblem::from).collect())
+    }
+
     fn positions(&self) -> Vec<SourcePosition> {
         Tailer::positions(self)
     }

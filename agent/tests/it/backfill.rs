@@ -334,22 +334,17 @@ fn generated_logs(
 }
 
 fn query_json(fixture: &Fixture) -> serde_json::Value {
-    let out = authstat()
-        .args([
-            "query",
-            "--format",
-            "json",
-            "--month",
-            "202401 202402 202403",
-            "--config",
-        ])
-        .arg(fixture.config_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        authstat()
+            .args([
+                "query",
+                "--format",
+                "json",
+                "--month",
+                "202401 202402 202403",
+                "--config",
+            ])
+            .arg(fixture.config_path()),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -75,9 +75,11 @@ impl Tailer {
             (0..sinks.len()).map(|_| Vec::new()).collect();
         let mut streams: Vec<(&StreamId, &mut super::Stream)> = self.streams.iter_mut().collect();
         streams.sort_unstable_by_key(|(sid, _)| **sid);
+        let readers: std::collections::HashMap<StreamId, FileKey> =
+            chosen.iter().copied().collect();
         let mut next = 0;
         for (sid, stream) in streams {
-            if let Some((_, best)) = chosen.iter().find(|(c, _)| c == sid)
+            if let Some(best) = readers.get(sid)
                 && files[best].max_len > stream.state.read_pos
             {
                 work[next % sinks.len()].push((stream, *best));

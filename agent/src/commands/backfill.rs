@@ -48,7 +48,7 @@ pub async fn backfill(
         patterns,
         total_bytes,
         refused,
-    } = files_to_read(&resolved, files, temp.path())?;
+    } = files_to_read(&resolved, files, temp.path(), threads_wanted(threads))?;
     let patterns_count = patterns.len();
     let store = crate::connect(&resolved).await?;
     let lease = Duration::from_secs(resolved.config.node_lease_secs());
@@ -85,8 +85,7 @@ pub async fn backfill(
         Role::Backfill,
     )
     .await?;
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = threads.map_or(cpus, usize::from).min(patterns_count.max(1));
+    let threads = threads_wanted(threads).min(patterns_count.max(1));
     let pipeline = pipeline.with_threads(threads);
     let mut progress = Progress::new(stats.clone(), total_bytes, patterns_count);
     let refusals = tokio::task::spawn_blocking(move || {
@@ -98,6 +97,14 @@ pub async fn backfill(
     .context("backfill task")?;
     drop(temp);
     report(&stats, refusals, refused)
+}
+
+/// `--threads`, or one per CPU.
+fn threads_wanted(threads: Option<u16>) -> usize {
+    threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    )
 }
 
 /// Progress: on a terminal a bar (bytes, rate, ETA, records) on stderr; otherwise (a
@@ -235,6 +242,7 @@ fn files_to_read(
     resolved: &crate::resolve::Resolved,
     files: &[PathBuf],
     temp: &Path,
+    threads: usize,
 ) -> Result<Files, Failure> {
     let cwd = std::env::current_dir().context("current directory")?;
     let mut out = Files {
@@ -242,6 +250,8 @@ fn files_to_read(
         total_bytes: 0,
         refused: Vec::new(),
     };
+    // (absolute path, where a `.gz` is decompressed to)
+    let mut wanted: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let absolute = cwd
             .join(file)
@@ -255,15 +265,40 @@ fn files_to_read(
             ));
             continue;
         }
-        let readable = if absolute.extension().is_some_and(|e| e == "gz") {
-            let target = temp.join(format!("{i}.log"));
-            out.total_bytes += gunzip(&absolute, &target)?;
-            target
-        } else {
-            out.total_bytes += std::fs::metadata(&absolute).map(|m| m.len()).unwrap_or(0);
-            absolute
+        let target = absolute
+            .extension()
+            .is_some_and(|e| e == "gz")
+            .then(|| temp.join(format!("{i}.log")));
+        wanted.push((absolute, target));
+    }
+    // `.gz` files are decompressed `threads` at a time.
+    let gz: Vec<&(PathBuf, Option<PathBuf>)> = wanted.iter().filter(|(_, t)| t.is_some()).collect();
+    for batch in gz.chunks(threads.max(1)) {
+        let sizes: Vec<Result<u64, Failure>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(source, target)| {
+                    scope.spawn(move || gunzip(source, target.as_deref().expect("a .gz target")))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a decompressing thread panicked"))
+                .collect()
+        });
+        for size in sizes {
+            out.total_bytes += size?;
+        }
+    }
+    for (absolute, target) in &wanted {
+        let readable = match target {
+            Some(target) => target,
+            None => {
+                out.total_bytes += std::fs::metadata(absolute).map(|m| m.len()).unwrap_or(0);
+                absolute
+            }
         };
-        out.patterns.push(pattern(&readable)?);
+        out.patterns.push(pattern(readable)?);
     }
     Ok(out)
 }

@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use authstat_core::Month;
 use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hll::{Hll, HllParams};
@@ -15,6 +13,7 @@ use authstat_core::stats::UpdateSink;
 use tracing::{debug, warn};
 
 use super::stats::PipelineStats;
+use crate::logging::RateLimited;
 
 /// Per month: the node's whole HLL, and the counters since the last flush.
 pub(super) struct Aggregate {
@@ -78,32 +77,28 @@ impl UpdateSink for Aggregate {
 /// more were skipped since the last one (each is also logged at debug level and counted).
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
-pub(super) struct SkipLog {
-    pub last_warning: Option<Instant>,
-    pub suppressed: u64,
+#[derive(Debug)]
+pub(super) struct SkipLog(RateLimited);
+
+impl Default for SkipLog {
+    fn default() -> Self {
+        Self(RateLimited::new(WARN_EVERY))
+    }
 }
 
 impl SkipLog {
     pub fn record(&mut self, source: &str, kind: ParseErrorKind, origin: Origin<'_>) {
         debug!(source, place = %origin.place, offset = origin.offset, %kind, "skipped");
-        if self
-            .last_warning
-            .is_some_and(|at| at.elapsed() < WARN_EVERY)
-        {
-            self.suppressed += 1;
-            return;
+        if let Some(held_back) = self.0.admit() {
+            warn!(
+                source,
+                place = %origin.place,
+                offset = origin.offset,
+                %kind,
+                more_since_last_warning = held_back,
+                "bad input skipped"
+            );
         }
-        warn!(
-            source,
-            place = %origin.place,
-            offset = origin.offset,
-            %kind,
-            more_since_last_warning = self.suppressed,
-            "bad input skipped"
-        );
-        self.last_warning = Some(Instant::now());
-        self.suppressed = 0;
     }
 }
 

@@ -191,10 +191,7 @@ impl Pipeline {
             max_pending_records,
             max_future_ms: max_future.as_millis().min(i64::MAX as u128) as i64,
             stats,
-            skip_log: SkipLog {
-                last_warning: None,
-                suppressed: 0,
-            },
+            skip_log: SkipLog::default(),
             claims,
             fenced: false,
             followed: inputs::Followed::default(),

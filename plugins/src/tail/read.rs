@@ -59,10 +59,12 @@ impl Tailer {
             }
         }
         ids.sort_unstable();
-        let mut chosen = Vec::new();
+        let mut readers = std::collections::HashMap::new();
         for sid in ids {
             match self.choose_reader(sid) {
-                Ok(Some(best)) => chosen.push((sid, best)),
+                Ok(Some(best)) => {
+                    readers.insert(sid, best);
+                }
                 Ok(None) => {}
                 Err(e) => errors.push(e),
             }
@@ -75,8 +77,6 @@ impl Tailer {
             (0..sinks.len()).map(|_| Vec::new()).collect();
         let mut streams: Vec<(&StreamId, &mut super::Stream)> = self.streams.iter_mut().collect();
         streams.sort_unstable_by_key(|(sid, _)| **sid);
-        let readers: std::collections::HashMap<StreamId, FileKey> =
-            chosen.iter().copied().collect();
         let mut next = 0;
         for (sid, stream) in streams {
             if let Some(best) = readers.get(sid)
@@ -131,7 +131,7 @@ impl Tailer {
             total += n;
             errors.extend(e);
         }
-        for (sid, _) in chosen {
+        for sid in readers.into_keys() {
             self.let_go_of_read_files(sid);
         }
         (total, errors)

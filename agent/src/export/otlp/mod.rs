@@ -33,6 +33,7 @@ use tokio::time::Instant;
 pub use settings::{Settings, SettingsError};
 use transport::{Failed, Transport};
 
+use crate::logging::RateLimited;
 use crate::telemetry::{ExportStats, Telemetry};
 
 /// The first pause before a retry; it doubles with each one, up to [`MAX_BACKOFF`].
@@ -128,23 +129,16 @@ async fn cluster_users(store: Arc<dyn StatStore>, telemetry: Arc<Telemetry>, eve
     }
 }
 
-/// Rate-limited warnings.
-#[derive(Debug, Default)]
-struct Warnings {
-    last: Option<Instant>,
-    suppressed: u64,
-}
+/// Rate-limited warnings (failed exports, partial successes).
+#[derive(Debug)]
+struct Warnings(RateLimited);
 
 impl Warnings {
     fn warn(&mut self, message: &str) {
-        if self.last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
-            self.suppressed += 1;
-            tracing::debug!("{message}");
-            return;
+        match self.0.admit() {
+            Some(held_back) => tracing::warn!(more_since_last_warning = held_back, "{message}"),
+            None => tracing::debug!("{message}"),
         }
-        tracing::warn!(more_since_last_warning = self.suppressed, "{message}");
-        self.last = Some(Instant::now());
-        self.suppressed = 0;
     }
 }
 
@@ -169,7 +163,7 @@ impl Pusher {
             settings,
             telemetry,
             stats,
-            warnings: Warnings::default(),
+            warnings: Warnings(RateLimited::new(WARN_EVERY)),
             first_backoff: FIRST_BACKOFF,
         })
     }

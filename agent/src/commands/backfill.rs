@@ -40,10 +40,7 @@ pub async fn backfill(
         .plugins
         .format(&format.replace('-', "_"))
         .ok_or_else(|| Failure::Usage(format!("--format: unknown format `{format}`")))?;
-    let temp = tempfile::Builder::new()
-        .prefix("authstat-backfill-")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let temp = private_temp_dir().context("creating a temporary directory")?;
     let Files {
         patterns,
         total_bytes,
@@ -97,6 +94,16 @@ pub async fn backfill(
     .context("backfill task")?;
     drop(temp);
     report(&stats, refusals, refused)
+}
+
+/// Where `.gz` files are decompressed: a new directory with a random name that only this user
+/// can enter (mode 0700, whatever the umask).
+fn private_temp_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix("authstat-backfill-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
 }
 
 /// `--threads`, or one per CPU.
@@ -335,4 +342,15 @@ fn gunzip(gz: &Path, target: &Path) -> Result<u64, Failure> {
     let size = std::io::copy(&mut decoder, &mut output)
         .with_context(|| format!("decompressing {}", gz.display()))?;
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_decompression_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = super::private_temp_dir().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 }

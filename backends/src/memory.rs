@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use authstat_core::store::{
-    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
-    NodeSummary, StatStore, StoreError, TakeOver,
+    ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
+    NodeClaim, NodeState, NodeSummary, StatStore, StoreError, TakeOver,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 
@@ -235,6 +235,63 @@ impl StatStore for MemoryStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
+        let mut inner = self.lock();
+        let folded = NodeId::folded();
+        let silent: Vec<NodeId> = inner
+            .nodes
+            .iter()
+            .filter(|(node, state)| {
+                **node != folded
+                    && !state.months.is_empty()
+                    && inner.updated_at_ms.get(*node).copied().unwrap_or(0)
+                        < request.silent_before_ms
+                    && !inner
+                        .leases
+                        .get(*node)
+                        .is_some_and(|l| l.is_live(request.now_ms))
+            })
+            .map(|(node, _)| node.clone())
+            .collect();
+        if silent.is_empty() {
+            return Ok(FoldReport::default());
+        }
+        // Work on a copy of the folded node's months: a union that fails changes nothing.
+        let mut into: BTreeMap<Month, MonthStats> = inner
+            .nodes
+            .get(&folded)
+            .map(|s| s.months.iter().map(|m| (m.month, m.clone())).collect())
+            .unwrap_or_default();
+        let mut node_months = 0;
+        for node in &silent {
+            for stats in &inner.nodes[node].months {
+                node_months += 1;
+                match into.get_mut(&stats.month) {
+                    None => {
+                        into.insert(stats.month, stats.clone());
+                    }
+                    Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
+                        backend: KIND,
+                        message: format!("node {node}: {e}"),
+                        cause: Default::default(),
+                    })?,
+                }
+            }
+        }
+        for node in &silent {
+            inner.nodes.get_mut(node).expect("listed").months.clear();
+        }
+        let state = inner.nodes.entry(folded.clone()).or_default();
+        state.months = into.into_values().collect();
+        state.seq += 1;
+        inner.updated_at_ms.insert(folded, crate::sql_now_ms());
+        inner.version += 1;
+        Ok(FoldReport {
+            nodes: silent,
+            node_months,
+        })
     }
 
     async fn claim_keys(

@@ -67,4 +67,9 @@ pub enum Error {
     /// A node id that is empty, too long, or has characters other than `[A-Za-z0-9._:-]`.
     #[error("invalid node id '{0}': use 1 to 128 characters from A-Z a-z 0-9 . _ : -")]
     InvalidNodeId(String),
+    /// A node id starting with `authstat:`, which is reserved for authstat's own rows.
+    #[error(
+        "node id '{0}' is reserved: ids starting with 'authstat:' name rows authstat writes itself"
+    )]
+    ReservedNodeId(String),
 }

@@ -12,14 +12,28 @@ use crate::{Error, Month};
 /// The identity of one agent (one auth-server node). Every agent writes only its own node's
 /// data; reads merge all nodes. Two agents must never share a node id.
 ///
-/// 1 to 128 characters from `A-Z a-z 0-9 . _ : -` (host names and pod names fit).
+/// 1 to 128 characters from `A-Z a-z 0-9 . _ : -` (host names and pod names fit). Ids that
+/// start with `authstat:` are reserved for rows authstat writes itself (the row that silent
+/// nodes are folded into, [`NodeId::folded`]): no agent can be configured with one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct NodeId(String);
 
+/// The prefix of reserved node ids.
+const RESERVED_PREFIX: &str = "authstat:";
+
 impl NodeId {
-    /// Validates `id`.
+    /// Validates `id` as an agent's node id (reserved ids are refused).
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
+        let id = Self::stored(id)?;
+        if id.is_reserved() {
+            return Err(Error::ReservedNodeId(id.0));
+        }
+        Ok(id)
+    }
+
+    /// Validates `id` as read back from a store: an agent's node id or a reserved one.
+    pub fn stored(id: impl Into<String>) -> Result<Self, Error> {
         let id = id.into();
         let ok = (1..=128).contains(&id.len())
             && id
@@ -30,6 +44,16 @@ impl NodeId {
         } else {
             Err(Error::InvalidNodeId(id))
         }
+    }
+
+    /// The row that the rows of long-silent nodes are folded into (one per month).
+    pub fn folded() -> Self {
+        Self(format!("{RESERVED_PREFIX}folded"))
+    }
+
+    /// Whether this id is reserved for authstat's own rows.
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(RESERVED_PREFIX)
     }
 
     /// The id as text.
@@ -187,6 +211,18 @@ mod tests {
         let err = NodeId::new("bad/node").unwrap_err().to_string();
         assert!(err.contains("'bad/node'"), "{err}");
         assert!(serde_json::from_str::<NodeId>("\"bad node\"").is_err());
+    }
+
+    #[test]
+    fn reserved_node_ids_are_for_stored_rows_only() {
+        let folded = NodeId::folded();
+        assert!(folded.is_reserved());
+        let err = NodeId::new(folded.as_str()).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+        assert!(serde_json::from_str::<NodeId>("\"authstat:x\"").is_err());
+        assert_eq!(NodeId::stored(folded.as_str()).unwrap(), folded);
+        assert!(NodeId::stored("a b").is_err());
+        assert!(!NodeId::new("authstat-0").unwrap().is_reserved());
     }
 
     #[test]

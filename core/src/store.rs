@@ -33,6 +33,16 @@
 //! reads must not also be counted by an agent). [`StatStore::claim_keys`] records, per key,
 //! which node and source read it first; later claimants see the owner. A claim moves to
 //! another node only by [`StatStore::take_over_key`], a compare-and-set on the owner's epoch.
+//!
+//! # Folding silent nodes
+//! Node ids churn (in Kubernetes the pod name changes at every rollout), and a read merges
+//! every node's rows. [`StatStore::fold_silent`] moves the monthly rows of nodes that have not
+//! flushed for a long time into one row per month of the reserved node [`NodeId::folded`]
+//! (HLLs unioned, counters summed), so reads stay proportional to the months, not to every
+//! node id ever seen. A folded node keeps its `seq`, positions and lease: an agent that comes
+//! back resumes where it stopped and writes new rows for itself; reads add them to the folded
+//! rows, so nothing is lost and nothing is counted twice (its HLL may hold users the folded
+//! HLL holds too: a union does not count them twice).
 
 use std::fmt;
 use std::sync::Arc;
@@ -196,6 +206,26 @@ pub enum NodeClaim {
         /// The live lease.
         holder: Lease,
     },
+}
+
+/// Which nodes [`StatStore::fold_silent`] folds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoldRequest {
+    /// A node whose last flush was applied before this time is silent (milliseconds since
+    /// the Unix epoch).
+    pub silent_before_ms: i64,
+    /// The current time: a node whose lease is live at this time is never folded.
+    pub now_ms: i64,
+}
+
+/// What [`StatStore::fold_silent`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldReport {
+    /// The nodes whose monthly rows were folded, ordered by node id (empty when there was
+    /// nothing to fold, for example because another agent folded them first).
+    pub nodes: Vec<NodeId>,
+    /// How many months of those nodes were folded (summed over the nodes).
+    pub node_months: usize,
 }
 
 /// One node as stored: its last flush and its lease.
@@ -401,6 +431,17 @@ pub trait StatStore: Send + Sync + fmt::Debug {
 
     /// A cheap check that the database answers (the health endpoint's `db_status`).
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Folds every silent node into [`NodeId::folded`]: a node other than that one whose last
+    /// flush was applied before `request.silent_before_ms` and whose lease is not live at
+    /// `request.now_ms` has its monthly rows removed and added to the folded node's rows of
+    /// the same months (HLLs unioned, counters summed). Its `seq`, positions and lease stay.
+    ///
+    /// Merged reads ([`StatStore::read_months`]) answer the same before, during and after a
+    /// fold. Atomic per node at least: a flush of a node is either wholly in the fold or wholly
+    /// after it, and a node is folded once however many agents fold at the same time (the
+    /// others find nothing to do). A fold that changed anything changes the data version.
+    async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError>;
 
     /// Claims `keys` for `owner`, cluster-wide and atomically per key: an unclaimed key becomes
     /// `owner`'s; a key `owner`'s node and source already hold is confirmed under `owner.epoch`;

@@ -10,8 +10,8 @@ use authstat::pipeline::{Control, PipelineStats};
 use authstat::resolve::resolve;
 use authstat_backends::memory::MemoryStore;
 use authstat_core::store::{
-    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
-    NodeSummary, StatStore, StoreError,
+    ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
+    NodeClaim, NodeState, NodeSummary, StatStore, StoreError,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 
@@ -64,6 +64,9 @@ impl StatStore for Flaky {
     }
     async fn data_version(&self) -> Result<u64, StoreError> {
         self.inner.data_version().await
+    }
+    async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
+        self.inner.fold_silent(request).await
     }
     async fn claim_keys(
         &self,

@@ -34,8 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use authstat_config::{MongoConfig, redact_url};
 use authstat_core::store::{
-    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
-    NodeSummary, StatStore, StoreError,
+    ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
+    NodeClaim, NodeState, NodeSummary, StatStore, StoreError,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 use futures_util::TryStreamExt;
@@ -48,7 +48,10 @@ use mongodb::{Client, Collection};
 use crate::merge::{Merger, distinct_months};
 
 mod codec;
+mod fold;
 mod own;
+
+pub use fold::FoldFailAt;
 
 use codec::{counter_field, int, merge_months};
 
@@ -61,6 +64,8 @@ pub struct MongoStore {
     claims: Collection<Document>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Mutex<Option<FailAt>>,
+    /// Test hook: where the next fold stops.
+    fail_next_fold: Mutex<Option<FoldFailAt>>,
 }
 
 pub(super) fn unavailable(message: impl Into<String>) -> StoreError {
@@ -131,6 +136,7 @@ impl MongoStore {
             collection: database.collection(&config.collection),
             claims: database.collection(&format!("{}_claims", config.collection)),
             fail_next_flush: Mutex::new(None),
+            fail_next_fold: Mutex::new(None),
         })
     }
 
@@ -138,6 +144,12 @@ impl MongoStore {
     #[doc(hidden)]
     pub fn inject_flush_failure(&self, at: FailAt) {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
+    }
+
+    /// Test hook: the next fold stops at `at`.
+    #[doc(hidden)]
+    pub fn inject_fold_failure(&self, at: FoldFailAt) {
+        *self.fail_next_fold.lock().expect("lock") = Some(at);
     }
 }
 
@@ -279,7 +291,9 @@ impl StatStore for MongoStore {
         let mut cursor = self
             .collection
             .find(doc! {})
-            .projection(doc! { "months": 0, "positions": 0, "checkpoints": 0 })
+            .projection(doc! {
+                "months": 0, "positions": 0, "checkpoints": 0, "folding": 0, "applied": 0,
+            })
             .sort(doc! { "_id": 1 })
             .await
             .map_err(|e| unavailable(e.to_string()).because(e))?;
@@ -290,7 +304,7 @@ impl StatStore for MongoStore {
             .map_err(|e| unavailable(e.to_string()).because(e))?
         {
             let id = codec::str_field(&doc, "_id")?;
-            let node = NodeId::new(id).map_err(|e| corrupt(e.to_string()))?;
+            let node = NodeId::stored(id).map_err(|e| corrupt(e.to_string()))?;
             out.push(NodeSummary {
                 seq: int(&doc, "seq").unwrap_or(0) as u64,
                 updated_at_ms: int(&doc, "updated_at_ms").unwrap_or(0),
@@ -306,28 +320,14 @@ impl StatStore for MongoStore {
         if months.is_empty() {
             return Ok(Vec::new());
         }
-        let mut projection = Document::new();
-        for m in &months {
-            projection.insert(format!("months.{m}"), 1);
-        }
-        let mut cursor = self
-            .collection
-            .find(doc! {})
-            .projection(projection)
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
-        let mut merger = Merger::new(KIND);
-        while let Some(doc) = cursor
-            .try_next()
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?
-        {
-            let node = doc.get_str("_id").unwrap_or("?").to_owned();
-            if let Ok(stored) = doc.get_document("months") {
-                merge_months(&mut merger, &node, stored, Some(&months))?;
+        for _ in 0..READ_ATTEMPTS {
+            if let Some(merged) = self.read_once(&months).await? {
+                return Ok(merged);
             }
         }
-        Ok(merger.finish())
+        Err(unavailable(
+            "folds kept changing the data during the read; try again",
+        ))
     }
 
     async fn data_version(&self) -> Result<u64, StoreError> {
@@ -356,6 +356,11 @@ impl StatStore for MongoStore {
             .await
             .map(|_| ())
             .map_err(|e| unavailable(e.to_string()).because(e))
+    }
+
+    async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
+        let fail = self.fail_next_fold.lock().expect("lock").take();
+        fold::fold_silent(&self.collection, request, fail).await
     }
 
     async fn claim_keys(
@@ -393,7 +398,72 @@ impl StatStore for MongoStore {
     }
 }
 
+/// How often a read is made again because a fold changed the data during it.
+const READ_ATTEMPTS: usize = 5;
+
 impl MongoStore {
+    /// One read of `months` (see `fold.rs`): `None` if a fold's apply step ran during it.
+    async fn read_once(&self, months: &[Month]) -> Result<Option<Vec<MonthStats>>, StoreError> {
+        let folded = NodeId::folded();
+        let mut of_folded = doc! { "applied": 1, "version": 1 };
+        let mut of_nodes = doc! { "folding.gen": 1 };
+        for m in months {
+            of_folded.insert(format!("months.{m}"), 1);
+            of_nodes.insert(format!("months.{m}"), 1);
+            of_nodes.insert(format!("folding.months.{m}"), 1);
+        }
+        let before = self
+            .collection
+            .find_one(doc! { "_id": folded.as_str() })
+            .projection(of_folded)
+            .await
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
+        let mut cursor = self
+            .collection
+            .find(doc! { "_id": { "$ne": folded.as_str() } })
+            .projection(of_nodes)
+            .await
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
+        let mut merger = Merger::new(KIND);
+        // Months of interrupted or running folds, merged unless the folded document has them.
+        let mut folding = Vec::new();
+        while let Some(doc) = cursor
+            .try_next()
+            .await
+            .map_err(|e| unavailable(e.to_string()).because(e))?
+        {
+            let node = doc.get_str("_id").unwrap_or("?").to_owned();
+            if let Ok(stored) = doc.get_document("months") {
+                merge_months(&mut merger, &node, stored, Some(months))?;
+            }
+            if let Ok(pending) = doc.get_document("folding") {
+                let generation = int(pending, "gen")?;
+                let stored = pending.get_document("months").cloned().unwrap_or_default();
+                folding.push((node, generation, stored));
+            }
+        }
+        let after = self
+            .collection
+            .find_one(doc! { "_id": folded.as_str() })
+            .projection(doc! { "version": 1 })
+            .await
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
+        let version = |d: &Option<Document>| d.as_ref().map(|d| int(d, "version").unwrap_or(0));
+        if version(&before) != version(&after) {
+            return Ok(None);
+        }
+        if let Some(stored) = before.as_ref().and_then(|b| b.get_document("months").ok()) {
+            merge_months(&mut merger, folded.as_str(), stored, Some(months))?;
+        }
+        for (node, generation, stored) in folding {
+            let applied = before.as_ref().and_then(|b| fold::applied_gen(b, &node));
+            if applied != Some(generation) {
+                merge_months(&mut merger, &node, &stored, Some(months))?;
+            }
+        }
+        Ok(Some(merger.finish()))
+    }
+
     async fn node_doc(&self, node: &NodeId) -> Result<Option<Document>, StoreError> {
         self.collection
             .find_one(doc! { "_id": node.as_str() })

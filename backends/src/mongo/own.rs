@@ -121,7 +121,7 @@ async fn claim_key(
         if let Some(held) = held {
             let node = str_field(&held, "node")?;
             return Ok(KeyClaim::Theirs(KeyOwner {
-                node: NodeId::new(node).map_err(|e| corrupt(format!("claim {key}: {e}")))?,
+                node: NodeId::stored(node).map_err(|e| corrupt(format!("claim {key}: {e}")))?,
                 source: str_field(&held, "source")?,
                 epoch: match held.get("epoch") {
                     Some(Bson::Int64(_) | Bson::Int32(_)) => int(&held, "epoch")? as u64,

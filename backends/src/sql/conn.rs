@@ -70,6 +70,13 @@ pub struct NodeListRow {
     pub row: NodeRow,
 }
 
+/// A node id.
+#[derive(Debug, QueryableByName)]
+pub struct NodeIdRow {
+    #[diesel(sql_type = Text)]
+    pub node_id: String,
+}
+
 #[derive(Debug, QueryableByName)]
 pub struct PositionRow {
     #[diesel(sql_type = Text)]

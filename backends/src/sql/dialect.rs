@@ -195,17 +195,17 @@ impl Dialect {
         )
     }
 
-    /// One node's HLL rows. Binds: node_id.
-    pub(crate) fn node_hlls(self) -> String {
+    /// The HLL rows of `nodes` nodes, in the read path's row shape. Binds: the node ids.
+    pub(crate) fn hlls_of(self, nodes: usize) -> String {
         format!(
             "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {} AS value, hll \
-             FROM authstat_hll WHERE node_id = {}",
+             FROM authstat_hll WHERE node_id IN ({})",
             match self {
                 Dialect::Sqlite => "0",
                 Dialect::Postgres => "CAST(0 AS BIGINT)",
                 Dialect::Mysql => "CAST(0 AS SIGNED)",
             },
-            self.param(1)
+            self.list(1, nodes)
         )
     }
 
@@ -228,6 +228,76 @@ impl Dialect {
             "SELECT source, pkey, data FROM authstat_positions WHERE node_id = {} \
              ORDER BY source, pkey",
             self.param(1)
+        )
+    }
+
+    /// The nodes to fold: silent (last flush before a time), lease not live, holding monthly
+    /// rows; never the folded node itself. Locks their rows for the transaction. Binds:
+    /// folded node id, silent_before_ms, now_ms.
+    pub(crate) fn silent_nodes(self) -> String {
+        let lock = match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
+        };
+        format!(
+            "SELECT node_id FROM authstat_nodes n WHERE node_id <> {} AND updated_at_ms < {} \
+             AND (released <> 0 OR holder IS NULL OR lease_until_ms <= {}) \
+             AND (EXISTS (SELECT 1 FROM authstat_hll h WHERE h.node_id = n.node_id) \
+                  OR EXISTS (SELECT 1 FROM authstat_counters c WHERE c.node_id = n.node_id)) \
+             ORDER BY node_id{lock}",
+            self.param(1),
+            self.param(2),
+            self.param(3)
+        )
+    }
+
+    /// Adds the counters of `nodes` nodes to the folded node's. Binds: folded node id, then
+    /// the node ids.
+    pub(crate) fn fold_counters(self, nodes: usize) -> String {
+        let ids = self.list(2, nodes);
+        let sum = match self {
+            Dialect::Sqlite => "SUM(value)",
+            Dialect::Postgres => "CAST(SUM(value) AS BIGINT)",
+            Dialect::Mysql => "CAST(SUM(value) AS SIGNED)",
+        };
+        let folded = match self {
+            Dialect::Postgres => "CAST($1 AS VARCHAR(128))".to_owned(),
+            Dialect::Sqlite | Dialect::Mysql => "?".to_owned(),
+        };
+        // MySQL: the sums come through a derived table, so that the update clause can name the
+        // inserted value without the GROUP BY's restrictions.
+        let select = format!(
+            "SELECT {folded} AS node_id, month, kind, k1, k2, {sum} AS total \
+             FROM authstat_counters WHERE node_id IN ({ids}) GROUP BY month, kind, k1, k2"
+        );
+        let head = "INSERT INTO authstat_counters (node_id, month, kind, k1, k2, value)";
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "{head} {select} ON CONFLICT (node_id, month, kind, k1, k2) \
+                 DO UPDATE SET value = authstat_counters.value + excluded.value"
+            ),
+            Dialect::Mysql => format!(
+                "{head} SELECT * FROM ({select}) AS folded \
+                 ON DUPLICATE KEY UPDATE value = authstat_counters.value + VALUES(value)"
+            ),
+        }
+    }
+
+    /// Deletes the rows of `nodes` nodes from `table`. Binds: the node ids.
+    pub(crate) fn delete_rows_of(self, table: &str, nodes: usize) -> String {
+        format!(
+            "DELETE FROM {table} WHERE node_id IN ({})",
+            self.list(1, nodes)
+        )
+    }
+
+    /// Marks a fold on the folded node's row (the data version changes). Binds:
+    /// updated_at_ms, node_id.
+    pub(crate) fn bump_node(self) -> String {
+        format!(
+            "UPDATE authstat_nodes SET seq = seq + 1, updated_at_ms = {} WHERE node_id = {}",
+            self.param(1),
+            self.param(2)
         )
     }
 

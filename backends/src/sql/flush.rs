@@ -9,7 +9,7 @@ use authstat_core::store::{FlushBatch, FlushOutcome, SourcePosition, StoreError}
 use super::conn::{Bind, NodeRow, SqlConnection};
 use super::dialect::Dialect;
 use super::own::lease_of;
-use super::{MAX_KEY_PART_LEN, TxError, now_ms, unavailable};
+use super::{MAX_KEY_PART_LEN, Steps, TxError, now_ms};
 
 pub(super) fn month_bind(month: Month) -> Bind {
     Bind::Int(month.yyyymm() as i32)
@@ -94,15 +94,8 @@ pub(super) fn apply<C: SqlConnection>(
 ) -> Result<FlushOutcome, TxError> {
     let d = C::DIALECT;
     let node = || Bind::Text(batch.node.as_str().to_owned());
-    let mut statements = 0usize;
-    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| -> Result<(), TxError> {
-        if fail_after == Some(statements) {
-            return Err(TxError::Store(unavailable(d, "injected failure")));
-        }
-        statements += 1;
-        conn.exec(sql, binds)?;
-        Ok(())
-    };
+    let mut step = Steps::failing_at(fail_after);
+    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| step.exec(conn, sql, binds);
 
     let rows: Vec<NodeRow> = conn.load(&d.lock_node(), vec![node()])?;
     let row = match rows.first() {

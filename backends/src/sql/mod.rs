@@ -15,6 +15,7 @@
 mod conn;
 mod dialect;
 mod flush;
+mod fold;
 mod own;
 mod pool;
 
@@ -24,8 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use authstat_core::store::{
-    ClaimRequest, FlushBatch, FlushOutcome, KeyClaim, KeyOwner, Lease, NodeClaim, NodeState,
-    NodeSummary, SourcePosition, StatStore, StoreError,
+    ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
+    NodeClaim, NodeState, NodeSummary, SourcePosition, StatStore, StoreError,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 use diesel::r2d2::{ConnectionManager, Pool};
@@ -45,6 +46,8 @@ pub struct SqlStore<C: SqlConnection> {
     pool: Pool<ConnectionManager<C>>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Arc<Mutex<Option<FailAt>>>,
+    /// Test hook: where the next fold fails.
+    fail_next_fold: Arc<Mutex<Option<FailAt>>>,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -157,6 +160,33 @@ fn transaction_with_retries<C: SqlConnection, T>(
     }
 }
 
+/// The writes of a transaction, counted so that a test can make any one of them fail.
+struct Steps {
+    fail_at: Option<usize>,
+    done: usize,
+}
+
+impl Steps {
+    /// `fail_at`: fail (rolling the transaction back) before write number `fail_at`, 0-based.
+    fn failing_at(fail_at: Option<usize>) -> Self {
+        Self { fail_at, done: 0 }
+    }
+
+    fn exec<C: SqlConnection>(
+        &mut self,
+        conn: &mut C,
+        sql: &str,
+        binds: Vec<Bind>,
+    ) -> Result<(), TxError> {
+        if self.fail_at == Some(self.done) {
+            return Err(TxError::Store(unavailable(C::DIALECT, "injected failure")));
+        }
+        self.done += 1;
+        conn.exec(sql, binds)?;
+        Ok(())
+    }
+}
+
 /// Errors inside a transaction: a database error (rolls back) or our own early exit.
 enum TxError {
     Db(diesel::result::Error),
@@ -192,6 +222,29 @@ fn merge_row(merger: &mut Merger, row: StatRow) -> Result<(), StoreError> {
         (kind, _) => merger.add_counter(month, kind, &row.k1, &row.k2, row.value)?,
     }
     Ok(())
+}
+
+/// Runs `sql` and merges its rows into `merger` as they arrive; returns how many rows.
+fn merge_streamed<C: SqlConnection>(
+    conn: &mut C,
+    sql: &str,
+    binds: Vec<Bind>,
+    merger: &mut Merger,
+) -> Result<usize, TxError> {
+    let mut rows = 0;
+    let mut failed = None;
+    conn.for_each_row(sql, binds, &mut |row: StatRow| {
+        rows += 1;
+        if failed.is_none()
+            && let Err(e) = merge_row(merger, row)
+        {
+            failed = Some(e);
+        }
+    })?;
+    match failed {
+        Some(e) => Err(TxError::Store(e)),
+        None => Ok(rows),
+    }
 }
 
 #[async_trait]
@@ -244,7 +297,7 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
             let bind = || vec![Bind::Text(node.clone())];
             let load = |conn: &mut C| -> diesel::QueryResult<_> {
                 let seq: Vec<NodeRow> = conn.load(&d.node_row(), bind())?;
-                let mut rows: Vec<StatRow> = conn.load(&d.node_hlls(), bind())?;
+                let mut rows: Vec<StatRow> = conn.load(&d.hlls_of(1), bind())?;
                 rows.extend(conn.load::<StatRow>(&d.node_counters(), bind())?);
                 let positions: Vec<PositionRow> = conn.load(&d.node_positions(), bind())?;
                 Ok((seq, rows, positions))
@@ -275,7 +328,7 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                 .map_err(|e| db_error(d, e))?;
             rows.into_iter()
                 .map(|r| {
-                    let node = NodeId::new(r.node_id).map_err(|e| StoreError::Corrupt {
+                    let node = NodeId::stored(r.node_id).map_err(|e| StoreError::Corrupt {
                         backend: d.kind(),
                         message: e.to_string(),
                         cause: Default::default(),
@@ -312,19 +365,11 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         // however many nodes wrote them.
         self.blocking(move |conn| {
             let mut merger = Merger::new(d.kind());
-            let mut failed = None;
-            conn.for_each_row(&sql, binds, &mut |row: StatRow| {
-                if failed.is_none()
-                    && let Err(e) = merge_row(&mut merger, row)
-                {
-                    failed = Some(e);
-                }
-            })
-            .map_err(|e| db_error(d, e))?;
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(merger.finish()),
-            }
+            merge_streamed(conn, &sql, binds, &mut merger).map_err(|e| match e {
+                TxError::Db(e) => db_error(d, e),
+                TxError::Store(e) => e,
+            })?;
+            Ok(merger.finish())
         })
         .await
     }
@@ -344,6 +389,24 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let d = C::DIALECT;
         self.blocking(move |conn| conn.batch_execute("SELECT 1").map_err(|e| db_error(d, e)))
             .await
+    }
+
+    async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
+        let request = *request;
+        let fail = self.fail_next_fold.lock().expect("lock").take();
+        let report = self
+            .blocking(move |conn| {
+                let at = match fail {
+                    Some(FailAt::Statement(n)) => Some(n),
+                    _ => None,
+                };
+                transaction_with_retries(conn, |conn| fold::apply(conn, &request, at))
+            })
+            .await?;
+        if fail == Some(FailAt::AfterCommit) {
+            return Err(unavailable(C::DIALECT, "injected failure after the commit"));
+        }
+        Ok(report)
     }
 
     async fn claim_keys(

@@ -240,7 +240,7 @@ pub(super) fn claim_keys<C: SqlConnection>(
                     KeyClaim::Ours
                 } else {
                     KeyClaim::Theirs(KeyOwner {
-                        node: NodeId::new(row.node_id.clone()).map_err(|e| {
+                        node: NodeId::stored(row.node_id.clone()).map_err(|e| {
                             StoreError::Corrupt {
                                 backend: d.kind(),
                                 message: format!("claim {key}: {e}"),

@@ -207,6 +207,7 @@ impl<C: SqlConnection> SqlStore<C> {
         let store = Self {
             pool,
             fail_next_flush: Arc::new(Mutex::new(None)),
+            fail_next_fold: Arc::new(Mutex::new(None)),
             _connection: PhantomData,
         };
         store
@@ -219,6 +220,12 @@ impl<C: SqlConnection> SqlStore<C> {
     #[doc(hidden)]
     pub fn inject_flush_failure(&self, at: FailAt) {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
+    }
+
+    /// Test hook: the next fold fails at `at`.
+    #[doc(hidden)]
+    pub fn inject_fold_failure(&self, at: FailAt) {
+        *self.fail_next_fold.lock().expect("lock") = Some(at);
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.

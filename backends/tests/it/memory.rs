@@ -22,6 +22,7 @@ impl Harness for Memory {
                     Fail::AfterCommit => FailAt::AfterCommit,
                 })
             }),
+            fail_next_fold: Box::new(|_| {}),
         }
     }
 }

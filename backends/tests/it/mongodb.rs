@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use authstat_backends::mongo::{FailAt, MongoStore};
+use authstat_backends::mongo::{FailAt, FoldFailAt, MongoStore};
 use authstat_config::{BackendConfig, MongoConfig};
 use authstat_core::store::StoreError;
 
@@ -19,6 +19,7 @@ impl Harness for Mongo {
     async fn open(&self) -> Opened {
         let store = Arc::new(MongoStore::open(&self.config).await.unwrap());
         let hook = store.clone();
+        let fold_hook = store.clone();
         Opened {
             store,
             fail_next_flush: Box::new(move |at| {
@@ -26,6 +27,11 @@ impl Harness for Mongo {
                     Fail::Before(_) => FailAt::BeforeSend,
                     Fail::AfterCommit => FailAt::AfterApply,
                 })
+            }),
+            fail_next_fold: Box::new(move |at| match at {
+                Fail::Before(0) => fold_hook.inject_fold_failure(FoldFailAt::AfterMark),
+                Fail::Before(1) => fold_hook.inject_fold_failure(FoldFailAt::AfterApply),
+                _ => {}
             }),
         }
     }

@@ -20,9 +20,11 @@ impl Harness for Mysql {
     async fn open(&self) -> Opened {
         let store = Arc::new(MysqlStore::connect(&self.config).await.unwrap());
         let hook = store.clone();
+        let fold_hook = store.clone();
         Opened {
             store,
             fail_next_flush: Box::new(move |at| hook.inject_flush_failure(sql_fail(at))),
+            fail_next_fold: Box::new(move |at| fold_hook.inject_fold_failure(sql_fail(at))),
         }
     }
 }

@@ -32,9 +32,11 @@ impl Harness for Postgres {
     async fn open(&self) -> Opened {
         let store = Arc::new(PgStore::connect(&self.config).await.unwrap());
         let hook = store.clone();
+        let fold_hook = store.clone();
         Opened {
             store,
             fail_next_flush: Box::new(move |at| hook.inject_flush_failure(sql_fail(at))),
+            fail_next_fold: Box::new(move |at| fold_hook.inject_fold_failure(sql_fail(at))),
         }
     }
 }

@@ -30,10 +30,14 @@ pub enum Fail {
     AfterCommit,
 }
 
-/// An opened store and a way to make its next flush fail.
+/// An opened store and a way to make its next flush or fold fail.
 pub struct Opened {
     pub store: Arc<dyn StatStore>,
     pub fail_next_flush: Box<dyn Fn(Fail) + Send + Sync>,
+    /// SQL: before statement n of the fold transaction, or after its commit; MongoDB: stop
+    /// after marking (0) or applying (1) the first node; memory: no failure point (a fold is
+    /// one critical section).
+    pub fail_next_fold: Box<dyn Fn(Fail) + Send + Sync>,
 }
 
 /// Milliseconds since the Unix epoch.

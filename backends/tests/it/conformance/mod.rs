@@ -7,7 +7,9 @@ use authstat_core::store::{FlushOutcome, NodeState, StatStore, StoreError};
 
 use crate::support::*;
 
+mod fold;
 mod ownership;
+pub use fold::*;
 pub use ownership::*;
 
 /// Instantiates every conformance test for one backend; `$harness` is an async fn returning a
@@ -23,7 +25,10 @@ macro_rules! conformance_tests {
             a_failure_at_any_write_of_a_large_flush_changes_nothing,
             one_instance_owns_a_node, expired_and_released_leases_are_taken_over,
             two_instances_of_one_node_flushing_at_once, keys_are_claimed_once_cluster_wide,
-            data_version_and_nodes);
+            data_version_and_nodes, silent_nodes_are_folded_and_reads_stay_the_same,
+            a_folded_node_that_comes_back_is_counted_once, concurrent_folds_fold_each_node_once,
+            flushes_racing_a_fold_are_counted_once,
+            an_interrupted_fold_changes_no_read_and_is_finished_later);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(

@@ -1,0 +1,103 @@
+//! Folding silent nodes into the folded node's rows, in one transaction: lock the folded
+//! node's row (folds run one at a time, cluster-wide), then the silent nodes' rows (a flush of
+//! one of them waits, or is seen whole), add their counters to the folded node's with one
+//! `INSERT … SELECT` per chunk of nodes, union their HLLs as the rows arrive, store the unions,
+//! delete the nodes' monthly rows and bump the folded node's `seq` (the data version).
+
+use authstat_core::NodeId;
+use authstat_core::store::{FoldReport, FoldRequest, StoreError};
+
+use super::conn::{Bind, NodeIdRow, NodeRow, SqlConnection};
+use super::dialect::Dialect;
+use super::flush::month_bind;
+use super::{Steps, TxError, merge_streamed, now_ms};
+use crate::merge::Merger;
+
+/// Nodes per statement (each is one bind parameter).
+const NODES_PER_STATEMENT: usize = 500;
+
+/// The fold transaction's body. `fail_at`: a test hook, fail before statement number
+/// `fail_at` (0-based, counting the statements after the nodes were selected).
+pub(super) fn apply<C: SqlConnection>(
+    conn: &mut C,
+    request: &FoldRequest,
+    fail_at: Option<usize>,
+) -> Result<FoldReport, TxError> {
+    let d = C::DIALECT;
+    let folded = NodeId::folded();
+    let folded_bind = || Bind::Text(folded.as_str().to_owned());
+    conn.exec(&d.ensure_node(), vec![folded_bind(), Bind::BigInt(0)])?;
+    let _: Vec<NodeRow> = conn.load(&d.lock_node(), vec![folded_bind()])?;
+    let silent: Vec<NodeIdRow> = conn.load(
+        &d.silent_nodes(),
+        vec![
+            folded_bind(),
+            Bind::BigInt(request.silent_before_ms),
+            Bind::BigInt(request.now_ms),
+        ],
+    )?;
+    if silent.is_empty() {
+        return Ok(FoldReport::default());
+    }
+    let mut step = Steps::failing_at(fail_at);
+    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| step.exec(conn, sql, binds);
+
+    // The unions start from what the folded node holds; rows are unioned as they arrive.
+    let mut unions = Merger::new(d.kind());
+    merge_streamed(conn, &d.hlls_of(1), vec![folded_bind()], &mut unions)?;
+    let mut node_months = 0;
+    let ids: Vec<String> = silent.into_iter().map(|r| r.node_id).collect();
+    for chunk in ids.chunks(NODES_PER_STATEMENT) {
+        let binds = || chunk.iter().map(|id| Bind::Text(id.clone()));
+        node_months += merge_streamed(
+            conn,
+            &d.hlls_of(chunk.len()),
+            binds().collect(),
+            &mut unions,
+        )?;
+        let mut with_folded = vec![folded_bind()];
+        with_folded.extend(binds());
+        step(conn, &d.fold_counters(chunk.len()), with_folded)?;
+        step(
+            conn,
+            &d.delete_rows_of("authstat_hll", chunk.len()),
+            binds().collect(),
+        )?;
+        step(
+            conn,
+            &d.delete_rows_of("authstat_counters", chunk.len()),
+            binds().collect(),
+        )?;
+    }
+    let mut hlls = Vec::new();
+    for month in unions.finish() {
+        let bytes = month.users.to_bytes().map_err(|e| {
+            TxError::Store(StoreError::Rejected {
+                backend: d.kind(),
+                message: format!("folded month {}: {e}", month.month),
+            })
+        })?;
+        hlls.extend([folded_bind(), month_bind(month.month), Bind::Bytes(bytes)]);
+    }
+    for chunk in hlls.chunks(3 * Dialect::ROWS_PER_STATEMENT) {
+        step(conn, &d.upsert_hlls(chunk.len() / 3), chunk.to_vec())?;
+    }
+    step(
+        conn,
+        &d.bump_node(),
+        vec![Bind::BigInt(now_ms()), folded_bind()],
+    )?;
+    let nodes = ids
+        .into_iter()
+        .map(|id| {
+            NodeId::stored(id).map_err(|e| {
+                TxError::Store(StoreError::Corrupt {
+                    backend: d.kind(),
+                    message: e.to_string(),
+                    cause: Default::default(),
+                })
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(FoldReport { nodes, node_months })
+}

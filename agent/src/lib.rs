@@ -13,6 +13,7 @@ pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod export;
+pub mod fold;
 pub mod http;
 pub mod logging;
 pub mod own;
@@ -53,6 +54,8 @@ pub struct RunningAgent {
     api: Arc<api::ApiState>,
     /// Keeps the API cache's view of the backend current.
     data_version: tokio::task::JoinHandle<()>,
+    /// Folds silent nodes now and then (`fold_silent_nodes_after_secs`; none when 0).
+    fold: Option<tokio::task::JoinHandle<()>>,
     control: mpsc::Sender<Control>,
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
@@ -136,6 +139,9 @@ impl RunningAgent {
         }
         let _ = (&mut self.http).await;
         self.data_version.abort();
+        if let Some(fold) = &self.fold {
+            fold.abort();
+        }
     }
 }
 

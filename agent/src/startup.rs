@@ -121,6 +121,10 @@ pub async fn start_on(
         started,
     });
     let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
+    let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
+        let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
+        tokio::spawn(crate::fold::run(store.clone(), silent_for, stats.clone()))
+    });
 
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
     let data_version = {
@@ -136,6 +140,7 @@ pub async fn start_on(
         resolved,
         api: state,
         data_version,
+        fold,
         control,
         pipeline: Some(pipeline),
         stop_http: Some(stop_http),

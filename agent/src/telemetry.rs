@@ -136,6 +136,24 @@ family!(
     "Flushes to the backend by result."
 );
 family!(
+    FOLDS,
+    "authstat_folds_total",
+    Counter,
+    "{fold}",
+    true,
+    ["result"],
+    "Folds of silent nodes this agent ran, by result (folded, nothing, failure)."
+);
+family!(
+    FOLDED_NODES,
+    "authstat_folded_nodes_total",
+    Counter,
+    "{node}",
+    true,
+    [],
+    "Silent nodes whose rows this agent folded into the folded row."
+);
+family!(
     NODE_FENCED,
     "authstat_node_fenced",
     Gauge,
@@ -392,6 +410,15 @@ impl Telemetry {
                     (["fenced".to_owned()], load(&p.flushing.fenced)),
                 ]),
             ),
+            (
+                &FOLDS,
+                labelled([
+                    (["folded".to_owned()], load(&p.folding.folded)),
+                    (["nothing".to_owned()], load(&p.folding.nothing)),
+                    (["failure".to_owned()], load(&p.folding.failed)),
+                ]),
+            ),
+            (&FOLDED_NODES, one(load(&p.folding.nodes))),
             (
                 &NODE_FENCED,
                 one(u64::from(p.health.fenced.lock().expect("lock").is_some())),

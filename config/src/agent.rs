@@ -53,6 +53,12 @@ pub struct AgentConfig {
     /// that have not come).
     #[serde(default = "default_max_future_secs")]
     pub max_future_secs: u64,
+    /// The rows of nodes that have not flushed for this long (and hold no live lease) are
+    /// folded into one row per month, in seconds (default: 30 days; 0: never). Node ids churn
+    /// in Kubernetes; folding keeps reads proportional to the months, not to every node id
+    /// ever seen (docs/storage.md, "Folding silent nodes").
+    #[serde(default = "default_fold_silent_nodes_after_secs")]
+    pub fold_silent_nodes_after_secs: u64,
     /// The files to read.
     pub sources: Vec<SourceConfig>,
     /// Where statistics are stored.
@@ -197,6 +203,9 @@ fn default_shutdown_grace_secs() -> u64 {
 }
 fn default_max_pending_records() -> u64 {
     1_000_000
+}
+fn default_fold_silent_nodes_after_secs() -> u64 {
+    30 * 86_400
 }
 fn default_max_future_secs() -> u64 {
     86_400

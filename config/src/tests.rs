@@ -92,6 +92,10 @@ fn values_are_checked_where_they_stand() {
     assert_eq!(e.key.as_deref(), Some("node_id"), "{e}");
     assert!(e.message.contains("'bad node'"), "{e}");
 
+    let e = err(&format!("{MINIMAL}node_id: authstat:folded\n"));
+    assert_eq!(e.key.as_deref(), Some("node_id"), "{e}");
+    assert!(e.message.contains("reserved"), "{e}");
+
     let e = err(&format!("{MINIMAL}hll:\n  hash: md5\n"));
     assert_eq!(e.key.as_deref(), Some("hll.hash"), "{e}");
 

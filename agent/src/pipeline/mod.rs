@@ -38,7 +38,7 @@ use crate::own::{Ownership, now_ms};
 use aggregate::{Aggregate, SkipLog, skipped};
 use claims::Claims;
 pub use claims::{Refusal, Role};
-pub use stats::{Histogram, NodeTotals, PipelineStats};
+pub use stats::{Folding, Histogram, NodeTotals, PipelineStats};
 
 /// Builds new sources from the current positions (a reload of the sources).
 pub type SourceFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Box<dyn Source>> + Send>;

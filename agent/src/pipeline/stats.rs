@@ -23,6 +23,21 @@ pub struct PipelineStats {
     /// What this node has stored: every counter over all months, and the current month's
     /// distinct users (updated after each flush).
     pub node_totals: Mutex<NodeTotals>,
+    /// Folds of silent nodes this agent ran.
+    pub folding: Folding,
+}
+
+/// Folds of silent nodes (`fold_silent_nodes_after_secs`) this agent ran.
+#[derive(Debug, Default)]
+pub struct Folding {
+    /// Folds that folded at least one node.
+    pub folded: AtomicU64,
+    /// Folds that found nothing to fold (or another agent folded first).
+    pub nothing: AtomicU64,
+    /// Folds that failed (tried again at the next interval).
+    pub failed: AtomicU64,
+    /// Nodes folded by this agent.
+    pub nodes: AtomicU64,
 }
 
 /// The reading side: what the sources gave.

@@ -9,6 +9,7 @@ mod clock;
 mod crash;
 mod examples;
 mod flood;
+mod fold;
 mod ingest;
 mod metrics;
 mod otlp;

@@ -3,7 +3,6 @@
 //! shows the folded row, the metrics count the fold, and the folded agent, started again,
 //! continues from its positions (nothing read twice) and adds what it reads since.
 
-use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use crate::support::*;

@@ -9,23 +9,11 @@ use crate::support::*;
 
 /// `authstat query --by-node --format json` for the sample months.
 fn query(fixture: &Fixture) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_authstat"))
-        .args([
-            "query",
-            "--month",
-            "202401",
-            "--month",
-            "202402",
-            "--by-node",
-        ])
-        .args(["--format", "json", "--config"])
-        .arg(fixture.config_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        authstat()
+            .args(["query", "--month", "202401", "--month", "202402"])
+            .args(["--by-node", "--format", "json", "--config"])
+            .arg(fixture.config_path()),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -84,18 +84,17 @@ pub(super) fn prepare(dialect: Dialect, batch: &FlushBatch) -> Result<Prepared, 
     })
 }
 
-/// The flush transaction's body. `fail_after`: a test hook, fail before statement number
-/// `fail_after` (0-based, counting every statement).
+/// The flush transaction's body; `steps` counts its writes (where a test makes one fail or
+/// interrupts the transaction).
 pub(super) fn apply<C: SqlConnection>(
     conn: &mut C,
     batch: &FlushBatch,
     prepared: &Prepared,
-    fail_after: Option<usize>,
+    steps: &mut Steps,
 ) -> Result<FlushOutcome, TxError> {
     let d = C::DIALECT;
     let node = || Bind::Text(batch.node.as_str().to_owned());
-    let mut step = Steps::failing_at(fail_after);
-    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| step.exec(conn, sql, binds);
+    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| steps.exec(conn, sql, binds);
 
     let rows: Vec<NodeRow> = conn.load(&d.lock_node(), vec![node()])?;
     let row = match rows.first() {
@@ -152,5 +151,6 @@ pub(super) fn apply<C: SqlConnection>(
             step(conn, &d.insert_positions(chunk.len() / 4), chunk.to_vec())?;
         }
     }
+    steps.before_commit();
     Ok(FlushOutcome::Applied)
 }

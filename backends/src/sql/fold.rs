@@ -16,12 +16,12 @@ use crate::merge::Merger;
 /// Nodes per statement (each is one bind parameter).
 const NODES_PER_STATEMENT: usize = 500;
 
-/// The fold transaction's body. `fail_at`: a test hook, fail before statement number
-/// `fail_at` (0-based, counting the statements after the nodes were selected).
+/// The fold transaction's body. `steps` counts the writes after the nodes were selected (where a
+/// test makes one fail).
 pub(super) fn apply<C: SqlConnection>(
     conn: &mut C,
     request: &FoldRequest,
-    fail_at: Option<usize>,
+    steps: &mut Steps,
 ) -> Result<FoldReport, TxError> {
     let d = C::DIALECT;
     let folded = NodeId::folded();
@@ -39,8 +39,7 @@ pub(super) fn apply<C: SqlConnection>(
     if silent.is_empty() {
         return Ok(FoldReport::default());
     }
-    let mut step = Steps::failing_at(fail_at);
-    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| step.exec(conn, sql, binds);
+    let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| steps.exec(conn, sql, binds);
 
     // The unions start from what the folded node holds; rows are unioned as they arrive.
     let mut unions = Merger::new(d.kind());

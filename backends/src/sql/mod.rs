@@ -46,6 +46,8 @@ pub struct SqlStore<C: SqlConnection> {
     pool: Pool<ConnectionManager<C>>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Arc<Mutex<Option<FailAt>>>,
+    /// Test hook: what interrupts the next flush, and where.
+    interrupt_next_flush: Arc<Mutex<Option<(usize, Interrupt)>>>,
     /// Test hook: where the next fold fails.
     fail_next_fold: Arc<Mutex<Option<FailAt>>>,
     _connection: PhantomData<fn() -> C>,
@@ -160,16 +162,29 @@ fn transaction_with_retries<C: SqlConnection, T>(
     }
 }
 
-/// The writes of a transaction, counted so that a test can make any one of them fail.
+/// A test hook run inside a flush transaction (for example: kill its connection from another
+/// session).
+#[doc(hidden)]
+pub type Interrupt = Arc<dyn Fn() + Send + Sync>;
+
+/// The writes of a transaction, counted so that a test can make any one of them fail, or
+/// interrupt the transaction before any one of them or before its commit.
 struct Steps {
     fail_at: Option<usize>,
+    interrupt: Option<(usize, Interrupt)>,
     done: usize,
 }
 
 impl Steps {
     /// `fail_at`: fail (rolling the transaction back) before write number `fail_at`, 0-based.
-    fn failing_at(fail_at: Option<usize>) -> Self {
-        Self { fail_at, done: 0 }
+    /// `interrupt`: run the hook before write number `n`, or before the commit if there are
+    /// `n` writes or fewer.
+    fn new(fail_at: Option<usize>, interrupt: Option<(usize, Interrupt)>) -> Self {
+        Self {
+            fail_at,
+            interrupt,
+            done: 0,
+        }
     }
 
     fn exec<C: SqlConnection>(
@@ -181,9 +196,24 @@ impl Steps {
         if self.fail_at == Some(self.done) {
             return Err(TxError::Store(unavailable(C::DIALECT, "injected failure")));
         }
+        if self
+            .interrupt
+            .as_ref()
+            .is_some_and(|(at, _)| *at == self.done)
+            && let Some((_, hook)) = self.interrupt.take()
+        {
+            hook();
+        }
         self.done += 1;
         conn.exec(sql, binds)?;
         Ok(())
+    }
+
+    /// The end of the transaction's body, just before its commit.
+    fn before_commit(&mut self) {
+        if let Some((_, hook)) = self.interrupt.take() {
+            hook();
+        }
     }
 }
 
@@ -275,13 +305,17 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let prepared = flush::prepare(d, batch)?;
         let batch = batch.clone();
         let fail = self.fail_next_flush.lock().expect("lock").take();
+        let interrupt = self.interrupt_next_flush.lock().expect("lock").take();
         let outcome = self
             .blocking(move |conn| {
                 let at = match fail {
                     Some(FailAt::Statement(n)) => Some(n),
                     _ => None,
                 };
-                transaction_with_retries(conn, |conn| flush::apply(conn, &batch, &prepared, at))
+                transaction_with_retries(conn, |conn| {
+                    let mut steps = Steps::new(at, interrupt.clone());
+                    flush::apply(conn, &batch, &prepared, &mut steps)
+                })
             })
             .await?;
         if fail == Some(FailAt::AfterCommit) {
@@ -400,7 +434,9 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                     Some(FailAt::Statement(n)) => Some(n),
                     _ => None,
                 };
-                transaction_with_retries(conn, |conn| fold::apply(conn, &request, at))
+                transaction_with_retries(conn, |conn| {
+                    fold::apply(conn, &request, &mut Steps::new(at, None))
+                })
             })
             .await?;
         if fail == Some(FailAt::AfterCommit) {

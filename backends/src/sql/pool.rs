@@ -208,6 +208,7 @@ impl<C: SqlConnection> SqlStore<C> {
             pool,
             fail_next_flush: Arc::new(Mutex::new(None)),
             fail_next_fold: Arc::new(Mutex::new(None)),
+            interrupt_next_flush: Arc::new(Mutex::new(None)),
             _connection: PhantomData,
         };
         store
@@ -220,6 +221,13 @@ impl<C: SqlConnection> SqlStore<C> {
     #[doc(hidden)]
     pub fn inject_flush_failure(&self, at: FailAt) {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
+    }
+
+    /// Test hook: `hook` runs inside the next flush's transaction, before its write number `at`
+    /// (0-based), or before its commit if it has `at` writes or fewer.
+    #[doc(hidden)]
+    pub fn interrupt_next_flush(&self, at: usize, hook: super::Interrupt) {
+        *self.interrupt_next_flush.lock().expect("lock") = Some((at, hook));
     }
 
     /// Test hook: the next fold fails at `at`.

@@ -3,6 +3,8 @@
 //! the servers; a server that is not there fails the suite, it is never skipped.
 
 mod conformance;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod killed;
 mod migration;
 mod support;
 

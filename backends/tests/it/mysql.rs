@@ -91,3 +91,46 @@ async fn an_unreachable_server_is_unavailable() {
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// The flushing connection killed by another session inside the transaction, before each write
+/// and before the commit (see `killed.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_killed_inside_a_flush() {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let h = harness().await;
+    let store = MysqlStore::connect(&h.config).await.unwrap();
+    let db = h.config.url.rsplit_once('/').unwrap().1.to_owned();
+    let admin = required_env("AUTHSTAT_TEST_MYSQL_URL", "MySQL/MariaDB");
+    crate::killed::connection_killed_inside_a_flush(&store, move || {
+        let mut conn = MysqlConnection::establish(&admin).unwrap();
+        let others = format!(
+            "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist \
+             WHERE db = '{db}' AND id <> CONNECTION_ID()"
+        );
+        let ids: Vec<Id> = diesel::sql_query(&others).load(&mut conn).unwrap();
+        for Id { id } in &ids {
+            diesel::sql_query(format!("KILL CONNECTION {id}"))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        // KILL marks the connections; wait until the server has closed them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !diesel::sql_query(&others)
+            .load::<Id>(&mut conn)
+            .unwrap()
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "killed connections linger"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        ids.len()
+    })
+    .await;
+}

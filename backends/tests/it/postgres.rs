@@ -190,3 +190,33 @@ async fn an_unreachable_server_is_unavailable_and_the_password_is_not_shown() {
     );
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// The flushing connection terminated by another session inside the transaction, before each
+/// write and before the commit (see `killed.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_terminated_inside_a_flush() {
+    #[derive(QueryableByName)]
+    struct Killed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let h = harness().await;
+    let store = PgStore::connect(&h.config).await.unwrap();
+    let db = h.config.url.rsplit_once('/').unwrap().1.to_owned();
+    let admin = admin_url();
+    crate::killed::connection_killed_inside_a_flush(&store, move || {
+        let mut conn = PgConnection::establish(&admin).unwrap();
+        // The victims first (a WHERE may evaluate its conditions in any order), then each
+        // terminated, waiting (up to 5 s) until its backend has exited.
+        let rows: Vec<Killed> = diesel::sql_query(format!(
+            "WITH victims AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()) \
+             SELECT CAST(COUNT(*) AS BIGINT) AS n FROM victims \
+             WHERE pg_terminate_backend(pid, 5000)"
+        ))
+        .load(&mut conn)
+        .unwrap();
+        rows[0].n as usize
+    })
+    .await;
+}

@@ -80,7 +80,11 @@ pub(super) async fn fold_silent(
             "_id": { "$ne": folded.as_str() },
             "$or": [
                 { "folding": { "$exists": true } },
-                { "updated_at_ms": { "$lt": request.silent_before_ms } },
+                {
+                    "updated_at_ms": { "$lt": request.silent_before_ms },
+                    // Not the nodes folded before (their months are gone).
+                    "months": { "$exists": true, "$ne": {} },
+                },
             ],
         })
         .projection(doc! { "_id": 1 })

@@ -10,6 +10,8 @@ mod support;
 
 mod memory;
 #[cfg(feature = "mongodb")]
+mod mongo_proxy;
+#[cfg(feature = "mongodb")]
 mod mongodb;
 #[cfg(feature = "mysql")]
 mod mysql;

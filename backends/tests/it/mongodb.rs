@@ -5,10 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use authstat_backends::mongo::{FailAt, FoldFailAt, MongoStore};
 use authstat_config::{BackendConfig, MongoConfig};
-use authstat_core::store::StoreError;
+use authstat_core::store::{FlushOutcome, FoldRequest, StatStore, StoreError};
 
 use crate::conformance::conformance_tests;
-use crate::support::{Fail, Harness, Opened, batch, month, own, required_env, unique_name};
+use crate::mongo_proxy::{Cut, Proxy};
+use crate::support::{Fail, Harness, Opened, batch, month, node, own, required_env, unique_name};
 
 struct Mongo {
     config: MongoConfig,
@@ -91,4 +92,114 @@ async fn an_unreachable_server_is_unavailable() {
         "{err}"
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+/// A store through a proxy that can cut the connection.
+async fn behind_proxy() -> (Mongo, Proxy, MongoStore) {
+    let h = harness().await;
+    let proxy = Proxy::start(&h.config.uri).await;
+    let config = MongoConfig {
+        uri: proxy.uri.clone(),
+        ..h.config.clone()
+    };
+    let store = MongoStore::open(&config).await.unwrap();
+    (h, proxy, store)
+}
+
+/// The server gone before a flush reached it, and a flush applied whose answer was lost: each
+/// fails retryably, and its retry counts it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushes_cut_off_from_the_server_count_once() {
+    let (_h, proxy, store) = behind_proxy().await;
+    own(&store, "node-a").await;
+    let flush = |seq| batch("node-a", seq, &["202402"], 0, 10, 1);
+    assert_eq!(store.flush(&flush(1)).await.unwrap(), FlushOutcome::Applied);
+
+    proxy.cut(Cut::LoseAnswer(0));
+    let err = store.flush(&flush(2)).await.unwrap_err();
+    assert!(err.is_retryable() && proxy.is_down(), "{err}");
+    proxy.heal();
+    assert_eq!(
+        store.flush(&flush(2)).await.unwrap(),
+        FlushOutcome::AlreadyApplied,
+        "the server had applied it"
+    );
+
+    proxy.cut(Cut::Refuse(0));
+    let err = store.flush(&flush(3)).await.unwrap_err();
+    assert!(err.is_retryable() && proxy.is_down(), "{err}");
+    let err = store.read_months(&[month("202402")]).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    proxy.heal();
+    assert_eq!(store.flush(&flush(3)).await.unwrap(), FlushOutcome::Applied);
+
+    let read = store.read_months(&[month("202402")]).await.unwrap();
+    let mut expected = crate::support::counters(1);
+    expected.merge(&crate::support::counters(1));
+    expected.merge(&crate::support::counters(1));
+    assert_eq!(read[0].counters, expected, "three flushes, each once");
+}
+
+/// A fold cut off from the server at each of its operations in turn, before the server saw it
+/// and after it applied it: no read changes, and the next fold finishes the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_cut_off_at_every_operation_changes_no_read() {
+    let (_h, proxy, store) = behind_proxy().await;
+    let everything_silent = || FoldRequest {
+        silent_before_ms: crate::support::now_ms() + 60_000,
+        now_ms: crate::support::now_ms(),
+    };
+    let months = [month("202401"), month("202402")];
+    let mut round = 0;
+    for lose_answer in [false, true] {
+        for n in 0.. {
+            round += 1;
+            for j in 0..2 {
+                let id = format!("pod-{round}-{j}");
+                let epoch = own(&store, &id).await;
+                let mut b = batch(
+                    &id,
+                    1,
+                    &["202401", "202402"],
+                    round * 1000 + j * 300,
+                    300,
+                    1,
+                );
+                b.epoch = epoch;
+                store.flush(&b).await.unwrap();
+                store.release_node(&node(&id), epoch).await.unwrap();
+            }
+            let before = store.read_months(&months).await.unwrap();
+            proxy.cut(if lose_answer {
+                Cut::LoseAnswer(n)
+            } else {
+                Cut::Refuse(n)
+            });
+            let result = store.fold_silent(&everything_silent()).await;
+            let cut = proxy.is_down();
+            proxy.heal();
+            assert_eq!(
+                store.read_months(&months).await.unwrap(),
+                before,
+                "cut at operation {n} (answer lost: {lose_answer}): {result:?}"
+            );
+            store.fold_silent(&everything_silent()).await.unwrap();
+            assert_eq!(store.read_months(&months).await.unwrap(), before);
+            for j in 0..2 {
+                let state = store
+                    .load_node(&node(&format!("pod-{round}-{j}")))
+                    .await
+                    .unwrap();
+                assert!(
+                    state.months.is_empty(),
+                    "cut at {n}: pod-{round}-{j} folded"
+                );
+            }
+            if !cut {
+                // The fold had fewer operations than n: every one was cut once.
+                assert!(n > 5, "a fold takes more than {n} operations");
+                break;
+            }
+        }
+    }
 }

@@ -328,7 +328,8 @@ fn random_requests_never_get_a_server_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_a_backend_that_went_away() {
     let admin = required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
-    let db = format!("authstat_health_{}", std::process::id());
+    let url = authstat_test_support::db::postgres("authstat_health");
+    let db = url.rsplit_once('/').unwrap().1.to_owned();
     let psql = |sql: &str| {
         let status = std::process::Command::new("psql")
             .arg(&admin)
@@ -337,8 +338,6 @@ async fn health_reports_a_backend_that_went_away() {
             .unwrap();
         assert!(status.success(), "{sql}");
     };
-    psql(&format!("CREATE DATABASE {db}"));
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     let fixture = Fixture::new("");
     let path = fixture.config_path();
     let text = std::fs::read_to_string(&path).unwrap().replace(

@@ -290,7 +290,7 @@ fn generated_logs(
     std::collections::BTreeMap<(String, String), u64>,
     std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 ) {
-    use std::fmt::Write as _;
+    use authstat_test_support::janssen::AuditRecord;
     let actions = [
         "USER_AUTHORIZATION",
         "TOKEN_REQUEST",
@@ -308,12 +308,10 @@ fn generated_logs(
             let action = actions[n % 3];
             let success = !n.is_multiple_of(5);
             let user = format!("user{}", (n * 7919) % 3000);
-            write!(
-                text,
-                "2024-01-01 00:00:00,000 INFO  [02-42-AC-11-00-02] [worker-{f}]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n  \"ip\" : \"10.0.{f}.{}\",\n  \"action\" : \"{action}\",\n  \"timestamp\" : {ts},\n  \"clientId\" : \"c\",\n  \"username\" : \"{user}\",\n  \"success\" : {success}\n}}\n",
-                i % 250
-            )
-            .unwrap();
+            let mut record = AuditRecord::new(action, ts, Some(&user), success);
+            record.thread = format!("worker-{f}");
+            record.ip = format!("10.0.{f}.{}", i % 250);
+            text.push_str(&record.text());
             let outcome = if success { "success" } else { "failure" };
             *counts
                 .entry((action.to_owned(), outcome.to_owned()))

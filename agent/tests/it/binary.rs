@@ -210,8 +210,7 @@ fn check_config_reports_sources_and_backend() {
 #[cfg(feature = "postgres")]
 #[test]
 fn check_config_creates_no_tables() {
-    let admin = required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
-    let db = format!("authstat_check_{}", std::process::id());
+    let url = authstat_test_support::db::postgres("authstat_check");
     let psql = |url: &str, sql: &str| {
         let out = std::process::Command::new("psql")
             .arg(url)
@@ -225,8 +224,6 @@ fn check_config_creates_no_tables() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    psql(&admin, &format!("CREATE DATABASE {db}"));
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     let fixture = Fixture::new("");
     let path = fixture.config_path();
     let text = std::fs::read_to_string(&path).unwrap().replace(

@@ -18,7 +18,7 @@ use authstat_config::{BackendConfig, SqliteConfig};
 use authstat_core::{Month, NodeId};
 
 use crate::support::append;
-use crate::truth::{Rng, Truth};
+use authstat_test_support::{rng::Rng, truth::Truth};
 
 fn truncate(path: &Path) {
     OpenOptions::new()
@@ -323,28 +323,12 @@ fn sqlite(dir: &Path) -> (BackendConfig, String) {
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-/// A fresh database on the test server at `admin` (`CREATE DATABASE` through `client`).
-fn server(kind: &str, admin_env: &str, what: &str) -> (BackendConfig, String) {
-    let admin = crate::support::required_env(admin_env, what);
-    let db = format!("authstat_soak_{}_{}", std::process::id(), rand_suffix());
-    let status = match kind {
-        "postgres" => Command::new("psql")
-            .arg(&admin)
-            .args(["-qc", &format!("CREATE DATABASE {db}")])
-            .status(),
-        _ => {
-            let url: Vec<&str> = admin
-                .trim_start_matches("mysql://")
-                .split(['@', ':', '/'])
-                .collect();
-            Command::new("mariadb")
-                .args(["--no-defaults", "-h", url[1], "-P", url[2], "-u", url[0]])
-                .args(["-e", &format!("CREATE DATABASE {db}")])
-                .status()
-        }
+/// A fresh database on the `kind` test server.
+fn server(kind: &str) -> (BackendConfig, String) {
+    let url = match kind {
+        "postgres" => authstat_test_support::db::postgres("authstat_soak"),
+        _ => authstat_test_support::db::mysql("authstat_soak"),
     };
-    assert!(status.unwrap().success(), "creating the database {db}");
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     let config = authstat_config::SqlServerConfig {
         url: url.clone(),
         pool_size: 2,
@@ -360,14 +344,6 @@ fn server(kind: &str, admin_env: &str, what: &str) -> (BackendConfig, String) {
     )
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-}
-
 #[test]
 fn every_rotation_and_kill_9_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,14 +354,14 @@ fn every_rotation_and_kill_9_sqlite() {
 #[cfg(feature = "postgres")]
 #[test]
 fn every_rotation_and_kill_9_postgres() {
-    let (backend, yaml) = server("postgres", "AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
+    let (backend, yaml) = server("postgres");
     soak(backend, &yaml, kills(), 0, 0x0dd5_eed0_0000_0002);
 }
 
 #[cfg(feature = "mysql")]
 #[test]
 fn every_rotation_and_kill_9_mariadb() {
-    let (backend, yaml) = server("mysql", "AUTHSTAT_TEST_MYSQL_URL", "MariaDB");
+    let (backend, yaml) = server("mysql");
     soak(backend, &yaml, kills(), 0, 0x0dd5_eed0_0000_0003);
 }
 
@@ -401,7 +377,7 @@ fn every_rotation_without_a_kill_sqlite() {
 #[cfg(feature = "mysql")]
 #[test]
 fn every_rotation_without_a_kill_mariadb() {
-    let (backend, yaml) = server("mysql", "AUTHSTAT_TEST_MYSQL_URL", "MariaDB");
+    let (backend, yaml) = server("mysql");
     soak(backend, &yaml, 0, 150, 0x0dd5_eed0_0000_0005);
 }
 
@@ -455,6 +431,6 @@ fn rapid_rename_rotations_sqlite() {
 #[cfg(feature = "mysql")]
 #[test]
 fn rapid_rename_rotations_mariadb() {
-    let (backend, yaml) = server("mysql", "AUTHSTAT_TEST_MYSQL_URL", "MariaDB");
+    let (backend, yaml) = server("mysql");
     rapid_renames(backend, &yaml);
 }

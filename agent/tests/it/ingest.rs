@@ -135,7 +135,7 @@ async fn idle_files_do_not_spin_the_pipeline() {
 #[test]
 fn three_thousand_files() {
     use crate::support::{get, spawn_command};
-    use crate::truth::{Rng, Truth};
+    use authstat_test_support::{rng::Rng, truth::Truth};
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();

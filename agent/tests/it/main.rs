@@ -20,4 +20,3 @@ mod sources;
 mod startup;
 mod support;
 mod toy_plugins;
-mod truth;

@@ -87,7 +87,14 @@ impl StatStore for Flaky {
 
 fn events(from: u64, n: u64) -> String {
     (from..from + n)
-        .map(|i| format!("{{\"timestamp\":1706745604011,\"grant_type\":\"g{}\",\"token_type\":\"access_token\",\"client_id\":\"c{i}\"}}\n", i % 7))
+        .map(|i| {
+            authstat_test_support::janssen::token_event(
+                1706745604011,
+                &format!("g{}", i % 7),
+                "access_token",
+                &format!("c{i}"),
+            )
+        })
         .collect()
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{Spawned, append, get, spawn_agent, wait_until};
-use crate::truth::{Rng, Truth};
+use authstat_test_support::{rng::Rng, truth::Truth};
 
 fn instance_of(agent: &Spawned) -> String {
     let log = agent.log.lock().unwrap();
@@ -185,16 +185,7 @@ fn two_agents_one_node_id_sqlite() {
 #[cfg(feature = "postgres")]
 #[test]
 fn two_agents_one_node_id_postgres() {
-    let admin = crate::support::required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
-    let db = format!("authstat_owner_{}", std::process::id());
-    let ok = Command::new("psql")
-        .arg(&admin)
-        .args(["-qc", &format!("CREATE DATABASE {db}")])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let url = authstat_test_support::db::postgres("authstat_owner");
     scenario(&format!("backend: {{type: postgres, url: \"{url}\"}}\n"));
 }
 

@@ -125,13 +125,8 @@ fn forward(listener: TcpListener, to: SocketAddr) {
 #[test]
 fn the_database_down_at_start() {
     let admin = required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL");
-    let db = format!("authstat_startup_{}", std::process::id());
-    let created = std::process::Command::new("psql")
-        .arg(&admin)
-        .args(["-qc", &format!("CREATE DATABASE {db}")])
-        .status()
-        .unwrap();
-    assert!(created.success());
+    let url = authstat_test_support::db::postgres("authstat_startup");
+    let db = url.rsplit_once('/').unwrap().1;
     let real: SocketAddr = {
         let host_port = admin.split('@').nth(1).unwrap().split('/').next().unwrap();
         host_port.parse().unwrap()

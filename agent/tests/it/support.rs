@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use authstat::RunningAgent;
 use authstat::resolve::resolve;
+use authstat_test_support::janssen::AuditRecord;
 
 /// A temporary directory with the sample logs and a configuration using `backend`.
 pub struct Fixture {
@@ -55,21 +56,14 @@ impl Fixture {
     /// Appends a successful `USER_AUTHORIZATION` of each of `users`, stamped now, to the audit
     /// log: the current month gets active users.
     pub fn add_current_month_users(&mut self, users: &[&str]) {
-        use std::io::Write;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis();
-        let mut log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("logs/jans-auth_audit.log"))
-            .unwrap();
+        let log = self.dir.path().join("logs/jans-auth_audit.log");
         for user in users {
-            write!(
-                log,
-                "2026-01-01 00:00:00,000 INFO  [02-42-AC-11-00-02] [worker-1]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n  \"ip\" : \"10.0.0.9\",\n  \"action\" : \"USER_AUTHORIZATION\",\n  \"timestamp\" : {now},\n  \"clientId\" : \"c\",\n  \"username\" : \"{user}\",\n  \"success\" : true\n}}\n"
-            )
-            .unwrap();
+            let record = AuditRecord::new("USER_AUTHORIZATION", now as i64, Some(user), true);
+            append(&log, &record.text());
             self.records += 1;
         }
     }
@@ -199,13 +193,9 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// The environment variable `name`, or a failure that says how to run the suite.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub fn required_env(name: &str, what: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: the {what} tests need a running server. Run the suite with scripts/test, which starts a throwaway one.")
-    })
-}
+#[cfg_attr(not(feature = "postgres"), allow(unused_imports))]
+pub use authstat_test_support::env::required_env;
+pub use authstat_test_support::files::append;
 
 /// The Python of the tests' tools (prometheus_client, kubernetes-validate): a virtual
 /// environment that scripts/test makes.
@@ -371,17 +361,6 @@ pub fn spawn_command_raw(
         log,
         reader: Some(reader),
     }
-}
-
-/// Appends `text` to `path` (created if absent).
-pub fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
 }
 
 // ---- The real binary

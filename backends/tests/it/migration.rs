@@ -122,13 +122,8 @@ async fn sqlite_checkpoints_become_positions_and_claims() {
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 /// A server database of its own in the old schema; the upgraded store on it.
 macro_rules! server_upgrade {
-    ($env:literal, $what:literal, $conn:ty, $dialect:literal, $store:ty) => {{
-        let admin = crate::support::required_env($env, $what);
-        let db = crate::support::unique_name("authstat_upgrade");
-        let mut conn = <$conn>::establish(&admin).unwrap();
-        conn.batch_execute(&format!("CREATE DATABASE {db}"))
-            .unwrap();
-        let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    ($create:path, $conn:ty, $dialect:literal, $store:ty) => {{
+        let url = $create("authstat_upgrade");
         let mut conn = <$conn>::establish(&url).unwrap();
         old_schema!(conn, $dialect, MIGRATIONS_TABLE);
         let config = authstat_config::SqlServerConfig {
@@ -144,8 +139,7 @@ macro_rules! server_upgrade {
 #[tokio::test]
 async fn postgres_checkpoints_become_positions_and_claims() {
     server_upgrade!(
-        "AUTHSTAT_TEST_POSTGRES_URL",
-        "PostgreSQL",
+        authstat_test_support::db::postgres,
         PgConnection,
         "postgres",
         authstat_backends::sql::PgStore
@@ -156,8 +150,7 @@ async fn postgres_checkpoints_become_positions_and_claims() {
 #[tokio::test]
 async fn mysql_checkpoints_become_positions_and_claims() {
     server_upgrade!(
-        "AUTHSTAT_TEST_MYSQL_URL",
-        "MySQL",
+        authstat_test_support::db::mysql,
         MysqlConnection,
         "mysql",
         authstat_backends::sql::MysqlStore

@@ -9,7 +9,7 @@ use authstat_core::store::StoreError;
 use diesel::prelude::*;
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail, unique_name};
+use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail};
 
 struct Mysql {
     config: SqlServerConfig,
@@ -30,15 +30,8 @@ impl Harness for Mysql {
 }
 
 async fn harness() -> Mysql {
-    let admin = required_env("AUTHSTAT_TEST_MYSQL_URL", "MySQL/MariaDB");
-    let db = unique_name("authstat_test");
-    let mut conn = MysqlConnection::establish(&admin).unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {db}"))
-        .execute(&mut conn)
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
     let config = SqlServerConfig {
-        url: format!("{base}/{db}"),
+        url: authstat_test_support::db::mysql("authstat_test"),
         pool_size: 4,
         connect_timeout_secs: 5,
     };

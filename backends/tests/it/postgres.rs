@@ -12,15 +12,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail, unique_name};
+use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail};
 
 fn admin_url() -> String {
     required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL")
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').unwrap();
-    format!("{base}/{db}")
 }
 
 struct Postgres {
@@ -42,12 +37,7 @@ impl Harness for Postgres {
 }
 
 async fn harness() -> Postgres {
-    let db = unique_name("authstat_test");
-    let mut admin = PgConnection::establish(&admin_url()).unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .unwrap();
-    let url = with_database(&admin_url(), &db);
+    let url = authstat_test_support::db::postgres("authstat_test");
     Postgres {
         config: SqlServerConfig {
             url,

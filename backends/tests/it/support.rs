@@ -1,7 +1,6 @@
 //! Test data and fresh databases.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use authstat_core::counters::{CounterKey, Counters, Outcome};
@@ -78,30 +77,11 @@ pub async fn own(store: &dyn StatStore, node_id: &str) -> u64 {
     }
 }
 
-/// The environment variable `name`, or a failure that says how to run the suite.
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql", feature = "mongodb")),
-    allow(dead_code)
+    allow(unused_imports)
 )]
-pub fn required_env(name: &str, what: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: the {what} tests need a running server. Run the suite with \
-             scripts/test, which starts a throwaway one."
-        )
-    })
-}
-
-/// A name no other test uses (for databases).
-#[cfg_attr(
-    not(any(feature = "postgres", feature = "mysql", feature = "mongodb")),
-    allow(dead_code)
-)]
-pub fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}_{}_{n}", std::process::id())
-}
+pub use authstat_test_support::env::{required_env, unique_name};
 
 pub fn month(s: &str) -> Month {
     s.parse().unwrap()

@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use authstat_core::store::SourcePosition;
 use proptest::prelude::*;
 
 use super::tests::{append, drain, read_some, rec, tailer, truncate};
+use authstat_test_support::files::append_bytes;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -253,17 +254,6 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
-}
-
-fn append_bytes(path: &Path, bytes: &[u8]) {
-    use std::io::Write;
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(bytes)
-        .unwrap();
 }
 
 fn cases() -> u32 {

@@ -105,11 +105,7 @@ fn crlf_line_ends_and_compact_records_are_read() {
     assert_eq!(audit(&records[1]).action, AuditAction::UserInfo);
 }
 
-fn record(body: &str) -> String {
-    format!(
-        "2024-02-01 00:00:03,611 INFO  [m] [t]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n{body}\n}}\n"
-    )
-}
+use authstat_test_support::janssen::with_header as record;
 
 const GOOD_BODY: &str = "  \"ip\" : \"10.0.0.5\",\n  \"action\" : \"USER_AUTHORIZATION\",\n  \"timestamp\" : 1706745603590,\n  \"macAddress\" : null,\n  \"clientId\" : \"c\",\n  \"username\" : \"admin\",\n  \"scope\" : null,\n  \"success\" : true";
 

@@ -2,7 +2,6 @@
 //! model-based property test.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 
 use authstat_core::event::Event;
@@ -18,20 +17,15 @@ mod lag;
 /// A token-event line identified by `id` (in its grant type), padded so that files pass the
 /// fingerprint length quickly.
 pub(super) fn rec(id: u64) -> String {
-    format!(
-        "{{\"timestamp\":1706745604011,\"grant_type\":\"g{id}\",\"token_type\":\"access_token\",\"client_id\":\"client-{id:0>40}\"}}\n"
+    authstat_test_support::janssen::token_event(
+        1706745604011,
+        &format!("g{id}"),
+        "access_token",
+        &format!("client-{id:0>40}"),
     )
 }
 
-pub(super) fn append(path: &Path, text: &str) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
+pub(super) use authstat_test_support::files::append;
 
 pub(super) fn tailer(dir: &Path, pattern: &str, positions: &[SourcePosition]) -> Tailer {
     Tailer::new(

@@ -10,21 +10,8 @@ use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::{Month, MonthStats};
 
-/// A small deterministic generator (xorshift64).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::janssen::AuditRecord;
+use crate::rng::Rng;
 
 const ACTIONS: [&str; 4] = [
     "USER_AUTHORIZATION",
@@ -51,15 +38,23 @@ impl Truth {
         let ts =
             month.start_epoch_millis() + (i % 1_000_000) as i64 * 1000 + rng.below(1000) as i64;
         self.count(month, action, success, user.as_deref());
-        format!(
-            "2024-02-01 00:00:03,611 INFO  [02-42-AC-11-00-02] [ForkJoinPool.commonPool-worker-{}]  [io.jans.as.server.audit.ApplicationAuditLogger] (ApplicationAuditLogger.java:112) - {{\n  \"ip\" : \"10.{}.{}.{}\",\n  \"action\" : \"{action}\",\n  \"timestamp\" : {ts},\n  \"macAddress\" : \"02-42-AC-11-00-02\",\n  \"clientId\" : \"2000.{:08x}-69d3-458c-9309-4268085fe71c\",\n  \"username\" : {},\n  \"scope\" : \"openid profile\",\n  \"success\" : {success}\n}}\n",
-            i % 8,
-            rng.below(256),
-            rng.below(256),
-            rng.below(256),
-            rng.below(8),
-            user.map_or("null".to_owned(), |u| format!("\"{u}\"")),
-        )
+        AuditRecord {
+            thread: format!("ForkJoinPool.commonPool-worker-{}", i % 8),
+            ip: format!(
+                "10.{}.{}.{}",
+                rng.below(256),
+                rng.below(256),
+                rng.below(256)
+            ),
+            action: action.to_owned(),
+            timestamp: ts,
+            mac_address: Some("02-42-AC-11-00-02".into()),
+            client_id: format!("2000.{:08x}-69d3-458c-9309-4268085fe71c", rng.below(8)),
+            username: user,
+            scope: Some("openid profile".into()),
+            success,
+        }
+        .text()
     }
 
     /// The derivation rules, written out: every record counts under (action, outcome); a

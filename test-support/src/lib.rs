@@ -1,0 +1,16 @@
+//! What authstat's tests share, written once: a dev-dependency of the other crates.
+//!
+//! - [`env`]: the test servers' environment (`required_env`) and names no other test uses;
+//! - [`db`]: throwaway PostgreSQL and MariaDB databases on the servers `scripts/test` starts;
+//! - [`files`]: appending to logs the way an auth server does;
+//! - [`janssen`]: Janssen audit records and token events as the server writes them;
+//! - [`truth`]: a generator of audit records that counts what it writes itself, by the
+//!   documented derivation rules, without any of the agent's code (the ground truth);
+//! - [`rng`]: seeded randomness.
+
+pub mod db;
+pub mod env;
+pub mod files;
+pub mod janssen;
+pub mod rng;
+pub mod truth;

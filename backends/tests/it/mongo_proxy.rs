@@ -115,11 +115,21 @@ fn command(message: &[u8]) -> Option<&str> {
     std::str::from_utf8(&name[..end]).ok()
 }
 
-/// Commands that read or write data (not the driver's handshakes and heartbeats).
+/// Commands that read or write data, and the health check's `ping` (not the driver's
+/// handshakes and heartbeats).
 fn is_data(command: Option<&str>) -> bool {
     matches!(
         command,
-        Some("find" | "insert" | "update" | "delete" | "findAndModify" | "aggregate" | "getMore")
+        Some(
+            "find"
+                | "insert"
+                | "update"
+                | "delete"
+                | "findAndModify"
+                | "aggregate"
+                | "getMore"
+                | "ping"
+        )
     )
 }
 

@@ -203,3 +203,25 @@ async fn a_fold_cut_off_at_every_operation_changes_no_read() {
         }
     }
 }
+
+/// The health check follows the server: Ok, unavailable while the server cannot be reached,
+/// Ok again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_server() {
+    let (_h, proxy, store) = behind_proxy().await;
+    store.health().await.unwrap();
+    proxy.cut(Cut::Refuse(0));
+    let err = store.health().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable {
+                backend: "mongodb",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    proxy.heal();
+    store.health().await.unwrap();
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use authstat_backends::sql::MysqlStore;
 use authstat_config::{BackendConfig, SqlServerConfig};
-use authstat_core::store::StoreError;
+use authstat_core::store::{StatStore, StoreError};
 use diesel::prelude::*;
 
 use crate::conformance::conformance_tests;
@@ -126,4 +126,53 @@ async fn connection_killed_inside_a_flush() {
         ids.len()
     })
     .await;
+}
+
+/// The health check follows the server: Ok, then unavailable while the database is gone (its
+/// connections killed), then Ok again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_database() {
+    let h = harness().await;
+    let config = SqlServerConfig {
+        connect_timeout_secs: 1,
+        ..h.config.clone()
+    };
+    let store = MysqlStore::connect(&config).await.unwrap();
+    store.health().await.unwrap();
+    let db = config.url.rsplit_once('/').unwrap().1.to_owned();
+    let admin = required_env("AUTHSTAT_TEST_MYSQL_URL", "MySQL/MariaDB");
+    let mut conn = MysqlConnection::establish(&admin).unwrap();
+    diesel::sql_query(format!("DROP DATABASE {db}"))
+        .execute(&mut conn)
+        .unwrap();
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let ids: Vec<Id> = diesel::sql_query(format!(
+        "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist \
+         WHERE db = '{db}' AND id <> CONNECTION_ID()"
+    ))
+    .load(&mut conn)
+    .unwrap();
+    for Id { id } in ids {
+        // A connection may end by itself meanwhile.
+        let _ = diesel::sql_query(format!("KILL CONNECTION {id}")).execute(&mut conn);
+    }
+    let err = store.health().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable {
+                backend: "mysql",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    diesel::sql_query(format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .unwrap();
+    store.health().await.unwrap();
 }

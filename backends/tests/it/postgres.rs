@@ -210,3 +210,41 @@ async fn connection_terminated_inside_a_flush() {
     })
     .await;
 }
+
+/// The health check follows the server: Ok, then unavailable while the database refuses
+/// connections (its sessions terminated), then Ok again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_database() {
+    let h = harness().await;
+    let config = SqlServerConfig {
+        connect_timeout_secs: 1,
+        ..h.config.clone()
+    };
+    let store = PgStore::connect(&config).await.unwrap();
+    store.health().await.unwrap();
+    let db = config.url.rsplit_once('/').unwrap().1.to_owned();
+    let mut admin = PgConnection::establish(&admin_url()).unwrap();
+    diesel::sql_query(format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .execute(&mut admin)
+    .unwrap();
+    let err = store.health().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable {
+                backend: "postgres",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    diesel::sql_query(format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .unwrap();
+    store.health().await.unwrap();
+}

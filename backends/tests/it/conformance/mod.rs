@@ -21,7 +21,7 @@ macro_rules! conformance_tests {
             months_without_data_are_absent, resume_after_reopening, retried_batch_is_applied_once,
             concurrent_flushes_from_two_nodes, failed_flush_leaves_no_partial_state,
             positions_are_replaced_or_kept, agents_starting_at_once_on_an_empty_database,
-            health_is_ok, a_lost_answer_is_retried_and_applied_once,
+            a_lost_answer_is_retried_and_applied_once,
             a_failure_at_any_write_of_a_large_flush_changes_nothing,
             one_instance_owns_a_node, expired_and_released_leases_are_taken_over,
             two_instances_of_one_node_flushing_at_once, keys_are_claimed_once_cluster_wide,
@@ -319,10 +319,6 @@ pub async fn agents_starting_at_once_on_an_empty_database(h: &dyn Harness) {
         own(opened.store.as_ref(), b.node.as_str()).await;
         opened.store.flush(&b).await.unwrap();
     }
-}
-
-pub async fn health_is_ok(h: &dyn Harness) {
-    h.open().await.store.health().await.unwrap();
 }
 
 /// The flush was committed, but its answer was lost (a connection dropped after the commit):

@@ -6,11 +6,13 @@
 //! - [`janssen`]: Janssen audit records and token events as the server writes them;
 //! - [`truth`]: a generator of audit records that counts what it writes itself, by the
 //!   documented derivation rules, without any of the agent's code (the ground truth);
-//! - [`rng`]: seeded randomness.
+//! - [`rng`]: seeded randomness;
+//! - [`token`]: static API tokens as the configuration holds them.
 
 pub mod db;
 pub mod env;
 pub mod files;
 pub mod janssen;
 pub mod rng;
+pub mod token;
 pub mod truth;

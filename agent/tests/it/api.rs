@@ -10,11 +10,7 @@ use crate::support::*;
 const WEAK_TOKEN: &str = "weak-token";
 
 fn weak_token_hash() -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(WEAK_TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    authstat_test_support::token::sha256_hex(WEAK_TOKEN)
 }
 
 async fn started(fixture: &Fixture) -> (authstat::RunningAgent, SocketAddr) {

@@ -1,5 +1,7 @@
 //! The backend goes away: reading pauses at `max_pending_records` (backpressure), the failed
 //! batch is retried unchanged, and when the backend is back every record is stored exactly once.
+//! And the backend applies flushes whose answers are lost: the retried batches are recognised
+//! and nothing is counted twice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,11 +19,15 @@ use authstat_core::{Month, MonthStats, NodeId};
 
 use crate::support::wait_until;
 
-/// A memory store that fails every flush while `down` is set.
+/// A memory store that fails every flush while `down` is set, and applies the next
+/// `lose_answers` flushes but answers them with an error (a connection lost after the commit).
 #[derive(Debug, Default)]
 struct Flaky {
     inner: MemoryStore,
     down: AtomicBool,
+    lose_answers: AtomicU64,
+    /// Flushes applied whose answers were lost.
+    lost: AtomicU64,
     failed: AtomicU64,
 }
 
@@ -39,7 +45,20 @@ impl StatStore for Flaky {
                 cause: Default::default(),
             });
         }
-        self.inner.flush(batch).await
+        let outcome = self.inner.flush(batch).await?;
+        if self
+            .lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            self.lost.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable {
+                backend: "flaky",
+                message: "the connection was lost after the commit".into(),
+                cause: Default::default(),
+            });
+        }
+        Ok(outcome)
     }
     async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
         self.inner.load_node(node).await
@@ -195,5 +214,89 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     assert_eq!(
         stored[0].counters.tokens.get("g0", "access_token"),
         (0..20000).filter(|i| i % 7 == 0).count() as u64
+    );
+}
+
+/// Flushes applied by the backend whose answers never arrive, while records keep coming: every
+/// retried batch is recognised (`AlreadyApplied`), and the stored counts are exactly the
+/// records written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushes_whose_answers_are_lost_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tokens.jsonl");
+    std::fs::write(&log, events(0, 1000)).unwrap();
+    let path = dir.path().join("authstat.yaml");
+    std::fs::write(&path, "node_id: n\nsources:\n  - {name: t, type: file, format: token_events, paths: [tokens.jsonl]}\nbackend: {type: memory}\n").unwrap();
+    let resolved = resolve(
+        &path,
+        authstat_config::load(&path, &std::collections::HashMap::new()).unwrap(),
+    )
+    .unwrap();
+    let store = Arc::new(Flaky::default());
+    let lost_answers = 8;
+    store.lose_answers.store(lost_answers, Ordering::SeqCst);
+    let stats = Arc::new(PipelineStats::default());
+    let dyn_store: Arc<dyn StatStore> = store.clone();
+    let owner = authstat::own::claim(
+        dyn_store.as_ref(),
+        &resolved.node,
+        Duration::from_secs(60),
+        false,
+    )
+    .await
+    .unwrap();
+    let pipeline = authstat::pipeline(
+        &resolved,
+        owner,
+        store.clone(),
+        |positions| authstat::sources(&resolved, positions),
+        stats.clone(),
+        authstat::pipeline::Role::Agent,
+    )
+    .await
+    .unwrap();
+    let (control, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        pipeline.run(rx, Duration::from_millis(10), Duration::from_millis(20))
+    });
+    // More records after each lost answer, so that retries and new batches interleave.
+    let mut written = 1000;
+    for lost in 1..=lost_answers {
+        wait_until("a lost answer", || {
+            store.lost.load(Ordering::SeqCst) >= lost
+        });
+        authstat_test_support::files::append(&log, &events(written, 500));
+        written += 500;
+    }
+    let month: Month = "202402".parse().unwrap();
+    let total = |stored: &[MonthStats]| {
+        stored.first().map_or(0, |m| {
+            m.counters.tokens.iter().map(|(_, _, n)| n).sum::<u64>()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stats.reading.records.load(Ordering::Relaxed) < written
+        || total(&store.read_months(&[month]).await.unwrap()) < written
+    {
+        let _ = control.send(Control::Flush);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every record was stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = control.send(Control::Shutdown);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        stats.flushing.already_applied.load(Ordering::Relaxed) >= 1,
+        "the retries were recognised as applied"
+    );
+    let stored = store.read_months(&[month]).await.unwrap();
+    assert_eq!(total(&stored), written, "nothing counted twice");
+    assert_eq!(
+        stored[0].counters.tokens.get("g0", "access_token"),
+        (0..written).filter(|i| i % 7 == 0).count() as u64
     );
 }

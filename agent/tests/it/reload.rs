@@ -2,13 +2,7 @@
 
 use crate::support::*;
 
-fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use authstat_test_support::token::sha256_hex;
 
 #[test]
 fn sighup_reloads_tokens_and_refuses_a_new_listen_address() {

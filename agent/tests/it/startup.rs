@@ -8,13 +8,25 @@ use std::net::{SocketAddr, TcpStream};
 
 use crate::support::*;
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port that refuses connections now (bound, not listening) and that nobody else can take
+/// while the socket lives; [`listen`] hands it to a server without releasing it.
+fn refusing() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// The port of `socket` starts listening (a server comes up on it).
+#[cfg(feature = "postgres")]
+fn listen(socket: tokio::net::TcpSocket) -> TcpListener {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(async { socket.listen(16).unwrap().into_std().unwrap() });
+    listener.set_nonblocking(false).unwrap();
+    listener
 }
 
 fn agent_command(fixture: &Fixture) -> std::process::Command {
@@ -68,7 +80,7 @@ fn a_port_in_use_is_a_clear_error_at_once() {
 #[test]
 fn a_stop_signal_ends_the_wait_for_the_database() {
     let fixture = Fixture::new("");
-    let port = free_port();
+    let (_refusing, port) = refusing();
     with_backend(
         &fixture,
         &format!(
@@ -131,7 +143,7 @@ fn the_database_down_at_start() {
         let host_port = admin.split('@').nth(1).unwrap().split('/').next().unwrap();
         host_port.parse().unwrap()
     };
-    let port = free_port();
+    let (socket, port) = refusing();
     let fixture = Fixture::new("");
     with_backend(
         &fixture,
@@ -165,7 +177,7 @@ fn the_database_down_at_start() {
     assert_eq!(stat.json()["error"], "temporarily_unavailable");
 
     // The database comes up.
-    forward(TcpListener::bind(("127.0.0.1", port)).unwrap(), real);
+    forward(listen(socket), real);
     wait_until("the agent to serve", || agent.logged(&["serving addr="]));
     wait_until("ready", || get(agent.addr, "/readyz", None).status == 200);
     let stat = get(

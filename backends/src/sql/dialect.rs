@@ -231,10 +231,10 @@ impl Dialect {
         )
     }
 
-    /// The nodes to fold: silent (last flush before a time), lease not live, holding monthly
-    /// rows; never the folded node itself. Locks their rows for the transaction. Binds:
-    /// folded node id, silent_before_ms, now_ms.
-    pub(crate) fn silent_nodes(self) -> String {
+    /// At most `limit` nodes to fold: silent (last flush before a time), lease not live,
+    /// holding monthly rows; never the folded node itself. Locks their rows for the
+    /// transaction. Binds: folded node id, silent_before_ms, now_ms.
+    pub(crate) fn silent_nodes(self, limit: usize) -> String {
         let lock = match self {
             Dialect::Sqlite => "",
             Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
@@ -244,7 +244,7 @@ impl Dialect {
              AND (released <> 0 OR holder IS NULL OR lease_until_ms <= {}) \
              AND (EXISTS (SELECT 1 FROM authstat_hll h WHERE h.node_id = n.node_id) \
                   OR EXISTS (SELECT 1 FROM authstat_counters c WHERE c.node_id = n.node_id)) \
-             ORDER BY node_id{lock}",
+             ORDER BY node_id LIMIT {limit}{lock}",
             self.param(1),
             self.param(2),
             self.param(3)

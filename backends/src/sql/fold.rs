@@ -1,8 +1,9 @@
-//! Folding silent nodes into the folded node's rows, in one transaction: lock the folded
-//! node's row (folds run one at a time, cluster-wide), then the silent nodes' rows (a flush of
-//! one of them waits, or is seen whole), add their counters to the folded node's with one
-//! `INSERT … SELECT` per chunk of nodes, union their HLLs as the rows arrive, store the unions,
-//! delete the nodes' monthly rows and bump the folded node's `seq` (the data version).
+//! Folding silent nodes into the folded node's rows, [`NODES_PER_TRANSACTION`] nodes per
+//! transaction (so that no fold holds the locks for long, however many nodes wait): lock the
+//! folded node's row (folds run one at a time, cluster-wide), then the silent nodes' rows (a
+//! flush of one of them waits, or is seen whole), add their counters to the folded node's with
+//! one `INSERT … SELECT`, union their HLLs as the rows arrive, store the unions, delete the
+//! nodes' monthly rows and bump the folded node's `seq` (the data version).
 
 use authstat_core::NodeId;
 use authstat_core::store::{FoldReport, FoldRequest, StoreError};
@@ -13,8 +14,8 @@ use super::flush::month_bind;
 use super::{Steps, TxError, merge_streamed, now_ms};
 use crate::merge::Merger;
 
-/// Nodes per statement (each is one bind parameter).
-const NODES_PER_STATEMENT: usize = 500;
+/// Nodes per transaction (each is one bind parameter of its statements).
+pub(super) const NODES_PER_TRANSACTION: usize = 500;
 
 /// The fold transaction's body. `steps` counts the writes after the nodes were selected (where a
 /// test makes one fail).
@@ -29,7 +30,7 @@ pub(super) fn apply<C: SqlConnection>(
     conn.exec(&d.ensure_node(), vec![folded_bind(), Bind::BigInt(0)])?;
     let _: Vec<NodeRow> = conn.load(&d.lock_node(), vec![folded_bind()])?;
     let silent: Vec<NodeIdRow> = conn.load(
-        &d.silent_nodes(),
+        &d.silent_nodes(NODES_PER_TRANSACTION),
         vec![
             folded_bind(),
             Bind::BigInt(request.silent_before_ms),
@@ -44,30 +45,22 @@ pub(super) fn apply<C: SqlConnection>(
     // The unions start from what the folded node holds; rows are unioned as they arrive.
     let mut unions = Merger::new(d.kind());
     merge_streamed(conn, &d.hlls_of(1), vec![folded_bind()], &mut unions)?;
-    let mut node_months = 0;
     let ids: Vec<String> = silent.into_iter().map(|r| r.node_id).collect();
-    for chunk in ids.chunks(NODES_PER_STATEMENT) {
-        let binds = || chunk.iter().map(|id| Bind::Text(id.clone()));
-        node_months += merge_streamed(
-            conn,
-            &d.hlls_of(chunk.len()),
-            binds().collect(),
-            &mut unions,
-        )?;
-        let mut with_folded = vec![folded_bind()];
-        with_folded.extend(binds());
-        step(conn, &d.fold_counters(chunk.len()), with_folded)?;
-        step(
-            conn,
-            &d.delete_rows_of("authstat_hll", chunk.len()),
-            binds().collect(),
-        )?;
-        step(
-            conn,
-            &d.delete_rows_of("authstat_counters", chunk.len()),
-            binds().collect(),
-        )?;
-    }
+    let binds = || ids.iter().map(|id| Bind::Text(id.clone()));
+    let node_months = merge_streamed(conn, &d.hlls_of(ids.len()), binds().collect(), &mut unions)?;
+    let mut with_folded = vec![folded_bind()];
+    with_folded.extend(binds());
+    step(conn, &d.fold_counters(ids.len()), with_folded)?;
+    step(
+        conn,
+        &d.delete_rows_of("authstat_hll", ids.len()),
+        binds().collect(),
+    )?;
+    step(
+        conn,
+        &d.delete_rows_of("authstat_counters", ids.len()),
+        binds().collect(),
+    )?;
     let mut hlls = Vec::new();
     for month in unions.finish() {
         let bytes = month.users.to_bytes().map_err(|e| {

@@ -430,13 +430,23 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let fail = self.fail_next_fold.lock().expect("lock").take();
         let report = self
             .blocking(move |conn| {
-                let at = match fail {
+                let mut at = match fail {
                     Some(FailAt::Statement(n)) => Some(n),
                     _ => None,
                 };
-                transaction_with_retries(conn, |conn| {
-                    fold::apply(conn, &request, &mut Steps::new(at, None))
-                })
+                let mut total = FoldReport::default();
+                loop {
+                    let report = transaction_with_retries(conn, |conn| {
+                        fold::apply(conn, &request, &mut Steps::new(at, None))
+                    })?;
+                    at = None;
+                    let more = report.nodes.len() == fold::NODES_PER_TRANSACTION;
+                    total.nodes.extend(report.nodes);
+                    total.node_months += report.node_months;
+                    if !more {
+                        return Ok(total);
+                    }
+                }
             })
             .await?;
         if fail == Some(FailAt::AfterCommit) {

@@ -76,3 +76,51 @@ async fn an_unwritable_location_is_a_clear_error() {
     let err = SqliteStore::open(&config).await.unwrap_err().to_string();
     assert!(err.contains("/proc/authstat"), "{err}");
 }
+
+/// More silent nodes than one fold transaction takes (500): the fold goes on, transaction
+/// after transaction, until every one is folded; reads do not change.
+#[tokio::test]
+async fn a_fold_of_many_nodes_takes_several_transactions() {
+    use authstat_core::store::{FoldRequest, StatStore};
+    let h = harness().await;
+    let store = SqliteStore::open(&h.config).await.unwrap();
+    let nodes = 1203;
+    for i in 0..nodes {
+        let id = format!("pod-{i:04}");
+        let epoch = own(&store, &id).await;
+        let mut b = batch(&id, 1, &["202402"], i, 2, 1);
+        b.epoch = epoch;
+        b.positions = None;
+        store.flush(&b).await.unwrap();
+        store
+            .release_node(&crate::support::node(&id), epoch)
+            .await
+            .unwrap();
+    }
+    let month = [crate::support::month("202402")];
+    let before = store.read_months(&month).await.unwrap();
+    let now = crate::support::now_ms();
+    let report = store
+        .fold_silent(&FoldRequest {
+            silent_before_ms: now + 60_000,
+            now_ms: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.nodes.len(), nodes);
+    assert_eq!(report.node_months, nodes);
+    assert_eq!(store.read_months(&month).await.unwrap(), before);
+    let rows: i64 = {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = SqliteConnection::establish(h.config.path.to_str().unwrap()).unwrap();
+        diesel::sql_query("SELECT COUNT(*) AS n FROM authstat_hll")
+            .load::<N>(&mut conn)
+            .unwrap()[0]
+            .n
+    };
+    assert_eq!(rows, 1, "one folded row is left");
+}

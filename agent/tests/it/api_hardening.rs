@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use authstat_config::SqliteConfig;
 use authstat_core::counters::{CounterKey, Counters};
@@ -30,7 +30,6 @@ async fn slow_clients_are_cut_off() {
     with_api_option(&fixture, "request_timeout_secs: 1");
     let agent = fixture.start().await;
     let addr = agent.addr;
-    let started = Instant::now();
     let closed = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream
@@ -52,8 +51,8 @@ async fn slow_clients_are_cut_off() {
     })
     .await
     .unwrap();
+    // Within the client's 8 s read timeout, or `closed` would be false.
     assert!(closed, "the connection was left open");
-    assert!(started.elapsed() < Duration::from_secs(8));
     // Normal clients are served as before.
     let r = tokio::task::spawn_blocking(move || get(addr, "/livez", None))
         .await

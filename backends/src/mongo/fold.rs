@@ -112,40 +112,13 @@ pub(super) async fn fold_silent(
                 folding.get_document("months").cloned().unwrap_or_default(),
             ),
             Err(_) => {
-                let months = doc.get_document("months").cloned().unwrap_or_default();
-                let live = codec::lease(&node, &doc)?.is_some_and(|l| l.is_live(request.now_ms));
-                let updated = int(&doc, "updated_at_ms").unwrap_or(0);
-                if months.is_empty() || live || updated >= request.silent_before_ms {
+                let Some(marked) = mark(nodes, &node, &doc, request).await? else {
                     continue;
-                }
-                let generation = doc
-                    .get("fold_gen")
-                    .map_or(Ok(0), |_| int(&doc, "fold_gen"))?
-                    + 1;
-                let marked = nodes
-                    .update_one(
-                        doc! {
-                            "_id": &id,
-                            "seq": doc.get("seq").cloned().unwrap_or(Bson::Null),
-                            "updated_at_ms": updated,
-                            "folding": { "$exists": false },
-                        },
-                        doc! {
-                            "$set": { "folding": { "gen": generation, "months": months.clone() }, "fold_gen": generation },
-                            "$unset": { "months": "" },
-                        },
-                    )
-                    .await
-                    .map_err(db)?;
-                if marked.matched_count == 0 {
-                    // A flush (or another fold) came first: this node is not silent any more,
-                    // or is being folded by someone else.
-                    continue;
-                }
+                };
                 if fail == Some(FoldFailAt::AfterMark) {
                     return Err(unavailable("injected failure after marking a node"));
                 }
-                (generation, months)
+                marked
             }
         };
         let applied = apply(nodes, &id, generation, &months).await?;
@@ -166,6 +139,46 @@ pub(super) async fn fold_silent(
         }
     }
     Ok(report)
+}
+
+/// Step 1: the node's months move to `folding` if the node is silent and its document has not
+/// changed since it was read. Its fold's generation and months, or `None` when it is not to be
+/// folded (not silent, or a flush or another fold came first).
+async fn mark(
+    nodes: &Collection<Document>,
+    node: &NodeId,
+    doc: &Document,
+    request: &FoldRequest,
+) -> Result<Option<(i64, Document)>, StoreError> {
+    let months = doc.get_document("months").cloned().unwrap_or_default();
+    let live = codec::lease(node, doc)?.is_some_and(|l| l.is_live(request.now_ms));
+    let updated = int(doc, "updated_at_ms").unwrap_or(0);
+    if months.is_empty() || live || updated >= request.silent_before_ms {
+        return Ok(None);
+    }
+    let generation = doc
+        .get("fold_gen")
+        .map_or(Ok(0), |_| int(doc, "fold_gen"))?
+        + 1;
+    let marked = nodes
+        .update_one(
+            doc! {
+                "_id": node.as_str(),
+                "seq": doc.get("seq").cloned().unwrap_or(Bson::Null),
+                "updated_at_ms": updated,
+                "folding": { "$exists": false },
+            },
+            doc! {
+                "$set": {
+                    "folding": { "gen": generation, "months": months.clone() },
+                    "fold_gen": generation,
+                },
+                "$unset": { "months": "" },
+            },
+        )
+        .await
+        .map_err(db)?;
+    Ok((marked.matched_count == 1).then_some((generation, months)))
 }
 
 /// Step 2: the folded document gets `months` (a node's) unioned and summed in, once. True if

@@ -117,21 +117,24 @@ fn events(from: u64, n: u64) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("tokens.jsonl");
-    std::fs::write(&log, events(0, 5000)).unwrap();
-    let path = dir.path().join("authstat.yaml");
-    std::fs::write(&path, "node_id: n\nmax_pending_records: 1000\nsources:\n  - {name: t, type: file, format: token_events, paths: [tokens.jsonl]}\nbackend: {type: memory}\n").unwrap();
+/// A pipeline over `dir/tokens.jsonl` (configuration `extra` added) writing to `store`, on a
+/// thread of its own: its control channel, its thread, its stats.
+async fn start(
+    dir: &std::path::Path,
+    extra: &str,
+    store: &Arc<Flaky>,
+) -> (
+    std::sync::mpsc::Sender<Control>,
+    std::thread::JoinHandle<()>,
+    Arc<PipelineStats>,
+) {
+    let path = dir.join("authstat.yaml");
+    std::fs::write(&path, format!("node_id: n\n{extra}sources:\n  - {{name: t, type: file, format: token_events, paths: [tokens.jsonl]}}\nbackend: {{type: memory}}\n")).unwrap();
     let resolved = resolve(
         &path,
         authstat_config::load(&path, &std::collections::HashMap::new()).unwrap(),
     )
     .unwrap();
-
-    let store = Arc::new(Flaky::default());
-    store.down.store(true, Ordering::SeqCst);
     let stats = Arc::new(PipelineStats::default());
     let dyn_store: Arc<dyn StatStore> = store.clone();
     let owner = authstat::own::claim(
@@ -145,7 +148,7 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     let pipeline = authstat::pipeline(
         &resolved,
         owner,
-        store.clone(),
+        dyn_store,
         |positions| authstat::sources(&resolved, positions),
         stats.clone(),
         authstat::pipeline::Role::Agent,
@@ -156,6 +159,17 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     let thread = std::thread::spawn(move || {
         pipeline.run(rx, Duration::from_millis(10), Duration::from_millis(20))
     });
+    (control, thread, stats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tokens.jsonl");
+    std::fs::write(&log, events(0, 5000)).unwrap();
+    let store = Arc::new(Flaky::default());
+    store.down.store(true, Ordering::SeqCst);
+    let (control, thread, stats) = start(dir.path(), "max_pending_records: 1000\n", &store).await;
 
     // The first 5000 records are read and their batch fails.
     wait_until("the first batch to fail", || {
@@ -225,40 +239,10 @@ async fn flushes_whose_answers_are_lost_are_counted_once() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tokens.jsonl");
     std::fs::write(&log, events(0, 1000)).unwrap();
-    let path = dir.path().join("authstat.yaml");
-    std::fs::write(&path, "node_id: n\nsources:\n  - {name: t, type: file, format: token_events, paths: [tokens.jsonl]}\nbackend: {type: memory}\n").unwrap();
-    let resolved = resolve(
-        &path,
-        authstat_config::load(&path, &std::collections::HashMap::new()).unwrap(),
-    )
-    .unwrap();
     let store = Arc::new(Flaky::default());
     let lost_answers = 8;
     store.lose_answers.store(lost_answers, Ordering::SeqCst);
-    let stats = Arc::new(PipelineStats::default());
-    let dyn_store: Arc<dyn StatStore> = store.clone();
-    let owner = authstat::own::claim(
-        dyn_store.as_ref(),
-        &resolved.node,
-        Duration::from_secs(60),
-        false,
-    )
-    .await
-    .unwrap();
-    let pipeline = authstat::pipeline(
-        &resolved,
-        owner,
-        store.clone(),
-        |positions| authstat::sources(&resolved, positions),
-        stats.clone(),
-        authstat::pipeline::Role::Agent,
-    )
-    .await
-    .unwrap();
-    let (control, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        pipeline.run(rx, Duration::from_millis(10), Duration::from_millis(20))
-    });
+    let (control, thread, stats) = start(dir.path(), "", &store).await;
     // More records after each lost answer, so that retries and new batches interleave.
     let mut written = 1000;
     for lost in 1..=lost_answers {

@@ -162,6 +162,38 @@ async fn start(
     (control, thread, stats)
 }
 
+/// The tokens stored for February 2024 (every event of `events`).
+fn tokens(stored: &[MonthStats]) -> u64 {
+    stored.first().map_or(0, |m| {
+        m.counters.tokens.iter().map(|(_, _, n)| n).sum::<u64>()
+    })
+}
+
+/// Asks for flushes until at least `records` tokens are stored, then stops the pipeline and
+/// returns what is stored.
+async fn flush_until_stored_and_stop(
+    store: &Flaky,
+    control: std::sync::mpsc::Sender<Control>,
+    thread: std::thread::JoinHandle<()>,
+    records: u64,
+) -> Vec<MonthStats> {
+    let month: Month = "202402".parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokens(&store.read_months(&[month]).await.unwrap()) < records {
+        let _ = control.send(Control::Flush);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every record was stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = control.send(Control::Shutdown);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    store.read_months(&[month]).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,32 +229,10 @@ async fn backpressure_while_the_backend_is_down_and_nothing_lost_after() {
 
     // The backend is back: everything lands, once.
     store.down.store(false, Ordering::SeqCst);
-    let month: Month = "202402".parse().unwrap();
-    let total = |stored: &[MonthStats]| {
-        stored
-            .first()
-            .map(|m| m.counters.tokens.iter().map(|(_, _, n)| n).sum::<u64>())
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let _ = control.send(Control::Flush);
-        if total(&store.read_months(&[month]).await.unwrap()) == Some(20000) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every record was stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = control.send(Control::Shutdown);
-    tokio::task::spawn_blocking(move || thread.join().unwrap())
-        .await
-        .unwrap();
-    let stored = store.read_months(&[month]).await.unwrap();
+    let stored = flush_until_stored_and_stop(&store, control, thread, 20000).await;
     assert_eq!(
-        total(&stored),
-        Some(20000),
+        tokens(&stored),
+        20000,
         "nothing counted twice after the retries"
     );
     assert_eq!(
@@ -252,33 +262,17 @@ async fn flushes_whose_answers_are_lost_are_counted_once() {
         authstat_test_support::files::append(&log, &events(written, 500));
         written += 500;
     }
-    let month: Month = "202402".parse().unwrap();
-    let total = |stored: &[MonthStats]| {
-        stored.first().map_or(0, |m| {
-            m.counters.tokens.iter().map(|(_, _, n)| n).sum::<u64>()
-        })
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while stats.reading.records.load(Ordering::Relaxed) < written
-        || total(&store.read_months(&[month]).await.unwrap()) < written
-    {
-        let _ = control.send(Control::Flush);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every record was stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = control.send(Control::Shutdown);
-    tokio::task::spawn_blocking(move || thread.join().unwrap())
-        .await
-        .unwrap();
+    let stored = flush_until_stored_and_stop(&store, control, thread, written).await;
     assert!(
         stats.flushing.already_applied.load(Ordering::Relaxed) >= 1,
         "the retries were recognised as applied"
     );
-    let stored = store.read_months(&[month]).await.unwrap();
-    assert_eq!(total(&stored), written, "nothing counted twice");
+    assert_eq!(
+        stats.reading.records.load(Ordering::Relaxed),
+        written,
+        "every record read, once"
+    );
+    assert_eq!(tokens(&stored), written, "nothing counted twice");
     assert_eq!(
         stored[0].counters.tokens.get("g0", "access_token"),
         (0..written).filter(|i| i % 7 == 0).count() as u64

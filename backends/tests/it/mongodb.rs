@@ -5,11 +5,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use authstat_backends::mongo::{FailAt, FoldFailAt, MongoStore};
 use authstat_config::{BackendConfig, MongoConfig};
-use authstat_core::store::{FlushOutcome, FoldRequest, StatStore, StoreError};
+use authstat_core::store::{FlushOutcome, FoldRequest, StatStore};
 
 use crate::conformance::conformance_tests;
 use crate::mongo_proxy::{Cut, Proxy};
-use crate::support::{Fail, Harness, Opened, batch, month, node, own, required_env, unique_name};
+use crate::support::{
+    Fail, Harness, Opened, assert_unavailable, batch, month, node, own, required_env, unique_name,
+};
 
 struct Mongo {
     config: MongoConfig,
@@ -81,16 +83,7 @@ async fn an_unreachable_server_is_unavailable() {
     let err = authstat_backends::build(&BackendConfig::Mongodb(config))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Unavailable {
-                backend: "mongodb",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unavailable(&err, "mongodb");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
@@ -212,16 +205,7 @@ async fn health_follows_the_server() {
     store.health().await.unwrap();
     proxy.cut(Cut::Refuse(0));
     let err = store.health().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Unavailable {
-                backend: "mongodb",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unavailable(&err, "mongodb");
     proxy.heal();
     store.health().await.unwrap();
 }

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use authstat_backends::sql::MysqlStore;
 use authstat_config::{BackendConfig, SqlServerConfig};
-use authstat_core::store::{StatStore, StoreError};
+use authstat_core::store::StatStore;
 use diesel::prelude::*;
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail};
+use crate::support::{
+    Harness, Opened, assert_unavailable, batch, month, own, required_env, sql_fail,
+};
 
 struct Mysql {
     config: SqlServerConfig,
@@ -72,16 +74,7 @@ async fn an_unreachable_server_is_unavailable() {
     let err = authstat_backends::build(&BackendConfig::Mysql(config))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Unavailable {
-                backend: "mysql",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unavailable(&err, "mysql");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
@@ -161,16 +154,7 @@ async fn health_follows_the_database() {
         let _ = diesel::sql_query(format!("KILL CONNECTION {id}")).execute(&mut conn);
     }
     let err = store.health().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Unavailable {
-                backend: "mysql",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unavailable(&err, "mysql");
     diesel::sql_query(format!("CREATE DATABASE {db}"))
         .execute(&mut conn)
         .unwrap();

@@ -7,12 +7,14 @@ use authstat_backends::sql::PgStore;
 use authstat_config::{BackendConfig, SqlServerConfig};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
-use authstat_core::store::{FlushOutcome, StatStore, StoreError};
+use authstat_core::store::{FlushOutcome, StatStore};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use crate::conformance::conformance_tests;
-use crate::support::{Harness, Opened, batch, month, own, required_env, sql_fail};
+use crate::support::{
+    Harness, Opened, assert_unavailable, batch, month, own, required_env, sql_fail,
+};
 
 fn admin_url() -> String {
     required_env("AUTHSTAT_TEST_POSTGRES_URL", "PostgreSQL")
@@ -163,16 +165,7 @@ async fn an_unreachable_server_is_unavailable_and_the_password_is_not_shown() {
     let err = authstat_backends::build(&BackendConfig::Postgres(config))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Unavailable {
-                backend: "postgres",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unavailable(&err, "postgres");
     let text = err.to_string();
     assert!(
         text.contains("postgres://app:***@127.0.0.1:1/stats"),
@@ -233,16 +226,7 @@ async fn health_follows_the_database() {
     .execute(&mut admin)
     .unwrap();
     let err = store.health().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Unavailable {
-                backend: "postgres",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unavailable(&err, "postgres");
     diesel::sql_query(format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"))
         .execute(&mut admin)
         .unwrap();

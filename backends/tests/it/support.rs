@@ -9,6 +9,7 @@ use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::store::{
     ClaimRequest, FlushBatch, Instance, MonthFlush, NodeClaim, SourcePosition, StatStore,
+    StoreError,
 };
 use authstat_core::{Month, NodeId};
 
@@ -82,6 +83,18 @@ pub async fn own(store: &dyn StatStore, node_id: &str) -> u64 {
     allow(unused_imports)
 )]
 pub use authstat_test_support::env::{required_env, unique_name};
+
+/// `err` is [`StoreError::Unavailable`] from `backend` (retryable: the server may come back).
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "mongodb")),
+    allow(dead_code)
+)]
+pub fn assert_unavailable(err: &StoreError, backend: &str) {
+    assert!(
+        matches!(err, StoreError::Unavailable { backend: b, .. } if *b == backend),
+        "expected {backend} unavailable: {err}"
+    );
+}
 
 pub fn month(s: &str) -> Month {
     s.parse().unwrap()

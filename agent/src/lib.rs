@@ -164,11 +164,16 @@ pub fn sources(
         .collect()
 }
 
-/// Connects the backend (fails if it cannot be reached).
+/// Connects the backend (fails if it cannot be reached). Its reads combine the users of
+/// foreign snapshots (Janssen's own statistics) with this configuration's own as its hash
+/// setting allows ([`authstat_core::ForeignUsers::for_janssen`]).
 pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> {
-    authstat_backends::build(&resolved.config.backend)
+    let store = authstat_backends::build(&resolved.config.backend)
         .await
-        .with_context(|| format!("opening the {} backend", resolved.config.backend.kind()))
+        .with_context(|| format!("opening the {} backend", resolved.config.backend.kind()))?;
+    let hll = &resolved.config.hll;
+    let how = authstat_core::ForeignUsers::for_janssen(hll.hash, &hll.params());
+    Ok(Arc::new(authstat_backends::Settled::new(store, how)))
 }
 
 /// Claims the node id of `resolved` (or `node`) and builds its pipeline over `store`,

@@ -25,7 +25,10 @@ pub mod memory;
 mod merge;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+mod settle;
 pub mod sql;
+
+pub use settle::Settled;
 
 /// Milliseconds since the Unix epoch by the wall clock (when a flush was applied).
 pub(crate) fn sql_now_ms() -> i64 {

@@ -10,11 +10,11 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
-    NodeClaim, NodeState, NodeSummary, StatStore, StoreError, TakeOver,
+    NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, StatStore, StoreError, TakeOver,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 
-use crate::merge::distinct_months;
+use crate::merge::{Merger, distinct_months};
 
 const KIND: &str = "memory";
 
@@ -34,6 +34,8 @@ struct Inner {
     updated_at_ms: BTreeMap<NodeId, i64>,
     leases: BTreeMap<NodeId, Lease>,
     claims: BTreeMap<String, KeyOwner>,
+    /// The stored version of each foreign node's snapshot.
+    snapshot_versions: BTreeMap<NodeId, i64>,
     version: u64,
 }
 
@@ -62,6 +64,28 @@ pub enum FailAt {
     AfterMonths(usize),
     /// After the flush was applied: the caller hears of an error (the answer was lost).
     AfterCommit,
+}
+
+/// Refuses a snapshot for a node that is not foreign, or one whose months carry foreign users
+/// of their own (shared by every backend).
+pub(crate) fn check_snapshot(backend: &'static str, snapshot: &Snapshot) -> Result<(), StoreError> {
+    let reject = |message: String| Err(StoreError::Rejected { backend, message });
+    if !snapshot.node.is_foreign() {
+        return reject(format!(
+            "snapshots are for foreign nodes (authstat:<system>:<id>), not for {}",
+            snapshot.node
+        ));
+    }
+    let mut months: Vec<Month> = snapshot.months.iter().map(|m| m.month).collect();
+    months.sort_unstable();
+    months.dedup();
+    if months.len() != snapshot.months.len() {
+        return reject(format!("snapshot of {} repeats a month", snapshot.node));
+    }
+    if snapshot.months.iter().any(|m| m.foreign_users.is_some()) {
+        return reject("a snapshot's users go in `users`".into());
+    }
+    Ok(())
 }
 
 /// Whether `request` may take the node from `lease` (shared by every backend).
@@ -208,25 +232,39 @@ impl StatStore for MemoryStore {
 
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
         let inner = self.lock();
-        let mut merged = Vec::new();
+        let mut merger = Merger::new(KIND);
         for month in distinct_months(months) {
-            let mut acc: Option<MonthStats> = None;
-            for state in inner.nodes.values() {
-                let Some(stats) = state.months.iter().find(|m| m.month == month) else {
-                    continue;
-                };
-                match &mut acc {
-                    None => acc = Some(stats.clone()),
-                    Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
-                        backend: KIND,
-                        message: e.to_string(),
-                        cause: Default::default(),
-                    })?,
+            for (node, state) in &inner.nodes {
+                if let Some(stats) = state.months.iter().find(|m| m.month == month) {
+                    merger.add_stats(node.as_str(), stats)?;
                 }
             }
-            merged.extend(acc);
         }
-        Ok(merged)
+        Ok(merger.finish())
+    }
+
+    async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
+        check_snapshot(KIND, snapshot)?;
+        let mut inner = self.lock();
+        let stored = inner.snapshot_versions.get(&snapshot.node).copied();
+        if stored.is_some_and(|v| snapshot.version < v) {
+            return Ok(SnapshotOutcome::Stale);
+        }
+        let state = inner.nodes.entry(snapshot.node.clone()).or_default();
+        for month in &snapshot.months {
+            state.months.retain(|m| m.month != month.month);
+            state.months.push(month.clone());
+        }
+        state.months.sort_by_key(|m| m.month);
+        state.seq += 1;
+        inner
+            .snapshot_versions
+            .insert(snapshot.node.clone(), snapshot.version);
+        inner
+            .updated_at_ms
+            .insert(snapshot.node.clone(), crate::sql_now_ms());
+        inner.version += 1;
+        Ok(SnapshotOutcome::Applied)
     }
 
     async fn data_version(&self) -> Result<u64, StoreError> {
@@ -244,7 +282,7 @@ impl StatStore for MemoryStore {
             .nodes
             .iter()
             .filter(|(node, state)| {
-                **node != folded
+                !node.is_reserved()
                     && !state.months.is_empty()
                     && inner.updated_at_ms.get(*node).copied().unwrap_or(0)
                         < request.silent_before_ms

@@ -11,7 +11,16 @@ use authstat_core::{Month, MonthStats};
 #[derive(Debug)]
 pub(crate) struct Merger {
     backend: &'static str,
-    months: BTreeMap<Month, (Option<Hll>, Counters)>,
+    months: BTreeMap<Month, Merged>,
+}
+
+/// One month so far: the union of authstat's own HLLs, the union of foreign nodes' HLLs
+/// (hashed by their upstream: never unioned with authstat's here), the counter sums.
+#[derive(Debug, Default)]
+struct Merged {
+    users: Option<Hll>,
+    foreign: Option<Hll>,
+    counters: Counters,
 }
 
 impl Merger {
@@ -47,8 +56,23 @@ impl Merger {
     ) -> Result<(), StoreError> {
         let hll = Hll::from_bytes(bytes)
             .map_err(|e| self.corrupt(format!("node {node} month {month}: {e}")))?;
+        self.add_users(month, node, hll)
+    }
+
+    /// One node's HLL for `month`, unioned in (apart when the node is foreign).
+    pub(crate) fn add_users(
+        &mut self,
+        month: Month,
+        node: &str,
+        hll: Hll,
+    ) -> Result<(), StoreError> {
         let backend = self.backend;
-        let (slot, _) = self.months.entry(month).or_default();
+        let merged = self.months.entry(month).or_default();
+        let slot = if is_foreign(node) {
+            &mut merged.foreign
+        } else {
+            &mut merged.users
+        };
         match slot {
             None => *slot = Some(hll),
             Some(merged) => merged.union(&hll).map_err(|e| StoreError::Corrupt {
@@ -73,7 +97,22 @@ impl Merger {
             .map_err(|e| self.corrupt(format!("month {month}: {e}")))?;
         let value = u64::try_from(value)
             .map_err(|_| self.corrupt(format!("month {month}: negative counter {value}")))?;
-        self.months.entry(month).or_default().1.add(&key, value);
+        self.months
+            .entry(month)
+            .or_default()
+            .counters
+            .add(&key, value);
+        Ok(())
+    }
+
+    /// One node's stored month (the memory backend's rows).
+    pub(crate) fn add_stats(&mut self, node: &str, stats: &MonthStats) -> Result<(), StoreError> {
+        self.add_users(stats.month, node, stats.users.clone())?;
+        self.months
+            .entry(stats.month)
+            .or_default()
+            .counters
+            .merge(&stats.counters);
         Ok(())
     }
 
@@ -82,13 +121,21 @@ impl Merger {
     pub(crate) fn finish(self) -> Vec<MonthStats> {
         self.months
             .into_iter()
-            .map(|(month, (users, counters))| MonthStats {
+            .map(|(month, merged)| MonthStats {
                 month,
-                users: users.unwrap_or_else(|| Hll::new(HllParams::janssen())),
-                counters,
+                users: merged
+                    .users
+                    .unwrap_or_else(|| Hll::new(HllParams::janssen())),
+                counters: merged.counters,
+                foreign_users: merged.foreign,
             })
             .collect()
     }
+}
+
+/// Whether a stored node id is a foreign node's ([`authstat_core::NodeId::is_foreign`]).
+fn is_foreign(node: &str) -> bool {
+    authstat_core::NodeId::stored(node).is_ok_and(|id| id.is_foreign())
 }
 
 /// Sorted, deduplicated months of a request.

@@ -60,4 +60,4 @@ pub mod store;
 
 pub use error::Error;
 pub use month::{Month, MonthIter, MonthRange};
-pub use stats::{MonthStats, NodeId};
+pub use stats::{ForeignUsers, MonthStats, NodeId};

@@ -56,6 +56,25 @@ impl NodeId {
         self.0.starts_with(RESERVED_PREFIX)
     }
 
+    /// The node that holds the snapshot `id` of the foreign `system` (`janssen`: one of
+    /// Janssen's own statistics rows): `authstat:<system>:<id>`. Such a node is written only by
+    /// [`crate::store::StatStore::put_snapshot`]; its HLLs are hashed by the foreign system.
+    pub fn foreign(system: &str, id: &str) -> Result<Self, Error> {
+        let node = Self::stored(format!("{RESERVED_PREFIX}{system}:{id}"))?;
+        if system.is_empty() || system.contains(':') || id.is_empty() || !node.is_foreign() {
+            return Err(Error::InvalidNodeId(node.0));
+        }
+        Ok(node)
+    }
+
+    /// Whether this node holds a foreign system's snapshot ([`NodeId::foreign`]).
+    pub fn is_foreign(&self) -> bool {
+        self.0
+            .strip_prefix(RESERVED_PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(system, id)| !system.is_empty() && !id.is_empty())
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -90,6 +109,33 @@ pub struct MonthStats {
     pub users: Hll,
     /// Counters.
     pub counters: Counters,
+    /// Distinct users counted by foreign systems (Janssen's own statistics rows), unioned over
+    /// their snapshots: hashed by the foreign system, so kept apart from `users` until
+    /// [`MonthStats::settle_foreign`] decides how they combine. `None` when there are none.
+    pub foreign_users: Option<Hll>,
+}
+
+/// How [`MonthStats::settle_foreign`] combines foreign users with authstat's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignUsers {
+    /// Both are hashed alike with the same HLL parameters: their union.
+    Union,
+    /// They are hashed differently (a union would count one user twice): the larger of the
+    /// two estimates, a lower bound of the union that never counts a user twice.
+    Larger,
+}
+
+impl ForeignUsers {
+    /// Union when authstat's own users are hashed as Janssen hashes (`java_string_hashcode`)
+    /// into HLLs with Janssen's parameters; the larger estimate otherwise.
+    pub fn for_janssen(hash: crate::hash::HashAlgorithm, params: &HllParams) -> Self {
+        if hash == crate::hash::HashAlgorithm::JavaStringHashCode && *params == HllParams::janssen()
+        {
+            ForeignUsers::Union
+        } else {
+            ForeignUsers::Larger
+        }
+    }
 }
 
 impl MonthStats {
@@ -99,6 +145,21 @@ impl MonthStats {
             month,
             users: Hll::new(params),
             counters: Counters::default(),
+            foreign_users: None,
+        }
+    }
+
+    /// Folds [`MonthStats::foreign_users`] into `users` as `how` says and clears it: after
+    /// this, [`MonthStats::monthly_active_users`] answers for both.
+    pub fn settle_foreign(&mut self, how: ForeignUsers) {
+        let Some(foreign) = self.foreign_users.take() else {
+            return;
+        };
+        let union = how == ForeignUsers::Union
+            && self.users.params() == foreign.params()
+            && self.users.union(&foreign).is_ok();
+        if !union && foreign.cardinality().unwrap_or(0) > self.users.cardinality().unwrap_or(0) {
+            self.users = foreign;
         }
     }
 
@@ -112,6 +173,12 @@ impl MonthStats {
             });
         }
         self.users.union(&other.users)?;
+        if let Some(theirs) = &other.foreign_users {
+            match &mut self.foreign_users {
+                Some(ours) => ours.union(theirs)?,
+                None => self.foreign_users = Some(theirs.clone()),
+            }
+        }
         self.counters.merge(&other.counters);
         Ok(())
     }
@@ -223,6 +290,81 @@ mod tests {
         assert_eq!(NodeId::stored(folded.as_str()).unwrap(), folded);
         assert!(NodeId::stored("a b").is_err());
         assert!(!NodeId::new("authstat-0").unwrap().is_reserved());
+    }
+
+    #[test]
+    fn foreign_node_ids() {
+        let node = NodeId::foreign("janssen", "02-42-AC-11-00-02_202401").unwrap();
+        assert_eq!(node.as_str(), "authstat:janssen:02-42-AC-11-00-02_202401");
+        assert!(node.is_foreign() && node.is_reserved());
+        assert!(!NodeId::folded().is_foreign());
+        assert!(!NodeId::new("janssen-1").unwrap().is_foreign());
+        assert!(NodeId::new(node.as_str()).is_err());
+        assert!(NodeId::foreign("janssen", "").is_err());
+        assert!(NodeId::foreign("", "x").is_err());
+        assert!(NodeId::foreign("a:b", "x").is_err());
+        assert!(NodeId::foreign("janssen", "a b").is_err());
+    }
+
+    fn users(params: HllParams, hash: crate::hash::HashAlgorithm, names: &[&str]) -> Hll {
+        let mut hll = Hll::new(params);
+        for name in names {
+            hll.add_raw(hash.hash(name));
+        }
+        hll
+    }
+
+    #[test]
+    fn foreign_users_are_unioned_only_when_hashed_alike() {
+        use crate::hash::HashAlgorithm::{JavaStringHashCode as Java, Murmur3};
+        let p = HllParams::janssen();
+        let month: Month = "202401".parse().unwrap();
+        let janssen = users(p, Java, &["a", "b", "c"]);
+        // Hashed alike: the union (b and c are counted once).
+        let mut stats = MonthStats::new(month, p);
+        stats.users = users(p, Java, &["b", "c", "d", "e"]);
+        stats.foreign_users = Some(janssen.clone());
+        stats.settle_foreign(ForeignUsers::for_janssen(Java, &p));
+        assert_eq!(stats.monthly_active_users(), 5);
+        assert_eq!(stats.foreign_users, None);
+        // Hashed differently: the larger estimate, whichever it is.
+        let mut stats = MonthStats::new(month, p);
+        stats.users = users(p, Murmur3, &["b", "c", "d", "e"]);
+        stats.foreign_users = Some(janssen.clone());
+        assert_eq!(ForeignUsers::for_janssen(Murmur3, &p), ForeignUsers::Larger);
+        stats.settle_foreign(ForeignUsers::Larger);
+        assert_eq!(stats.monthly_active_users(), 4);
+        let mut stats = MonthStats::new(month, p);
+        stats.foreign_users = Some(janssen);
+        stats.settle_foreign(ForeignUsers::Larger);
+        assert_eq!(stats.monthly_active_users(), 3);
+        // Other parameters never union, even with the same hash.
+        let other = HllParams::new(14, 5).unwrap();
+        assert_eq!(
+            ForeignUsers::for_janssen(Java, &other),
+            ForeignUsers::Larger
+        );
+        let mut stats = MonthStats::new(month, other);
+        stats.users = users(other, Java, &["x"]);
+        stats.foreign_users = Some(users(p, Java, &["y"]));
+        stats.settle_foreign(ForeignUsers::Union);
+        assert_eq!(stats.monthly_active_users(), 1);
+    }
+
+    #[test]
+    fn merge_keeps_foreign_users_apart() {
+        use crate::hash::HashAlgorithm::JavaStringHashCode as Java;
+        let p = HllParams::janssen();
+        let month: Month = "202401".parse().unwrap();
+        let mut a = MonthStats::new(month, p);
+        let mut b = MonthStats::new(month, p);
+        b.foreign_users = Some(users(p, Java, &["a"]));
+        a.merge(&b).unwrap();
+        let mut c = MonthStats::new(month, p);
+        c.foreign_users = Some(users(p, Java, &["a", "b"]));
+        a.merge(&c).unwrap();
+        assert_eq!(a.monthly_active_users(), 0);
+        assert_eq!(a.foreign_users.unwrap().cardinality(), Some(2));
     }
 
     #[test]

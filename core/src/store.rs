@@ -34,6 +34,16 @@
 //! which node and source read it first; later claimants see the owner. A claim moves to
 //! another node only by [`StatStore::take_over_key`], a compare-and-set on the owner's epoch.
 //!
+//! # Snapshots
+//! Some upstreams keep running totals themselves (Janssen writes its own statistics, one row per
+//! server node and month, overwritten every few minutes). Adding such a total as a delta would
+//! count it again at every read of the row, so it is stored as a **snapshot**: each upstream
+//! row is a foreign node of its own ([`NodeId::foreign`]), and [`StatStore::put_snapshot`]
+//! *replaces* that node's months with the snapshot's values. Reading the same row twice, or a
+//! row that grew, leaves exactly the row's values stored. Reads add foreign nodes' counters to
+//! everyone's and keep their users apart ([`MonthStats::foreign_users`]): they are hashed by
+//! the upstream, perhaps not as authstat hashes.
+//!
 //! # Folding silent nodes
 //! Node ids churn (in Kubernetes the pod name changes at every rollout), and a read merges
 //! every node's rows. [`StatStore::fold_silent`] moves the monthly rows of nodes that have not
@@ -206,6 +216,28 @@ pub enum NodeClaim {
         /// The live lease.
         holder: Lease,
     },
+}
+
+/// An upstream's running totals for one foreign node: the whole of its months, replacing what
+/// is stored ([`StatStore::put_snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The foreign node ([`NodeId::foreign`]).
+    pub node: NodeId,
+    /// The upstream's version of the row (Janssen's `lastUpdatedAt`, 0 when unknown): a
+    /// snapshot older than the stored one changes nothing.
+    pub version: i64,
+    /// The node's months, each replacing the stored month whole (HLL and every counter).
+    pub months: Vec<MonthStats>,
+}
+
+/// What happened to a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Stored: the node's months hold exactly the snapshot's values.
+    Applied,
+    /// A newer version is stored already (another agent read the row later); nothing changed.
+    Stale,
 }
 
 /// Which nodes [`StatStore::fold_silent`] folds.
@@ -420,8 +452,9 @@ pub trait StatStore: Send + Sync + fmt::Debug {
     /// Every node that claimed its id or stored anything, ordered by node id.
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError>;
 
-    /// The stats of `months`, merged over all nodes (HLL union, counter sums), in ascending
-    /// month order without duplicates. Months nobody stored anything for are absent. One
+    /// The stats of `months`, merged over all nodes (HLL union, counter sums; foreign nodes'
+    /// users unioned apart, in [`MonthStats::foreign_users`]), in ascending month order without
+    /// duplicates. Months nobody stored anything for are absent. One
     /// database round trip where the database allows it.
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError>;
 
@@ -432,10 +465,21 @@ pub trait StatStore: Send + Sync + fmt::Debug {
     /// A cheap check that the database answers (the health endpoint's `db_status`).
     async fn health(&self) -> Result<(), StoreError>;
 
+    /// Stores `snapshot` for its foreign node, atomically: when `snapshot.version` is not below
+    /// the stored version, each of its months replaces the node's stored month (HLL and all
+    /// counters: a counter absent from the snapshot is gone), the version is recorded and the
+    /// data version changes; otherwise nothing changes ([`SnapshotOutcome::Stale`]). Idempotent:
+    /// storing the same snapshot again leaves the same values. A node that is not foreign is
+    /// [`StoreError::Rejected`].
+    async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError>;
+
     /// Folds every silent node into [`NodeId::folded`]: a node other than that one whose last
     /// flush was applied before `request.silent_before_ms` and whose lease is not live at
     /// `request.now_ms` has its monthly rows removed and added to the folded node's rows of
     /// the same months (HLLs unioned, counters summed). Its `seq`, positions and lease stay.
+    ///
+    /// Foreign nodes ([`NodeId::foreign`]) are never folded: they hold snapshots, and their
+    /// users are hashed by their upstream.
     ///
     /// Merged reads ([`StatStore::read_months`]) answer the same before, during and after a
     /// fold. Atomic per node at least: a flush of a node is either wholly in the fold or wholly

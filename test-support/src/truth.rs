@@ -98,6 +98,7 @@ impl Truth {
                     month,
                     users: hll,
                     counters: counters.clone(),
+                    foreign_users: None,
                 }
             })
             .collect()

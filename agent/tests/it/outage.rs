@@ -84,6 +84,12 @@ impl StatStore for Flaky {
     async fn data_version(&self) -> Result<u64, StoreError> {
         self.inner.data_version().await
     }
+    async fn put_snapshot(
+        &self,
+        snapshot: &authstat_core::store::Snapshot,
+    ) -> Result<authstat_core::store::SnapshotOutcome, StoreError> {
+        self.inner.put_snapshot(snapshot).await
+    }
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
         self.inner.fold_silent(request).await
     }

@@ -93,7 +93,11 @@ pub(super) async fn fold_silent(
         .map_err(db)?;
     let mut ids = Vec::new();
     while let Some(doc) = cursor.try_next().await.map_err(db)? {
-        ids.push(codec::str_field(&doc, "_id")?);
+        let id = codec::str_field(&doc, "_id")?;
+        // Foreign nodes hold snapshots (hashed by their upstream): never folded.
+        if !NodeId::stored(id.as_str()).is_ok_and(|n| n.is_reserved()) {
+            ids.push(id);
+        }
     }
     if ids.is_empty() {
         return Ok(FoldReport::default());

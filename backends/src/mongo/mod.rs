@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use authstat_config::{MongoConfig, redact_url};
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
-    NodeClaim, NodeState, NodeSummary, StatStore, StoreError,
+    NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, StatStore, StoreError,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 use futures_util::TryStreamExt;
@@ -200,6 +200,27 @@ fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
     Ok(update)
 }
 
+/// One month of a snapshot as stored: its HLL and every counter.
+fn month_doc(month: &MonthStats) -> Result<Document, StoreError> {
+    let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
+        backend: KIND,
+        message: format!("month {}: {e}", month.month),
+    })?;
+    let mut counters = Document::new();
+    for (key, value) in month.counters.iter() {
+        let (kind, k1, k2) = key.parts();
+        let value = i64::try_from(value).map_err(|_| StoreError::Rejected {
+            backend: KIND,
+            message: format!("counter {value} does not fit an Int64"),
+        })?;
+        counters.insert(counter_field(kind, k1, k2), value);
+    }
+    Ok(doc! {
+        "hll": Binary { subtype: BinarySubtype::Generic, bytes },
+        "c": counters,
+    })
+}
+
 #[async_trait]
 impl StatStore for MongoStore {
     fn kind(&self) -> &'static str {
@@ -356,6 +377,50 @@ impl StatStore for MongoStore {
             .await
             .map(|_| ())
             .map_err(|e| unavailable(e.to_string()).because(e))
+    }
+
+    async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
+        crate::memory::check_snapshot(KIND, snapshot)?;
+        let mut set = doc! { "updated_at_ms": now_ms(), "version": snapshot.version };
+        for month in &snapshot.months {
+            set.insert(format!("months.{}", month.month), month_doc(month)?);
+        }
+        let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
+        let node = snapshot.node.as_str();
+        // Replace the months if the stored version is not newer; create the document if there
+        // is none (a racing creator makes the insert fail: then the update decides).
+        for _ in 0..2 {
+            let updated = self
+                .collection
+                .update_one(
+                    doc! { "_id": node, "version": { "$lte": snapshot.version } },
+                    doc! { "$set": set.clone(), "$inc": { "seq": 1_i64 } },
+                )
+                .await
+                .map_err(db)?;
+            if updated.matched_count == 1 {
+                return Ok(SnapshotOutcome::Applied);
+            }
+            if self.node_doc(&snapshot.node).await?.is_some() {
+                return Ok(SnapshotOutcome::Stale);
+            }
+            let mut months = Document::new();
+            for month in &snapshot.months {
+                months.insert(month.month.to_string(), month_doc(month)?);
+            }
+            let created = doc! {
+                "_id": node, "seq": 1_i64, "updated_at_ms": now_ms(),
+                "version": snapshot.version, "months": months,
+            };
+            match self.collection.insert_one(created).await {
+                Ok(_) => return Ok(SnapshotOutcome::Applied),
+                Err(e) if is_duplicate_key(&e) => continue,
+                Err(e) => return Err(db(e)),
+            }
+        }
+        Err(unavailable(format!(
+            "the snapshot of {node} kept racing another writer; try again"
+        )))
     }
 
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {

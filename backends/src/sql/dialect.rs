@@ -232,7 +232,7 @@ impl Dialect {
     }
 
     /// At most `limit` nodes to fold: silent (last flush before a time), lease not live,
-    /// holding monthly rows; never the folded node itself. Locks their rows for the
+    /// holding monthly rows; never a reserved node (the folded node itself, foreign nodes' snapshots). Locks their rows for the
     /// transaction. Binds: folded node id, silent_before_ms, now_ms.
     pub(crate) fn silent_nodes(self, limit: usize) -> String {
         let lock = match self {
@@ -240,7 +240,8 @@ impl Dialect {
             Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
         };
         format!(
-            "SELECT node_id FROM authstat_nodes n WHERE node_id <> {} AND updated_at_ms < {} \
+            "SELECT node_id FROM authstat_nodes n WHERE node_id <> {} \
+             AND node_id NOT LIKE 'authstat:%' AND updated_at_ms < {} \
              AND (released <> 0 OR holder IS NULL OR lease_until_ms <= {}) \
              AND (EXISTS (SELECT 1 FROM authstat_hll h WHERE h.node_id = n.node_id) \
                   OR EXISTS (SELECT 1 FROM authstat_counters c WHERE c.node_id = n.node_id)) \
@@ -288,6 +289,27 @@ impl Dialect {
         format!(
             "DELETE FROM {table} WHERE node_id IN ({})",
             self.list(1, nodes)
+        )
+    }
+
+    /// Records a foreign node's snapshot: its version (in `epoch`), a new `seq` (the data
+    /// version changes). Binds: updated_at_ms, version, node_id.
+    pub(crate) fn record_snapshot(self) -> String {
+        format!(
+            "UPDATE authstat_nodes SET seq = seq + 1, updated_at_ms = {}, epoch = {} \
+             WHERE node_id = {}",
+            self.param(1),
+            self.param(2),
+            self.param(3)
+        )
+    }
+
+    /// Deletes one node's rows of `months` months from `table`. Binds: node_id, the months.
+    pub(crate) fn delete_months_of(self, table: &str, months: usize) -> String {
+        format!(
+            "DELETE FROM {table} WHERE node_id = {} AND month IN ({})",
+            self.param(1),
+            self.list(2, months)
         )
     }
 

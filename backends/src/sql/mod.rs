@@ -18,6 +18,7 @@ mod flush;
 mod fold;
 mod own;
 mod pool;
+mod snapshot;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
-    NodeClaim, NodeState, NodeSummary, SourcePosition, StatStore, StoreError,
+    NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, SourcePosition, StatStore,
+    StoreError,
 };
 use authstat_core::{Month, MonthStats, NodeId};
 use diesel::r2d2::{ConnectionManager, Pool};
@@ -423,6 +425,15 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let d = C::DIALECT;
         self.blocking(move |conn| conn.batch_execute("SELECT 1").map_err(|e| db_error(d, e)))
             .await
+    }
+
+    async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
+        let prepared = snapshot::prepare(C::DIALECT, snapshot)?;
+        let snapshot = snapshot.clone();
+        self.blocking(move |conn| {
+            transaction_with_retries(conn, |conn| snapshot::apply(conn, &snapshot, &prepared))
+        })
+        .await
     }
 
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {

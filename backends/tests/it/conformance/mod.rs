@@ -9,8 +9,10 @@ use crate::support::*;
 
 mod fold;
 mod ownership;
+mod snapshot;
 pub use fold::*;
 pub use ownership::*;
+pub use snapshot::*;
 
 /// Instantiates every conformance test for one backend; `$harness` is an async fn returning a
 /// fresh `impl Harness`.
@@ -28,7 +30,9 @@ macro_rules! conformance_tests {
             data_version_and_nodes, silent_nodes_are_folded_and_reads_stay_the_same,
             a_folded_node_that_comes_back_is_counted_once, concurrent_folds_fold_each_node_once,
             flushes_racing_a_fold_are_counted_once,
-            an_interrupted_fold_changes_no_read_and_is_finished_later);
+            an_interrupted_fold_changes_no_read_and_is_finished_later,
+            snapshots_replace_and_merge_apart, snapshots_are_only_for_foreign_nodes,
+            foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(

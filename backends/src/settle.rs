@@ -1,0 +1,106 @@
+//! [`Settled`]: a store whose reads answer for authstat's users and foreign ones together.
+//!
+//! Backends keep the users of foreign nodes (Janssen's own statistics rows, hashed by Janssen)
+//! apart in [`MonthStats::foreign_users`]; how they combine with authstat's own depends on the
+//! agent's hash setting, which the backend does not know. This wrapper settles every read as
+//! the agent's configuration says ([`ForeignUsers`]) and passes everything else through.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use authstat_core::store::{
+    ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
+    NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, StatStore, StoreError,
+};
+use authstat_core::{ForeignUsers, Month, MonthStats, NodeId};
+
+/// A store whose reads settle foreign users ([`MonthStats::settle_foreign`]).
+#[derive(Debug)]
+pub struct Settled {
+    inner: Arc<dyn StatStore>,
+    how: ForeignUsers,
+}
+
+impl Settled {
+    /// Wraps `inner`; reads combine foreign users with authstat's as `how` says.
+    pub fn new(inner: Arc<dyn StatStore>, how: ForeignUsers) -> Self {
+        Self { inner, how }
+    }
+
+    fn settle(&self, mut months: Vec<MonthStats>) -> Vec<MonthStats> {
+        for month in &mut months {
+            month.settle_foreign(self.how);
+        }
+        months
+    }
+}
+
+#[async_trait]
+impl StatStore for Settled {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn claim_node(&self, request: &ClaimRequest) -> Result<NodeClaim, StoreError> {
+        self.inner.claim_node(request).await
+    }
+
+    async fn release_node(&self, node: &NodeId, epoch: u64) -> Result<(), StoreError> {
+        self.inner.release_node(node, epoch).await
+    }
+
+    async fn lease(&self, node: &NodeId) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease(node).await
+    }
+
+    async fn flush(&self, batch: &FlushBatch) -> Result<FlushOutcome, StoreError> {
+        self.inner.flush(batch).await
+    }
+
+    async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
+        let mut state = self.inner.load_node(node).await?;
+        state.months = self.settle(state.months);
+        Ok(state)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        self.inner.nodes().await
+    }
+
+    async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
+        Ok(self.settle(self.inner.read_months(months).await?))
+    }
+
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        self.inner.data_version().await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+
+    async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
+        self.inner.put_snapshot(snapshot).await
+    }
+
+    async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
+        self.inner.fold_silent(request).await
+    }
+
+    async fn claim_keys(
+        &self,
+        owner: &KeyOwner,
+        keys: &[String],
+    ) -> Result<Vec<KeyClaim>, StoreError> {
+        self.inner.claim_keys(owner, keys).await
+    }
+
+    async fn take_over_key(
+        &self,
+        key: &str,
+        from: &KeyOwner,
+        to: &KeyOwner,
+    ) -> Result<bool, StoreError> {
+        self.inner.take_over_key(key, from, to).await
+    }
+}

@@ -44,7 +44,10 @@ pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, red
 pub use env::{Env, ProcessEnv};
 pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
 pub use load::{ConfigError, load, parse};
-pub use source::{BACKFILL_SOURCE, FileSourceConfig, SourceConfig, SourceKind, StartAt};
+pub use source::{
+    BACKFILL_SOURCE, FileSourceConfig, JANSSEN_STAT_ENTRIES, JanssenStatEntriesConfig,
+    SourceConfig, SourceKind, StartAt, StatMonths,
+};
 
 #[cfg(test)]
 mod tests;

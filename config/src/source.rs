@@ -33,6 +33,8 @@ pub struct SourceConfig {
 pub enum SourceKind {
     /// `type: file`: files followed through rotation.
     File(FileSourceConfig),
+    /// `type: janssen_stat_entries`: Janssen's own statistics rows, read from its database.
+    JanssenStatEntries(JanssenStatEntriesConfig),
     /// A kind registered by a plugin outside authstat's own crates, with its options as written.
     Other {
         /// The `type`.
@@ -47,6 +49,7 @@ impl SourceKind {
     pub fn name(&self) -> &str {
         match self {
             SourceKind::File(_) => "file",
+            SourceKind::JanssenStatEntries(_) => JANSSEN_STAT_ENTRIES,
             SourceKind::Other { kind, .. } => kind,
         }
     }
@@ -66,6 +69,37 @@ pub struct FileSourceConfig {
     /// How often the files are checked without a file-system notification, in milliseconds
     /// (notifications are a hint; this is the safety net).
     pub poll_interval_ms: u64,
+}
+
+/// The `type` of [`SourceKind::JanssenStatEntries`].
+pub const JANSSEN_STAT_ENTRIES: &str = "janssen_stat_entries";
+
+/// `type: janssen_stat_entries`: the rows Janssen writes into its own database (one per
+/// auth-server node and month: its MAU as an HLL, its tokens per grant type), stored as
+/// snapshots that replace what was read before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JanssenStatEntriesConfig {
+    /// Janssen's database: `postgres://user:password@host/db` or `mysql://…` (MySQL and
+    /// MariaDB). Use `${VAR}` for the password; it is never logged.
+    pub url: String,
+    /// The table (Janssen's is `jansStatEntry`).
+    pub table: String,
+    /// Which months are read at every poll.
+    pub months: StatMonths,
+    /// How often the table is read, in milliseconds (Janssen rewrites its rows every
+    /// `statTimerIntervalInSeconds`, 15 minutes by default).
+    pub poll_interval_ms: u64,
+}
+
+/// Which months of Janssen's statistics are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatMonths {
+    /// The current and the previous month (by the UTC clock): what Janssen still updates.
+    #[default]
+    Recent,
+    /// Every month in the table (the history; `authstat import janssen` reads it once).
+    All,
 }
 
 /// Where a file never seen before starts being read.
@@ -104,6 +138,12 @@ struct RawSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     poll_interval_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    months: Option<StatMonths>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     options: Option<serde_yaml::Value>,
 }
 
@@ -124,6 +164,20 @@ impl TryFrom<RawSource> for SourceConfig {
                 "`type: {kind}` is the old shape: `type` says where records come from and \
                  `format` what they look like; write `type: file` and `format: {kind}`",
                 kind = raw.kind
+            ));
+        }
+        if raw.kind == JANSSEN_STAT_ENTRIES {
+            return janssen_stat_entries(raw);
+        }
+        let janssen_options = [
+            ("url", raw.url.is_some()),
+            ("table", raw.table.is_some()),
+            ("months", raw.months.is_some()),
+        ];
+        if let Some((option, _)) = janssen_options.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "`{option}` is an option of source type {JANSSEN_STAT_ENTRIES}, not of type {}",
+                raw.kind
             ));
         }
         let format = raw
@@ -174,6 +228,57 @@ impl TryFrom<RawSource> for SourceConfig {
     }
 }
 
+/// `type: janssen_stat_entries`: rows, not records, so no `format`.
+fn janssen_stat_entries(raw: RawSource) -> Result<SourceConfig, String> {
+    let not_ours = [
+        ("format", raw.format.is_some()),
+        ("paths", raw.paths.is_some()),
+        ("start_at", raw.start_at.is_some()),
+        ("max_record_bytes", raw.max_record_bytes.is_some()),
+        ("options", raw.options.is_some()),
+    ];
+    if let Some((option, _)) = not_ours.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "source type {JANSSEN_STAT_ENTRIES} takes url, table, months and poll_interval_ms, \
+             not `{option}` (it reads rows, not records)"
+        ));
+    }
+    let url = raw
+        .url
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| format!("source type {JANSSEN_STAT_ENTRIES} needs `url`"))?;
+    if !(url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.starts_with("mysql://"))
+    {
+        return Err(format!(
+            "`url` of source type {JANSSEN_STAT_ENTRIES} must start with postgres://, \
+             postgresql:// or mysql://, not {}",
+            crate::redact_url(&url)
+        ));
+    }
+    let table = raw.table.unwrap_or_else(|| "jansStatEntry".into());
+    if table.is_empty()
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(format!(
+            "`table` must be a plain table name (letters, digits, `_`), not '{table}'"
+        ));
+    }
+    Ok(SourceConfig {
+        name: raw.name,
+        format: String::new(),
+        kind: SourceKind::JanssenStatEntries(JanssenStatEntriesConfig {
+            url,
+            table,
+            months: raw.months.unwrap_or_default(),
+            poll_interval_ms: positive(raw.poll_interval_ms, "poll_interval_ms", 300_000)?,
+        }),
+    })
+}
+
 impl From<SourceConfig> for RawSource {
     fn from(s: SourceConfig) -> Self {
         let mut raw = RawSource {
@@ -184,6 +289,9 @@ impl From<SourceConfig> for RawSource {
             start_at: None,
             max_record_bytes: None,
             poll_interval_ms: None,
+            url: None,
+            table: None,
+            months: None,
             options: None,
         };
         match s.kind {
@@ -192,6 +300,13 @@ impl From<SourceConfig> for RawSource {
                 raw.start_at = Some(f.start_at);
                 raw.max_record_bytes = Some(f.max_record_bytes);
                 raw.poll_interval_ms = Some(f.poll_interval_ms);
+            }
+            SourceKind::JanssenStatEntries(j) => {
+                raw.format = None;
+                raw.url = Some(j.url);
+                raw.table = Some(j.table);
+                raw.months = Some(j.months);
+                raw.poll_interval_ms = Some(j.poll_interval_ms);
             }
             SourceKind::Other { options, .. } => raw.options = options,
         }

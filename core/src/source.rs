@@ -44,6 +44,10 @@ pub enum SourceEvent<'a> {
         /// Where it came from.
         origin: Origin<'a>,
     },
+    /// An upstream's running totals for one foreign node (a row of Janssen's own statistics),
+    /// to store as they are, replacing what was stored before
+    /// ([`crate::store::StatStore::put_snapshot`]).
+    Snapshot(crate::store::Snapshot),
     /// Input that belongs to no record (garbage, a cut-off record, one over the size limit).
     Skipped {
         /// Why.

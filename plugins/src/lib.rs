@@ -15,7 +15,7 @@
 pub mod derive;
 pub mod parse;
 pub mod registry;
-mod sources;
+pub mod sources;
 pub mod tail;
 
 pub use registry::Plugins;

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use authstat_config::SourceConfig;
+use authstat_config::{SourceConfig, SourceKind as SourceKindConfig};
 use authstat_core::ingest::Parser;
 use authstat_core::source::Source;
 use authstat_core::store::SourcePosition;
@@ -37,8 +37,9 @@ pub struct SourceSpec<'a> {
     pub key: String,
     /// The configuration file's directory: relative paths are relative to it.
     pub base: &'a Path,
-    /// The parser of its format.
-    pub parser: Box<dyn Parser>,
+    /// The parser of its format (`None` for a kind that reads no records, such as
+    /// `janssen_stat_entries`).
+    pub parser: Option<Box<dyn Parser>>,
     /// The stored positions of the node (a source takes its own by name).
     pub positions: &'a [SourcePosition],
 }
@@ -145,13 +146,19 @@ impl Plugins {
     ) -> Result<Box<dyn Source>, BuildError> {
         let key = format!("sources[{index}]");
         let names = |list: Vec<&str>| list.join(", ");
-        let format = self
-            .format(&config.format)
-            .ok_or_else(|| BuildError::UnknownFormat {
-                key: key.clone(),
-                name: config.format.clone(),
-                known: names(self.formats.iter().map(|f| f.name).collect()),
-            })?;
+        // A kind that reads rows rather than records has no format (the configuration made
+        // sure of it).
+        let parser = match matches!(config.kind, SourceKindConfig::JanssenStatEntries(_)) {
+            true => None,
+            false => Some((self
+                .format(&config.format)
+                .ok_or_else(|| BuildError::UnknownFormat {
+                    key: key.clone(),
+                    name: config.format.clone(),
+                    known: names(self.formats.iter().map(|f| f.name).collect()),
+                })?
+                .parser)()),
+        };
         let kind = self
             .sources
             .iter()
@@ -165,7 +172,7 @@ impl Plugins {
             config,
             key,
             base,
-            parser: (format.parser)(),
+            parser,
             positions,
         })
     }

@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use authstat_core::Month;
 use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::ingest::ParseErrorKind;
 use authstat_core::source::Origin;
 use authstat_core::stats::UpdateSink;
+use authstat_core::store::Snapshot;
+use authstat_core::{Month, NodeId};
 use tracing::{debug, warn};
 
 use super::stats::PipelineStats;
@@ -22,6 +23,8 @@ pub(super) struct Aggregate {
     pub deltas: BTreeMap<Month, Counters>,
     pub touched: BTreeSet<Month>,
     pub records: u64,
+    /// Snapshots of foreign nodes read since the last flush, the newest per node.
+    pub snapshots: BTreeMap<NodeId, Snapshot>,
 }
 
 impl Aggregate {
@@ -33,6 +36,17 @@ impl Aggregate {
             deltas: BTreeMap::new(),
             touched: BTreeSet::new(),
             records: 0,
+            snapshots: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps `snapshot` unless a newer one of its node is waiting already.
+    pub fn add_snapshot(&mut self, snapshot: Snapshot) {
+        match self.snapshots.get(&snapshot.node) {
+            Some(waiting) if waiting.version > snapshot.version => {}
+            _ => {
+                self.snapshots.insert(snapshot.node.clone(), snapshot);
+            }
         }
     }
 
@@ -54,6 +68,9 @@ impl Aggregate {
         }
         self.touched.extend(part.touched);
         self.records += part.records;
+        for (_, snapshot) in part.snapshots {
+            self.add_snapshot(snapshot);
+        }
     }
 }
 

@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 use authstat_core::hll::Hll;
-use authstat_core::store::{FlushBatch, FlushOutcome, MonthFlush, SourcePosition, StoreError};
+use authstat_core::store::{
+    FlushBatch, FlushOutcome, MonthFlush, SnapshotOutcome, SourcePosition, StoreError,
+};
 use tracing::{debug, error, info, warn};
 
 use super::{Pipeline, current_month_users};
@@ -17,6 +19,7 @@ impl Pipeline {
         if self.fenced {
             return;
         }
+        self.store_snapshots();
         if let Some(batch) = self.pending.take()
             && !self.try_flush(batch)
         {
@@ -108,6 +111,35 @@ impl Pipeline {
                 warn!(seq = batch.seq, error = %e, "flush failed; it will be retried");
                 self.pending = Some(batch);
                 false
+            }
+        }
+    }
+
+    /// Stores the snapshots of foreign nodes read since the last flush. They replace what is
+    /// stored and carry their own version, so they need no position and no order with this
+    /// node's batches; one that fails is kept (unless a newer one of its node arrives) and
+    /// tried again at the next flush.
+    fn store_snapshots(&mut self) {
+        let snapshots = std::mem::take(&mut self.agg.snapshots);
+        let counts = &self.stats.snapshots;
+        for (node, snapshot) in snapshots {
+            match self.runtime.block_on(self.store.put_snapshot(&snapshot)) {
+                Ok(SnapshotOutcome::Applied) => {
+                    counts.applied.fetch_add(1, Ordering::Relaxed);
+                    self.stats.flushing.applied.fetch_add(1, Ordering::Release);
+                }
+                Ok(SnapshotOutcome::Stale) => {
+                    counts.stale.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.is_retryable() => {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(node = %node, error = %e, "storing a snapshot failed; it will be retried");
+                    self.agg.add_snapshot(snapshot);
+                }
+                Err(e) => {
+                    counts.rejected.fetch_add(1, Ordering::Relaxed);
+                    error!(node = %node, error = %e, "the backend refused a snapshot");
+                }
             }
         }
     }

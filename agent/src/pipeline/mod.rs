@@ -38,7 +38,7 @@ use crate::own::{Ownership, now_ms};
 use aggregate::{Aggregate, SkipLog, skipped};
 use claims::Claims;
 pub use claims::{Refusal, Role};
-pub use stats::{Folding, Histogram, NodeTotals, PipelineStats};
+pub use stats::{Folding, Histogram, NodeTotals, PipelineStats, Snapshots};
 
 /// Builds new sources from the current positions (a reload of the sources).
 pub type SourceFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Box<dyn Source>> + Send>;
@@ -183,6 +183,7 @@ impl Pipeline {
                 deltas: BTreeMap::new(),
                 touched: BTreeSet::new(),
                 records: 0,
+                snapshots: BTreeMap::new(),
             },
             seq: state.seq,
             pending: None,
@@ -469,6 +470,7 @@ impl Take<'_> {
                 origin,
             } => skipped(stats, log, name, e.kind, origin),
             SourceEvent::Skipped { kind, origin } => skipped(stats, log, name, kind, origin),
+            SourceEvent::Snapshot(snapshot) => agg.add_snapshot(snapshot),
         }
     }
 }

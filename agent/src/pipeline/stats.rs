@@ -25,6 +25,21 @@ pub struct PipelineStats {
     pub node_totals: Mutex<NodeTotals>,
     /// Folds of silent nodes this agent ran.
     pub folding: Folding,
+    /// Snapshots of foreign nodes (Janssen's statistics rows) this agent stored.
+    pub snapshots: Snapshots,
+}
+
+/// Snapshots of foreign nodes stored by this agent (`janssen_stat_entries` sources).
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    /// Stored (the backend now holds exactly their values).
+    pub applied: AtomicU64,
+    /// Older than what the backend holds (another agent stored a later read): nothing changed.
+    pub stale: AtomicU64,
+    /// Attempts that failed (kept and tried again at the next flush).
+    pub failed: AtomicU64,
+    /// Refused by the backend (not retried; logged).
+    pub rejected: AtomicU64,
 }
 
 /// Folds of silent nodes (`fold_silent_nodes_after_secs`) this agent ran.

@@ -155,7 +155,7 @@ fn build_toy(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
         name: spec.config.name.clone(),
         lines,
         next,
-        parser: spec.parser,
+        parser: spec.parser.expect("a format"),
     }))
 }
 

@@ -19,10 +19,14 @@ pub(super) fn build_file(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildE
         });
     };
     let patterns = file_patterns(&spec.key, spec.base, &file.paths)?;
+    let parser = spec.parser.ok_or_else(|| BuildError::Option {
+        key: format!("{}.format", spec.key),
+        message: "type file needs a format".into(),
+    })?;
     let tailer = Tailer::new(
         spec.config.name.clone(),
         patterns,
-        spec.parser,
+        parser,
         file.max_record_bytes as usize,
         file.start_at == StartAt::End,
         spec.positions,

@@ -1,14 +1,22 @@
 //! The source kinds (`type:` of a source), one module each, registered in [`kinds`].
 
 pub(crate) mod file;
+pub mod janssen;
 
 use crate::registry::SourceKind;
 
 /// authstat's own source kinds.
 pub(crate) fn kinds() -> Vec<SourceKind> {
-    vec![SourceKind {
-        name: "file",
-        about: "files followed through rotation (docs/tailing.md)",
-        build: file::build_file,
-    }]
+    vec![
+        SourceKind {
+            name: "file",
+            about: "files followed through rotation (docs/tailing.md)",
+            build: file::build_file,
+        },
+        SourceKind {
+            name: authstat_config::JANSSEN_STAT_ENTRIES,
+            about: "Janssen's own statistics rows (jansStatEntry), stored as snapshots (docs/janssen.md)",
+            build: janssen::build,
+        },
+    ]
 }

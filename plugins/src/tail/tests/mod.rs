@@ -62,6 +62,7 @@ pub(super) fn drain(t: &mut Tailer) -> (Vec<u64>, Vec<ParseErrorKind>) {
             } => ids.push(tok.grant_type[1..].parse().unwrap()),
             SourceEvent::Record { parsed, .. } => skipped.push(parsed.unwrap_err().kind),
             SourceEvent::Skipped { kind, .. } => skipped.push(kind),
+            SourceEvent::Snapshot(s) => panic!("a tailer delivers no snapshot: {s:?}"),
         });
         assert!(errors.is_empty(), "{errors:?}");
         if n == 0 {
@@ -252,6 +253,7 @@ fn oversized_records_are_skipped_and_reading_goes_on() {
             events.push(match e {
                 SourceEvent::Record { parsed, origin } => (parsed.is_ok(), None, origin.offset),
                 SourceEvent::Skipped { kind, origin } => (false, Some(kind), origin.offset),
+                SourceEvent::Snapshot(s) => panic!("a tailer delivers no snapshot: {s:?}"),
             })
         })
         .0

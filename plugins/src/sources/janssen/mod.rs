@@ -1,0 +1,235 @@
+//! `type: janssen_stat_entries`: Janssen's own statistics, read from its database.
+//!
+//! Janssen counts MAU and tokens per grant type in-process and writes them, one row per
+//! auth-server node and month, into `jansStatEntry` (see `row.rs`), overwriting the row every
+//! few minutes: each row is a running total. This source reads the rows of the configured
+//! months at every poll and hands each changed row to the pipeline as a
+//! [`SourceEvent::Snapshot`] of the foreign node `authstat:janssen:<doc_id>`, which the store
+//! replaces (never adds): reading a row twice, or a row that grew, leaves exactly its values
+//! stored. It keeps no position: every poll reads the rows whole.
+
+mod db;
+mod row;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use authstat_config::{JanssenStatEntriesConfig, SourceKind as SourceKindConfig, StatMonths};
+use authstat_core::Month;
+use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
+use authstat_core::store::{Snapshot, SourcePosition};
+
+pub use db::Database;
+pub use row::{Converted, RowError, StatEntry};
+
+use crate::registry::{BuildError, SourceSpec};
+
+/// Builds a `janssen_stat_entries` source.
+pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
+    let SourceKindConfig::JanssenStatEntries(config) = &spec.config.kind else {
+        return Err(BuildError::Option {
+            key: spec.key,
+            message: "type janssen_stat_entries takes url, table, months and poll_interval_ms"
+                .into(),
+        });
+    };
+    Ok(Box::new(JanssenStatEntries::new(
+        spec.config.name.clone(),
+        config,
+    )))
+}
+
+/// The months Janssen still updates: the current one and the one before (UTC).
+pub fn recent_months(now_ms: i64) -> Vec<Month> {
+    let Ok(now) = Month::from_epoch_millis(now_ms) else {
+        return Vec::new();
+    };
+    now.pred().into_iter().chain([now]).collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What one read of a row gave, for the pipeline.
+enum Item {
+    Snapshot(Snapshot),
+    Bad { doc_id: String, error: RowError },
+}
+
+/// The source (see the module docs).
+pub struct JanssenStatEntries {
+    name: String,
+    months: StatMonths,
+    poll_interval: Duration,
+    db: Database,
+    last_read: Option<Instant>,
+    /// What each row held when it was last handed out (a hash): unchanged rows are not handed
+    /// out again (storing them again would change nothing but the data version).
+    seen: HashMap<String, u64>,
+    ready: Vec<Item>,
+}
+
+impl std::fmt::Debug for JanssenStatEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JanssenStatEntries")
+            .field("name", &self.name)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JanssenStatEntries {
+    /// A source over `config`'s table; nothing is read before the first poll.
+    pub fn new(name: String, config: &JanssenStatEntriesConfig) -> Self {
+        Self {
+            name,
+            months: config.months,
+            poll_interval: Duration::from_millis(config.poll_interval_ms),
+            db: Database::new(&config.url, &config.table),
+            last_read: None,
+            seen: HashMap::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    /// Reads the table now and queues every row that changed since it was last handed out.
+    fn read_table(&mut self) -> Result<(), SourceProblem> {
+        let months = match self.months {
+            StatMonths::Recent => Some(recent_months(now_ms())),
+            StatMonths::All => None,
+        };
+        let rows = self
+            .db
+            .read(months.as_deref())
+            .map_err(|message| SourceProblem {
+                place: self.db.describe(),
+                reason: "unavailable",
+                message,
+            })?;
+        for row in rows {
+            let digest = digest(&row);
+            if self.seen.get(&row.doc_id) == Some(&digest) {
+                continue;
+            }
+            self.seen.insert(row.doc_id.clone(), digest);
+            match row.to_snapshot() {
+                Ok(Converted {
+                    snapshot,
+                    bad_users,
+                }) => {
+                    if let Some(error) = bad_users {
+                        self.ready.push(Item::Bad {
+                            doc_id: row.doc_id.clone(),
+                            error,
+                        });
+                    }
+                    // Rows of other months than asked for (legacy rows without jansData).
+                    let wanted = months
+                        .as_ref()
+                        .is_none_or(|m| m.contains(&snapshot.months[0].month));
+                    if wanted {
+                        self.ready.push(Item::Snapshot(snapshot));
+                    }
+                }
+                Err(error) => self.ready.push(Item::Bad {
+                    doc_id: row.doc_id,
+                    error,
+                }),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn digest(row: &StatEntry) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    row.hash(&mut h);
+    h.finish()
+}
+
+impl Source for JanssenStatEntries {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.db.describe()]
+    }
+
+    /// Reads the table when the poll interval has passed since the last read (the pipeline
+    /// also scans on other occasions).
+    fn poll(&mut self) -> Vec<SourceProblem> {
+        if self
+            .last_read
+            .is_some_and(|at| at.elapsed() < self.poll_interval)
+        {
+            return Vec::new();
+        }
+        self.last_read = Some(Instant::now());
+        match self.read_table() {
+            Ok(()) => Vec::new(),
+            Err(problem) => vec![problem],
+        }
+    }
+
+    fn read(
+        &mut self,
+        _budget: usize,
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
+    ) -> (usize, Vec<SourceProblem>) {
+        let items = std::mem::take(&mut self.ready);
+        let handed = items.len();
+        for item in items {
+            match item {
+                Item::Snapshot(snapshot) => on_event(SourceEvent::Snapshot(snapshot)),
+                Item::Bad { doc_id, error } => {
+                    let place = format!("{} row {doc_id}: {}", self.db.describe(), error.message);
+                    on_event(SourceEvent::Skipped {
+                        kind: error.kind,
+                        origin: Origin {
+                            place: &place,
+                            offset: 0,
+                        },
+                    });
+                }
+            }
+        }
+        (handed, Vec::new())
+    }
+
+    fn positions(&self) -> Vec<SourcePosition> {
+        Vec::new()
+    }
+
+    fn status(&self) -> SourceStatus {
+        SourceStatus {
+            open: u64::from(self.db.connected()),
+            lag: self.ready.len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_months_are_this_one_and_the_one_before() {
+        let feb: Month = "202402".parse().unwrap();
+        let months = recent_months(feb.start_epoch_millis() + 1);
+        assert_eq!(months, ["202401".parse().unwrap(), feb]);
+        let jan: Month = "202401".parse().unwrap();
+        assert_eq!(
+            recent_months(jan.start_epoch_millis()),
+            ["202312".parse().unwrap(), jan]
+        );
+    }
+}

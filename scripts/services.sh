@@ -96,13 +96,18 @@ start_mariadb() {
     as_db_user "mariadb-install-db --no-defaults --datadir='$dir/data' --skip-test-db \
         --auth-root-authentication-method=normal >'$dir/install.log' 2>&1" ||
         services_fail "MariaDB: mariadb-install-db failed: $(tail -3 "$dir/install.log")"
-    # No grant tables: a throwaway server on loopback, for tests only.
+    # A throwaway server on loopback, for tests only: root without a password. Grant tables
+    # are on, so that tests can make users with fewer rights (a read-only user).
     mariadbd --no-defaults $user_opt --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
         --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
-        --skip-grant-tables --innodb-flush-log-at-trx-commit=2 --max-connections=300 \
+        --innodb-flush-log-at-trx-commit=2 --max-connections=300 \
         >"$dir/stdout.log" 2>&1 &
-    wait_for 60 "MariaDB" mariadb-admin --no-defaults -h127.0.0.1 -P"$port" -uroot ping ||
+    wait_for 60 "MariaDB" mariadb-admin --no-defaults --socket="$dir/mysqld.sock" -uroot ping ||
         services_fail "MariaDB: the server did not answer within 60 s: $(tail -5 "$dir/error.log")"
+    mariadb --no-defaults --socket="$dir/mysqld.sock" -uroot -e \
+        "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; \
+         GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" ||
+        services_fail "MariaDB: root could not be allowed on 127.0.0.1"
     export AUTHSTAT_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port/mysql"
     echo "scripts/test: MariaDB on 127.0.0.1:$port" >&2
 }

@@ -83,6 +83,9 @@ fn main() {
                                 format,
                                 by_node,
                             } => commands::query(&config, &month, format, by_node).await,
+                            Command::Import {
+                                what: authstat::cli::ImportCommand::Janssen { config, source },
+                            } => commands::import_janssen(&config, source.as_deref()).await,
                             Command::Version
                             | Command::Completions { .. }
                             | Command::Hll { .. } => unreachable!("handled above"),

@@ -154,6 +154,33 @@ family!(
     "Silent nodes whose rows this agent folded into the folded row."
 );
 family!(
+    JANSSEN_USERS,
+    "authstat_janssen_monthly_active_users",
+    Gauge,
+    "{user}",
+    true,
+    ["month"],
+    "Distinct active users of the current month in the Janssen statistics rows this agent read (janssen_stat_entries; Janssen's own count, unioned over its nodes)."
+);
+family!(
+    JANSSEN_TOKENS,
+    "authstat_janssen_tokens_issued",
+    Gauge,
+    "{token}",
+    true,
+    ["month", "grant_type", "token_type"],
+    "Tokens issued in the current month by grant type and token type, in the Janssen statistics rows this agent read (janssen_stat_entries)."
+);
+family!(
+    SNAPSHOTS,
+    "authstat_snapshots_total",
+    Counter,
+    "{snapshot}",
+    true,
+    ["result"],
+    "Snapshots of Janssen statistics rows this agent stored, by result (applied, stale: a newer one was stored, failure: retried, rejected)."
+);
+family!(
     NODE_FENCED,
     "authstat_node_fenced",
     Gauge,
@@ -350,6 +377,19 @@ impl Telemetry {
                 labelled(totals.current_month.map(|(m, u)| ([m.to_string()], u))),
             ),
         ];
+        let janssen = p.snapshots.current_month.lock().expect("lock").totals();
+        if let Some((month, users, counters)) = janssen {
+            families.push((&JANSSEN_USERS, labelled([([month.to_string()], users)])));
+            families.push((
+                &JANSSEN_TOKENS,
+                labelled(
+                    counters
+                        .tokens
+                        .iter()
+                        .map(|(g, t, n)| ([month.to_string(), g.to_owned(), t.to_owned()], n)),
+                ),
+            ));
+        }
         if let Some((month, users)) = *self.cluster_users.lock().expect("lock") {
             families.push((
                 &CLUSTER_MONTHLY_ACTIVE_USERS,
@@ -419,6 +459,15 @@ impl Telemetry {
                 ]),
             ),
             (&FOLDED_NODES, one(load(&p.folding.nodes))),
+            (
+                &SNAPSHOTS,
+                labelled([
+                    (["applied".to_owned()], load(&p.snapshots.applied)),
+                    (["stale".to_owned()], load(&p.snapshots.stale)),
+                    (["failure".to_owned()], load(&p.snapshots.failed)),
+                    (["rejected".to_owned()], load(&p.snapshots.rejected)),
+                ]),
+            ),
             (
                 &NODE_FENCED,
                 one(u64::from(p.health.fenced.lock().expect("lock").is_some())),

@@ -44,6 +44,33 @@ pub fn mysql(prefix: &str) -> String {
     with_database(&admin, &db)
 }
 
+/// Runs `sql` (several statements) on the PostgreSQL database at `url` with `psql`.
+pub fn psql(url: &str, sql: &str) {
+    run(Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc", sql]));
+}
+
+/// Runs `sql` (several statements) on the MariaDB database at `url` (`mysql://user@host:port/db`)
+/// with the `mariadb` client.
+pub fn mariadb(url: &str, sql: &str) {
+    let parts: Vec<&str> = url
+        .trim_start_matches("mysql://")
+        .split(['@', ':', '/'])
+        .collect();
+    run(Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            parts[1],
+            "-P",
+            parts[2],
+            "-u",
+            parts[0],
+        ])
+        .args(["-D", parts[3], "-e", sql]));
+}
+
 fn run(command: &mut Command) {
     let out = command
         .output()

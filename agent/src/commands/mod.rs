@@ -2,9 +2,11 @@
 //! line, 78 for a bad configuration (including a node id another agent owns), 1 otherwise.
 
 mod backfill;
+mod import;
 mod query;
 
 pub use backfill::backfill;
+pub use import::import_janssen;
 pub use query::{hll_inspect, query};
 
 use std::path::Path;
@@ -282,11 +284,13 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
     for (mut source, config) in sources.into_iter().zip(&resolved.config.sources) {
         let found = source.poll();
         let inputs = source.inputs();
+        let what = match config.format.as_str() {
+            "" => config.kind.name().to_owned(),
+            format => format!("{}, {format}", config.kind.name()),
+        };
         println!(
-            "  source {} ({}, {}): {} input(s) now",
+            "  source {} ({what}): {} input(s) now",
             config.name,
-            config.kind.name(),
-            config.format,
             inputs.len()
         );
         for input in &inputs {
@@ -296,6 +300,14 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
             println!("    cannot be read: {problem}");
             problems.push(format!("source {}: {problem}", config.name));
         }
+    }
+    if resolved
+        .config
+        .sources
+        .iter()
+        .any(|s| matches!(s.kind, authstat_config::SourceKind::JanssenStatEntries(_)))
+    {
+        println!("  {}", janssen_users_rule(&resolved.config.hll));
     }
     if !problems.is_empty() {
         return Err(Failure::Config(anyhow::anyhow!(problems.join("; "))));
@@ -313,6 +325,24 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         .context("checking the backend")?;
     println!("  backend {found}");
     Ok(())
+}
+
+/// How Janssen's monthly active users combine with authstat's under `hll`, in words.
+fn janssen_users_rule(hll: &authstat_config::HllConfig) -> String {
+    use authstat_core::ForeignUsers;
+    match ForeignUsers::for_janssen(hll.hash, &hll.params()) {
+        ForeignUsers::Union => "Janssen's monthly active users: unioned with authstat's (both \
+             hash with java_string_hashcode into HLL(15, 5)); token counts are added"
+            .to_owned(),
+        ForeignUsers::Larger => format!(
+            "Janssen's monthly active users: kept apart, since authstat hashes with {} into \
+             HLL({}, {}) and Janssen with java_string_hashcode into HLL(15, 5): a month's MAU \
+             is the larger of the two estimates (never their sum); token counts are added. \
+             For a union, set hll.hash: java_string_hashcode, log2m: 15, regwidth: 5 \
+             (docs/janssen.md)",
+            hll.hash, hll.log2m, hll.regwidth
+        ),
+    }
 }
 
 /// Why `node` looks like a value copied from an example, if it does.

@@ -11,6 +11,7 @@ use authstat_core::store::{
 use tracing::{debug, error, info, warn};
 
 use super::{Pipeline, current_month_users};
+use crate::own::now_ms;
 
 impl Pipeline {
     /// Writes what was aggregated since the last flush, with the positions, atomically; or
@@ -126,7 +127,10 @@ impl Pipeline {
             match self.runtime.block_on(self.store.put_snapshot(&snapshot)) {
                 Ok(SnapshotOutcome::Applied) => {
                     counts.applied.fetch_add(1, Ordering::Relaxed);
-                    self.stats.flushing.applied.fetch_add(1, Ordering::Release);
+                    if let Ok(month) = authstat_core::Month::from_epoch_millis(now_ms()) {
+                        let mut current = counts.current_month.lock().expect("lock");
+                        current.record(&snapshot, month);
+                    }
                 }
                 Ok(SnapshotOutcome::Stale) => {
                     counts.stale.fetch_add(1, Ordering::Relaxed);

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use authstat_core::Month;
 use authstat_core::counters::Counters;
 use authstat_core::ingest::ParseErrorKind;
 use authstat_core::source::SourceProblem;
+use authstat_core::store::Snapshot;
+use authstat_core::{Month, MonthStats, NodeId};
 
 /// What the pipeline reports, by concern: its reading, its flushing, its health (read by
 /// `/readyz` and the health check), and the node's stored totals (read by `/metrics` and OTLP).
@@ -40,6 +41,41 @@ pub struct Snapshots {
     pub failed: AtomicU64,
     /// Refused by the backend (not retried; logged).
     pub rejected: AtomicU64,
+    /// The current month's Janssen rows this agent stored, for `/metrics` and OTLP.
+    pub current_month: Mutex<ForeignMonth>,
+}
+
+/// The rows of foreign nodes for one month (the current one), as this agent last stored them.
+#[derive(Debug, Default)]
+pub struct ForeignMonth {
+    month: Option<Month>,
+    rows: BTreeMap<NodeId, MonthStats>,
+}
+
+impl ForeignMonth {
+    /// Keeps `snapshot`'s row of `current` (a new month starts empty).
+    pub fn record(&mut self, snapshot: &Snapshot, current: Month) {
+        if self.month != Some(current) {
+            self.rows.clear();
+            self.month = Some(current);
+        }
+        if let Some(stats) = snapshot.months.iter().find(|m| m.month == current) {
+            self.rows.insert(snapshot.node.clone(), stats.clone());
+        }
+    }
+
+    /// The month, its distinct users (the union of the rows' HLLs) and the rows' counters
+    /// summed; `None` before any row of it was stored.
+    pub fn totals(&self) -> Option<(Month, u64, Counters)> {
+        let month = self.month?;
+        let mut rows = self.rows.values();
+        let mut merged = rows.next()?.clone();
+        for row in rows {
+            // Rows with other HLL parameters were refused when read.
+            let _ = merged.merge(row);
+        }
+        Some((month, merged.monthly_active_users(), merged.counters))
+    }
 }
 
 /// Folds of silent nodes (`fold_silent_nodes_after_secs`) this agent ran.

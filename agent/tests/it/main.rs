@@ -11,6 +11,8 @@ mod examples;
 mod flood;
 mod fold;
 mod ingest;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod janssen;
 mod metrics;
 mod otlp;
 mod outage;

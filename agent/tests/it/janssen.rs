@@ -1,0 +1,411 @@
+//! `janssen_stat_entries` on a real PostgreSQL and a real MariaDB: Janssen's table made by its
+//! own DDL, rows written the way Janssen writes them (Base64 java-hll of `String.hashCode`s,
+//! token JSON), read through a read-only user with the GRANTs of docs/janssen.md. The agent's
+//! stat API, `/metrics` and `authstat query` show Janssen's figures merged with its own; a row
+//! overwritten with larger values replaces, never adds; a legacy row without `jansData`, a row
+//! whose `dat` does not decode and a `jansLockStatEntry` table (ignored) are there too; `authstat
+//! import janssen` brings the older months, twice with the same result.
+
+use std::sync::atomic::Ordering;
+
+use authstat_core::Month;
+use authstat_core::hash::HashAlgorithm;
+use authstat_core::hll::{Hll, HllParams};
+use authstat_core::ingest::ParseErrorKind;
+use authstat_test_support::db;
+use base64::Engine as _;
+
+use crate::support::*;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Postgres,
+    Mariadb,
+}
+
+/// Janssen's database with its statistics tables.
+struct JanssenDb {
+    kind: Kind,
+    /// The administrator's URL of the database.
+    admin: String,
+    /// The read-only user's URL.
+    reader: String,
+}
+
+impl JanssenDb {
+    fn new(kind: Kind) -> Self {
+        let admin = match kind {
+            Kind::Postgres => db::postgres("jans"),
+            Kind::Mariadb => db::mysql("jans"),
+        };
+        let db_name = admin.rsplit_once('/').unwrap().1.to_owned();
+        let reader_name = format!("reader_{db_name}");
+        let this = Self {
+            kind,
+            reader: String::new(),
+            admin,
+        };
+        // Janssen's setup DDL (jans-linux-setup), and Jans Lock's table beside it.
+        for table in ["jansStatEntry", "jansLockStatEntry"] {
+            this.exec(&this.quoted(&format!(
+                "CREATE TABLE `{table}` (doc_id VARCHAR(64) NOT NULL UNIQUE, \
+                 `objectClass` VARCHAR(48), dn VARCHAR(128), `jansId` VARCHAR(128), dat TEXT, \
+                 `jansData` TEXT, attr TEXT, PRIMARY KEY (doc_id)); \
+                 CREATE INDEX `{table}_jansId` ON `{table}` (`jansId`);"
+            )));
+        }
+        // The read-only user of docs/janssen.md.
+        let grant = match kind {
+            Kind::Postgres => format!(
+                "CREATE ROLE {reader_name} LOGIN PASSWORD 'reader-pw'; \
+                 GRANT CONNECT ON DATABASE {db_name} TO {reader_name}; \
+                 GRANT USAGE ON SCHEMA public TO {reader_name}; \
+                 GRANT SELECT ON \"jansStatEntry\" TO {reader_name};"
+            ),
+            Kind::Mariadb => format!(
+                "CREATE USER '{reader_name}'@'%' IDENTIFIED BY 'reader-pw'; \
+                 GRANT SELECT ON {db_name}.`jansStatEntry` TO '{reader_name}'@'%';"
+            ),
+        };
+        this.exec(&grant);
+        let (scheme, rest) = this.admin.split_once("://").unwrap();
+        let host_and_db = rest.split_once('@').unwrap().1;
+        let reader = format!("{scheme}://{reader_name}:reader-pw@{host_and_db}");
+        Self { reader, ..this }
+    }
+
+    /// `sql` with backticks as this database quotes names.
+    fn quoted(&self, sql: &str) -> String {
+        match self.kind {
+            Kind::Postgres => sql.replace('`', "\""),
+            Kind::Mariadb => sql.to_owned(),
+        }
+    }
+
+    fn exec(&self, sql: &str) {
+        match self.kind {
+            Kind::Postgres => db::psql(&self.admin, sql),
+            Kind::Mariadb => db::mariadb(&self.admin, sql),
+        }
+    }
+
+    /// Writes a row as Janssen's `StatService` does: a new row, or the row overwritten.
+    fn put(&self, table: &str, row: &Row) {
+        let text = |v: &Option<String>| v.as_ref().map_or("NULL".to_owned(), |s| format!("'{s}'"));
+        let month = row.month.map(|m| m.to_string());
+        self.exec(&self.quoted(&format!(
+            "DELETE FROM `{table}` WHERE doc_id = '{id}'; \
+             INSERT INTO `{table}` (doc_id, `objectClass`, dn, `jansId`, dat, `jansData`, attr) \
+             VALUES ('{id}', 'jansStatEntry', 'jansId={id},ou={dn_month},ou=stat,o=jans', '{id}', \
+             {dat}, {data}, {attr});",
+            id = row.doc_id,
+            dn_month = row.dn_month,
+            dat = text(&row.dat),
+            data = text(&month),
+            attr = text(&Some(row.attr.clone())),
+        )));
+    }
+}
+
+/// A `jansStatEntry` row.
+struct Row {
+    doc_id: String,
+    /// `jansData` (NULL on rows written before the column existed).
+    month: Option<Month>,
+    dn_month: Month,
+    dat: Option<String>,
+    attr: String,
+}
+
+/// `dat` as Janssen writes it: Base64 of java-hll `HLL(15, 5)` fed with `String.hashCode()`.
+fn dat(users: impl IntoIterator<Item = String>) -> String {
+    let mut hll = Hll::new(HllParams::janssen());
+    for user in users {
+        hll.add_raw(HashAlgorithm::JavaStringHashCode.hash(&user));
+    }
+    base64::engine::general_purpose::STANDARD.encode(hll.to_bytes().unwrap())
+}
+
+fn users(prefix: &str, n: usize) -> impl Iterator<Item = String> + '_ {
+    (0..n).map(move |i| format!("{prefix}{i}"))
+}
+
+fn attr(month: Month, updated: i64, tokens: &str) -> String {
+    format!(
+        r#"{{"tokenCountPerGrantType": {{{tokens}}}, "lastUpdatedAt": {updated}, "month": "{month}"}}"#
+    )
+}
+
+fn row(doc_id: &str, month: Month, dat: Option<String>, attr: String) -> Row {
+    Row {
+        doc_id: doc_id.into(),
+        month: Some(month),
+        dn_month: month,
+        dat,
+        attr,
+    }
+}
+
+/// The stat API's answer for `months`, keyed by month.
+fn stat(addr: std::net::SocketAddr, from: Month, to: Month) -> serde_json::Value {
+    let r = get(
+        addr,
+        &format!(
+            "/jans-auth/restv1/internal/stat?start-month={from}&end-month={to}&format=jsonmonth"
+        ),
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["response"].clone()
+}
+
+fn access_tokens(month: &serde_json::Value, grant: &str) -> u64 {
+    month["token_count_per_granttype"][grant]["access_token"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The whole story on one database; `java_hash`: authstat hashes as Janssen does (MAU is
+/// unioned) or not (the larger estimate).
+async fn janssen_rows_are_merged(kind: Kind, java_hash: bool) {
+    let jans = JanssenDb::new(kind);
+    let now: Month = current_month().parse().unwrap();
+    let prev = now.pred().unwrap();
+    let old: Month = "202201".parse().unwrap();
+    let mac = "02-42-AC-11-00-02";
+    jans.put(
+        "jansStatEntry",
+        &row(
+            &format!("{mac}_{now}"),
+            now,
+            Some(dat(users("user", 60))),
+            attr(
+                now,
+                1000,
+                r#""authorization_code": {"access_token": 12, "id_token": 12, "refresh_token": 3}"#,
+            ),
+        ),
+    );
+    // Written before jansData existed: the month is in attr and dn only.
+    jans.put(
+        "jansStatEntry",
+        &Row {
+            month: None,
+            ..row(
+                &format!("{mac}_{prev}"),
+                prev,
+                Some(dat(users("user", 10))),
+                attr(prev, 900, r#""client_credentials": {"access_token": 5}"#),
+            )
+        },
+    );
+    // A host without a MAC, and a `dat` that does not decode (Janssen reads no users).
+    jans.put(
+        "jansStatEntry",
+        &row(
+            &format!("null_{now}"),
+            now,
+            Some("not-an-hll!".into()),
+            attr(now, 1000, r#""password": {"access_token": 7}"#),
+        ),
+    );
+    // An old month: only the import reads it.
+    jans.put(
+        "jansStatEntry",
+        &row(
+            &format!("{mac}_{old}"),
+            old,
+            Some(dat(users("old", 25))),
+            attr(old, 500, r#""implicit": {"access_token": 100}"#),
+        ),
+    );
+    // Jans Lock's statistics: never read.
+    jans.put(
+        "jansLockStatEntry",
+        &row(
+            &format!("{mac}_{now}"),
+            now,
+            Some(dat(users("lock", 500))),
+            attr(now, 1000, r#""authorization_code": {"access_token": 1000}"#),
+        ),
+    );
+
+    let hash = if java_hash {
+        "java_string_hashcode"
+    } else {
+        "murmur3"
+    };
+    let mut fixture = Fixture::new("");
+    let config = std::fs::read_to_string(fixture.config_path())
+        .unwrap()
+        .replace("hash: murmur3", &format!("hash: {hash}"))
+        // Snapshots are stored at each flush, like everything read.
+        .replace("flush_interval_secs: 3600", "flush_interval_secs: 1")
+        .replace(
+            "sources:\n",
+            &format!(
+                "sources:\n  - name: janssen\n    type: janssen_stat_entries\n    url: {}\n    poll_interval_ms: 100\n",
+                jans.reader
+            ),
+        );
+    std::fs::write(fixture.config_path(), config).unwrap();
+    // authstat's own users this month: one of them (user1) Janssen counted too.
+    fixture.add_current_month_users(&["user1", "own-a", "own-b"]);
+
+    let check = run_ok(
+        authstat()
+            .arg("check-config")
+            .arg(fixture.config_path())
+            .arg("--skip-backend"),
+    );
+    let said = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(
+        said.contains(if java_hash {
+            "unioned with authstat's"
+        } else {
+            "the larger of the two estimates"
+        }),
+        "{said}"
+    );
+    assert!(
+        !said.contains("reader-pw"),
+        "the password is never shown: {said}"
+    );
+
+    let agent = start_and_flush(&fixture).await;
+    let stats = agent.stats.clone();
+    wait_until("three Janssen rows stored", || {
+        stats.snapshots.applied.load(Ordering::Relaxed) >= 3
+    });
+    let addr = agent.addr;
+    let expected_users = |janssen: u64| {
+        if java_hash {
+            janssen + 2
+        } else {
+            janssen.max(3)
+        }
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = serde_json::Value::Null;
+        wait_until("the API to show Janssen's rows", || {
+            answer = stat(addr, prev, now);
+            access_tokens(&answer[now.to_string()], "password") == 7
+        });
+        answer
+    })
+    .await
+    .unwrap();
+    let this = &answer[now.to_string()];
+    assert_eq!(access_tokens(this, "authorization_code"), 12, "{answer}");
+    assert_eq!(
+        this["token_count_per_granttype"]["authorization_code"]["refresh_token"],
+        3
+    );
+    assert_eq!(this["monthly_active_users"], expected_users(60), "{answer}");
+    let before = &answer[prev.to_string()];
+    assert_eq!(access_tokens(before, "client_credentials"), 5, "{answer}");
+    assert_eq!(before["monthly_active_users"], 10, "{answer}");
+    assert_eq!(
+        stats.reading.skipped_by_kind[ParseErrorKind::WrongType.index()].load(Ordering::Relaxed),
+        1,
+        "the undecodable dat is counted"
+    );
+
+    // Janssen overwrites its row with larger running totals: the new values, not their sum.
+    jans.put(
+        "jansStatEntry",
+        &row(
+            &format!("{mac}_{now}"),
+            now,
+            Some(dat(users("user", 80))),
+            attr(
+                now,
+                2000,
+                r#""authorization_code": {"access_token": 20, "id_token": 20, "refresh_token": 4}"#,
+            ),
+        ),
+    );
+    let (answer, metrics) = tokio::task::spawn_blocking(move || {
+        let mut answer = serde_json::Value::Null;
+        wait_until("the API to show the overwritten row", || {
+            answer = stat(addr, now, now);
+            access_tokens(&answer[now.to_string()], "authorization_code") != 12
+        });
+        (answer, get(addr, "/metrics", None).body)
+    })
+    .await
+    .unwrap();
+    let this = &answer[now.to_string()];
+    assert_eq!(access_tokens(this, "authorization_code"), 20, "{answer}");
+    assert_eq!(this["monthly_active_users"], expected_users(80), "{answer}");
+    for line in [
+        format!("authstat_janssen_monthly_active_users{{month=\"{now}\"}} 80"),
+        format!(
+            "authstat_janssen_tokens_issued{{month=\"{now}\",grant_type=\"authorization_code\",token_type=\"access_token\"}} 20"
+        ),
+        format!(
+            "authstat_janssen_tokens_issued{{month=\"{now}\",grant_type=\"password\",token_type=\"access_token\"}} 7"
+        ),
+        "authstat_snapshots_total{result=\"applied\"} 4".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    agent.shutdown().await;
+
+    // `authstat query` reads the same merged figures; then the history is imported, twice.
+    let query = |month: Month| -> serde_json::Value {
+        let out = run_ok(
+            authstat()
+                .args(["query", "--format", "json", "--month", &month.to_string()])
+                .arg("--config")
+                .arg(fixture.config_path()),
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let queried = query(now);
+    assert_eq!(
+        queried["months"][0]["monthly_active_users"],
+        expected_users(80),
+        "{queried}"
+    );
+    assert_eq!(
+        query(old)["months"],
+        serde_json::json!([]),
+        "not imported yet"
+    );
+    for _ in 0..2 {
+        let out = run_ok(
+            authstat()
+                .args(["import", "janssen", "--config"])
+                .arg(fixture.config_path()),
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("imported 4 rows"), "{said}");
+        let progress = String::from_utf8_lossy(&out.stderr);
+        assert!(progress.contains("4 rows read"), "{progress}");
+        assert!(!progress.contains("reader-pw") && !said.contains("reader-pw"));
+        let old_month = &query(old)["months"][0];
+        assert_eq!(old_month["monthly_active_users"], 25, "{old_month}");
+        assert_eq!(
+            old_month["tokens"]["implicit"]["access_token"], 100,
+            "{old_month}"
+        );
+        let this = &query(now)["months"][0];
+        assert_eq!(
+            this["tokens"]["authorization_code"]["access_token"], 20,
+            "the import replaced, it did not add: {this}"
+        );
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janssen_rows_on_postgres_are_merged_with_the_larger_estimate() {
+    janssen_rows_are_merged(Kind::Postgres, false).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janssen_rows_on_mariadb_are_merged_by_union() {
+    janssen_rows_are_merged(Kind::Mariadb, true).await;
+}

@@ -94,6 +94,7 @@ mod tests {
         let env: HashMap<String, String> = [
             ("OTLP_KEY".to_string(), "k".to_string()),
             ("INTROSPECTION_SECRET".to_string(), "s".to_string()),
+            ("JANS_STAT_PASSWORD".to_string(), "p".to_string()),
         ]
         .into();
         authstat_config::parse(&doc[start..end], "docs/config.md", &env)

@@ -25,12 +25,18 @@ pub fn postgres(prefix: &str) -> String {
 pub fn mysql(prefix: &str) -> String {
     let admin = required_env("AUTHSTAT_TEST_MYSQL_URL", "MySQL/MariaDB");
     let db = unique_name(prefix);
-    // mysql://user@host:port/db
-    let parts: Vec<&str> = admin
+    run(mariadb_client(&admin).args(["-e", &format!("CREATE DATABASE {db}")]));
+    with_database(&admin, &db)
+}
+
+/// The `mariadb` client for `url` (`mysql://user@host:port/db`), on its database.
+fn mariadb_client(url: &str) -> Command {
+    let parts: Vec<&str> = url
         .trim_start_matches("mysql://")
         .split(['@', ':', '/'])
         .collect();
-    run(Command::new("mariadb")
+    let mut command = Command::new("mariadb");
+    command
         .args([
             "--no-defaults",
             "-h",
@@ -40,8 +46,8 @@ pub fn mysql(prefix: &str) -> String {
             "-u",
             parts[0],
         ])
-        .args(["-e", &format!("CREATE DATABASE {db}")]));
-    with_database(&admin, &db)
+        .args(["-D", parts[3]]);
+    command
 }
 
 /// Runs `sql` (several statements) on the PostgreSQL database at `url` with `psql`.
@@ -54,21 +60,7 @@ pub fn psql(url: &str, sql: &str) {
 /// Runs `sql` (several statements) on the MariaDB database at `url` (`mysql://user@host:port/db`)
 /// with the `mariadb` client.
 pub fn mariadb(url: &str, sql: &str) {
-    let parts: Vec<&str> = url
-        .trim_start_matches("mysql://")
-        .split(['@', ':', '/'])
-        .collect();
-    run(Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "-h",
-            parts[1],
-            "-P",
-            parts[2],
-            "-u",
-            parts[0],
-        ])
-        .args(["-D", parts[3], "-e", sql]));
+    run(mariadb_client(url).args(["-e", sql]));
 }
 
 fn run(command: &mut Command) {

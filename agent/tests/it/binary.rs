@@ -123,7 +123,23 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         ),
         (
             "{name: a, type: kafka, format: janssen_audit}",
-            "sources[0].type: unknown source type `kafka` (the types: file)",
+            "sources[0].type: unknown source type `kafka` (the types: file, janssen_stat_entries)",
+        ),
+        (
+            "{name: j, type: janssen_stat_entries, url: 'redis://u:secret@db/0'}",
+            "must start with postgres://, postgresql:// or mysql://, not redis://u:***@db/0",
+        ),
+        (
+            "{name: j, type: janssen_stat_entries, format: janssen_audit, url: 'postgres://db/j'}",
+            "takes url, table, months and poll_interval_ms, not `format`",
+        ),
+        (
+            "{name: j, type: janssen_stat_entries, url: 'postgres://db/j', table: 'x; drop'}",
+            "`table` must be a plain table name",
+        ),
+        (
+            "{name: j, type: file, format: janssen_audit, paths: [x.log], url: 'postgres://db/j'}",
+            "`url` is an option of source type janssen_stat_entries, not of type file",
         ),
     ] {
         std::fs::write(&path, format!("sources:\n  - {source}\n")).unwrap();

@@ -409,3 +409,78 @@ async fn janssen_rows_on_postgres_are_merged_with_the_larger_estimate() {
 async fn janssen_rows_on_mariadb_are_merged_by_union() {
     janssen_rows_are_merged(Kind::Mariadb, true).await;
 }
+
+/// Janssen's database is not ready when the agent starts (the table is not there yet): the
+/// agent runs, `/readyz` and the metrics say why, the password is in neither; once the table
+/// is there its rows are read at the next poll.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_janssen_database_that_is_not_ready_is_read_once_it_is() {
+    let admin = db::postgres("jans_late");
+    // The administrator's URL with a password that must never be shown (trust authentication
+    // ignores it).
+    let url = admin.replacen("postgres@", "postgres:hidden-pw@", 1);
+    let fixture = Fixture::new("");
+    let config = std::fs::read_to_string(fixture.config_path())
+        .unwrap()
+        .replace("flush_interval_secs: 3600", "flush_interval_secs: 1")
+        .replace(
+            "sources:\n",
+            &format!(
+                "sources:\n  - name: janssen\n    type: janssen_stat_entries\n    url: {url}\n    table: jansStatLater\n    poll_interval_ms: 100\n"
+            ),
+        );
+    std::fs::write(fixture.config_path(), config).unwrap();
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    let now: Month = current_month().parse().unwrap();
+    let (ready, metrics) = tokio::task::spawn_blocking(move || {
+        let mut ready = get(addr, "/readyz", None);
+        wait_until("/readyz to name the source", || {
+            ready = get(addr, "/readyz", None);
+            ready.body.contains("source janssen")
+        });
+        (ready, get(addr, "/metrics", None).body)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("jansStatLater"), "{}", ready.body);
+    assert!(!ready.body.contains("hidden-pw"), "{}", ready.body);
+    assert!(
+        metrics.contains("authstat_source_errors_total{source=\"janssen\",reason=\"unavailable\"}"),
+        "{metrics}"
+    );
+
+    db::psql(
+        &admin,
+        &format!(
+            "CREATE TABLE \"jansStatLater\" (doc_id VARCHAR(64) NOT NULL UNIQUE, \
+             \"objectClass\" VARCHAR(48), dn VARCHAR(128), \"jansId\" VARCHAR(128), dat TEXT, \
+             \"jansData\" TEXT, attr TEXT, PRIMARY KEY (doc_id)); \
+             INSERT INTO \"jansStatLater\" (doc_id, dn, dat, \"jansData\", attr) VALUES \
+             ('null_{now}', 'jansId=null_{now},ou={now},ou=stat,o=jans', '{}', '{now}', '{}');",
+            dat(users("late", 5)),
+            attr(now, 1, r#""client_credentials": {"access_token": 9}"#)
+        ),
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = serde_json::Value::Null;
+        wait_until("the rows to be read", || {
+            answer = stat(addr, now, now);
+            access_tokens(&answer[now.to_string()], "client_credentials") == 9
+        });
+        wait_until("/readyz to be ready", || {
+            get(addr, "/readyz", None).status == 200
+        });
+        answer
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        answer[now.to_string()]["monthly_active_users"],
+        5,
+        "{answer}"
+    );
+    agent.shutdown().await;
+}

@@ -1,8 +1,9 @@
 //! How statistics, positions and leases are laid out in MongoDB documents.
 
 use authstat_core::store::{Instance, Lease, SourcePosition, StoreError};
-use authstat_core::{Month, NodeId};
-use mongodb::bson::{Bson, Document, doc};
+use authstat_core::{Month, MonthStats, NodeId};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document, doc};
 
 use super::corrupt;
 use crate::merge::Merger;
@@ -63,6 +64,27 @@ pub(super) fn str_field(doc: &Document, key: &str) -> Result<String, StoreError>
     doc.get_str(key)
         .map(str::to_owned)
         .map_err(|e| corrupt(format!("field {key}: {e}")))
+}
+
+/// One month as stored: its HLL and every counter (a snapshot's month, a folded month).
+pub(super) fn month_doc(month: &MonthStats) -> Result<Document, StoreError> {
+    let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
+        backend: super::KIND,
+        message: format!("month {}: {e}", month.month),
+    })?;
+    let mut counters = Document::new();
+    for (key, value) in month.counters.iter() {
+        let (kind, k1, k2) = key.parts();
+        let value = i64::try_from(value).map_err(|_| StoreError::Rejected {
+            backend: super::KIND,
+            message: format!("counter {value} does not fit an Int64"),
+        })?;
+        counters.insert(counter_field(kind, k1, k2), value);
+    }
+    Ok(doc! {
+        "hll": Binary { subtype: BinarySubtype::Generic, bytes },
+        "c": counters,
+    })
 }
 
 /// Adds the `months` sub-document of one node's document (only `wanted` months, if given).

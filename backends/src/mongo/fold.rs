@@ -21,10 +21,9 @@ use authstat_core::NodeId;
 use authstat_core::store::{FoldReport, FoldRequest, StoreError};
 use futures_util::TryStreamExt;
 use mongodb::Collection;
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 
-use super::codec::{self, counter_field, escape, int, merge_months};
+use super::codec::{self, escape, int, merge_months};
 use super::{KIND, corrupt, is_duplicate_key, now_ms, unavailable};
 use crate::merge::Merger;
 
@@ -236,26 +235,7 @@ async fn apply(
 fn months_doc(merger: Merger) -> Result<Document, StoreError> {
     let mut out = Document::new();
     for month in merger.finish() {
-        let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
-            backend: KIND,
-            message: format!("folded month {}: {e}", month.month),
-        })?;
-        let mut counters = Document::new();
-        for (key, value) in month.counters.iter() {
-            let (kind, k1, k2) = key.parts();
-            let value = i64::try_from(value).map_err(|_| StoreError::Rejected {
-                backend: KIND,
-                message: format!("folded counter {value} does not fit an Int64"),
-            })?;
-            counters.insert(counter_field(kind, k1, k2), value);
-        }
-        out.insert(
-            month.month.to_string(),
-            doc! {
-                "hll": Binary { subtype: BinarySubtype::Generic, bytes },
-                "c": counters,
-            },
-        );
+        out.insert(month.month.to_string(), codec::month_doc(&month)?);
     }
     Ok(out)
 }

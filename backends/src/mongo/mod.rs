@@ -200,27 +200,6 @@ fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
     Ok(update)
 }
 
-/// One month of a snapshot as stored: its HLL and every counter.
-fn month_doc(month: &MonthStats) -> Result<Document, StoreError> {
-    let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
-        backend: KIND,
-        message: format!("month {}: {e}", month.month),
-    })?;
-    let mut counters = Document::new();
-    for (key, value) in month.counters.iter() {
-        let (kind, k1, k2) = key.parts();
-        let value = i64::try_from(value).map_err(|_| StoreError::Rejected {
-            backend: KIND,
-            message: format!("counter {value} does not fit an Int64"),
-        })?;
-        counters.insert(counter_field(kind, k1, k2), value);
-    }
-    Ok(doc! {
-        "hll": Binary { subtype: BinarySubtype::Generic, bytes },
-        "c": counters,
-    })
-}
-
 #[async_trait]
 impl StatStore for MongoStore {
     fn kind(&self) -> &'static str {
@@ -383,7 +362,7 @@ impl StatStore for MongoStore {
         crate::memory::check_snapshot(KIND, snapshot)?;
         let mut set = doc! { "updated_at_ms": now_ms(), "version": snapshot.version };
         for month in &snapshot.months {
-            set.insert(format!("months.{}", month.month), month_doc(month)?);
+            set.insert(format!("months.{}", month.month), codec::month_doc(month)?);
         }
         let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
         let node = snapshot.node.as_str();
@@ -406,7 +385,7 @@ impl StatStore for MongoStore {
             }
             let mut months = Document::new();
             for month in &snapshot.months {
-                months.insert(month.month.to_string(), month_doc(month)?);
+                months.insert(month.month.to_string(), codec::month_doc(month)?);
             }
             let created = doc! {
                 "_id": node, "seq": 1_i64, "updated_at_ms": now_ms(),

@@ -3,8 +3,9 @@
 //! positions. Every statement goes through one `step`, which is also where tests inject a
 //! failure at any statement index.
 
-use authstat_core::Month;
+use authstat_core::counters::Counters;
 use authstat_core::store::{FlushBatch, FlushOutcome, SourcePosition, StoreError};
+use authstat_core::{Month, NodeId};
 
 use super::conn::{Bind, NodeRow, SqlConnection};
 use super::dialect::Dialect;
@@ -13,6 +14,40 @@ use super::{MAX_KEY_PART_LEN, Steps, TxError, now_ms};
 
 pub(super) fn month_bind(month: Month) -> Bind {
     Bind::Int(month.yyyymm() as i32)
+}
+
+/// Appends the rows of `counters` (node, month, kind, k1, k2, value), checked against what the
+/// schema can store.
+pub(super) fn counter_binds(
+    dialect: Dialect,
+    node: &NodeId,
+    month: Month,
+    counters: &Counters,
+    out: &mut Vec<Bind>,
+) -> Result<(), StoreError> {
+    let reject = |message: String| StoreError::Rejected {
+        backend: dialect.kind(),
+        message,
+    };
+    for (key, value) in counters.iter() {
+        let (kind, k1, k2) = key.parts();
+        if k1.len() > MAX_KEY_PART_LEN || k2.len() > MAX_KEY_PART_LEN {
+            return Err(reject(format!(
+                "counter key part longer than {MAX_KEY_PART_LEN} bytes in month {month}"
+            )));
+        }
+        let value = i64::try_from(value)
+            .map_err(|_| reject(format!("counter {value} does not fit a BIGINT")))?;
+        out.extend([
+            Bind::Text(node.as_str().to_owned()),
+            month_bind(month),
+            Bind::Text(kind.to_owned()),
+            Bind::Text(k1.to_owned()),
+            Bind::Text(k2.to_owned()),
+            Bind::BigInt(value),
+        ]);
+    }
+    Ok(())
 }
 
 /// The binds of a batch, checked against what the schema can store before anything is
@@ -37,25 +72,13 @@ pub(super) fn prepare(dialect: Dialect, batch: &FlushBatch) -> Result<Prepared, 
             .to_bytes()
             .map_err(|e| reject(format!("month {}: {e}", month.month)))?;
         hlls.extend([node(), month_bind(month.month), Bind::Bytes(bytes)]);
-        for (key, delta) in month.counter_deltas.iter() {
-            let (kind, k1, k2) = key.parts();
-            if k1.len() > MAX_KEY_PART_LEN || k2.len() > MAX_KEY_PART_LEN {
-                return Err(reject(format!(
-                    "counter key part longer than {MAX_KEY_PART_LEN} bytes in month {}",
-                    month.month
-                )));
-            }
-            let value = i64::try_from(delta)
-                .map_err(|_| reject(format!("counter delta {delta} does not fit a BIGINT")))?;
-            counters.extend([
-                node(),
-                month_bind(month.month),
-                Bind::Text(kind.to_owned()),
-                Bind::Text(k1.to_owned()),
-                Bind::Text(k2.to_owned()),
-                Bind::BigInt(value),
-            ]);
-        }
+        counter_binds(
+            dialect,
+            &batch.node,
+            month.month,
+            &month.counter_deltas,
+            &mut counters,
+        )?;
     }
     let positions = match &batch.positions {
         None => None,

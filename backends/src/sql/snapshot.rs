@@ -7,8 +7,8 @@ use authstat_core::store::{Snapshot, SnapshotOutcome, StoreError};
 
 use super::conn::{Bind, NodeRow, SqlConnection};
 use super::dialect::Dialect;
-use super::flush::month_bind;
-use super::{MAX_KEY_PART_LEN, TxError, now_ms};
+use super::flush::{counter_binds, month_bind};
+use super::{TxError, now_ms};
 
 /// The binds of a snapshot, checked against what the schema can store before anything is
 /// written.
@@ -39,25 +39,13 @@ pub(super) fn prepare(dialect: Dialect, snapshot: &Snapshot) -> Result<Prepared,
         prepared
             .hlls
             .extend([node(), month_bind(month.month), Bind::Bytes(bytes)]);
-        for (key, value) in month.counters.iter() {
-            let (kind, k1, k2) = key.parts();
-            if k1.len() > MAX_KEY_PART_LEN || k2.len() > MAX_KEY_PART_LEN {
-                return Err(reject(format!(
-                    "counter key part longer than {MAX_KEY_PART_LEN} bytes in month {}",
-                    month.month
-                )));
-            }
-            let value = i64::try_from(value)
-                .map_err(|_| reject(format!("counter {value} does not fit a BIGINT")))?;
-            prepared.counters.extend([
-                node(),
-                month_bind(month.month),
-                Bind::Text(kind.to_owned()),
-                Bind::Text(k1.to_owned()),
-                Bind::Text(k2.to_owned()),
-                Bind::BigInt(value),
-            ]);
-        }
+        counter_binds(
+            dialect,
+            &snapshot.node,
+            month.month,
+            &month.counters,
+            &mut prepared.counters,
+        )?;
     }
     Ok(prepared)
 }

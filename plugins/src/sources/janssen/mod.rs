@@ -71,6 +71,9 @@ pub struct JanssenStatEntries {
     /// out again (storing them again would change nothing but the data version).
     seen: HashMap<String, u64>,
     ready: Vec<Item>,
+    /// Why the last read failed, until one succeeds (the pipeline's scans between two reads
+    /// must still see it).
+    problem: Option<SourceProblem>,
 }
 
 impl std::fmt::Debug for JanssenStatEntries {
@@ -93,6 +96,7 @@ impl JanssenStatEntries {
             last_read: None,
             seen: HashMap::new(),
             ready: Vec::new(),
+            problem: None,
         }
     }
 
@@ -165,19 +169,16 @@ impl Source for JanssenStatEntries {
     }
 
     /// Reads the table when the poll interval has passed since the last read (the pipeline
-    /// also scans on other occasions).
+    /// also scans on other occasions); until a read succeeds, the last failure stands.
     fn poll(&mut self) -> Vec<SourceProblem> {
-        if self
+        let due = self
             .last_read
-            .is_some_and(|at| at.elapsed() < self.poll_interval)
-        {
-            return Vec::new();
+            .is_none_or(|at| at.elapsed() >= self.poll_interval);
+        if due {
+            self.last_read = Some(Instant::now());
+            self.problem = self.read_table().err();
         }
-        self.last_read = Some(Instant::now());
-        match self.read_table() {
-            Ok(()) => Vec::new(),
-            Err(problem) => vec![problem],
-        }
+        self.problem.iter().cloned().collect()
     }
 
     fn read(
@@ -220,6 +221,35 @@ impl Source for JanssenStatEntries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database that cannot be reached is a problem of every poll until a read succeeds,
+    /// also of the polls between two reads; the password is never in it.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_failed_read_stands_until_the_next_one() {
+        // Port 1 on loopback: refused at once.
+        let config = JanssenStatEntriesConfig {
+            url: "postgres://reader:s3cret@127.0.0.1:1/jans".into(),
+            table: "jansStatEntry".into(),
+            months: StatMonths::Recent,
+            poll_interval_ms: 3_600_000,
+        };
+        let mut source = JanssenStatEntries::new("janssen".into(), &config);
+        let first = source.poll();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].reason, "unavailable");
+        assert!(!first[0].to_string().contains("s3cret"), "{}", first[0]);
+        assert!(
+            first[0].to_string().contains("jansStatEntry"),
+            "{}",
+            first[0]
+        );
+        assert_eq!(source.poll(), first, "not read again within the interval");
+        assert_eq!(source.status().open, 0);
+        let mut events = 0;
+        assert_eq!(source.read(1 << 20, &mut |_| events += 1).0, 0);
+        assert_eq!(events, 0);
+    }
 
     #[test]
     fn recent_months_are_this_one_and_the_one_before() {

@@ -1,7 +1,7 @@
 //! `janssen_stat_entries` on a real PostgreSQL and a real MariaDB: Janssen's table made by its
 //! own DDL, rows written the way Janssen writes them (Base64 java-hll of `String.hashCode`s,
 //! token JSON), read through a read-only user with the GRANTs of docs/janssen.md. The agent's
-//! stat API, `/metrics` and `authstat query` show Janssen's figures merged with its own; a row
+//! stat API, `/metrics`, OTLP and `authstat query` show Janssen's figures merged with its own; a row
 //! overwritten with larger values replaces, never adds; a legacy row without `jansData`, a row
 //! whose `dat` does not decode and a `jansLockStatEntry` table (ignored) are there too; `authstat
 //! import janssen` brings the older months, twice with the same result.
@@ -235,7 +235,11 @@ async fn janssen_rows_are_merged(kind: Kind, java_hash: bool) {
     } else {
         "murmur3"
     };
-    let mut fixture = Fixture::new("");
+    // OTLP to a receiver built from the official protobuf definitions, with the cluster's MAU.
+    let (otlp, otlp_addr) = crate::otlp::http_receiver().await;
+    let mut fixture = Fixture::new(&format!(
+        "export:\n  otlp:\n    endpoint: http://{otlp_addr}/v1/metrics\n    interval_secs: 1\n    cluster_users: true\n"
+    ));
     let config = std::fs::read_to_string(fixture.config_path())
         .unwrap()
         .replace("hash: murmur3", &format!("hash: {hash}"))
@@ -350,6 +354,32 @@ async fn janssen_rows_are_merged(kind: Kind, java_hash: bool) {
     ] {
         assert!(metrics.contains(&line), "{line} not in\n{metrics}");
     }
+    // OTLP carries the same figures, and the cluster's MAU merged as the stat API's.
+    let month_attr = format!("month={now}");
+    let pushed = move |metric: &str, attrs: &str| -> Option<i64> {
+        let received = otlp.received.lock().unwrap();
+        received.iter().rev().find_map(|r| {
+            crate::otlp::flatten(r)
+                .1
+                .get(&(metric.to_owned(), attrs.to_owned()))
+                .map(|(v, _)| *v)
+        })
+    };
+    let tokens_attrs =
+        format!("{month_attr},grant_type=authorization_code,token_type=access_token");
+    let expected = expected_users(80) as i64;
+    tokio::task::spawn_blocking(move || {
+        wait_until("an export of the overwritten row", || {
+            pushed("authstat.janssen_tokens_issued", &tokens_attrs) == Some(20)
+                && pushed("authstat.cluster_monthly_active_users", &month_attr) == Some(expected)
+        });
+        assert_eq!(
+            pushed("authstat.janssen_monthly_active_users", &month_attr),
+            Some(80)
+        );
+    })
+    .await
+    .unwrap();
     agent.shutdown().await;
 
     // `authstat query` reads the same merged figures; then the history is imported, twice.

@@ -20,10 +20,10 @@ use prost::Message;
 
 use crate::support::*;
 
-type Received = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
+pub(crate) type Received = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
 
 /// (metric, attributes) → (value, monotonic for sums).
-type Points = BTreeMap<(String, String), (i64, Option<bool>)>;
+pub(crate) type Points = BTreeMap<(String, String), (i64, Option<bool>)>;
 
 /// A gRPC collector that answers UNAVAILABLE while `down` is set.
 #[derive(Clone, Default)]
@@ -72,12 +72,12 @@ fn refusing() -> (tokio::net::TcpSocket, SocketAddr) {
 
 /// An HTTP/protobuf receiver at `/v1/metrics`: requests (gunzipped) and their headers.
 #[derive(Clone, Default)]
-struct HttpReceiver {
-    received: Received,
+pub(crate) struct HttpReceiver {
+    pub(crate) received: Received,
     headers: Arc<Mutex<Vec<axum::http::HeaderMap>>>,
 }
 
-async fn http_receiver() -> (HttpReceiver, SocketAddr) {
+pub(crate) async fn http_receiver() -> (HttpReceiver, SocketAddr) {
     let receiver = HttpReceiver::default();
     let sink = receiver.clone();
     let app = axum::Router::new().route(
@@ -124,7 +124,7 @@ fn text(v: &KeyValue) -> String {
 }
 
 /// (metric, attributes) → (value, monotonic sum?) of the newest request, and its resource.
-fn flatten(request: &ExportMetricsServiceRequest) -> (BTreeMap<String, String>, Points) {
+pub(crate) fn flatten(request: &ExportMetricsServiceRequest) -> (BTreeMap<String, String>, Points) {
     let mut resource = BTreeMap::new();
     let mut points = BTreeMap::new();
     for rm in &request.resource_metrics {

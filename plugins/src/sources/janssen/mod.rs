@@ -114,6 +114,10 @@ impl JanssenStatEntries {
                 reason: "unavailable",
                 message,
             })?;
+        // Rows no longer read (months that left the window) are forgotten.
+        let read: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.doc_id.as_str()).collect();
+        self.seen.retain(|doc_id, _| read.contains(doc_id.as_str()));
         for row in rows {
             let digest = digest(&row);
             if self.seen.get(&row.doc_id) == Some(&digest) {

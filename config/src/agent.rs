@@ -134,6 +134,9 @@ pub struct DeriveConfig {
     /// Actions whose successful records make their `username` an active user.
     #[serde(default = "default_active_user_actions")]
     pub active_user_actions: Vec<String>,
+    /// Keycloak events of these realms only (by name or id); empty (the default): every realm.
+    #[serde(default)]
+    pub keycloak_realms: Vec<String>,
 }
 
 impl Default for DeriveConfig {
@@ -141,6 +144,7 @@ impl Default for DeriveConfig {
         Self {
             failed_authentication: FailedAuthRule::default(),
             active_user_actions: default_active_user_actions(),
+            keycloak_realms: Vec::new(),
         }
     }
 }

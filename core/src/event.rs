@@ -204,6 +204,53 @@ impl TokenEvent<'_> {
     }
 }
 
+/// One Keycloak event (a line of the `org.keycloak.events` logger): `type=LOGIN_ERROR,
+/// realmId=…, clientId=…, userId=…, ipAddress=…, error=…, <details>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeycloakEvent<'a> {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The event type without its `_ERROR` suffix (`LOGIN` for `LOGIN` and `LOGIN_ERROR`).
+    pub kind: Text<'a>,
+    /// False for an `…_ERROR` event.
+    pub success: bool,
+    /// `realmName` if logged (newer Keycloak), else `realmId`.
+    pub realm: Option<Text<'a>>,
+    /// `realmId`, when `realm` is the name.
+    pub realm_id: Option<Text<'a>>,
+    /// `clientId` (absent or `null`: `None`).
+    pub client_id: Option<Text<'a>>,
+    /// `userId` (absent or `null`: `None`).
+    pub user_id: Option<Text<'a>>,
+    /// `ipAddress`.
+    pub ip: Option<Text<'a>>,
+    /// For an event that issued tokens: its grant type (the `grant_type` detail, or what the
+    /// event type implies: `CODE_TO_TOKEN` → `authorization_code`, …).
+    pub grant_type: Option<Text<'a>>,
+}
+
+impl KeycloakEvent<'_> {
+    /// The event's month (UTC).
+    pub fn month(&self) -> Result<Month, Error> {
+        Month::from_epoch_millis(self.timestamp)
+    }
+
+    /// The same event, owning its text.
+    pub fn into_owned(self) -> KeycloakEvent<'static> {
+        KeycloakEvent {
+            timestamp: self.timestamp,
+            kind: Cow::Owned(self.kind.into_owned()),
+            success: self.success,
+            realm: owned(self.realm),
+            realm_id: owned(self.realm_id),
+            client_id: owned(self.client_id),
+            user_id: owned(self.user_id),
+            ip: owned(self.ip),
+            grant_type: owned(self.grant_type),
+        }
+    }
+}
+
 /// Anything a parser produces, borrowing from the record it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -211,6 +258,8 @@ pub enum Event<'a> {
     Audit(AuditEvent<'a>),
     /// An issued token.
     Token(TokenEvent<'a>),
+    /// A Keycloak event.
+    Keycloak(KeycloakEvent<'a>),
 }
 
 impl Event<'_> {
@@ -219,6 +268,7 @@ impl Event<'_> {
         match self {
             Event::Audit(e) => e.timestamp,
             Event::Token(e) => e.timestamp,
+            Event::Keycloak(e) => e.timestamp,
         }
     }
 
@@ -227,6 +277,7 @@ impl Event<'_> {
         match self {
             Event::Audit(e) => e.month(),
             Event::Token(e) => e.month(),
+            Event::Keycloak(e) => e.month(),
         }
     }
 
@@ -235,6 +286,7 @@ impl Event<'_> {
         match self {
             Event::Audit(e) => Event::Audit(e.into_owned()),
             Event::Token(e) => Event::Token(e.into_owned()),
+            Event::Keycloak(e) => Event::Keycloak(e.into_owned()),
         }
     }
 }

@@ -13,6 +13,7 @@ mod fold;
 mod ingest;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod janssen;
+mod keycloak;
 mod metrics;
 mod otlp;
 mod outage;

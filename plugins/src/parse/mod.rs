@@ -1,12 +1,15 @@
-//! The record formats: [`JanssenAuditParser`] and [`TokenEventsParser`].
+//! The record formats: [`JanssenAuditParser`], [`TokenEventsParser`] and
+//! [`KeycloakEventsParser`].
 
 mod fast;
 mod janssen;
+mod keycloak;
 mod token;
 
 use authstat_core::ingest::{ParseError, ParseErrorKind};
 
 pub use janssen::JanssenAuditParser;
+pub use keycloak::KeycloakEventsParser;
 pub use token::TokenEventsParser;
 
 use crate::registry::Format;
@@ -23,6 +26,11 @@ pub(crate) fn formats() -> Vec<Format> {
             name: "token_events",
             about: "JSON lines, one issued token each (docs/token-events.md)",
             parser: || Box::new(TokenEventsParser),
+        },
+        Format {
+            name: "keycloak_events",
+            about: "Keycloak's event log (org.keycloak.events; plain or JSON logging; docs/keycloak.md)",
+            parser: || Box::new(KeycloakEventsParser),
         },
     ]
 }
@@ -58,10 +66,7 @@ fn require_utf8(bytes: &[u8]) -> Result<&str, ParseError> {
 /// An event's timestamp must fall in a month authstat can store.
 fn require_month(event: &authstat_core::event::Event<'_>) -> Result<(), ParseError> {
     event.month().map(|_| ()).map_err(|_| {
-        let timestamp = match event {
-            authstat_core::event::Event::Audit(e) => e.timestamp,
-            authstat_core::event::Event::Token(e) => e.timestamp,
-        };
+        let timestamp = event.timestamp();
         error(
             ParseErrorKind::BadTimestamp,
             format!("timestamp {timestamp} is outside the years 0000-9999"),

@@ -9,7 +9,7 @@ use authstat_core::hll::HllParams;
 use authstat_core::ingest::Deriver;
 use authstat_core::stats::MonthlyAggregate;
 use authstat_plugins::derive::RulesDeriver;
-use authstat_plugins::parse::{JanssenAuditParser, TokenEventsParser};
+use authstat_plugins::parse::{JanssenAuditParser, KeycloakEventsParser, TokenEventsParser};
 
 use crate::parse::{frame_all, sample_log};
 
@@ -116,4 +116,123 @@ fn active_user_actions_are_configurable() {
             .monthly_active_users(),
         1
     );
+}
+
+/// The Keycloak samples (plain, both generations, with stack traces, admin events and other
+/// loggers' `type=` text; and JSON logging) through the parser and the rules.
+fn keycloak(config: &DeriveConfig) -> (MonthlyAggregate, usize) {
+    let deriver = RulesDeriver::new(config, HashAlgorithm::Murmur3);
+    let mut agg = MonthlyAggregate::new(HllParams::janssen());
+    let mut malformed = 0;
+    for file in ["keycloak.log", "keycloak.json.log"] {
+        let bytes = std::fs::read(format!(
+            "{}/../examples/logs/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let (records, framed) = frame_all(&KeycloakEventsParser, &bytes);
+        assert_eq!(framed, bytes.len(), "{file}: every line framed");
+        for record in records {
+            match record {
+                Ok(event) => deriver.derive(&event, &mut agg).unwrap(),
+                Err(_) => malformed += 1,
+            }
+        }
+    }
+    (agg, malformed)
+}
+
+fn count(stats: &authstat_core::MonthStats, key: CounterKey) -> u64 {
+    stats.counters.get(&key)
+}
+
+fn kc(action: &str, success: bool) -> CounterKey {
+    CounterKey::Audit {
+        action: AuditAction::parse(action),
+        outcome: Outcome::from(success),
+    }
+}
+
+fn access(grant: &str) -> CounterKey {
+    CounterKey::Token {
+        grant_type: grant.into(),
+        token_type: "access_token".into(),
+    }
+}
+
+#[test]
+fn keycloak_events_give_the_expected_statistics() {
+    let (agg, malformed) = keycloak(&DeriveConfig::default());
+    assert_eq!(malformed, 1, "the unterminated event line");
+    let jan = agg.get(m("202401")).unwrap();
+    assert_eq!(count(jan, kc("LOGIN", true)), 1);
+    assert_eq!(jan.monthly_active_users(), 1);
+    let feb = agg.get(m("202402")).unwrap();
+    // LOGIN: bob, carol, dave (older form), erin (JSON); LOGIN_ERROR: nobody, bob, mallory.
+    assert_eq!(count(feb, kc("LOGIN", true)), 4);
+    assert_eq!(count(feb, kc("LOGIN", false)), 3);
+    // Failures without a user do not count as authentications (with_username).
+    assert_eq!(count(feb, CounterKey::Authentication(Outcome::Success)), 4);
+    assert_eq!(count(feb, CounterKey::Authentication(Outcome::Failure)), 1);
+    assert_eq!(count(feb, kc("CODE_TO_TOKEN", true)), 2);
+    assert_eq!(count(feb, kc("CLIENT_LOGIN", true)), 1);
+    assert_eq!(count(feb, kc("REFRESH_TOKEN", true)), 1);
+    assert_eq!(count(feb, access("authorization_code")), 2);
+    assert_eq!(count(feb, access("client_credentials")), 1);
+    assert_eq!(
+        count(feb, access("refresh_token")),
+        1,
+        "implied by the type"
+    );
+    assert_eq!(feb.counters.tokens.iter().count(), 3);
+    // u-2, u-3, u-4, u-5; not the service account of CLIENT_LOGIN, not the admin event's user.
+    assert_eq!(feb.monthly_active_users(), 4);
+    let actions: Vec<String> = feb
+        .counters
+        .iter()
+        .filter_map(|(k, _)| match k {
+            CounterKey::Audit { action, .. } => Some(action.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.contains("operationType") || a == "CREATE"),
+        "{actions:?}"
+    );
+
+    // `all`: every LOGIN_ERROR is a failed authentication.
+    let all = DeriveConfig {
+        failed_authentication: FailedAuthRule::All,
+        ..DeriveConfig::default()
+    };
+    let (agg, _) = keycloak(&all);
+    let feb = agg.get(m("202402")).unwrap();
+    assert_eq!(count(feb, CounterKey::Authentication(Outcome::Failure)), 3);
+}
+
+#[test]
+fn keycloak_realms_filter_by_name_or_id() {
+    // By name: the older-form line names only the realm's id, so it is left out too.
+    let by_name = DeriveConfig {
+        keycloak_realms: vec!["acme".into()],
+        ..DeriveConfig::default()
+    };
+    let (agg, _) = keycloak(&by_name);
+    let feb = agg.get(m("202402")).unwrap();
+    assert_eq!(count(feb, kc("LOGIN", true)), 2, "bob and erin");
+    assert_eq!(feb.monthly_active_users(), 2);
+    let by_both = DeriveConfig {
+        keycloak_realms: vec!["acme".into(), "0b1c2d3e-acme".into()],
+        ..DeriveConfig::default()
+    };
+    let (agg, _) = keycloak(&by_both);
+    let feb = agg.get(m("202402")).unwrap();
+    assert_eq!(
+        count(feb, kc("LOGIN", true)),
+        3,
+        "bob, dave and erin; not carol"
+    );
+    assert_eq!(feb.monthly_active_users(), 3);
 }

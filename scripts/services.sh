@@ -2,9 +2,11 @@
 # Throwaway database servers for authstat's test suite. Sourced by scripts/test.
 #
 #   start_services   install what is missing, start PostgreSQL 15 (with the hll extension),
-#                    MariaDB and the MongoDB-protocol test server on free loopback ports, and
-#                    export AUTHSTAT_TEST_POSTGRES_URL, AUTHSTAT_TEST_MYSQL_URL and
-#                    AUTHSTAT_TEST_MONGODB_URI
+#                    MariaDB, the MongoDB-protocol test server and ActiveMQ (STOMP) on free
+#                    loopback ports, and export AUTHSTAT_TEST_POSTGRES_URL,
+#                    AUTHSTAT_TEST_MYSQL_URL, AUTHSTAT_TEST_MONGODB_URI,
+#                    AUTHSTAT_TEST_STOMP_ADDR and AUTHSTAT_TEST_ACTIVEMQ_DIR (its start.sh and
+#                    stop.sh restart the broker)
 #   stop_services    stop them and delete their data (scripts/test runs it on exit)
 #
 # Everything lives in one temporary directory. A server that cannot be started stops the run
@@ -154,6 +156,56 @@ stop_mongodb() {
     return 0
 }
 
+start_activemq() {
+    # Debian's ActiveMQ 5.17, run by hand: its launcher forces a 512 MB heap, and its default
+    # instance has OpenWire only. This one listens on free loopback ports with a STOMP connector
+    # and wants a login (authstat / authstat-test), as production brokers should.
+    need_packages activemq
+    local dir="$AUTHSTAT_SERVICES_DIR/activemq" openwire stomp
+    openwire=$(free_port)
+    stomp=$(free_port)
+    mkdir -p "$dir/conf" "$dir/data" "$dir/tmp"
+    cp /etc/activemq/instances-available/main/log4j2.properties "$dir/conf/"
+    sed -e "s|<transportConnector name=\"openwire\" uri=\"tcp://127.0.0.1:61616\"/>|<transportConnector name=\"openwire\" uri=\"tcp://127.0.0.1:$openwire\"/><transportConnector name=\"stomp\" uri=\"stomp://127.0.0.1:$stomp\"/>|" \
+        -e "s|</transportConnectors>|</transportConnectors><plugins><simpleAuthenticationPlugin><users><authenticationUser username=\"authstat\" password=\"authstat-test\" groups=\"users,admins\"/></users></simpleAuthenticationPlugin></plugins>|" \
+        /etc/activemq/instances-available/main/activemq.xml >"$dir/conf/activemq.xml"
+    grep -q "stomp://127.0.0.1:$stomp" "$dir/conf/activemq.xml" ||
+        services_fail "ActiveMQ: the STOMP connector could not be added to activemq.xml"
+    cat >"$dir/start.sh" <<EOS
+#!/bin/sh
+cd '$dir' && java -Xms64M -Xmx256M -Dactivemq.home=/usr/share/activemq -Dactivemq.base='$dir' \\
+    -Dactivemq.conf='$dir/conf' -Dactivemq.data='$dir/data' -Djava.io.tmpdir='$dir/tmp' \\
+    -jar /usr/share/activemq/bin/activemq.jar start 'xbean:file:$dir/conf/activemq.xml' \\
+    >>'$dir/broker.log' 2>&1 &
+echo \$! >'$dir/pid'
+for i in \$(seq 1 300); do
+    python3 -c 'import socket; socket.create_connection(("127.0.0.1", $stomp), 1).close()' 2>/dev/null && exit 0
+    sleep 0.2
+done
+echo "ActiveMQ did not listen on $stomp within 60 s" >&2
+exit 1
+EOS
+    cat >"$dir/stop.sh" <<EOS
+#!/bin/sh
+pid=\$(cat '$dir/pid' 2>/dev/null) || exit 0
+kill "\$pid" 2>/dev/null || exit 0
+for i in \$(seq 1 300); do kill -0 "\$pid" 2>/dev/null || exit 0; sleep 0.1; done
+kill -9 "\$pid" 2>/dev/null
+exit 0
+EOS
+    chmod +x "$dir/start.sh" "$dir/stop.sh"
+    "$dir/start.sh" || services_fail "ActiveMQ did not start: $(tail -5 "$dir/broker.log")"
+    export AUTHSTAT_TEST_STOMP_ADDR="127.0.0.1:$stomp"
+    export AUTHSTAT_TEST_ACTIVEMQ_DIR="$dir"
+    echo "scripts/test: ActiveMQ (STOMP) on 127.0.0.1:$stomp" >&2
+}
+
+stop_activemq() {
+    local dir="$AUTHSTAT_SERVICES_DIR/activemq"
+    [ -x "$dir/stop.sh" ] && "$dir/stop.sh"
+    return 0
+}
+
 start_services() {
     AUTHSTAT_SERVICES_DIR=$(mktemp -d -t authstat-services.XXXXXX)
     chmod 755 "$AUTHSTAT_SERVICES_DIR"
@@ -164,10 +216,12 @@ start_services() {
     start_postgres
     start_mariadb
     start_mongodb
+    start_activemq
 }
 
 stop_services() {
     [ -n "$AUTHSTAT_SERVICES_DIR" ] || return 0
+    stop_activemq
     stop_mongodb
     stop_mariadb
     stop_postgres

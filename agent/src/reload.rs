@@ -95,6 +95,8 @@ mod tests {
             ("OTLP_KEY".to_string(), "k".to_string()),
             ("INTROSPECTION_SECRET".to_string(), "s".to_string()),
             ("JANS_STAT_PASSWORD".to_string(), "p".to_string()),
+            ("ACTIVEMQ_USER".to_string(), "u".to_string()),
+            ("ACTIVEMQ_PASSWORD".to_string(), "p".to_string()),
         ]
         .into();
         authstat_config::parse(&doc[start..end], "docs/config.md", &env)

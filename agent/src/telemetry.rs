@@ -154,6 +154,15 @@ family!(
     "Silent nodes whose rows this agent folded into the folded row."
 );
 family!(
+    SOURCE_INPUTS,
+    "authstat_source_inputs",
+    Gauge,
+    "{input}",
+    true,
+    ["source"],
+    "Inputs open now per source: files followed, or 1 while a queue source (activemq) is connected and 0 while it is not."
+);
+family!(
     JANSSEN_USERS,
     "authstat_janssen_monthly_active_users",
     Gauge,
@@ -429,6 +438,17 @@ impl Telemetry {
             (&RECORDS_SKIPPED, labelled(skipped)),
             (&READ_BYTES, one(load(&p.reading.bytes))),
             (&FILES_WATCHED, one(load(&p.reading.files))),
+            (
+                &SOURCE_INPUTS,
+                labelled(
+                    p.reading
+                        .open_by_source
+                        .lock()
+                        .expect("lock")
+                        .iter()
+                        .map(|(s, n)| ([s.clone()], *n)),
+                ),
+            ),
             (&LAG, one(load(&p.reading.lag_bytes))),
             (
                 &FLUSH_DURATION,

@@ -45,8 +45,8 @@ pub use env::{Env, ProcessEnv};
 pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
 pub use load::{ConfigError, load, parse};
 pub use source::{
-    BACKFILL_SOURCE, FileSourceConfig, JANSSEN_STAT_ENTRIES, JanssenStatEntriesConfig,
-    SourceConfig, SourceKind, StartAt, StatMonths,
+    ACTIVEMQ, ActivemqConfig, BACKFILL_SOURCE, FileSourceConfig, JANSSEN_STAT_ENTRIES,
+    JanssenStatEntriesConfig, SourceConfig, SourceKind, StartAt, StatMonths,
 };
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub enum SourceKind {
     File(FileSourceConfig),
     /// `type: janssen_stat_entries`: Janssen's own statistics rows, read from its database.
     JanssenStatEntries(JanssenStatEntriesConfig),
+    /// `type: activemq`: a queue of an ActiveMQ broker, over STOMP.
+    Activemq(ActivemqConfig),
     /// A kind registered by a plugin outside authstat's own crates, with its options as written.
     Other {
         /// The `type`.
@@ -50,6 +52,7 @@ impl SourceKind {
         match self {
             SourceKind::File(_) => "file",
             SourceKind::JanssenStatEntries(_) => JANSSEN_STAT_ENTRIES,
+            SourceKind::Activemq(_) => ACTIVEMQ,
             SourceKind::Other { kind, .. } => kind,
         }
     }
@@ -88,6 +91,30 @@ pub struct JanssenStatEntriesConfig {
     pub months: StatMonths,
     /// How often the table is read, in milliseconds (Janssen rewrites its rows every
     /// `statTimerIntervalInSeconds`, 15 minutes by default).
+    pub poll_interval_ms: u64,
+}
+
+/// The `type` of [`SourceKind::Activemq`].
+pub const ACTIVEMQ: &str = "activemq";
+
+/// `type: activemq`: the records Janssen sends to its audit queue (`jmsBrokerURISet`), consumed
+/// over STOMP; each message is acknowledged only once what it counted is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivemqConfig {
+    /// The brokers' STOMP endpoints, `host:port` or `stomp://host:port`, tried in turn
+    /// (failover).
+    pub brokers: Vec<String>,
+    /// The queue (Janssen's is `oauth2.audit.logging`).
+    pub queue: String,
+    /// The login, if the broker wants one (`${VAR}` takes it from the environment).
+    pub username: Option<String>,
+    /// The passcode (`${VAR}`); never logged.
+    pub password: Option<String>,
+    /// Messages the broker sends before they are acknowledged. Acknowledgements follow each
+    /// flush, so at most this many messages are read per flush interval.
+    pub prefetch: u32,
+    /// How often a lost connection is tried again at most (it backs off to 30 s), and the
+    /// pace of the source's checks, in milliseconds.
     pub poll_interval_ms: u64,
 }
 
@@ -144,6 +171,16 @@ struct RawSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     months: Option<StatMonths>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    brokers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefetch: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     options: Option<serde_yaml::Value>,
 }
 
@@ -169,6 +206,21 @@ impl TryFrom<RawSource> for SourceConfig {
         if raw.kind == JANSSEN_STAT_ENTRIES {
             return janssen_stat_entries(raw);
         }
+        let activemq_options = [
+            ("brokers", raw.brokers.is_some()),
+            ("queue", raw.queue.is_some()),
+            ("username", raw.username.is_some()),
+            ("password", raw.password.is_some()),
+            ("prefetch", raw.prefetch.is_some()),
+        ];
+        if raw.kind != ACTIVEMQ
+            && let Some((option, _)) = activemq_options.iter().find(|(_, set)| *set)
+        {
+            return Err(format!(
+                "`{option}` is an option of source type {ACTIVEMQ}, not of type {}",
+                raw.kind
+            ));
+        }
         let janssen_options = [
             ("url", raw.url.is_some()),
             ("table", raw.table.is_some()),
@@ -190,7 +242,45 @@ impl TryFrom<RawSource> for SourceConfig {
             ("max_record_bytes", raw.max_record_bytes.is_some()),
             ("poll_interval_ms", raw.poll_interval_ms.is_some()),
         ];
-        let kind = if raw.kind == "file" {
+        let kind = if raw.kind == ACTIVEMQ {
+            if let Some((option, _)) = file_options[..3].iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "`{option}` is an option of source type file, not of type {ACTIVEMQ}"
+                ));
+            }
+            let brokers: Vec<String> = raw
+                .brokers
+                .filter(|b| !b.is_empty())
+                .ok_or("source type activemq needs `brokers` (at least one host:port)")?
+                .into_iter()
+                .map(|b| {
+                    b.strip_prefix("stomp://")
+                        .unwrap_or(&b)
+                        .trim_end_matches('/')
+                        .to_owned()
+                })
+                .collect();
+            if let Some(bad) = brokers.iter().find(|b| {
+                b.rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            }) {
+                return Err(format!(
+                    "`brokers`: '{bad}' is not host:port (or stomp://host:port)"
+                ));
+            }
+            SourceKind::Activemq(ActivemqConfig {
+                brokers,
+                queue: raw.queue.unwrap_or_else(|| "oauth2.audit.logging".into()),
+                username: raw.username.filter(|u| !u.is_empty()),
+                password: raw.password,
+                prefetch: match raw.prefetch {
+                    Some(0) => return Err("`prefetch` must be greater than 0".into()),
+                    Some(n) => n,
+                    None => 5000,
+                },
+                poll_interval_ms: positive(raw.poll_interval_ms, "poll_interval_ms", 1000)?,
+            })
+        } else if raw.kind == "file" {
             if raw.options.is_some() {
                 return Err(
                     "`options` is for source types of plugins; the options of type file are \
@@ -232,6 +322,11 @@ impl TryFrom<RawSource> for SourceConfig {
 fn janssen_stat_entries(raw: RawSource) -> Result<SourceConfig, String> {
     let not_ours = [
         ("format", raw.format.is_some()),
+        ("brokers", raw.brokers.is_some()),
+        ("queue", raw.queue.is_some()),
+        ("username", raw.username.is_some()),
+        ("password", raw.password.is_some()),
+        ("prefetch", raw.prefetch.is_some()),
         ("paths", raw.paths.is_some()),
         ("start_at", raw.start_at.is_some()),
         ("max_record_bytes", raw.max_record_bytes.is_some()),
@@ -292,6 +387,11 @@ impl From<SourceConfig> for RawSource {
             url: None,
             table: None,
             months: None,
+            brokers: None,
+            queue: None,
+            username: None,
+            password: None,
+            prefetch: None,
             options: None,
         };
         match s.kind {
@@ -307,6 +407,14 @@ impl From<SourceConfig> for RawSource {
                 raw.table = Some(j.table);
                 raw.months = Some(j.months);
                 raw.poll_interval_ms = Some(j.poll_interval_ms);
+            }
+            SourceKind::Activemq(a) => {
+                raw.brokers = Some(a.brokers);
+                raw.queue = Some(a.queue);
+                raw.username = a.username;
+                raw.password = a.password;
+                raw.prefetch = Some(a.prefetch);
+                raw.poll_interval_ms = Some(a.poll_interval_ms);
             }
             SourceKind::Other { options, .. } => raw.options = options,
         }

@@ -48,12 +48,16 @@ impl AuditRecord {
 
     /// The record's text: header, pretty-printed JSON, newline.
     pub fn text(&self) -> String {
+        format!("{}{}\n", header(&self.thread), self.body())
+    }
+
+    /// The pretty-printed JSON alone: what Janssen sends to its audit queue.
+    pub fn body(&self) -> String {
         let opt = |v: &Option<String>| v.as_ref().map_or("null".to_owned(), |s| format!("\"{s}\""));
         format!(
-            "{}{{\n  \"ip\" : \"{}\",\n  \"action\" : \"{}\",\n  \"timestamp\" : {},\n  \
+            "{{\n  \"ip\" : \"{}\",\n  \"action\" : \"{}\",\n  \"timestamp\" : {},\n  \
              \"macAddress\" : {},\n  \"clientId\" : \"{}\",\n  \"username\" : {},\n  \
-             \"scope\" : {},\n  \"success\" : {}\n}}\n",
-            header(&self.thread),
+             \"scope\" : {},\n  \"success\" : {}\n}}",
             self.ip,
             self.action,
             self.timestamp,

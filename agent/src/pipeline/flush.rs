@@ -30,6 +30,9 @@ impl Pipeline {
         let changed = positions != self.last_positions;
         let lease_due = self.last_flush.elapsed() >= self.owner.lease / 3;
         if self.agg.touched.is_empty() && !changed && !lease_due {
+            // Nothing new to store; what is stored may still wait for its acknowledgement (a
+            // queue source's messages delivered again after a restart).
+            self.acknowledge();
             return;
         }
         let months = std::mem::take(&mut self.agg.touched)
@@ -85,6 +88,10 @@ impl Pipeline {
                 self.seq = batch.seq;
                 if let Some(positions) = batch.positions {
                     self.last_positions = positions;
+                }
+                if !batch.months.is_empty() && abort_before_acknowledging() {
+                    // Test hook: the worst moment to die, stored but not acknowledged.
+                    std::process::abort();
                 }
                 self.acknowledge();
                 self.last_flush = Instant::now();
@@ -177,4 +184,12 @@ impl Pipeline {
         }
         totals.current_month = Some(current_month_users(&self.agg.hlls));
     }
+}
+
+/// Test hook (`AUTHSTAT_TEST_ABORT_BEFORE_ACK=1`): the process aborts right after a flush that
+/// stored counts, before the sources hear that it is durable (a queue source's messages are
+/// then stored but not acknowledged). For the crash tests only.
+fn abort_before_acknowledging() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os("AUTHSTAT_TEST_ABORT_BEFORE_ACK").is_some())
 }

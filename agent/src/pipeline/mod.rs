@@ -348,11 +348,18 @@ impl Pipeline {
             .reading
             .claims_waiting
             .store(waiting, Ordering::Relaxed);
-        let (open, lag) = self
+        let statuses: Vec<(String, authstat_core::source::SourceStatus)> = self
             .sources
             .iter()
-            .map(|s| s.status())
-            .fold((0, 0), |(o, l), s| (o + s.open, l + s.lag));
+            .map(|s| (s.name().to_owned(), s.status()))
+            .collect();
+        let (open, lag) = statuses
+            .iter()
+            .fold((0, 0), |(o, l), (_, s)| (o + s.open, l + s.lag));
+        *self.stats.reading.open_by_source.lock().expect("lock") = statuses
+            .into_iter()
+            .map(|(name, s)| (name, s.open))
+            .collect();
         self.stats.reading.files.store(open, Ordering::Relaxed);
         self.stats.reading.lag_bytes.store(lag, Ordering::Relaxed);
     }

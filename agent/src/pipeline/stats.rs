@@ -108,6 +108,9 @@ pub struct Reading {
     pub scans: AtomicU64,
     /// Files followed now (updated on every timer scan).
     pub files: AtomicU64,
+    /// Inputs open now, per source: files followed, or 1 while a queue source is connected
+    /// (updated on every scan).
+    pub open_by_source: Mutex<BTreeMap<String, u64>>,
     /// Bytes written to the followed files but not consumed yet (updated on every timer scan).
     pub lag_bytes: AtomicU64,
     /// Files whose claim waits for another reader (`authstat backfill`) to finish.

@@ -119,11 +119,11 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
     for (source, says) in [
         (
             "{name: a, type: file, format: syslog, paths: [x.log]}",
-            "sources[0].format: unknown format `syslog` (the formats: janssen_audit, token_events)",
+            "sources[0].format: unknown format `syslog` (the formats: janssen_audit, token_events, keycloak_events)",
         ),
         (
             "{name: a, type: kafka, format: janssen_audit}",
-            "sources[0].type: unknown source type `kafka` (the types: file, janssen_stat_entries)",
+            "sources[0].type: unknown source type `kafka` (the types: file, activemq, janssen_stat_entries)",
         ),
         (
             "{name: j, type: janssen_stat_entries, url: 'redis://u:secret@db/0'}",
@@ -136,6 +136,14 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         (
             "{name: j, type: janssen_stat_entries, url: 'postgres://db/j', table: 'x; drop'}",
             "`table` must be a plain table name",
+        ),
+        (
+            "{name: q, type: activemq, format: janssen_audit, brokers: ['mq.example.com']}",
+            "`brokers`: 'mq.example.com' is not host:port (or stomp://host:port)",
+        ),
+        (
+            "{name: q, type: activemq, format: janssen_audit}",
+            "source type activemq needs `brokers`",
         ),
         (
             "{name: j, type: file, format: janssen_audit, paths: [x.log], url: 'postgres://db/j'}",

@@ -1,5 +1,6 @@
 //! End-to-end tests of the agent: in-process on an ephemeral port, and the real binary.
 
+mod activemq;
 mod api;
 mod api_hardening;
 mod auth;

@@ -1,0 +1,248 @@
+//! `type: activemq` against a real ActiveMQ 5.17 (Debian's package, started by scripts/test with
+//! a STOMP connector and a login): Janssen-shaped messages on a queue, the real agent killed
+//! between the commit of a flush and the acknowledgement of its messages many times (a test
+//! hook aborts it there), killed with SIGKILL at random moments, the broker stopped and started
+//! mid-run, the first configured broker down (failover), a file source beside the queue: every
+//! record counted exactly once, and the queue empty at the end. A wrong password shows on
+//! `/readyz` without the password.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authstat_plugins::sources::activemq::stomp::{Connection, encode};
+use authstat_test_support::janssen::AuditRecord;
+use authstat_test_support::rng::Rng;
+
+use crate::support::*;
+
+fn broker() -> String {
+    required_env("AUTHSTAT_TEST_STOMP_ADDR", "ActiveMQ")
+}
+
+fn broker_script(name: &str) {
+    let dir = PathBuf::from(required_env("AUTHSTAT_TEST_ACTIVEMQ_DIR", "ActiveMQ"));
+    let status = std::process::Command::new(dir.join(name)).status().unwrap();
+    assert!(status.success(), "{name}");
+}
+
+fn connect() -> Connection {
+    Connection::open(
+        &broker(),
+        Some(("authstat", "authstat-test")),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
+/// 1 March 2024, plus `i` seconds.
+fn march(i: usize) -> i64 {
+    1_709_251_200_000 + i as i64 * 1000
+}
+
+/// Sends `users` Janssen-shaped records (one user each) as TextMessages.
+fn publish(queue: &str, users: std::ops::Range<usize>) {
+    let mut conn = connect();
+    for i in users {
+        let body = AuditRecord::new(
+            "USER_AUTHORIZATION",
+            march(i),
+            Some(&format!("mq-user{i}")),
+            true,
+        )
+        .body();
+        conn.send(&encode(
+            "SEND",
+            &[
+                ("destination", &format!("/queue/{queue}")),
+                ("persistent", "true"),
+            ],
+            &body,
+        ))
+        .unwrap();
+    }
+    // A receipt: everything before it was accepted.
+    conn.send(&encode("DISCONNECT", &[("receipt", "bye")], ""))
+        .unwrap();
+    while conn.receive(Duration::from_secs(5)).unwrap().is_none() {}
+}
+
+/// How many messages the queue holds (a browsing subscription: nothing is consumed).
+fn queued(queue: &str) -> usize {
+    let mut conn = connect();
+    conn.send(&encode(
+        "SUBSCRIBE",
+        &[
+            ("id", "browse"),
+            ("destination", &format!("/queue/{queue}")),
+            ("browser", "true"),
+        ],
+        "",
+    ))
+    .unwrap();
+    let mut n = 0;
+    loop {
+        let frame = conn
+            .receive(Duration::from_secs(10))
+            .unwrap()
+            .expect("the browse ends with browser:end");
+        if frame.header("browser") == Some("end") {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+fn write_config(dir: &Path, queue: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let path = dir.join("authstat.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "node_id: mq-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
+             sources:\n\
+             \x20 - name: queue\n    type: activemq\n    format: janssen_audit\n\
+             \x20   brokers: [127.0.0.1:1, stomp://{broker}]\n    queue: {queue}\n\
+             \x20   username: ${{MQ_USER}}\n    password: ${{MQ_PASSWORD}}\n\
+             \x20   prefetch: 25\n    poll_interval_ms: 100\n\
+             \x20 - name: audit\n    type: file\n    format: janssen_audit\n    paths: [logs/audit*.log]\n\
+             backend:\n  type: sqlite\n  path: data/authstat.db\n\
+             api:\n  auth:\n    type: static\n    tokens:\n\
+             \x20     - name: t\n        sha256: 4d1566a1d7df42a8517456d60ea06ed284e535cfe4c956aa6ee172dbcdf945f7\n\
+             \x20       scopes: [jans_stat]\n",
+            broker = broker()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const CREDENTIALS: [(&str, &str); 2] = [("MQ_USER", "authstat"), ("MQ_PASSWORD", "authstat-test")];
+
+fn stored(config: &Path) -> (u64, u64) {
+    let out = run_ok(
+        authstat()
+            .args(["query", "--format", "json", "--month", "202403", "--config"])
+            .arg(config)
+            .envs(CREDENTIALS),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let month = &json["months"][0];
+    (
+        month["audit"]["USER_AUTHORIZATION"]["success"]
+            .as_u64()
+            .unwrap_or(0),
+        month["monthly_active_users"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn queue_records_are_counted_once_through_crashes_and_broker_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = authstat_test_support::env::unique_name("authstat_test_audit");
+    let config = write_config(dir.path(), &queue);
+    // Janssen writes the file only when sending fails: these records are not on the queue.
+    let mut file_records = String::new();
+    for i in 0..5 {
+        file_records.push_str(
+            &AuditRecord::new(
+                "USER_AUTHORIZATION",
+                march(i),
+                Some(&format!("file-user{i}")),
+                true,
+            )
+            .text(),
+        );
+    }
+    append(&dir.path().join("logs/audit.log"), &file_records);
+    let mut published = 0;
+    publish(&queue, 0..100);
+    published += 100;
+    let mut rng = Rng(0x05ee_da11);
+    let mut aborted = 0;
+    for round in 0..8 {
+        publish(&queue, published..published + 30);
+        published += 30;
+        if round == 4 {
+            // The broker stops and starts again between two runs of the agent.
+            broker_script("stop.sh");
+            broker_script("start.sh");
+        }
+        let mut envs = CREDENTIALS.to_vec();
+        if round % 2 == 0 {
+            // Dies right after a flush is stored, before its messages are acknowledged.
+            envs.push(("AUTHSTAT_TEST_ABORT_BEFORE_ACK", "1"));
+            let mut agent = spawn_agent(&config, dir.path(), &envs);
+            let status = agent.wait_exit();
+            assert_eq!(status.signal(), Some(6), "aborted by the hook: {status:?}");
+            aborted += 1;
+        } else {
+            // SIGKILL at a random moment of its work.
+            let mut agent = spawn_agent(&config, dir.path(), &envs);
+            std::thread::sleep(Duration::from_millis(rng.below(1500)));
+            agent.signal("KILL");
+            agent.wait_exit();
+        }
+        let (counted, _) = stored(&config);
+        assert!(
+            counted <= published as u64 + 5,
+            "round {round}: {counted} counted of {published} sent"
+        );
+    }
+    assert_eq!(aborted, 4);
+    // The last agent runs to the end of the queue and stops cleanly.
+    let total = published as u64 + 5;
+    let mut agent = spawn_agent(&config, dir.path(), &CREDENTIALS);
+    let addr = agent.addr;
+    wait_until("every record stored", || {
+        let metrics = get(addr, "/metrics", None).body;
+        metrics.contains(&format!(
+            "authstat_authorizations_total{{action=\"USER_AUTHORIZATION\",outcome=\"success\"}} {total}"
+        ))
+    });
+    wait_until("the queue emptied", || queued(&queue) == 0);
+    let metrics = get(addr, "/metrics", None).body;
+    assert!(
+        metrics.contains("authstat_source_inputs{source=\"queue\"} 1"),
+        "connected: {metrics}"
+    );
+    assert_eq!(get(addr, "/readyz", None).status, 200);
+    agent.signal("TERM");
+    assert!(agent.wait_exit().success());
+    assert_eq!(
+        stored(&config),
+        (total, total),
+        "each record once, each user once"
+    );
+    assert_eq!(queued(&queue), 0);
+}
+
+#[test]
+fn a_refused_login_shows_on_readyz_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = authstat_test_support::env::unique_name("authstat_test_refused");
+    let config = write_config(dir.path(), &queue);
+    let agent = spawn_agent(
+        &config,
+        dir.path(),
+        &[("MQ_USER", "authstat"), ("MQ_PASSWORD", "not-the-password")],
+    );
+    let addr = agent.addr;
+    let mut ready = get(addr, "/readyz", None);
+    wait_until("/readyz to name the queue", || {
+        ready = get(addr, "/readyz", None);
+        ready.body.contains("source queue")
+    });
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("invalid"), "{}", ready.body);
+    assert!(!ready.body.contains("not-the-password"), "{}", ready.body);
+    let metrics = get(addr, "/metrics", None).body;
+    assert!(
+        metrics.contains("authstat_source_errors_total{source=\"queue\",reason=\"unavailable\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("authstat_source_inputs{source=\"queue\"} 0"),
+        "{metrics}"
+    );
+}

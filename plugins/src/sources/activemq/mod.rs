@@ -1,0 +1,404 @@
+//! `type: activemq`: Janssen's audit queue (`oauth2.audit.logging`) on ActiveMQ, over STOMP.
+//!
+//! Janssen configured with `jmsBrokerURISet` sends each audit record to the queue as a JMS
+//! `TextMessage` (the same JSON it would write to its audit file, which it then writes only
+//! when sending fails). This source subscribes with client-individual acknowledgement and
+//! hands each message's record to the pipeline.
+//!
+//! # Exactly once
+//! A message is acknowledged only after the flush that holds what it counted is stored: the
+//! ids of the messages counted and not yet acknowledged are this source's position, stored in
+//! the same atomic flush as the counts. [`Source::acknowledge`] then acknowledges them, each
+//! batch of acknowledgements ending with a receipt; an id leaves the position only when the
+//! broker confirmed it. After a crash between the commit and the acknowledgement the broker
+//! delivers those messages again: their ids are in the stored position, so they are recognised
+//! and acknowledged, not counted. A message counted but not stored (the agent died before its
+//! flush) was never acknowledged either: the broker delivers it again and it is counted then.
+//!
+//! # Connections
+//! The brokers are tried in turn (failover); a lost connection is tried again with a backoff
+//! from `poll_interval_ms` up to 30 s. Until connected, the source reports a problem
+//! (`/readyz`, `authstat_source_errors_total{reason="unavailable"}`); `status().open` is 1
+//! while connected.
+
+pub mod stomp;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use authstat_config::{ActivemqConfig, SourceKind as SourceKindConfig};
+use authstat_core::ingest::Parser;
+use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
+use authstat_core::store::SourcePosition;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{BuildError, SourceSpec};
+use stomp::{Connection, encode};
+
+/// Connecting and logging in may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest pause between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Ids stored longer than this are forgotten: a message the broker has not delivered again by
+/// then was acknowledged (its receipt was lost with a crash).
+const FORGET_AFTER_MS: i64 = 7 * 86_400_000;
+/// How long one read waits for the first frame (the pipeline calls often).
+const READ_WAIT: Duration = Duration::from_millis(5);
+
+/// Builds an `activemq` source.
+pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
+    let SourceKindConfig::Activemq(config) = &spec.config.kind else {
+        return Err(BuildError::Option {
+            key: spec.key,
+            message: "type activemq takes brokers, queue, username, password, prefetch".into(),
+        });
+    };
+    let parser = spec.parser.ok_or_else(|| BuildError::Option {
+        key: format!("{}.format", spec.key),
+        message: "type activemq needs the format of its messages (janssen_audit)".into(),
+    })?;
+    let mut source = Activemq::new(spec.config.name.clone(), config, parser);
+    let key = source.position_key();
+    if let Some(stored) = spec
+        .positions
+        .iter()
+        .find(|p| p.source == spec.config.name && p.key == key)
+    {
+        let stored: Stored =
+            serde_json::from_str(&stored.data).map_err(|e| BuildError::Option {
+                key: spec.key.clone(),
+                message: format!("its stored position does not decode: {e}"),
+            })?;
+        let now = now_ms();
+        for (id, at_ms) in stored.counted {
+            if now - at_ms < FORGET_AFTER_MS {
+                source.counted.insert(id, Counted { at_ms, ack: None });
+            }
+        }
+    }
+    Ok(Box::new(source))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The stored position: the ids of messages counted and not yet acknowledged, with when.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stored {
+    counted: Vec<(String, i64)>,
+}
+
+/// A message whose record was counted and whose acknowledgement is not confirmed.
+#[derive(Debug, Clone)]
+struct Counted {
+    at_ms: i64,
+    /// The connection (its number) and the ack id it was delivered with last, if delivered on
+    /// the current connection.
+    ack: Option<(u64, String)>,
+}
+
+/// The source (see the module docs).
+pub struct Activemq {
+    name: String,
+    config: ActivemqConfig,
+    parser: Box<dyn Parser>,
+    conn: Option<Connection>,
+    /// Connections made so far (ack ids are valid on their own connection only).
+    generation: u64,
+    next_broker: usize,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    problem: Option<SourceProblem>,
+    counted: BTreeMap<String, Counted>,
+    /// Acknowledgements sent, by the receipt that confirms them.
+    acking: HashMap<String, Vec<String>>,
+    receipts: u64,
+    /// Messages received (the origin offset of logs).
+    received: u64,
+}
+
+impl std::fmt::Debug for Activemq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activemq")
+            .field("name", &self.name)
+            .field("brokers", &self.config.brokers)
+            .field("queue", &self.config.queue)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Activemq {
+    fn new(name: String, config: &ActivemqConfig, parser: Box<dyn Parser>) -> Self {
+        Self {
+            name,
+            config: config.clone(),
+            parser,
+            conn: None,
+            generation: 0,
+            next_broker: 0,
+            retry_at: None,
+            backoff: Duration::from_millis(config.poll_interval_ms),
+            problem: None,
+            counted: BTreeMap::new(),
+            acking: HashMap::new(),
+            receipts: 0,
+            received: 0,
+        }
+    }
+
+    fn position_key(&self) -> String {
+        let key = format!("queue:{}", self.config.queue);
+        key.chars().take(255).collect()
+    }
+
+    fn place(&self) -> String {
+        format!(
+            "queue {} on {}",
+            self.config.queue,
+            self.config.brokers.join(", ")
+        )
+    }
+
+    /// Drops the connection after `why`; the next attempt goes to the next broker.
+    fn lost(&mut self, why: String) {
+        self.conn = None;
+        self.acking.clear();
+        for counted in self.counted.values_mut() {
+            counted.ack = None;
+        }
+        self.problem = Some(SourceProblem {
+            place: self.place(),
+            reason: "unavailable",
+            message: why,
+        });
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Connects to the next broker if it is time to.
+    fn connect(&mut self) {
+        if self.conn.is_some() || self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let n = self.config.brokers.len();
+        let mut errors = Vec::new();
+        for _ in 0..n {
+            let broker = self.config.brokers[self.next_broker % n].clone();
+            self.next_broker = (self.next_broker + 1) % n;
+            let login = self
+                .config
+                .username
+                .as_deref()
+                .map(|u| (u, self.config.password.as_deref().unwrap_or("")));
+            let subscribed = Connection::open(&broker, login, CONNECT_TIMEOUT).and_then(|mut c| {
+                let prefetch = self.config.prefetch.to_string();
+                c.send(&encode(
+                    "SUBSCRIBE",
+                    &[
+                        ("id", "0"),
+                        ("destination", &format!("/queue/{}", self.config.queue)),
+                        ("ack", "client-individual"),
+                        ("activemq.prefetchSize", &prefetch),
+                    ],
+                    "",
+                ))?;
+                Ok(c)
+            });
+            match subscribed {
+                Ok(conn) => {
+                    tracing::info!(source = %self.name, broker = %broker, queue = %self.config.queue, "connected");
+                    self.conn = Some(conn);
+                    self.generation += 1;
+                    self.problem = None;
+                    self.retry_at = None;
+                    self.backoff = Duration::from_millis(self.config.poll_interval_ms);
+                    return;
+                }
+                Err(e) => errors.push(format!("{broker}: {e}")),
+            }
+        }
+        self.lost(errors.join("; "));
+    }
+
+    /// Receives what is there, up to `budget` messages, handing new records to `on_event`.
+    fn pump(&mut self, budget: usize, on_event: &mut dyn FnMut(SourceEvent<'_>)) -> usize {
+        let mut handed = 0;
+        let mut wait = READ_WAIT;
+        while handed < budget {
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            let frame = match conn.receive(wait) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    self.lost(e.to_string());
+                    break;
+                }
+            };
+            wait = Duration::from_millis(1);
+            match frame.command.as_str() {
+                "MESSAGE" => {
+                    let Some(id) = frame.header("message-id").map(str::to_owned) else {
+                        continue;
+                    };
+                    let ack = frame.header("ack").unwrap_or(&id).to_owned();
+                    self.received += 1;
+                    handed += 1;
+                    if let Some(counted) = self.counted.get_mut(&id) {
+                        // Delivered again: counted before (stored, or waiting for the next
+                        // flush). Acknowledged after the next flush; never counted twice.
+                        counted.ack = Some((self.generation, ack));
+                        continue;
+                    }
+                    self.counted.insert(
+                        id,
+                        Counted {
+                            at_ms: now_ms(),
+                            ack: Some((self.generation, ack)),
+                        },
+                    );
+                    let place = format!("queue {}", self.config.queue);
+                    on_event(SourceEvent::Record {
+                        parsed: self.parser.parse(&frame.body),
+                        origin: Origin {
+                            place: &place,
+                            offset: self.received,
+                        },
+                    });
+                }
+                "RECEIPT" => {
+                    if let Some(ids) = frame
+                        .header("receipt-id")
+                        .and_then(|r| self.acking.remove(r))
+                    {
+                        for id in ids {
+                            self.counted.remove(&id);
+                        }
+                    }
+                }
+                "ERROR" => {
+                    let message = frame.header("message").unwrap_or("ERROR frame").to_owned();
+                    self.lost(format!("the broker reported an error: {message}"));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        handed
+    }
+}
+
+impl Source for Activemq {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.config.poll_interval_ms)
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.place()]
+    }
+
+    fn poll(&mut self) -> Vec<SourceProblem> {
+        self.connect();
+        // Ids delivered long ago and never again were acknowledged (a lost receipt).
+        let now = now_ms();
+        self.counted
+            .retain(|_, c| c.ack.is_some() || now - c.at_ms < FORGET_AFTER_MS);
+        self.problem.iter().cloned().collect()
+    }
+
+    fn read(
+        &mut self,
+        budget: usize,
+        on_event: &mut dyn FnMut(SourceEvent<'_>),
+    ) -> (usize, Vec<SourceProblem>) {
+        // About one message per 500 bytes of budget.
+        let handed = self.pump((budget / 512).max(1), on_event);
+        let problems = if self.conn.is_none() {
+            self.problem.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        (handed, problems)
+    }
+
+    fn positions(&self) -> Vec<SourcePosition> {
+        let stored = Stored {
+            counted: self
+                .counted
+                .iter()
+                .map(|(id, c)| (id.clone(), c.at_ms))
+                .collect(),
+        };
+        vec![SourcePosition {
+            source: self.name.clone(),
+            key: self.position_key(),
+            data: serde_json::to_string(&stored).expect("plain data"),
+        }]
+    }
+
+    fn acknowledge(&mut self, durable: &[SourcePosition]) {
+        let Some(stored) = durable
+            .iter()
+            .find(|p| p.key == self.position_key())
+            .and_then(|p| serde_json::from_str::<Stored>(&p.data).ok())
+        else {
+            return;
+        };
+        let in_flight: std::collections::HashSet<&String> =
+            self.acking.values().flatten().collect();
+        let mut acks = Vec::new();
+        for (id, _) in &stored.counted {
+            if in_flight.contains(id) {
+                continue;
+            }
+            if let Some(Counted {
+                ack: Some((generation, ack)),
+                ..
+            }) = self.counted.get(id)
+                && *generation == self.generation
+            {
+                acks.push((id.clone(), ack.clone()));
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if acks.is_empty() {
+            return;
+        }
+        self.receipts += 1;
+        let receipt = format!("ack-{}", self.receipts);
+        let last = acks.len() - 1;
+        let mut wire = Vec::new();
+        for (i, (_, ack)) in acks.iter().enumerate() {
+            if i == last {
+                wire.extend(encode("ACK", &[("id", ack), ("receipt", &receipt)], ""));
+            } else {
+                wire.extend(encode("ACK", &[("id", ack)], ""));
+            }
+        }
+        match conn.send(&wire) {
+            Ok(()) => {
+                self.acking
+                    .insert(receipt, acks.into_iter().map(|(id, _)| id).collect());
+            }
+            Err(e) => self.lost(format!("acknowledging: {e}")),
+        }
+    }
+
+    fn status(&self) -> SourceStatus {
+        SourceStatus {
+            open: u64::from(self.conn.is_some()),
+            lag: self.counted.len() as u64,
+        }
+    }
+}

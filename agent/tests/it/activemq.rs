@@ -2,7 +2,8 @@
 //! a STOMP connector and a login): Janssen-shaped messages on a queue, the real agent killed
 //! between the commit of a flush and the acknowledgement of its messages many times (a test
 //! hook aborts it there), killed with SIGKILL at random moments, the broker stopped and started
-//! mid-run, the first configured broker down (failover), a file source beside the queue: every
+//! under a running agent, the first configured broker down (failover), a file source beside the
+//! queue: every
 //! record counted exactly once, and the queue empty at the end. A wrong password shows on
 //! `/readyz` without the password.
 
@@ -160,14 +161,9 @@ fn queue_records_are_counted_once_through_crashes_and_broker_restarts() {
     published += 100;
     let mut rng = Rng(0x05ee_da11);
     let mut aborted = 0;
-    for round in 0..8 {
+    for round in 0..12 {
         publish(&queue, published..published + 30);
         published += 30;
-        if round == 4 {
-            // The broker stops and starts again between two runs of the agent.
-            broker_script("stop.sh");
-            broker_script("start.sh");
-        }
         let mut envs = CREDENTIALS.to_vec();
         if round % 2 == 0 {
             // Dies right after a flush is stored, before its messages are acknowledged.
@@ -176,6 +172,22 @@ fn queue_records_are_counted_once_through_crashes_and_broker_restarts() {
             let status = agent.wait_exit();
             assert_eq!(status.signal(), Some(6), "aborted by the hook: {status:?}");
             aborted += 1;
+        } else if round == 5 {
+            // The broker stops and starts again under a running agent, which reconnects.
+            let mut agent = spawn_agent(&config, dir.path(), &envs);
+            let addr = agent.addr;
+            let connected = |n: u8| {
+                get(addr, "/metrics", None)
+                    .body
+                    .contains(&format!("authstat_source_inputs{{source=\"queue\"}} {n}"))
+            };
+            wait_until("connected", || connected(1));
+            broker_script("stop.sh");
+            wait_until("the lost connection noticed", || connected(0));
+            broker_script("start.sh");
+            wait_until("connected again", || connected(1));
+            agent.signal("KILL");
+            agent.wait_exit();
         } else {
             // SIGKILL at a random moment of its work.
             let mut agent = spawn_agent(&config, dir.path(), &envs);
@@ -189,7 +201,7 @@ fn queue_records_are_counted_once_through_crashes_and_broker_restarts() {
             "round {round}: {counted} counted of {published} sent"
         );
     }
-    assert_eq!(aborted, 4);
+    assert_eq!(aborted, 6);
     // The last agent runs to the end of the queue and stops cleanly.
     let total = published as u64 + 5;
     let mut agent = spawn_agent(&config, dir.path(), &CREDENTIALS);

@@ -12,7 +12,7 @@
 # Everything lives in one temporary directory. A server that cannot be started stops the run
 # with a message saying which and why: the suite never skips a backend silently.
 
-AUTHSTAT_SERVICES_DIR=""
+AUTHSTAT_SERVICES_DIR="${AUTHSTAT_SERVICES_DIR:-}"
 AUTHSTAT_SERVICES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The user that runs the database servers when we are root (initdb refuses to run as root).
 AUTHSTAT_DB_USER="authstat-test"

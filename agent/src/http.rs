@@ -182,8 +182,15 @@ fn connection(
     let app = server.app.clone();
     let requests = server.requests.clone();
     let flag = busy.clone();
-    let service = hyper::service::service_fn(move |request| {
+    // The client's address, for handlers that need it (the dashboard's login limit).
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         use tower::ServiceExt as _;
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         flag.store(true, Ordering::Release);
         let flag = flag.clone();
         let app = app.clone();

@@ -19,6 +19,10 @@ pub const LIVE: &[&str] = &[
     "api.cache_ttl_secs",
     "api.current_month_ttl_secs",
     "api.max_months",
+    // The dashboard's login rules (its path and whether it is served need a restart).
+    "api.dashboard.scope",
+    "api.dashboard.session_ttl_secs",
+    "api.dashboard.anonymous",
     // The log level (the format is fixed at start).
     "logging.level",
     // Read when the agent stops.

@@ -46,6 +46,48 @@ pub struct ApiConfig {
     /// How bearer tokens are checked.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The built-in dashboard page.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+}
+
+/// `api.dashboard`: the statistics as a page (docs/dashboard.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Its path.
+    #[serde(default = "default_dashboard_path")]
+    pub path: String,
+    /// The scope a token must have to log in (default: `api.scope`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// How long a login lasts, in seconds.
+    #[serde(
+        default = "default_session_ttl_secs",
+        deserialize_with = "positive_u64"
+    )]
+    pub session_ttl_secs: u64,
+    /// Serve it without any login. Only behind access control of your own (a port-forward, a
+    /// proxy that authenticates).
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+fn default_dashboard_path() -> String {
+    "/dashboard".into()
+}
+
+fn default_session_ttl_secs() -> u64 {
+    3600
 }
 
 impl Default for ApiConfig {

@@ -39,7 +39,10 @@ mod load;
 mod source;
 
 pub use agent::{AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig};
-pub use api::{ApiConfig, AuthConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig, StaticToken};
+pub use api::{
+    ApiConfig, AuthConfig, DashboardConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig,
+    StaticToken,
+};
 pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
 pub use env::{Env, ProcessEnv};
 pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};

@@ -2,6 +2,7 @@
 
 mod auth;
 mod cache;
+pub mod dashboard;
 pub mod front;
 mod introspect;
 mod jwt;
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Answers of the stat endpoint.
     pub cache: StatCache,
+    /// The dashboard's logins.
+    pub sessions: dashboard::Sessions,
 }
 
 /// Counters of the API, for `/metrics`.
@@ -99,6 +102,7 @@ impl ApiState {
         }));
         Self {
             cache: StatCache::new(store.clone(), pipeline.clone(), telemetry.api.clone()),
+            sessions: dashboard::Sessions::default(),
             store,
             settings,
             pipeline,
@@ -129,6 +133,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let stat_path = settings.config.stat_path.clone();
     let health_path = settings.config.health_path.clone();
     Router::new()
+        .merge(dashboard::routes(&state))
         .route(&stat_path, get(stat_get).post(stat_post))
         .route(&health_path, get(health).post(health))
         .route("/livez", get(|| async { (StatusCode::OK, "ok\n") }))

@@ -8,6 +8,7 @@ mod backfill;
 mod binary;
 mod clock;
 mod crash;
+mod dashboard;
 mod examples;
 mod flood;
 mod fold;

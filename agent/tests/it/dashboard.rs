@@ -1,0 +1,252 @@
+//! The dashboard over HTTP, on the sample logs: the login (right and wrong tokens, the limit on
+//! failures, a post from another site), the session cookie's attributes, the page's headers,
+//! its bars equal to the stat API's numbers, the stylesheet's caching, logout and an expired
+//! session, and the explicit anonymous mode.
+
+use std::net::SocketAddr;
+
+use crate::support::*;
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+fn login(addr: SocketAddr, token: &str, extra: &[(&str, &str)]) -> Response {
+    let mut headers = vec![FORM];
+    headers.extend_from_slice(extra);
+    request(
+        addr,
+        "POST",
+        "/dashboard/login",
+        &headers,
+        &format!("token={token}"),
+    )
+}
+
+/// The session cookie (`name=value`) a login set.
+fn session(response: &Response) -> String {
+    let cookie = response.header("set-cookie").expect("a cookie");
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+fn page(addr: SocketAddr, target: &str, cookie: &str) -> Response {
+    request(addr, "GET", target, &[("cookie", cookie)], "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_page_and_logout() {
+    let fixture = Fixture::new("");
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    tokio::task::spawn_blocking(move || {
+        // Without a session: to the login form, which has the strict headers too.
+        let r = get(addr, "/dashboard", None);
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/dashboard/login"));
+        let form = get(addr, "/dashboard/login", None);
+        assert_eq!(form.status, 200);
+        assert!(
+            form.body
+                .contains("<form method=\"post\" action=\"/dashboard/login\">")
+        );
+        assert_eq!(
+            form.header("content-security-policy"),
+            Some(
+                "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
+                 form-action 'self'; frame-ancestors 'none'"
+            )
+        );
+        // A bearer token in the Authorization header is not a login for the page.
+        let r = get(addr, "/dashboard", Some(TOKEN));
+        assert_eq!(r.status, 303);
+
+        // A wrong token: 401 with the reason, no cookie.
+        let wrong = login(addr, "not-the-token", &[]);
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+        assert!(
+            wrong.body.contains("Not accepted: invalid token."),
+            "{}",
+            wrong.body
+        );
+        assert!(wrong.header("set-cookie").is_none());
+        // A login posted from another site is refused, even with the right token.
+        let forged = login(addr, TOKEN, &[("origin", "https://evil.example")]);
+        assert_eq!(forged.status, 403);
+        assert!(forged.header("set-cookie").is_none());
+
+        // The right token: a session cookie, HttpOnly and SameSite=Strict; Secure over HTTPS.
+        let ok = login(addr, TOKEN, &[("origin", "http://test")]);
+        assert_eq!(ok.status, 303, "{}", ok.body);
+        assert_eq!(ok.header("location"), Some("/dashboard"));
+        let cookie_header = ok.header("set-cookie").unwrap().to_owned();
+        for attribute in [
+            "Path=/dashboard",
+            "Max-Age=3600",
+            "HttpOnly",
+            "SameSite=Strict",
+        ] {
+            assert!(cookie_header.contains(attribute), "{cookie_header}");
+        }
+        assert!(!cookie_header.contains("Secure"), "{cookie_header}");
+        assert!(
+            !cookie_header.contains(TOKEN),
+            "the token is never in the cookie"
+        );
+        let proxied = login(addr, TOKEN, &[("x-forwarded-proto", "https")]);
+        assert!(proxied.header("set-cookie").unwrap().contains("; Secure"));
+        let cookie = session(&ok);
+
+        // The page: its headers, and bars with the stat API's numbers.
+        let r = page(addr, "/dashboard?from=202401&to=202402", &cookie);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let stat = get(
+            addr,
+            "/jans-auth/restv1/internal/stat?start-month=202401&end-month=202402&format=jsonmonth",
+            Some(TOKEN),
+        )
+        .json();
+        for month in ["202401", "202402"] {
+            let mau = &stat["response"][month]["monthly_active_users"];
+            assert!(
+                r.body
+                    .contains(&format!("<title>{month} · active users: {mau}</title>")),
+                "{month}: MAU {mau} not on the page"
+            );
+            let tokens = stat["response"][month]["token_count_per_granttype"]
+                .as_object()
+                .unwrap();
+            for (grant, types) in tokens {
+                let total: u64 = types
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_u64().unwrap())
+                    .sum();
+                assert!(
+                    r.body
+                        .contains(&format!("<title>{month} · {grant}: {total}</title>")),
+                    "{month} {grant}: {total} not on the page"
+                );
+            }
+        }
+        assert!(r.body.contains("<svg class=\"chart\" role=\"img\""));
+        assert!(
+            r.body
+                .contains("<details><summary>Data: Monthly active users per month</summary>")
+        );
+        assert!(!r.body.contains("<script"), "no script");
+        assert!(!r.body.contains("style=\""), "no inline style");
+        assert!(r.body.contains("example-node"), "the node is listed");
+
+        // One node, and a node that does not exist.
+        let one = page(
+            addr,
+            "/dashboard?from=202402&to=202402&node=example-node",
+            &cookie,
+        );
+        assert_eq!(one.status, 200);
+        assert!(
+            one.body
+                .contains("authstat <small>node example-node</small>")
+        );
+        let none = page(addr, "/dashboard?node=nobody", &cookie);
+        assert_eq!(none.status, 404);
+        let bad = page(addr, "/dashboard?from=2024-01", &cookie);
+        assert_eq!(bad.status, 400);
+        assert!(bad.body.contains("from:"), "{}", bad.body);
+
+        // The stylesheet is cached under its hash; the icon is there (no console error).
+        let css_link = r
+            .body
+            .split("href=\"/dashboard/style.css?v=")
+            .nth(1)
+            .unwrap();
+        let version = &css_link[..css_link.find('"').unwrap()];
+        let css = get(addr, &format!("/dashboard/style.css?v={version}"), None);
+        assert_eq!(css.status, 200);
+        assert_eq!(
+            css.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        let etag = css.header("etag").unwrap().to_owned();
+        assert_eq!(etag, format!("\"{version}\""));
+        let again = request(
+            addr,
+            "GET",
+            "/dashboard/style.css",
+            &[("if-none-match", &etag)],
+            "",
+        );
+        assert_eq!(again.status, 304);
+        for icon in ["/dashboard/favicon.svg", "/favicon.ico"] {
+            let r = get(addr, icon, None);
+            assert_eq!(r.status, 200, "{icon}");
+            assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+        }
+
+        // Logging out ends the session on the server: the old cookie no longer works.
+        let out = request(
+            addr,
+            "POST",
+            "/dashboard/logout",
+            &[("cookie", &cookie)],
+            "",
+        );
+        assert_eq!(out.status, 303);
+        assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+        assert_eq!(page(addr, "/dashboard", &cookie).status, 303);
+
+        // Failed logins are limited per client.
+        for _ in 0..4 {
+            login(addr, "still-wrong", &[]);
+        }
+        let limited = login(addr, TOKEN, &[]);
+        assert_eq!(limited.status, 429, "{}", limited.body);
+    })
+    .await
+    .unwrap();
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire() {
+    let fixture = Fixture::new("");
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("api:\n", "api:\n  dashboard:\n    session_ttl_secs: 1\n");
+    std::fs::write(&path, text).unwrap();
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    tokio::task::spawn_blocking(move || {
+        let cookie = session(&login(addr, TOKEN, &[]));
+        assert_eq!(page(addr, "/dashboard", &cookie).status, 200);
+        wait_until("the session to expire", || {
+            page(addr, "/dashboard", &cookie).status == 303
+        });
+    })
+    .await
+    .unwrap();
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_only_when_configured() {
+    let fixture = Fixture::new("");
+    let path = fixture.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("api:\n", "api:\n  dashboard:\n    anonymous: true\n");
+    std::fs::write(&path, text).unwrap();
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    let r =
+        tokio::task::spawn_blocking(move || get(addr, "/dashboard?from=202402&to=202402", None))
+            .await
+            .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!r.body.contains("Log out"), "no session to end");
+    assert!(r.body.contains("<title>202402 · active users: 2</title>"));
+    agent.shutdown().await;
+}

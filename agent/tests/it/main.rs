@@ -6,6 +6,7 @@ mod api_hardening;
 mod auth;
 mod backfill;
 mod binary;
+mod browser;
 mod clock;
 mod crash;
 mod dashboard;

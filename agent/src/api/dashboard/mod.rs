@@ -176,7 +176,7 @@ fn html(status: StatusCode, body: String) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
@@ -211,21 +211,18 @@ fn over_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// A post from another site (its `Origin` names another host, or the browser says so).
+/// A post from another site: the browser says so (`Sec-Fetch-Site`), or its `Origin` names
+/// another host (or is opaque, `null`).
 fn cross_site(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site")
-    {
-        return true;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    match text("origin") {
         None => false,
         Some(origin) => {
-            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-            Some(origin_host) != host
+            let origin_host = origin.split_once("://").map(|(_, h)| h);
+            origin_host.is_none() || origin_host != text("host")
         }
     }
 }
@@ -333,28 +330,32 @@ async fn page_data(
         )
     };
     let summaries = state.store.nodes().await.map_err(unavailable)?;
-    let stored = match &node {
-        None => state
-            .store
-            .read_months(&months)
-            .await
-            .map_err(unavailable)?,
-        Some(id) => {
-            let Some(summary) = summaries.iter().find(|s| s.node.as_str() == id) else {
-                return Err((StatusCode::NOT_FOUND, format!("There is no node {id}.")));
-            };
-            let state = state
-                .store
-                .load_node(&summary.node)
-                .await
-                .map_err(unavailable)?;
-            state
-                .months
-                .into_iter()
-                .filter(|m| months.contains(&m.month))
-                .collect()
+    if let Some(id) = &node
+        && !summaries.iter().any(|s| s.node.as_str() == id)
+    {
+        return Err((StatusCode::NOT_FOUND, format!("There is no node {id}.")));
+    }
+    // The merged (or one node's) months and every listed node's months, read at once.
+    let stats = async {
+        match &node {
+            None => state.store.read_months(&months).await,
+            Some(id) => {
+                let id = authstat_core::NodeId::stored(id.clone()).expect("a listed node");
+                state.store.load_node(&id).await.map(|s| s.months)
+            }
         }
     };
+    let mut loads = tokio::task::JoinSet::new();
+    for (i, s) in summaries.iter().take(NODES_LOOKED_UP).enumerate() {
+        let (store, id) = (state.store.clone(), s.node.clone());
+        loads.spawn(async move { (i, store.load_node(&id).await) });
+    }
+    let (stored, loaded) = tokio::join!(stats, loads.join_all());
+    let mut listed: Vec<Option<_>> = (0..summaries.len()).map(|_| None).collect();
+    for (i, result) in loaded {
+        listed[i] = Some(result);
+    }
+    let stored = stored.map_err(unavailable)?;
     let params = authstat_core::hll::HllParams::janssen();
     let filled = months
         .iter()
@@ -367,21 +368,17 @@ async fn page_data(
         })
         .collect();
     let mut nodes = Vec::with_capacity(summaries.len());
-    for (i, s) in summaries.iter().enumerate() {
-        let months = if i < NODES_LOOKED_UP {
-            Some(
-                state
-                    .store
-                    .load_node(&s.node)
-                    .await
+    for (s, loaded) in summaries.iter().zip(listed) {
+        let months = match loaded {
+            Some(loaded) => Some(
+                loaded
                     .map_err(unavailable)?
                     .months
                     .iter()
                     .map(|m| m.month)
                     .collect(),
-            )
-        } else {
-            None
+            ),
+            None => None,
         };
         nodes.push(NodeLine {
             node: s.node.to_string(),

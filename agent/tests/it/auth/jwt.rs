@@ -82,6 +82,16 @@ async fn jwt_tokens_are_verified_against_the_jwks() {
         200,
         "RS256"
     );
+    // The dashboard's login verifies JWTs the same way.
+    assert_eq!(
+        dashboard_login(addr, &ec.sign(&claims(json!({})))).await,
+        (303, true)
+    );
+    assert_eq!(
+        dashboard_login(addr, &ec.sign(&claims(json!({"scope": "openid"})))).await,
+        (401, false),
+        "without the scope"
+    );
     assert_eq!(
         status(
             addr,

@@ -231,6 +231,23 @@ async fn agent_with_auth(auth: &str) -> (authstat::RunningAgent, tempfile::TempD
     (agent, dir)
 }
 
+/// A dashboard login with `token`: its status, and whether it set a session cookie.
+async fn dashboard_login(addr: SocketAddr, token: &str) -> (u16, bool) {
+    let body = format!("token={token}");
+    let r = tokio::task::spawn_blocking(move || {
+        request(
+            addr,
+            "POST",
+            "/dashboard/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &body,
+        )
+    })
+    .await
+    .unwrap();
+    (r.status, r.header("set-cookie").is_some())
+}
+
 async fn status(addr: SocketAddr, token: &str) -> (u16, String) {
     let token = token.to_owned();
     let r = tokio::task::spawn_blocking(move || get(addr, STAT, Some(&token)))
@@ -279,6 +296,10 @@ async fn introspection_checks_active_and_scope_and_caches() {
     );
     assert_eq!(status(addr, "other-scope").await.0, 401);
     assert_eq!(status(addr, "unknown").await.0, 401);
+    // The dashboard's login asks the same introspection.
+    assert_eq!(dashboard_login(addr, "good").await, (303, true));
+    assert_eq!(dashboard_login(addr, "revoked").await, (401, false));
+    assert_eq!(dashboard_login(addr, "other-scope").await, (401, false));
     agent.shutdown().await;
 
     let (agent, _dir) = agent_with_auth(
@@ -289,6 +310,11 @@ async fn introspection_checks_active_and_scope_and_caches() {
         status(agent.addr, "good").await.0,
         503,
         "introspection endpoint down"
+    );
+    assert_eq!(
+        dashboard_login(agent.addr, "good").await,
+        (503, false),
+        "the login form says the authorization server cannot be reached"
     );
     agent.shutdown().await;
 }

@@ -53,7 +53,7 @@ pub mod hash;
 pub mod hll;
 pub mod ingest;
 pub mod metrics;
-mod month;
+pub mod month;
 pub mod source;
 pub mod stats;
 pub mod store;

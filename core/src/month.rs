@@ -63,7 +63,7 @@ impl Month {
         }
         let month = Self::compute_from_epoch_millis(millis)?;
         let end = month.succ().map_or_else(
-            || days_from_civil(10_000, 1) * MILLIS_PER_DAY,
+            || days_from_civil(10_000, 1, 1) * MILLIS_PER_DAY,
             Month::start_epoch_millis,
         );
         LAST.with(|last| last.set((month.start_epoch_millis(), end, month)));
@@ -72,7 +72,7 @@ impl Month {
 
     fn compute_from_epoch_millis(millis: i64) -> Result<Self, Error> {
         let days = millis.div_euclid(MILLIS_PER_DAY);
-        let (year, month) = civil_from_days(days);
+        let (year, month, _) = civil_from_days(days);
         if !(0..=9999).contains(&year) {
             return Err(invalid(
                 millis.to_string(),
@@ -120,7 +120,7 @@ impl Month {
 
     /// Milliseconds since the Unix epoch at the first instant of this month (UTC).
     pub fn start_epoch_millis(self) -> i64 {
-        days_from_civil(i64::from(self.year()), self.month()) * MILLIS_PER_DAY
+        days_from_civil(i64::from(self.year()), self.month(), 1) * MILLIS_PER_DAY
     }
 
     /// The inclusive range from `self` to `end`.
@@ -133,26 +133,29 @@ fn invalid(value: String, reason: &'static str) -> Error {
     Error::InvalidMonth { value, reason }
 }
 
-/// Days since 1970-01-01 → (year, month), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32) {
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// algorithm). For parsers and pages that show dates (authstat keeps no time zone: UTC).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month)
+    (year, month, day)
 }
 
-/// (year, month) → days since 1970-01-01 of the month's first day.
-fn days_from_civil(year: i64, month: u32) -> i64 {
+/// (year, month, day) → days since 1970-01-01, proleptic Gregorian (the inverse of
+/// [`civil_from_days`]).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
@@ -374,7 +377,7 @@ mod tests {
         let ends = [
             Month::new(0, 1).unwrap().start_epoch_millis(),
             Month::new(9999, 12).unwrap().start_epoch_millis(),
-            days_from_civil(10_000, 1) * MILLIS_PER_DAY,
+            days_from_civil(10_000, 1, 1) * MILLIS_PER_DAY,
         ];
         let mut values = vec![
             0,

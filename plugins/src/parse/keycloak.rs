@@ -21,6 +21,7 @@ use std::borrow::Cow;
 
 use authstat_core::event::{Event, KeycloakEvent};
 use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
+use authstat_core::month::days_from_civil;
 
 use super::{MAX_KEY_LEN, error, first_line, is_blank, require_month, require_utf8};
 
@@ -180,7 +181,7 @@ fn take_date(s: &str) -> Option<(i64, &str)> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
-    Some((days_from_civil(year, month, day), rest))
+    Some((days_from_civil(year, month as u32, day as u32), rest))
 }
 
 /// `HH:mm:ss` and an optional fraction after `separator`: milliseconds since midnight, rest.
@@ -202,17 +203,6 @@ fn take_time(s: &str, separator: char) -> Option<(i64, &str)> {
         rest = &fraction[n..];
     }
     Some(((h * 3600 + m * 60 + sec) * 1000 + ms, rest))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// An ISO-8601 time (`2024-10-17T10:43:38.199+02:00`, `…Z`, or no zone: UTC) in epoch ms.

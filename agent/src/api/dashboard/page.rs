@@ -76,18 +76,8 @@ fn utc(ms: i64) -> String {
         return "never".into();
     }
     let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = authstat_core::month::civil_from_days(secs.div_euclid(86_400));
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
         rem / 3600,
@@ -260,9 +250,9 @@ pub fn render(d: &PageData) -> String {
         format!(
             "{ok} <span class=\"ok\">ok</span> · {failed} <span class=\"failed\">failed</span>"
         ),
-        match (ok + failed).checked_mul(1) {
-            Some(0) | None => "none yet".into(),
-            Some(all) => format!("{}% failed", per_mille_text(failed * 1000 / all)),
+        match ok + failed {
+            0 => "none yet".into(),
+            all => format!("{}% failed", per_mille_text(failed * 1000 / all)),
         },
     );
     tile(

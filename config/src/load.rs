@@ -151,6 +151,36 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
             "must differ from api.stat_path".into(),
         ));
     }
+    let dashboard = &config.api.dashboard;
+    if dashboard.enabled {
+        let path = dashboard.path.trim_end_matches('/');
+        if !dashboard.path.starts_with('/') || path.is_empty() {
+            return Err((
+                "api.dashboard.path".into(),
+                format!("'{}' must start with / and not be / alone", dashboard.path),
+            ));
+        }
+        let taken = [
+            config.api.stat_path.as_str(),
+            config.api.health_path.as_str(),
+            "/livez",
+            "/readyz",
+            "/metrics",
+            "/favicon.ico",
+        ];
+        if let Some(other) = taken
+            .iter()
+            .find(|other| **other == path || other.starts_with(&format!("{path}/")))
+        {
+            return Err((
+                "api.dashboard.path".into(),
+                format!(
+                    "'{}' would hide {other}: choose another path",
+                    dashboard.path
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

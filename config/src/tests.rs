@@ -249,3 +249,30 @@ fn source_kinds_and_their_options() {
         "{e}"
     );
 }
+
+#[test]
+fn the_dashboard_path_cannot_hide_another_endpoint() {
+    let c = parse(MINIMAL, "authstat.yaml", &no_env()).unwrap();
+    assert!(c.api.dashboard.enabled && !c.api.dashboard.anonymous);
+    assert_eq!(c.api.dashboard.path, "/dashboard");
+    assert_eq!(c.api.dashboard.session_ttl_secs, 3600);
+    for (path, says) in [
+        ("/metrics", "would hide /metrics"),
+        ("/jans-auth", "would hide /jans-auth/restv1/internal/stat"),
+        ("/", "must start with / and not be / alone"),
+        ("dashboard", "must start with /"),
+    ] {
+        let e = err(&format!("{MINIMAL}api:\n  dashboard:\n    path: {path}\n")).to_string();
+        assert!(
+            e.contains("api.dashboard.path") && e.contains(says),
+            "{path}: {e}"
+        );
+    }
+    // Off: its path does not matter.
+    parse(
+        &format!("{MINIMAL}api:\n  dashboard:\n    enabled: false\n    path: /metrics\n"),
+        "authstat.yaml",
+        &no_env(),
+    )
+    .unwrap();
+}

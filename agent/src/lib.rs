@@ -12,6 +12,7 @@ pub mod api;
 pub mod build_info;
 pub mod cli;
 pub mod commands;
+pub mod daily;
 pub mod export;
 pub mod fold;
 pub mod http;
@@ -56,6 +57,8 @@ pub struct RunningAgent {
     data_version: tokio::task::JoinHandle<()>,
     /// Folds silent nodes now and then (`fold_silent_nodes_after_secs`; none when 0).
     fold: Option<tokio::task::JoinHandle<()>>,
+    /// Records the cluster's month-to-date users each day (for the dashboard).
+    daily: tokio::task::JoinHandle<()>,
     control: mpsc::Sender<Control>,
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
@@ -142,6 +145,7 @@ impl RunningAgent {
         if let Some(fold) = &self.fold {
             fold.abort();
         }
+        self.daily.abort();
     }
 }
 

@@ -126,6 +126,7 @@ pub async fn start_on(
         tokio::spawn(crate::fold::run(store.clone(), silent_for, stats.clone()))
     });
 
+    let daily = tokio::spawn(crate::daily::run(store.clone()));
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
     let data_version = {
         let state = state.clone();
@@ -141,6 +142,7 @@ pub async fn start_on(
         api: state,
         data_version,
         fold,
+        daily,
         control,
         pipeline: Some(pipeline),
         stop_http: Some(stop_http),

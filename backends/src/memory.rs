@@ -36,6 +36,8 @@ struct Inner {
     claims: BTreeMap<String, KeyOwner>,
     /// The stored version of each foreign node's snapshot.
     snapshot_versions: BTreeMap<NodeId, i64>,
+    /// The cluster's month-to-date users by month and day.
+    daily_users: BTreeMap<(Month, u32), u64>,
     version: u64,
 }
 
@@ -64,6 +66,18 @@ pub enum FailAt {
     AfterMonths(usize),
     /// After the flush was applied: the caller hears of an error (the answer was lost).
     AfterCommit,
+}
+
+/// Refuses a day that no month has (shared by every backend).
+pub(crate) fn check_day(backend: &'static str, day: u32) -> Result<(), StoreError> {
+    if (1..=31).contains(&day) {
+        Ok(())
+    } else {
+        Err(StoreError::Rejected {
+            backend,
+            message: format!("day {day} is not 1 to 31"),
+        })
+    }
 }
 
 /// Refuses a snapshot for a node that is not foreign, or one whose months carry foreign users
@@ -273,6 +287,28 @@ impl StatStore for MemoryStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn record_daily_users(
+        &self,
+        month: Month,
+        day: u32,
+        users: u64,
+    ) -> Result<(), StoreError> {
+        check_day(KIND, day)?;
+        let mut inner = self.lock();
+        let stored = inner.daily_users.entry((month, day)).or_default();
+        *stored = (*stored).max(users);
+        Ok(())
+    }
+
+    async fn daily_users(&self, month: Month) -> Result<BTreeMap<u32, u64>, StoreError> {
+        Ok(self
+            .lock()
+            .daily_users
+            .range((month, 0)..=(month, 31))
+            .map(|(&(_, day), &users)| (day, users))
+            .collect())
     }
 
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {

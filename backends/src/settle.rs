@@ -83,6 +83,22 @@ impl StatStore for Settled {
         self.inner.put_snapshot(snapshot).await
     }
 
+    async fn record_daily_users(
+        &self,
+        month: Month,
+        day: u32,
+        users: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.record_daily_users(month, day, users).await
+    }
+
+    async fn daily_users(
+        &self,
+        month: Month,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
+        self.inner.daily_users(month).await
+    }
+
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
         self.inner.fold_silent(request).await
     }

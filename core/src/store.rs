@@ -473,6 +473,22 @@ pub trait StatStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Rejected`].
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError>;
 
+    /// Records that the whole cluster had `users` distinct users in `month` up to `day` (1–31,
+    /// month to date). The largest figure recorded for a day is kept: agents that record the
+    /// same day at once cannot lower it.
+    async fn record_daily_users(
+        &self,
+        month: Month,
+        day: u32,
+        users: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The month-to-date figures recorded for `month`, by day.
+    async fn daily_users(
+        &self,
+        month: Month,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, StoreError>;
+
     /// Folds every silent node into [`NodeId::folded`]: a node other than that one whose last
     /// flush was applied before `request.silent_before_ms` and whose lease is not live at
     /// `request.now_ms` has its monthly rows removed and added to the folded node's rows of

@@ -250,3 +250,57 @@ async fn anonymous_only_when_configured() {
     assert!(r.body.contains("<title>202402 · active users: 2</title>"));
     agent.shutdown().await;
 }
+
+/// This month's active users against last month's up to the same day, as the agents recorded
+/// it then; the agent records today's figure itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_month_is_compared_with_the_same_day_of_last_month() {
+    let mut fixture = Fixture::new("");
+    fixture.add_current_month_users(&["now-a", "now-b", "now-c"]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let current = authstat_core::Month::from_epoch_millis(now_ms).unwrap();
+    let last = current.pred().unwrap();
+    let today = authstat::daily::day_of_month(now_ms);
+    let backend = authstat_config::BackendConfig::Sqlite(
+        serde_yaml::from_str(&format!(
+            "path: {}",
+            fixture.dir.path().join("data/authstat.db").display()
+        ))
+        .unwrap(),
+    );
+    let store = authstat_backends::build(&backend).await.unwrap();
+    // Recorded a month ago: 2 users by today's day; a later day must not be used.
+    store.record_daily_users(last, today, 2).await.unwrap();
+    if today < 31 {
+        store.record_daily_users(last, today + 1, 50).await.unwrap();
+    }
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    let tile = tokio::task::spawn_blocking(move || {
+        let cookie = session(&login(addr, TOKEN, &[]));
+        let mut tile = String::new();
+        wait_until("this month's users on the page", || {
+            let page = page(addr, "/dashboard", &cookie).body;
+            let start = page.find("id=\"tile-mau\"").unwrap();
+            tile = page[start..start + page[start..].find("</section>").unwrap()].to_owned();
+            tile.contains("<p class=\"value\">3</p>")
+        });
+        tile
+    })
+    .await
+    .unwrap();
+    assert!(
+        tile.contains(&format!("+1 (+50.0%) against 2 on day {today} of {last}")),
+        "{tile}"
+    );
+    // The agent recorded today's figure for the months to come.
+    let recorded = store.daily_users(current).await.unwrap();
+    assert!(
+        recorded.get(&today).is_some_and(|&users| users <= 3),
+        "{recorded:?}"
+    );
+    agent.shutdown().await;
+}

@@ -90,6 +90,20 @@ impl StatStore for Flaky {
     ) -> Result<authstat_core::store::SnapshotOutcome, StoreError> {
         self.inner.put_snapshot(snapshot).await
     }
+    async fn record_daily_users(
+        &self,
+        month: Month,
+        day: u32,
+        users: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.record_daily_users(month, day, users).await
+    }
+    async fn daily_users(
+        &self,
+        month: Month,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
+        self.inner.daily_users(month).await
+    }
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
         self.inner.fold_silent(request).await
     }

@@ -62,6 +62,8 @@ pub(super) const KIND: &str = "mongodb";
 pub struct MongoStore {
     collection: Collection<Document>,
     claims: Collection<Document>,
+    /// `<collection>_daily`: per month `{_id: yyyyMM, days: {"d": users}}`.
+    daily: Collection<Document>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Mutex<Option<FailAt>>,
     /// Test hook: where the next fold stops.
@@ -135,6 +137,7 @@ impl MongoStore {
         Ok(Self {
             collection: database.collection(&config.collection),
             claims: database.collection(&format!("{}_claims", config.collection)),
+            daily: database.collection(&format!("{}_daily", config.collection)),
             fail_next_flush: Mutex::new(None),
             fail_next_fold: Mutex::new(None),
         })
@@ -368,7 +371,7 @@ impl StatStore for MongoStore {
         let node = snapshot.node.as_str();
         // Replace the months if the stored version is not newer; create the document if there
         // is none (a racing creator makes the insert fail: then the update decides).
-        for _ in 0..2 {
+        for _ in 0..8 {
             let updated = self
                 .collection
                 .update_one(
@@ -380,8 +383,13 @@ impl StatStore for MongoStore {
             if updated.matched_count == 1 {
                 return Ok(SnapshotOutcome::Applied);
             }
-            if self.node_doc(&snapshot.node).await?.is_some() {
-                return Ok(SnapshotOutcome::Stale);
+            // Not applied: a newer version is stored (stale), or the document was created by an
+            // older snapshot since the update looked (try again), or there is none yet.
+            if let Some(stored) = self.node_doc(&snapshot.node).await? {
+                if codec::int(&stored, "version").unwrap_or(i64::MIN) > snapshot.version {
+                    return Ok(SnapshotOutcome::Stale);
+                }
+                continue;
             }
             let mut months = Document::new();
             for month in &snapshot.months {
@@ -400,6 +408,77 @@ impl StatStore for MongoStore {
         Err(unavailable(format!(
             "the snapshot of {node} kept racing another writer; try again"
         )))
+    }
+
+    async fn record_daily_users(
+        &self,
+        month: Month,
+        day: u32,
+        users: u64,
+    ) -> Result<(), StoreError> {
+        crate::memory::check_day(KIND, day)?;
+        let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
+        let id = i64::from(month.yyyymm());
+        let field = format!("days.{day}");
+        let users = i64::try_from(users).unwrap_or(i64::MAX);
+        // Compare-and-set: raise the day's figure only from the value read (agents may race).
+        for _ in 0..16 {
+            let stored = self.daily.find_one(doc! { "_id": id }).await.map_err(db)?;
+            let Some(stored) = stored else {
+                let created = doc! { "_id": id, "days": { day.to_string(): users } };
+                match self.daily.insert_one(created).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if is_duplicate_key(&e) => continue,
+                    Err(e) => return Err(db(e)),
+                }
+            };
+            let old = stored
+                .get_document("days")
+                .ok()
+                .and_then(|d| d.get(day.to_string()))
+                .and_then(|v| match v {
+                    mongodb::bson::Bson::Int64(v) => Some(*v),
+                    mongodb::bson::Bson::Int32(v) => Some(i64::from(*v)),
+                    _ => None,
+                });
+            if old.is_some_and(|old| old >= users) {
+                return Ok(());
+            }
+            let filter = match old {
+                Some(old) => doc! { "_id": id, &field: old },
+                None => doc! { "_id": id, &field: { "$exists": false } },
+            };
+            let updated = self
+                .daily
+                .update_one(filter, doc! { "$set": { &field: users } })
+                .await
+                .map_err(db)?;
+            if updated.matched_count == 1 {
+                return Ok(());
+            }
+        }
+        Err(unavailable("the daily figure kept changing; try again"))
+    }
+
+    async fn daily_users(
+        &self,
+        month: Month,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
+        let stored = self
+            .daily
+            .find_one(doc! { "_id": i64::from(month.yyyymm()) })
+            .await
+            .map_err(|e| unavailable(e.to_string()).because(e))?;
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(days) = stored.as_ref().and_then(|d| d.get_document("days").ok()) {
+            for (day, _) in days {
+                let day: u32 = day
+                    .parse()
+                    .map_err(|_| corrupt(format!("daily users of {month}: day {day}")))?;
+                out.insert(day, int(days, &day.to_string())?.max(0) as u64);
+            }
+        }
+        Ok(out)
     }
 
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {

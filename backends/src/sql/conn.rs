@@ -44,6 +44,15 @@ pub struct SeqRow {
     pub seq: i64,
 }
 
+/// A day's month-to-date users.
+#[derive(Debug, QueryableByName)]
+pub struct DailyRow {
+    #[diesel(sql_type = Integer)]
+    pub day: i32,
+    #[diesel(sql_type = BigInt)]
+    pub users: i64,
+}
+
 /// A node's row: its flush sequence and its lease.
 #[derive(Debug, QueryableByName)]
 pub struct NodeRow {

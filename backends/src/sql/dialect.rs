@@ -313,6 +313,42 @@ impl Dialect {
         )
     }
 
+    /// Records a day's month-to-date users, keeping the largest. Binds: month, day, users.
+    pub(crate) fn record_daily_users(self) -> String {
+        let head = format!(
+            "INSERT INTO authstat_daily_users (month, day, users) VALUES ({}, {}, {})",
+            self.param(1),
+            self.param(2),
+            self.param(3)
+        );
+        match self {
+            Dialect::Sqlite => format!(
+                "{head} ON CONFLICT (month, day) \
+                 DO UPDATE SET users = MAX(authstat_daily_users.users, excluded.users)"
+            ),
+            Dialect::Postgres => format!(
+                "{head} ON CONFLICT (month, day) \
+                 DO UPDATE SET users = GREATEST(authstat_daily_users.users, excluded.users)"
+            ),
+            Dialect::Mysql => {
+                format!("{head} ON DUPLICATE KEY UPDATE users = GREATEST(users, VALUES(users))")
+            }
+        }
+    }
+
+    /// A month's daily figures. Binds: month.
+    pub(crate) fn daily_users(self) -> String {
+        let users = match self {
+            Dialect::Sqlite => "users",
+            Dialect::Postgres => "CAST(users AS BIGINT)",
+            Dialect::Mysql => "CAST(users AS SIGNED)",
+        };
+        format!(
+            "SELECT day, {users} AS users FROM authstat_daily_users WHERE month = {}",
+            self.param(1)
+        )
+    }
+
     /// Marks a fold on the folded node's row (the data version changes). Binds:
     /// updated_at_ms, node_id.
     pub(crate) fn bump_node(self) -> String {

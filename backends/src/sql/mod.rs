@@ -34,7 +34,7 @@ use authstat_core::{Month, MonthStats, NodeId};
 use diesel::r2d2::{ConnectionManager, Pool};
 
 pub use conn::SqlConnection;
-use conn::{Bind, NodeListRow, NodeRow, PositionRow, SeqRow, StatRow};
+use conn::{Bind, DailyRow, NodeListRow, NodeRow, PositionRow, SeqRow, StatRow};
 use dialect::Dialect;
 pub use pool::probe_sqlite_file;
 
@@ -432,6 +432,47 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let snapshot = snapshot.clone();
         self.blocking(move |conn| {
             transaction_with_retries(conn, |conn| snapshot::apply(conn, &snapshot, &prepared))
+        })
+        .await
+    }
+
+    async fn record_daily_users(
+        &self,
+        month: Month,
+        day: u32,
+        users: u64,
+    ) -> Result<(), StoreError> {
+        let d = C::DIALECT;
+        crate::memory::check_day(d.kind(), day)?;
+        let users = i64::try_from(users).unwrap_or(i64::MAX);
+        self.blocking(move |conn| {
+            conn.exec(
+                &d.record_daily_users(),
+                vec![
+                    flush::month_bind(month),
+                    Bind::Int(day as i32),
+                    Bind::BigInt(users),
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(d, e))
+        })
+        .await
+    }
+
+    async fn daily_users(
+        &self,
+        month: Month,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
+        let d = C::DIALECT;
+        self.blocking(move |conn| {
+            let rows: Vec<DailyRow> = conn
+                .load(&d.daily_users(), vec![flush::month_bind(month)])
+                .map_err(|e| db_error(d, e))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.day as u32, r.users.max(0) as u64))
+                .collect())
         })
         .await
     }

@@ -378,6 +378,21 @@ async fn page_data(
             months,
         });
     }
+    // Last month up to the same day (the largest day recorded up to it: a shorter month).
+    let same_day_last_month = match (&node, current.pred()) {
+        (None, Some(last)) => {
+            let day = crate::daily::day_of_month(now_ms);
+            state
+                .store
+                .daily_users(last)
+                .await
+                .map_err(unavailable)?
+                .range(..=day)
+                .next_back()
+                .map(|(&day, &users)| (day, users))
+        }
+        _ => None,
+    };
     let p = &state.pipeline;
     let health = Health {
         skipped: ParseErrorKind::ALL
@@ -412,6 +427,7 @@ async fn page_data(
         css_version: css_version().to_owned(),
         logout,
         now_ms,
+        same_day_last_month,
     })
 }
 

@@ -52,6 +52,9 @@ pub struct PageData {
     pub logout: bool,
     /// When it was made (milliseconds since the Unix epoch).
     pub now_ms: i64,
+    /// Last month's users up to the same day of the month, over all nodes, as recorded then:
+    /// (the day recorded, its figure); `None` when nothing was recorded (or one node is shown).
+    pub same_day_last_month: Option<(u32, u64)>,
 }
 
 /// A grant type's short name (`urn:…:device_code` → `device_code`).
@@ -231,13 +234,31 @@ pub fn render(d: &PageData) -> String {
         "tile-mau",
         &format!("Monthly active users, {}", d.current),
         mau.to_string(),
-        match before {
-            Some(b) => format!(
-                "{} in {} (whole month); this month is not over",
-                b.monthly_active_users(),
-                b.month
-            ),
-            None => "this month is not over".into(),
+        match (d.same_day_last_month, d.current.pred()) {
+            (Some((day, then)), Some(last)) => {
+                let change = mau as i64 - then as i64;
+                let percent = match then {
+                    0 => String::new(),
+                    then => format!(
+                        " ({}{}%)",
+                        if change >= 0 { "+" } else { "−" },
+                        per_mille_text(change.unsigned_abs() * 1000 / then)
+                    ),
+                };
+                format!(
+                    "{}{}{percent} against {then} on day {day} of {last}",
+                    if change >= 0 { "+" } else { "−" },
+                    change.unsigned_abs()
+                )
+            }
+            _ => match before {
+                Some(b) => format!(
+                    "{} in {} (whole month); no figure recorded for this day of it",
+                    b.monthly_active_users(),
+                    b.month
+                ),
+                None => "this month is not over".into(),
+            },
         },
     );
     let (ok, failed) = this.map_or((0, 0), |m| {

@@ -32,7 +32,8 @@ macro_rules! conformance_tests {
             flushes_racing_a_fold_are_counted_once,
             an_interrupted_fold_changes_no_read_and_is_finished_later,
             snapshots_replace_and_merge_apart, snapshots_are_only_for_foreign_nodes,
-            foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest);
+            foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest,
+            daily_users_keep_the_largest_figure);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(

@@ -243,3 +243,39 @@ pub async fn concurrent_snapshots_keep_the_newest(h: &dyn Harness) {
         )
     );
 }
+
+pub async fn daily_users_keep_the_largest_figure(h: &dyn Harness) {
+    let store: Arc<dyn StatStore> = h.open().await.store;
+    let (jan, feb) = (month("202401"), month("202402"));
+    assert!(store.daily_users(jan).await.unwrap().is_empty());
+    store.record_daily_users(jan, 1, 10).await.unwrap();
+    store.record_daily_users(jan, 1, 7).await.unwrap();
+    store.record_daily_users(jan, 31, 400).await.unwrap();
+    store.record_daily_users(feb, 1, 3).await.unwrap();
+    assert_eq!(
+        store.daily_users(jan).await.unwrap(),
+        [(1, 10), (31, 400)].into_iter().collect()
+    );
+    assert_eq!(
+        store.daily_users(feb).await.unwrap(),
+        [(1, 3)].into_iter().collect()
+    );
+    assert!(
+        !store
+            .record_daily_users(jan, 32, 1)
+            .await
+            .unwrap_err()
+            .is_retryable()
+    );
+    // Agents recording the same day at once: the largest wins.
+    let tasks: Vec<_> = (1..=8u64)
+        .map(|v| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_daily_users(feb, 2, v * 100).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.daily_users(feb).await.unwrap()[&2], 800);
+}

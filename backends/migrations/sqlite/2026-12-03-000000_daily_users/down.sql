@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS authstat_daily_users;

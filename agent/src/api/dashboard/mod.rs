@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 
-pub use page::{Health, NodeLine, PageData, render};
+pub use page::{Health, MonthFigures, NodeLine, PageData, render};
 
 use super::ApiState;
 use super::auth::Denied;
@@ -310,30 +310,44 @@ async fn page_data(
     path: &str,
     logout: bool,
 ) -> Result<PageData, (StatusCode, String)> {
-    let unavailable = |e: authstat_core::store::StoreError| {
-        state
-            .api_stats
-            .backend_errors
-            .fetch_add(1, Ordering::Relaxed);
+    // A failed read of the backend (counted, except by the cache, which counts its own).
+    let failed = |e: authstat_core::store::StoreError, counted: bool| {
+        if !counted {
+            state
+                .api_stats
+                .backend_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
         tracing::warn!(error = %e, "dashboard: backend unavailable");
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "The statistics backend is unavailable; try again shortly.".to_owned(),
         )
     };
+    let unavailable = |e| failed(e, false);
     let summaries = state.store.nodes().await.map_err(unavailable)?;
     if let Some(id) = &node
         && !summaries.iter().any(|s| s.node.as_str() == id)
     {
         return Err((StatusCode::NOT_FOUND, format!("There is no node {id}.")));
     }
-    // The merged (or one node's) months and every listed node's months, read at once.
+    // The merged months through the stat API's cache (or one node's own), and every listed
+    // node's months, read at once.
+    let settings = state.settings();
     let stats = async {
         match &node {
-            None => state.store.read_months(&months).await,
+            None => state
+                .cache
+                .answer(&settings.config, months.clone())
+                .await
+                .map(|answer| answer.figures().to_vec()),
             Some(id) => {
                 let id = authstat_core::NodeId::stored(id.clone()).expect("a listed node");
-                state.store.load_node(&id).await.map(|s| s.months)
+                state
+                    .store
+                    .load_node(&id)
+                    .await
+                    .map(|s| s.months.iter().map(MonthFigures::of).collect::<Vec<_>>())
             }
         }
     };
@@ -347,8 +361,7 @@ async fn page_data(
     for (i, result) in loaded {
         listed[i] = Some(result);
     }
-    let stored = stored.map_err(unavailable)?;
-    let params = authstat_core::hll::HllParams::janssen();
+    let stored = stored.map_err(|e| failed(e, node.is_none()))?;
     let filled = months
         .iter()
         .map(|&m| {
@@ -356,7 +369,7 @@ async fn page_data(
                 .iter()
                 .find(|s| s.month == m)
                 .cloned()
-                .unwrap_or_else(|| authstat_core::MonthStats::new(m, params))
+                .unwrap_or_else(|| MonthFigures::empty(m))
         })
         .collect();
     let mut nodes = Vec::with_capacity(summaries.len());

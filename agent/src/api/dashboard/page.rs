@@ -2,10 +2,46 @@
 
 use std::fmt::Write as _;
 
+use authstat_core::Month;
+use authstat_core::counters::Counters;
 use authstat_core::counters::{CounterKey, Outcome};
-use authstat_core::{Month, MonthStats};
 
 use super::svg::{BarChart, Series, escape, per_mille_text};
+
+/// One month's figures: its distinct users and its counters (no HLL is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthFigures {
+    /// The month.
+    pub month: Month,
+    /// Distinct active users.
+    pub users: u64,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl MonthFigures {
+    /// The figures of `stats`.
+    pub fn of(stats: &authstat_core::MonthStats) -> Self {
+        Self {
+            month: stats.month,
+            users: stats.monthly_active_users(),
+            counters: stats.counters.clone(),
+        }
+    }
+
+    /// Nothing stored for `month`.
+    pub fn empty(month: Month) -> Self {
+        Self {
+            month,
+            users: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    fn monthly_active_users(&self) -> u64 {
+        self.users
+    }
+}
 
 /// One node as the page lists it.
 #[derive(Debug, Clone)]
@@ -35,7 +71,7 @@ pub struct Health {
 #[derive(Debug, Clone)]
 pub struct PageData {
     /// The months shown, ascending, one entry per month (empty stats where nothing is stored).
-    pub months: Vec<MonthStats>,
+    pub months: Vec<MonthFigures>,
     /// The current month (by the clock, UTC).
     pub current: Month,
     /// The node shown (`None`: every node merged).
@@ -66,11 +102,11 @@ pub fn short_grant(grant: &str) -> &str {
     }
 }
 
-fn auth(stats: &MonthStats, outcome: Outcome) -> u64 {
+fn auth(stats: &MonthFigures, outcome: Outcome) -> u64 {
     stats.counters.get(&CounterKey::Authentication(outcome))
 }
 
-fn tokens(stats: &MonthStats) -> u64 {
+fn tokens(stats: &MonthFigures) -> u64 {
     stats.counters.tokens.iter().map(|(_, _, n)| n).sum()
 }
 
@@ -89,7 +125,7 @@ fn utc(ms: i64) -> String {
 }
 
 /// Series per key over the months, ordered by their total, largest first.
-fn series_by<F>(months: &[MonthStats], key: F) -> Vec<Series>
+fn series_by<F>(months: &[MonthFigures], key: F) -> Vec<Series>
 where
     F: Fn(&str, &str) -> String,
 {
@@ -228,7 +264,7 @@ pub fn render(d: &PageData) -> String {
         );
     };
     out.push_str("<div class=\"tiles\">");
-    let mau = this.map_or(0, MonthStats::monthly_active_users);
+    let mau = this.map_or(0, MonthFigures::monthly_active_users);
     tile(
         &mut out,
         "tile-mau",
@@ -306,7 +342,7 @@ pub fn render(d: &PageData) -> String {
             values: d
                 .months
                 .iter()
-                .map(MonthStats::monthly_active_users)
+                .map(MonthFigures::monthly_active_users)
                 .collect(),
         }],
         stacked: false,

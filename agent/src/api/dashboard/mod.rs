@@ -141,7 +141,7 @@ pub fn routes(state: &Arc<ApiState>) -> Router<Arc<ApiState>> {
     if !config.enabled {
         return Router::new();
     }
-    let path = config.path.trim_end_matches('/').to_owned();
+    let path = base_path(&config);
     Router::new()
         .route(&path, get(dashboard))
         .route(&format!("{path}/login"), get(login_form).post(login))
@@ -149,6 +149,11 @@ pub fn routes(state: &Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route(&format!("{path}/style.css"), get(stylesheet))
         .route(&format!("{path}/favicon.svg"), get(favicon))
         .route("/favicon.ico", get(favicon))
+}
+
+/// The dashboard's path without a trailing `/`.
+fn base_path(config: &authstat_config::DashboardConfig) -> String {
+    config.path.trim_end_matches('/').to_owned()
 }
 
 fn css_version() -> &'static str {
@@ -238,7 +243,7 @@ async fn dashboard(
 ) -> Response {
     let settings = state.settings();
     let config = &settings.config.dashboard;
-    let path = config.path.trim_end_matches('/').to_owned();
+    let path = base_path(config);
     if !config.anonymous && !signed_in(&state, &headers) {
         return redirect(&format!("{path}/login"));
     }
@@ -491,12 +496,7 @@ fn login_page(status: StatusCode, path: &str, error: Option<&str>) -> Response {
 
 async fn login_form(State(state): State<Arc<ApiState>>) -> Response {
     let settings = state.settings();
-    let path = settings
-        .config
-        .dashboard
-        .path
-        .trim_end_matches('/')
-        .to_owned();
+    let path = base_path(&settings.config.dashboard);
     login_page(StatusCode::OK, &path, None)
 }
 
@@ -514,7 +514,7 @@ async fn login(
 ) -> Response {
     let settings = state.settings();
     let config = &settings.config.dashboard;
-    let path = config.path.trim_end_matches('/').to_owned();
+    let path = base_path(config);
     if cross_site(&headers) {
         return message_page(
             StatusCode::FORBIDDEN,
@@ -571,12 +571,7 @@ async fn login(
 
 async fn logout(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
     let settings = state.settings();
-    let path = settings
-        .config
-        .dashboard
-        .path
-        .trim_end_matches('/')
-        .to_owned();
+    let path = base_path(&settings.config.dashboard);
     if cross_site(&headers) {
         return message_page(
             StatusCode::FORBIDDEN,

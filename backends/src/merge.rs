@@ -68,7 +68,7 @@ impl Merger {
     ) -> Result<(), StoreError> {
         let backend = self.backend;
         let merged = self.months.entry(month).or_default();
-        let slot = if is_foreign(node) {
+        let slot = if authstat_core::NodeId::is_foreign_id(node) {
             &mut merged.foreign
         } else {
             &mut merged.users
@@ -131,11 +131,6 @@ impl Merger {
             })
             .collect()
     }
-}
-
-/// Whether a stored node id is a foreign node's ([`authstat_core::NodeId::is_foreign`]).
-fn is_foreign(node: &str) -> bool {
-    authstat_core::NodeId::stored(node).is_ok_and(|id| id.is_foreign())
 }
 
 /// Sorted, deduplicated months of a request.

@@ -69,8 +69,13 @@ impl NodeId {
 
     /// Whether this node holds a foreign system's snapshot ([`NodeId::foreign`]).
     pub fn is_foreign(&self) -> bool {
-        self.0
-            .strip_prefix(RESERVED_PREFIX)
+        Self::is_foreign_id(&self.0)
+    }
+
+    /// [`NodeId::is_foreign`] of a stored id, without validating or copying it (the read
+    /// path asks for every row).
+    pub fn is_foreign_id(id: &str) -> bool {
+        id.strip_prefix(RESERVED_PREFIX)
             .and_then(|rest| rest.split_once(':'))
             .is_some_and(|(system, id)| !system.is_empty() && !id.is_empty())
     }

@@ -102,12 +102,18 @@ impl Driver {
         driver
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    /// A command's whole answer (`{"value": …}`, an error included).
+    async fn answer(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if !body.is_null() {
             request = request.json(&body);
         }
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// A command's value; an error fails the test.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let answer = self.answer(method, path, body).await;
         assert!(
             answer["value"]["error"].is_null(),
             "WebDriver {path}: {answer}"
@@ -203,19 +209,13 @@ impl Driver {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // A script may fail while the old page is being replaced: ask again.
-            let answer: Value = self
-                .http
-                .post(format!(
-                    "{}/session/{}/execute/sync",
-                    self.base, self.session
-                ))
-                .json(&json!({"script": script, "args": []}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = self
+                .answer(
+                    reqwest::Method::POST,
+                    &format!("/session/{}/execute/sync", self.session),
+                    json!({"script": script, "args": []}),
+                )
+                .await;
             if answer["value"] == true {
                 return;
             }

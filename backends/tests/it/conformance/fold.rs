@@ -11,7 +11,7 @@ use crate::support::*;
 const MONTHS: [&str; 2] = ["202401", "202402"];
 
 /// Every node that flushed before a minute from now is silent; leases are judged now.
-fn everything_silent() -> FoldRequest {
+pub(super) fn everything_silent() -> FoldRequest {
     let now = now_ms();
     FoldRequest {
         silent_before_ms: now + 60_000,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use authstat_core::counters::{CounterKey, Counters, Outcome};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
-use authstat_core::store::{FlushOutcome, FoldRequest, Snapshot, SnapshotOutcome, StatStore};
+use authstat_core::store::{FlushOutcome, Snapshot, SnapshotOutcome, StatStore};
 use authstat_core::{MonthStats, NodeId};
 
 use crate::support::*;
@@ -186,12 +186,8 @@ pub async fn foreign_nodes_are_never_folded(h: &dyn Harness) {
     let theirs = snapshot("null_202401", 5, 40, tokens("implicit", 3, 3));
     store.put_snapshot(&theirs).await.unwrap();
     let before = read(store.as_ref()).await;
-    let now = now_ms();
     let report = store
-        .fold_silent(&FoldRequest {
-            silent_before_ms: now + 60_000,
-            now_ms: now,
-        })
+        .fold_silent(&super::fold::everything_silent())
         .await
         .unwrap();
     assert_eq!(

@@ -129,9 +129,10 @@ pub trait Source: Send + fmt::Debug {
     ) -> (usize, Vec<SourceProblem>);
 
     /// Like [`read`](Source::read), but independent inputs may be read on several threads at
-    /// once: each input's records go, in their order, to one of `sinks` (one thread per sink
-    /// at most). For work that is finite and order-free across inputs (a backfill). The
-    /// default reads on the caller's thread into the first sink.
+    /// once (one thread per sink at most): each input is read in order by one thread at a
+    /// time, and each record goes to the sink of the thread that read it. For work that is
+    /// finite and order-free across inputs (a backfill). The default reads on the caller's
+    /// thread into the first sink.
     fn read_parallel(
         &mut self,
         budget: usize,

@@ -85,8 +85,9 @@ pub async fn backfill(
     let threads = threads_wanted(threads).min(patterns_count.max(1));
     let pipeline = pipeline.with_threads(threads);
     let mut progress = Progress::new(stats.clone(), total_bytes, patterns_count);
+    let flush_every = Duration::from_secs(resolved.config.flush_interval_secs);
     let refusals = tokio::task::spawn_blocking(move || {
-        let refusals = pipeline.run_to_end(|| progress.show());
+        let refusals = pipeline.run_to_end(flush_every, || progress.show());
         progress.done();
         refusals
     })
@@ -219,7 +220,7 @@ fn report(
         || stats.health.fenced.lock().expect("lock").is_some()
     {
         return Err(Failure::Other(anyhow::anyhow!(
-            "storing the statistics failed; nothing of this run was stored, run it again"
+            "storing the statistics failed, so not everything was read and stored; run the same backfill again to go on from its last stored flush (nothing is counted twice)"
         )));
     }
     for r in refusals {

@@ -20,6 +20,9 @@ impl Pipeline {
         if self.fenced {
             return;
         }
+        for (part, _) in std::mem::take(&mut self.parts) {
+            self.agg.absorb(part);
+        }
         self.store_snapshots();
         if let Some(batch) = self.pending.take()
             && !self.try_flush(batch)

@@ -123,6 +123,10 @@ pub struct Pipeline {
     runtime: tokio::runtime::Handle,
     /// Threads that read (a backfill's files in parallel); 1 for an agent.
     threads: usize,
+    /// With several threads, what each has counted since the last flush (and its log of bad
+    /// input): kept from one read to the next, so that a thread's HLLs reach their dense form
+    /// once, not at every read; added to `agg` before a flush.
+    parts: Vec<(Aggregate, SkipLog)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -198,6 +202,7 @@ impl Pipeline {
             followed: inputs::Followed::default(),
             runtime,
             threads: 1,
+            parts: Vec::new(),
         }
     }
 
@@ -286,14 +291,24 @@ impl Pipeline {
     }
 
     /// Reads every file to its end once and flushes (`backfill`); `progress` is called between
-    /// slices. Returns the files refused because they are counted elsewhere.
-    pub fn run_to_end(mut self, mut progress: impl FnMut()) -> Vec<Refusal> {
+    /// slices. It flushes along the way too, every `flush_every` (or a third of the lease, if
+    /// shorter): a long backfill keeps its node, and one that is stopped goes on from its last
+    /// flush when it is run again. A flush that fails stops the reading (what was stored stays
+    /// stored). Returns the files refused because they are counted elsewhere.
+    pub fn run_to_end(mut self, flush_every: Duration, mut progress: impl FnMut()) -> Vec<Refusal> {
         let runtime = self.runtime.clone();
         let _clock = runtime.enter();
         self.acknowledge();
         self.scan();
+        let every = flush_every.min(self.owner.lease / 3);
         while self.read_some() {
             progress();
+            if self.last_flush.elapsed() >= every {
+                self.flush();
+                if self.pending.is_some() || self.fenced {
+                    break;
+                }
+            }
         }
         progress();
         self.flush();
@@ -370,19 +385,28 @@ impl Pipeline {
             return false;
         }
         // Backpressure: while a flush is failing, stop reading past the limit.
-        if self.pending.is_some() && self.agg.records >= self.max_pending_records {
+        let unflushed = self.agg.records + self.parts.iter().map(|(p, _)| p.records).sum::<u64>();
+        if self.pending.is_some() && unflushed >= self.max_pending_records {
             return false;
         }
         // While a batch waits for the backend, read in small slices so that the limit holds
         // closely.
         let budget = if self.pending.is_some() {
             64 << 10
+        } else if self.threads > 1 {
+            // The threads read this much in all before they meet again (to merge their counts
+            // and show progress); the fewer the meetings, the less a thread waits for another.
+            (64 << 20) * self.threads
         } else {
-            // Each reading thread reads this much before the threads meet again.
-            (8 << 20) * self.threads
+            8 << 20
         };
         let mut total = 0;
-        let threads = self.threads;
+        if self.threads > 1 && self.parts.is_empty() {
+            self.parts = (0..self.threads)
+                .map(|_| (self.agg.empty_like(), SkipLog::default()))
+                .collect();
+        }
+        let parts = &mut self.parts;
         let agg = &mut self.agg;
         let deriver = self.deriver.as_ref();
         let stats = &self.stats;
@@ -396,38 +420,30 @@ impl Pipeline {
                 name: &name,
                 newest_ms,
             };
-            let records_before = agg.records;
-            let (n, errors) = if threads > 1 {
-                // One partial aggregate per thread, merged when they are done: sums and HLL
-                // unions do not depend on the order.
-                let mut parts: Vec<(Aggregate, SkipLog)> = (0..threads)
-                    .map(|_| (agg.empty_like(), SkipLog::default()))
-                    .collect();
-                let read = {
-                    let take = &take;
-                    let mut sinks: Vec<_> = parts
-                        .iter_mut()
-                        .map(|(part, log)| {
-                            move |event: SourceEvent<'_>| take.event(event, part, log)
-                        })
-                        .collect();
-                    let mut refs: Vec<&mut (dyn FnMut(SourceEvent<'_>) + Send)> = sinks
-                        .iter_mut()
-                        .map(|s| s as &mut (dyn FnMut(SourceEvent<'_>) + Send))
-                        .collect();
-                    source.read_parallel(budget, &mut refs)
-                };
-                for (part, _) in parts {
-                    agg.absorb(part);
-                }
-                read
-            } else {
+            let counted = |agg: &Aggregate, parts: &[(Aggregate, SkipLog)]| {
+                agg.records + parts.iter().map(|(p, _)| p.records).sum::<u64>()
+            };
+            let records_before = counted(agg, parts);
+            let (n, errors) = if parts.is_empty() {
                 source.read(budget, &mut |event| take.event(event, agg, log))
+            } else {
+                // Each thread counts into its own part; sums and HLL unions do not depend on
+                // the order in which the parts are added up.
+                let take = &take;
+                let mut sinks: Vec<_> = parts
+                    .iter_mut()
+                    .map(|(part, log)| move |event: SourceEvent<'_>| take.event(event, part, log))
+                    .collect();
+                let mut refs: Vec<&mut (dyn FnMut(SourceEvent<'_>) + Send)> = sinks
+                    .iter_mut()
+                    .map(|s| s as &mut (dyn FnMut(SourceEvent<'_>) + Send))
+                    .collect();
+                source.read_parallel(budget, &mut refs)
             };
             stats
                 .reading
                 .records
-                .fetch_add(agg.records - records_before, Ordering::Relaxed);
+                .fetch_add(counted(agg, parts) - records_before, Ordering::Relaxed);
             for e in &errors {
                 warn!(source = %name, error = %e, "reading failed");
             }

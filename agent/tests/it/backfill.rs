@@ -276,15 +276,14 @@ fn backfill_progress_on_a_pipe_and_on_a_terminal() {
     );
 }
 
-/// Writes `files` audit logs of `per_file` records each (Janssen's multi-line form, distinct
-/// content per file, spread over January to March 2024) under `dir`; returns their paths and
+/// Writes one audit log per entry of `sizes`, of that many records (Janssen's multi-line form,
+/// distinct content per file, spread over January to March 2024) under `dir`; returns their paths and
 /// the ground truth: (action, outcome) → records, and per month the distinct users of the
 /// successful records of the default active-user actions.
 #[allow(clippy::type_complexity)]
 fn generated_logs(
     dir: &Path,
-    files: usize,
-    per_file: usize,
+    sizes: &[usize],
 ) -> (
     Vec<std::path::PathBuf>,
     std::collections::BTreeMap<(String, String), u64>,
@@ -300,10 +299,11 @@ fn generated_logs(
     let mut users = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
     let mut paths = Vec::new();
     let start = 1_704_067_200_000i64; // 2024-01-01T00:00:00Z
-    for f in 0..files {
+    let mut n = 0;
+    for (f, &size) in sizes.iter().enumerate() {
         let mut text = String::new();
-        for i in 0..per_file {
-            let n = f * per_file + i;
+        for i in 0..size {
+            n += 1;
             let ts = start + (n as i64) * 7_777_000 % (89 * 86_400_000);
             let action = actions[n % 3];
             let success = !n.is_multiple_of(5);
@@ -348,11 +348,14 @@ fn query_json(fixture: &Fixture) -> serde_json::Value {
 }
 
 /// Files read on several threads store exactly what one thread stores, and what the generator
-/// wrote (counts by action and outcome; distinct users within the HLL's error).
+/// wrote (counts by action and outcome; distinct users within the HLL's error). The files are of
+/// different sizes, around and above the slice a thread reads of a file before it takes the next
+/// (256 KiB, ~600 records), so files end at different times and are handed between threads.
 #[test]
 fn backfill_on_several_threads_stores_what_one_thread_stores() {
     let data = tempfile::tempdir().unwrap();
-    let (paths, counts, users) = generated_logs(data.path(), 8, 3000);
+    let sizes = [3000, 200, 5000, 1, 3000, 1200, 4000, 600];
+    let (paths, counts, users) = generated_logs(data.path(), &sizes);
     let files: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
     let mut answers = Vec::new();
     for threads in ["1", "4"] {
@@ -366,8 +369,22 @@ fn backfill_on_several_threads_stores_what_one_thread_stores() {
         answers.push(query_json(&fixture));
     }
     assert_eq!(answers[0], answers[1], "one thread and four threads");
-    let mut stored = std::collections::BTreeMap::new();
     for month in answers[0]["months"].as_array().unwrap() {
+        let month_name = month["month"].as_str().unwrap();
+        let truth = users.get(month_name).map_or(0, |u| u.len()) as f64;
+        let estimate = month["monthly_active_users"].as_f64().unwrap();
+        assert!(
+            (estimate - truth).abs() <= truth * 0.03 + 2.0,
+            "{month_name}: {estimate} users, {truth} in truth"
+        );
+    }
+    assert_eq!(audit_counts(&answers[0]), counts);
+}
+
+/// The counts by action and outcome in a `query_json` answer.
+fn audit_counts(answer: &serde_json::Value) -> std::collections::BTreeMap<(String, String), u64> {
+    let mut stored = std::collections::BTreeMap::new();
+    for month in answer["months"].as_array().unwrap() {
         for (action, outcomes) in month["audit"].as_object().unwrap() {
             for (outcome, n) in outcomes.as_object().unwrap() {
                 if n.as_u64().unwrap() > 0 {
@@ -377,13 +394,73 @@ fn backfill_on_several_threads_stores_what_one_thread_stores() {
                 }
             }
         }
-        let month_name = month["month"].as_str().unwrap();
-        let truth = users.get(month_name).map_or(0, |u| u.len()) as f64;
-        let estimate = month["monthly_active_users"].as_f64().unwrap();
-        assert!(
-            (estimate - truth).abs() <= truth * 0.03 + 2.0,
-            "{month_name}: {estimate} users, {truth} in truth"
-        );
     }
-    assert_eq!(stored, counts);
+    stored
+}
+
+/// A fixture whose backfills flush every second along the way.
+fn flushing_every_second() -> Fixture {
+    let fixture = Fixture::new("");
+    let path = fixture.config_path();
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains("flush_interval_secs: 3600"));
+    std::fs::write(
+        &path,
+        config.replace("flush_interval_secs: 3600", "flush_interval_secs: 1"),
+    )
+    .unwrap();
+    fixture
+}
+
+/// A long backfill flushes along the way (every flush interval), so that it keeps its node and,
+/// stopped, goes on from its last flush: here it dies right after its first flush stored, and the
+/// second run reads exactly the records after that flush and stores what one uninterrupted run
+/// stores.
+#[test]
+fn a_stopped_backfill_goes_on_from_its_last_flush() {
+    use std::os::unix::process::ExitStatusExt;
+    // The first flush must come before the end: enough data for more than a second of reading
+    // (grown if this machine reads it faster).
+    for per_file in [8_000, 32_000, 128_000] {
+        let data = tempfile::tempdir().unwrap();
+        let (paths, counts, _) = generated_logs(data.path(), &[per_file; 4]);
+        let files: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+        let total: u64 = counts.values().sum();
+        let fixture = flushing_every_second();
+        let died = authstat()
+            .args(["backfill", "--threads", "1", "--config"])
+            .arg(fixture.config_path())
+            .args(&files)
+            .env("AUTHSTAT_TEST_ABORT_BEFORE_ACK", "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            died.status.signal(),
+            Some(6),
+            "aborted by the hook: {died:?}"
+        );
+        let first: u64 = audit_counts(&query_json(&fixture)).values().sum();
+        if first == total {
+            continue; // read to the end within a second: more data
+        }
+        assert!(first > 0, "the first flush stored records");
+        let out = backfill(&fixture, &["--threads", "2"], &files);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with(&format!("backfill: {} records,", total - first)),
+            "only what the first run had not stored is read again: {said} ({first} of {total} stored before)"
+        );
+        let resumed = query_json(&fixture);
+        assert_eq!(audit_counts(&resumed), counts);
+        let whole = Fixture::new("");
+        assert!(backfill(&whole, &[], &files).status.success());
+        assert_eq!(resumed, query_json(&whole), "as one uninterrupted run");
+        return;
+    }
+    panic!("every backfill read to its end within its first flush interval");
 }

@@ -71,6 +71,9 @@ pub const ORPHAN_DAYS: u64 = 30;
 /// How many streams without a file are remembered at most, newest first.
 pub const MAX_ORPHANS: usize = 10_000;
 const READ_CHUNK: usize = 256 * 1024;
+/// What a thread of a parallel read reads of a stream before it takes the next: small, so that
+/// no thread waits long for another at the end of a read.
+const READ_SLICE: usize = READ_CHUNK;
 /// Scans a file must stay unnamed by the configured paths (renamed away, deleted) before it is
 /// let go once read to its end: a writer may still append to a file it has just renamed.
 const DETACHED_SCANS: u32 = 2;

@@ -5,7 +5,9 @@ use authstat_core::source::SourceEvent;
 
 use super::index::StreamId;
 use super::reader::Framing;
-use super::{Claim, DETACHED_SCANS, FileKey, SourceError, Tailer};
+use std::sync::atomic::Ordering;
+
+use super::{Claim, DETACHED_SCANS, FileKey, READ_SLICE, SourceError, Tailer};
 
 impl Tailer {
     /// Reads what the streams hold, up to about `budget` bytes, calling `on_event` for each
@@ -37,8 +39,9 @@ impl Tailer {
         (total, errors)
     }
 
-    /// Like [`read`](Tailer::read), with the streams spread over one thread per sink: each
-    /// stream is read in order by one thread, into that thread's sink.
+    /// Like [`read`](Tailer::read), on one thread per sink, about `budget` bytes in all: each
+    /// stream is read in order, a slice at a time, by one thread at a time; its records go to
+    /// the sink of the thread that read them.
     pub fn read_parallel(
         &mut self,
         budget: usize,
@@ -69,48 +72,60 @@ impl Tailer {
                 Err(e) => errors.push(e),
             }
         }
-        // Read the chosen streams, each on one thread, the threads sharing the parser.
+        // Read the chosen streams, the threads sharing the parser. The streams wait in a queue;
+        // a thread takes one, reads a slice of it, and puts it back at the end if it has more.
+        // So a stream is read in order by one thread at a time, and no thread waits for
+        // another for longer than a slice: the threads stay busy until the budget is spent or
+        // every stream is at its end.
         let parser = self.parser.as_ref();
         let max = self.max_record_bytes;
         let files = &self.files;
-        let mut work: Vec<Vec<(&mut super::Stream, FileKey)>> =
-            (0..sinks.len()).map(|_| Vec::new()).collect();
         let mut streams: Vec<(&StreamId, &mut super::Stream)> = self.streams.iter_mut().collect();
         streams.sort_unstable_by_key(|(sid, _)| **sid);
-        let mut next = 0;
-        for (sid, stream) in streams {
-            if let Some(best) = readers.get(sid)
-                && files[best].max_len > stream.state.read_pos
-            {
-                work[next % sinks.len()].push((stream, *best));
-                next += 1;
-            }
-        }
+        let queue: std::collections::VecDeque<(&mut super::Stream, FileKey)> = streams
+            .into_iter()
+            .filter_map(|(sid, stream)| {
+                let best = *readers.get(sid)?;
+                (files[&best].max_len > stream.state.read_pos).then_some((stream, best))
+            })
+            .collect();
+        let threads = sinks.len().min(queue.len());
+        let queue = std::sync::Mutex::new(queue);
+        let spent = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<(usize, Vec<SourceError>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .into_iter()
-                .zip(sinks.iter_mut())
-                .filter(|(items, _)| !items.is_empty())
-                .map(|(items, sink)| {
+            let handles: Vec<_> = sinks
+                .iter_mut()
+                .take(threads)
+                .map(|sink| {
+                    let (queue, spent) = (&queue, &spent);
                     scope.spawn(move || {
                         let framing = Framing { parser, max };
                         let mut chunk = vec![0; super::READ_CHUNK];
                         let (mut total, mut errors) = (0, Vec::new());
-                        for (stream, key) in items {
-                            if total >= budget {
-                                break;
-                            }
+                        while spent.load(Ordering::Relaxed) < budget {
+                            let next = queue.lock().expect("the read queue").pop_front();
+                            let Some((stream, key)) = next else { break };
                             let p = &files[&key];
                             let read = framing.read(
                                 &mut stream.state,
                                 &p.file,
                                 &p.path,
                                 &mut chunk,
-                                budget - total,
+                                READ_SLICE,
                                 &mut **sink,
                             );
                             match read {
-                                Ok(n) => total += n,
+                                Ok(n) => {
+                                    total += n;
+                                    spent.fetch_add(n, Ordering::Relaxed);
+                                    // Less than a slice: the stream is at its end for now.
+                                    if n >= READ_SLICE {
+                                        queue
+                                            .lock()
+                                            .expect("the read queue")
+                                            .push_back((stream, key));
+                                    }
+                                }
                                 Err(error) => errors.push(SourceError {
                                     path: p.path.clone(),
                                     error,

@@ -311,3 +311,59 @@ pub(super) fn read_some(t: &mut Tailer, budget: usize) -> Vec<u64> {
     assert!(errors.is_empty(), "{errors:?}");
     ids
 }
+
+/// A parallel read hands every record of every file exactly once, each file's records in their
+/// order although a file is read in slices by whichever thread takes it next, and reads about
+/// its budget: at most one slice more per thread.
+#[test]
+fn parallel_reads_hand_each_record_once_in_each_files_order() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    // Around and above a slice (~1,000 of these records), and one file of a single record.
+    let sizes = [3000u64, 1, 2000, 900, 4500];
+    for (f, &size) in sizes.iter().enumerate() {
+        let text: String = (0..size).map(|i| rec(f as u64 * 100_000 + i)).collect();
+        append(&dir.path().join(format!("tokens-{f}.jsonl")), &text);
+    }
+    let mut t = tailer(dir.path(), "tokens-*.jsonl", &[]);
+    assert!(t.scan().is_empty());
+    // Each event stamped with a global sequence number, into its thread's own list.
+    let seq = AtomicU64::new(0);
+    let mut lists: Vec<Vec<(u64, u64)>> = vec![Vec::new(); 3];
+    let budget = 512 << 10;
+    let mut reads = 0;
+    loop {
+        let (n, errors) = {
+            let mut sinks: Vec<_> = lists
+                .iter_mut()
+                .map(|list| {
+                    let seq = &seq;
+                    move |e: SourceEvent<'_>| {
+                        list.push((seq.fetch_add(1, Ordering::SeqCst), id_of(&e).unwrap()))
+                    }
+                })
+                .collect();
+            let mut refs: Vec<&mut (dyn FnMut(SourceEvent<'_>) + Send)> = sinks
+                .iter_mut()
+                .map(|s| s as &mut (dyn FnMut(SourceEvent<'_>) + Send))
+                .collect();
+            t.read_parallel(budget, &mut refs)
+        };
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(n <= budget + 3 * READ_SLICE, "{n} bytes read in one call");
+        if n == 0 {
+            break;
+        }
+        reads += 1;
+    }
+    let mut all: Vec<(u64, u64)> = lists.concat();
+    all.sort_unstable();
+    let mut seen: Vec<Vec<u64>> = vec![Vec::new(); sizes.len()];
+    for (_, id) in all {
+        seen[(id / 100_000) as usize].push(id % 100_000);
+    }
+    for (f, &size) in sizes.iter().enumerate() {
+        assert_eq!(seen[f], (0..size).collect::<Vec<_>>(), "file {f}");
+    }
+    assert!(reads > 1, "the budget was not held: {reads} read");
+}

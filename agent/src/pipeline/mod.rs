@@ -385,8 +385,7 @@ impl Pipeline {
             return false;
         }
         // Backpressure: while a flush is failing, stop reading past the limit.
-        let unflushed = self.agg.records + self.parts.iter().map(|(p, _)| p.records).sum::<u64>();
-        if self.pending.is_some() && unflushed >= self.max_pending_records {
+        if self.pending.is_some() && unflushed(&self.agg, &self.parts) >= self.max_pending_records {
             return false;
         }
         // While a batch waits for the backend, read in small slices so that the limit holds
@@ -420,10 +419,7 @@ impl Pipeline {
                 name: &name,
                 newest_ms,
             };
-            let counted = |agg: &Aggregate, parts: &[(Aggregate, SkipLog)]| {
-                agg.records + parts.iter().map(|(p, _)| p.records).sum::<u64>()
-            };
-            let records_before = counted(agg, parts);
+            let records_before = unflushed(agg, parts);
             let (n, errors) = if parts.is_empty() {
                 source.read(budget, &mut |event| take.event(event, agg, log))
             } else {
@@ -443,7 +439,7 @@ impl Pipeline {
             stats
                 .reading
                 .records
-                .fetch_add(counted(agg, parts) - records_before, Ordering::Relaxed);
+                .fetch_add(unflushed(agg, parts) - records_before, Ordering::Relaxed);
             for e in &errors {
                 warn!(source = %name, error = %e, "reading failed");
             }
@@ -456,6 +452,11 @@ impl Pipeline {
             .fetch_add(total as u64, Ordering::Relaxed);
         total > 0
     }
+}
+
+/// The records counted since the last flush, by the pipeline and its reading threads.
+fn unflushed(agg: &Aggregate, parts: &[(Aggregate, SkipLog)]) -> u64 {
+    agg.records + parts.iter().map(|(part, _)| part.records).sum::<u64>()
 }
 
 /// What an event read from a source does: counted and derived into an aggregate, or skipped

@@ -101,8 +101,8 @@ pub const ACTIVEMQ: &str = "activemq";
 /// over STOMP; each message is acknowledged only once what it counted is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivemqConfig {
-    /// The brokers' STOMP endpoints, `host:port` or `stomp://host:port`, tried in turn
-    /// (failover).
+    /// The brokers' STOMP endpoints, `host:port` or `stomp://host:port`, or
+    /// `stomp+ssl://host:port` (also spelt `ssl://`) for TLS, tried in turn (failover).
     pub brokers: Vec<String>,
     /// The queue (Janssen's is `oauth2.audit.logging`).
     pub queue: String,
@@ -254,18 +254,31 @@ impl TryFrom<RawSource> for SourceConfig {
                 .ok_or("source type activemq needs `brokers` (at least one host:port)")?
                 .into_iter()
                 .map(|b| {
-                    b.strip_prefix("stomp://")
-                        .unwrap_or(&b)
-                        .trim_end_matches('/')
-                        .to_owned()
+                    // TLS brokers keep their scheme, one spelling of it.
+                    let (tls, rest) = match ["stomp+ssl://", "ssl://"]
+                        .iter()
+                        .find_map(|scheme| b.strip_prefix(scheme))
+                    {
+                        Some(rest) => (true, rest),
+                        None => (false, b.strip_prefix("stomp://").unwrap_or(&b)),
+                    };
+                    let rest = rest.trim_end_matches('/');
+                    if tls {
+                        format!("stomp+ssl://{rest}")
+                    } else {
+                        rest.to_owned()
+                    }
                 })
                 .collect();
             if let Some(bad) = brokers.iter().find(|b| {
-                b.rsplit_once(':')
+                b.strip_prefix("stomp+ssl://")
+                    .unwrap_or(b)
+                    .rsplit_once(':')
                     .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
             }) {
                 return Err(format!(
-                    "`brokers`: '{bad}' is not host:port (or stomp://host:port)"
+                    "`brokers`: '{bad}' is not host:port (or stomp://host:port, or \
+                     stomp+ssl://host:port for TLS)"
                 ));
             }
             SourceKind::Activemq(ActivemqConfig {

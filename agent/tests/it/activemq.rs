@@ -5,7 +5,8 @@
 //! under a running agent, the first configured broker down (failover), a file source beside the
 //! queue: every
 //! record counted exactly once, and the queue empty at the end. A wrong password shows on
-//! `/readyz` without the password.
+//! `/readyz` without the password. Over TLS (`stomp+ssl`), with the broker's certificate
+//! trusted through `SSL_CERT_FILE`, and refused when it is not trusted.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ fn broker_script(name: &str) {
 fn connect() -> Connection {
     Connection::open(
         &broker(),
+        None,
         Some(("authstat", "authstat-test")),
         Duration::from_secs(10),
     )
@@ -95,6 +97,11 @@ fn queued(queue: &str) -> usize {
 }
 
 fn write_config(dir: &Path, queue: &str) -> PathBuf {
+    write_config_for(dir, queue, &format!("127.0.0.1:1, stomp://{}", broker()))
+}
+
+/// The agent's configuration: the queue on `brokers`, and a file source.
+fn write_config_for(dir: &Path, queue: &str, brokers: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let path = dir.join("authstat.yaml");
     std::fs::write(
@@ -103,7 +110,7 @@ fn write_config(dir: &Path, queue: &str) -> PathBuf {
             "node_id: mq-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
              sources:\n\
              \x20 - name: queue\n    type: activemq\n    format: janssen_audit\n\
-             \x20   brokers: [127.0.0.1:1, stomp://{broker}]\n    queue: {queue}\n\
+             \x20   brokers: [{brokers}]\n    queue: {queue}\n\
              \x20   username: ${{MQ_USER}}\n    password: ${{MQ_PASSWORD}}\n\
              \x20   prefetch: 25\n    poll_interval_ms: 100\n\
              \x20 - name: audit\n    type: file\n    format: janssen_audit\n    paths: [logs/audit*.log]\n\
@@ -111,7 +118,6 @@ fn write_config(dir: &Path, queue: &str) -> PathBuf {
              api:\n  auth:\n    type: static\n    tokens:\n\
              \x20     - name: t\n        sha256: 4d1566a1d7df42a8517456d60ea06ed284e535cfe4c956aa6ee172dbcdf945f7\n\
              \x20       scopes: [jans_stat]\n",
-            broker = broker()
         ),
     )
     .unwrap();
@@ -257,4 +263,59 @@ fn a_refused_login_shows_on_readyz_without_the_password() {
         metrics.contains("authstat_source_inputs{source=\"queue\"} 0"),
         "{metrics}"
     );
+}
+
+/// `stomp+ssl://` (spelt `ssl://` here): the records come over TLS when the broker's certificate
+/// is trusted (`SSL_CERT_FILE`: the test broker's self-signed one), and nothing is read, with
+/// the reason on `/readyz`, when it is not (the system's CAs) or when no certificate at all can
+/// be loaded.
+#[test]
+fn a_broker_over_tls_is_read_when_its_certificate_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = authstat_test_support::env::unique_name("authstat_test_tls");
+    let tls = required_env("AUTHSTAT_TEST_STOMP_SSL_ADDR", "ActiveMQ");
+    let cert = PathBuf::from(required_env("AUTHSTAT_TEST_ACTIVEMQ_DIR", "ActiveMQ"))
+        .join("conf/broker.pem");
+    let config = write_config_for(dir.path(), &queue, &format!("ssl://{tls}"));
+    publish(&queue, 0..40);
+    for (trusted, problem) in [
+        (
+            "/etc/ssl/certs/ca-certificates.crt",
+            "invalid peer certificate: UnknownIssuer",
+        ),
+        ("/nonexistent/ca.pem", "no trusted certificate"),
+    ] {
+        if !Path::new(trusted).exists() && trusted.starts_with("/etc") {
+            continue;
+        }
+        let mut envs = CREDENTIALS.to_vec();
+        envs.push(("SSL_CERT_FILE", trusted));
+        envs.push(("SSL_CERT_DIR", "/nonexistent"));
+        let mut agent = spawn_agent(&config, dir.path(), &envs);
+        let addr = agent.addr;
+        let mut ready = get(addr, "/readyz", None);
+        wait_until("/readyz to name the queue", || {
+            ready = get(addr, "/readyz", None);
+            ready.body.contains("source queue")
+        });
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        assert!(ready.body.contains(problem), "{}", ready.body);
+        agent.signal("TERM");
+        agent.wait_exit();
+        assert_eq!(
+            stored(&config),
+            (0, 0),
+            "nothing read from an untrusted broker"
+        );
+    }
+    let mut envs = CREDENTIALS.to_vec();
+    let cert = cert.to_str().unwrap().to_owned();
+    envs.push(("SSL_CERT_FILE", &cert));
+    let mut agent = spawn_agent(&config, dir.path(), &envs);
+    wait_until("every record stored", || stored(&config) == (40, 40));
+    wait_until("the queue emptied", || queued(&queue) == 0);
+    let addr = agent.addr;
+    assert_eq!(get(addr, "/readyz", None).status, 200);
+    agent.signal("TERM");
+    agent.wait_exit();
 }

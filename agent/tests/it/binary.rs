@@ -139,7 +139,11 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         ),
         (
             "{name: q, type: activemq, format: janssen_audit, brokers: ['mq.example.com']}",
-            "`brokers`: 'mq.example.com' is not host:port (or stomp://host:port)",
+            "`brokers`: 'mq.example.com' is not host:port (or stomp://host:port, or stomp+ssl://host:port for TLS)",
+        ),
+        (
+            "{name: q, type: activemq, format: janssen_audit, brokers: ['ssl://mq.example.com/']}",
+            "`brokers`: 'stomp+ssl://mq.example.com' is not host:port",
         ),
         (
             "{name: q, type: activemq, format: janssen_audit}",

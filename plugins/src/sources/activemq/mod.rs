@@ -106,6 +106,8 @@ pub struct Activemq {
     config: ActivemqConfig,
     parser: Box<dyn Parser>,
     conn: Option<Connection>,
+    /// For `stomp+ssl://` brokers: loaded at the first such connection.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Connections made so far (ack ids are valid on their own connection only).
     generation: u64,
     next_broker: usize,
@@ -138,6 +140,7 @@ impl Activemq {
             config: config.clone(),
             parser,
             conn: None,
+            tls: None,
             generation: 0,
             next_broker: 0,
             retry_at: None,
@@ -194,20 +197,32 @@ impl Activemq {
                 .username
                 .as_deref()
                 .map(|u| (u, self.config.password.as_deref().unwrap_or("")));
-            let subscribed = Connection::open(&broker, login, CONNECT_TIMEOUT).and_then(|mut c| {
-                let prefetch = self.config.prefetch.to_string();
-                c.send(&encode(
-                    "SUBSCRIBE",
-                    &[
-                        ("id", "0"),
-                        ("destination", &format!("/queue/{}", self.config.queue)),
-                        ("ack", "client-individual"),
-                        ("activemq.prefetchSize", &prefetch),
-                    ],
-                    "",
-                ))?;
-                Ok(c)
-            });
+            let tls = match (broker.starts_with(stomp::TLS_SCHEME), &self.tls) {
+                (false, _) => None,
+                (true, Some(config)) => Some(config.clone()),
+                (true, None) => match stomp::tls_config() {
+                    Ok(config) => Some(self.tls.insert(config).clone()),
+                    Err(e) => {
+                        errors.push(format!("{broker}: {e}"));
+                        continue;
+                    }
+                },
+            };
+            let subscribed = Connection::open(&broker, tls.as_ref(), login, CONNECT_TIMEOUT)
+                .and_then(|mut c| {
+                    let prefetch = self.config.prefetch.to_string();
+                    c.send(&encode(
+                        "SUBSCRIBE",
+                        &[
+                            ("id", "0"),
+                            ("destination", &format!("/queue/{}", self.config.queue)),
+                            ("ack", "client-individual"),
+                            ("activemq.prefetchSize", &prefetch),
+                        ],
+                        "",
+                    ))?;
+                    Ok(c)
+                });
             match subscribed {
                 Ok(conn) => {
                     tracing::info!(source = %self.name, broker = %broker, queue = %self.config.queue, "connected");

@@ -1,11 +1,15 @@
-//! A minimal STOMP 1.2 client over a blocking TCP socket: connect, subscribe with
-//! client-individual acknowledgement, receive frames without waiting, acknowledge with a
-//! receipt. Only what the `activemq` source needs.
+//! A minimal STOMP 1.2 client over a blocking TCP socket, with or without TLS: connect,
+//! subscribe with client-individual acknowledgement, receive frames without waiting,
+//! acknowledge with a receipt. Only what the `activemq` source needs.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The prefix of a broker reached over TLS (ActiveMQ's `stomp+ssl` transport connector).
+pub const TLS_SCHEME: &str = "stomp+ssl://";
 
 /// The longest frame accepted (a larger one is a protocol error: the connection is dropped).
 const MAX_FRAME: usize = 16 << 20;
@@ -28,9 +32,76 @@ impl Frame {
     }
 }
 
+/// The bytes to and from a broker: plain TCP, or TLS over it (`stomp+ssl://`).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// How a source talks TLS to its brokers: the system's trusted certificates (or those of
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR`), TLS 1.2 or 1.3, *ring*'s cryptography as everywhere in
+/// authstat. Fails when no trusted certificate can be loaded.
+pub fn tls_config() -> io::Result<Arc<rustls::ClientConfig>> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_owned(), ToString::to_string);
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no trusted certificate to check the broker's with ({why}); set SSL_CERT_FILE"),
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(io::Error::other)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// A connection to one broker.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// When anything (a frame or a heart-beat) last arrived.
     last_heard: Instant,
@@ -41,7 +112,7 @@ pub struct Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.stream.tcp().peer_addr().ok())
             .finish_non_exhaustive()
     }
 }
@@ -182,26 +253,50 @@ pub fn decode(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and logs in; waits at most `timeout`.
+    /// Connects to `addr` (`host:port`, or `stomp+ssl://host:port` for TLS with `tls`) and
+    /// logs in; waits at most `timeout` (for each step).
     pub fn open(
         addr: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
         login: Option<(&str, &str)>,
         timeout: Duration,
     ) -> io::Result<Connection> {
+        let (addr, secure) = match addr.strip_prefix(TLS_SCHEME) {
+            Some(rest) => (rest, true),
+            None => (addr, false),
+        };
         let target = addr
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-        let stream = TcpStream::connect_timeout(&target, timeout)?;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(timeout))?;
+        let tcp = TcpStream::connect_timeout(&target, timeout)?;
+        tcp.set_nodelay(true)?;
+        tcp.set_write_timeout(Some(timeout))?;
+        // The TLS handshake reads before the first frame is answered.
+        tcp.set_read_timeout(Some(timeout))?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let stream = if secure {
+            let config = tls.ok_or_else(|| {
+                io::Error::other("a stomp+ssl:// broker needs the TLS configuration")
+            })?;
+            let name = rustls::pki_types::ServerName::try_from(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let session =
+                rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(session, tcp)))
+        } else {
+            Stream::Plain(tcp)
+        };
         let mut conn = Connection {
             stream,
             buf: Vec::new(),
             last_heard: Instant::now(),
             heart_beat: None,
         };
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         let mut headers = vec![
             ("accept-version", "1.2"),
             ("host", host),
@@ -264,6 +359,7 @@ impl Connection {
             return Ok(Some(frame));
         }
         self.stream
+            .tcp()
             .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         let mut chunk = [0u8; 64 << 10];
         match self.stream.read(&mut chunk) {

@@ -235,6 +235,17 @@ fn queue_records_are_counted_once_through_crashes_and_broker_restarts() {
     assert_eq!(queued(&queue), 0);
 }
 
+/// `/readyz` once it names the queue source: not ready (503).
+fn unready_queue(addr: std::net::SocketAddr) -> Response {
+    let mut ready = get(addr, "/readyz", None);
+    wait_until("/readyz to name the queue", || {
+        ready = get(addr, "/readyz", None);
+        ready.body.contains("source queue")
+    });
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    ready
+}
+
 #[test]
 fn a_refused_login_shows_on_readyz_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,12 +257,7 @@ fn a_refused_login_shows_on_readyz_without_the_password() {
         &[("MQ_USER", "authstat"), ("MQ_PASSWORD", "not-the-password")],
     );
     let addr = agent.addr;
-    let mut ready = get(addr, "/readyz", None);
-    wait_until("/readyz to name the queue", || {
-        ready = get(addr, "/readyz", None);
-        ready.body.contains("source queue")
-    });
-    assert_eq!(ready.status, 503, "{}", ready.body);
+    let ready = unready_queue(addr);
     assert!(ready.body.contains("invalid"), "{}", ready.body);
     assert!(!ready.body.contains("not-the-password"), "{}", ready.body);
     let metrics = get(addr, "/metrics", None).body;
@@ -292,13 +298,7 @@ fn a_broker_over_tls_is_read_when_its_certificate_is_trusted() {
         envs.push(("SSL_CERT_FILE", trusted));
         envs.push(("SSL_CERT_DIR", "/nonexistent"));
         let mut agent = spawn_agent(&config, dir.path(), &envs);
-        let addr = agent.addr;
-        let mut ready = get(addr, "/readyz", None);
-        wait_until("/readyz to name the queue", || {
-            ready = get(addr, "/readyz", None);
-            ready.body.contains("source queue")
-        });
-        assert_eq!(ready.status, 503, "{}", ready.body);
+        let ready = unready_queue(agent.addr);
         assert!(ready.body.contains(problem), "{}", ready.body);
         agent.signal("TERM");
         agent.wait_exit();

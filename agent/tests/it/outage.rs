@@ -148,6 +148,21 @@ async fn start(
     std::thread::JoinHandle<()>,
     Arc<PipelineStats>,
 ) {
+    let (pipeline, stats) = pipeline_over(dir, extra, store).await;
+    let (control, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        pipeline.run(rx, Duration::from_millis(10), Duration::from_millis(20))
+    });
+    (control, thread, stats)
+}
+
+/// A pipeline over `dir/tokens.jsonl` (configuration `extra` added) writing to `store`, and its
+/// stats.
+async fn pipeline_over(
+    dir: &std::path::Path,
+    extra: &str,
+    store: &Arc<Flaky>,
+) -> (authstat::pipeline::Pipeline, Arc<PipelineStats>) {
     let path = dir.join("authstat.yaml");
     std::fs::write(&path, format!("node_id: n\n{extra}sources:\n  - {{name: t, type: file, format: token_events, paths: [tokens.jsonl]}}\nbackend: {{type: memory}}\n")).unwrap();
     let resolved = resolve(
@@ -175,11 +190,7 @@ async fn start(
     )
     .await
     .unwrap();
-    let (control, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        pipeline.run(rx, Duration::from_millis(10), Duration::from_millis(20))
-    });
-    (control, thread, stats)
+    (pipeline, stats)
 }
 
 /// The tokens stored for February 2024 (every event of `events`).
@@ -296,5 +307,42 @@ async fn flushes_whose_answers_are_lost_are_counted_once() {
     assert_eq!(
         stored[0].counters.tokens.get("g0", "access_token"),
         (0..written).filter(|i| i % 7 == 0).count() as u64
+    );
+}
+
+/// Reading to the end (a backfill) flushes along the way; when a flush fails, the reading stops
+/// there instead of going on with what cannot be stored: what the earlier flushes stored stays,
+/// and the failed batch is not half stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_to_the_end_stops_at_a_failed_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 300_000;
+    std::fs::write(dir.path().join("tokens.jsonl"), events(0, total)).unwrap();
+    let store = Arc::new(Flaky::default());
+    let (pipeline, stats) = pipeline_over(dir.path(), "", &store).await;
+    let (flaky, watched) = (store.clone(), stats.clone());
+    // A flush after every read (8 MiB, ~85,000 events); the backend goes down once one is stored.
+    tokio::task::spawn_blocking(move || {
+        pipeline.run_to_end(Duration::ZERO, || {
+            if watched.flushing.applied.load(Ordering::Acquire) >= 1 {
+                flaky.down.store(true, Ordering::SeqCst);
+            }
+        })
+    })
+    .await
+    .unwrap();
+    let month: Month = "202402".parse().unwrap();
+    let stored = tokens(&store.read_months(&[month]).await.unwrap());
+    let read = stats.reading.records.load(Ordering::Relaxed);
+    assert_eq!(stats.flushing.applied.load(Ordering::Acquire), 1);
+    assert!(store.failed.load(Ordering::SeqCst) >= 1);
+    assert!(stored > 0, "the first flush is stored");
+    assert!(
+        stored < read,
+        "the failed batch is not stored: {stored} of {read}"
+    );
+    assert!(
+        read < total,
+        "reading stopped at the failed flush: {read} of {total}"
     );
 }

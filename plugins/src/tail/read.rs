@@ -1,12 +1,12 @@
 //! Reading the streams: from the longest file that carries each, after checking that files
 //! which changed still carry it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use authstat_core::source::SourceEvent;
 
 use super::index::StreamId;
 use super::reader::Framing;
-use std::sync::atomic::Ordering;
-
 use super::{Claim, DETACHED_SCANS, FileKey, READ_SLICE, SourceError, Tailer};
 
 impl Tailer {
@@ -91,7 +91,7 @@ impl Tailer {
             .collect();
         let threads = sinks.len().min(queue.len());
         let queue = std::sync::Mutex::new(queue);
-        let spent = std::sync::atomic::AtomicUsize::new(0);
+        let spent = AtomicUsize::new(0);
         let results: Vec<(usize, Vec<SourceError>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = sinks
                 .iter_mut()

@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod resolve;
 mod startup;
+pub mod tasks;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -171,13 +172,36 @@ pub fn sources(
 /// Connects the backend (fails if it cannot be reached). Its reads combine the users of
 /// foreign snapshots (Janssen's own statistics) with this configuration's own as its hash
 /// setting allows ([`authstat_core::ForeignUsers::for_janssen`]).
+///
+/// Every statement, lock wait and open transaction of its sessions, and every call as a whole,
+/// is bounded by limits derived from the node lease ([`authstat_backends::SessionLimits`]).
 pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> {
-    let store = authstat_backends::build(&resolved.config.backend)
+    let limits = session_limits(&resolved.config);
+    let store = authstat_backends::build_with(&resolved.config.backend, limits)
         .await
         .with_context(|| format!("opening the {} backend", resolved.config.backend.kind()))?;
     let hll = &resolved.config.hll;
     let how = authstat_core::ForeignUsers::for_janssen(hll.hash, &hll.params());
-    Ok(Arc::new(authstat_backends::Settled::new(store, how)))
+    Ok(Arc::new(
+        authstat_backends::Settled::new(store, how).bounded(limits.call),
+    ))
+}
+
+/// The session limits of `config`'s node lease and its backend's connection timeout.
+pub fn session_limits(config: &authstat_config::AgentConfig) -> authstat_backends::SessionLimits {
+    use authstat_config::BackendConfig;
+    let connect = match &config.backend {
+        BackendConfig::Memory => Duration::ZERO,
+        BackendConfig::Sqlite(c) => Duration::from_millis(c.busy_timeout_ms),
+        BackendConfig::Postgres(c) | BackendConfig::Mysql(c) => {
+            Duration::from_secs(c.connect_timeout_secs)
+        }
+        BackendConfig::Mongodb(c) => Duration::from_secs(c.connect_timeout_secs),
+    };
+    authstat_backends::SessionLimits::for_lease(
+        Duration::from_secs(config.node_lease_secs()),
+        connect,
+    )
 }
 
 /// Claims the node id of `resolved` (or `node`) and builds its pipeline over `store`,

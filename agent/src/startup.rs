@@ -90,7 +90,7 @@ pub async fn start_on(
         requests: api_stats.clone(),
         connections: connections.clone(),
     };
-    let http = tokio::spawn(http::serve(server, stopped));
+    let http = crate::tasks::spawn("http", http::serve(server, stopped));
     info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
 
     if config.api.auth == authstat_config::AuthConfig::Deny {
@@ -108,9 +108,7 @@ pub async fn start_on(
     let watcher = watch(&resolved, control.clone());
     let poll = pipeline.poll_interval();
     let flush = Duration::from_secs(config.flush_interval_secs);
-    let pipeline = std::thread::Builder::new()
-        .name("authstat-ingest".into())
-        .spawn(move || pipeline.run(control_rx, poll, flush))?;
+    let pipeline = crate::tasks::thread("ingest", move || pipeline.run(control_rx, poll, flush))?;
 
     let telemetry = Arc::new(telemetry::Telemetry {
         pipeline: stats.clone(),
@@ -123,14 +121,19 @@ pub async fn start_on(
     let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
     let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
         let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
-        tokio::spawn(crate::fold::run(store.clone(), silent_for, stats.clone()))
+        crate::tasks::spawn(
+            "fold",
+            crate::fold::run(store.clone(), silent_for, stats.clone()),
+        )
     });
 
-    let daily = tokio::spawn(crate::daily::run(store.clone()));
+    let daily = crate::tasks::spawn("daily-users", crate::daily::run(store.clone()));
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
     let data_version = {
         let state = state.clone();
-        tokio::spawn(async move { state.cache.watch_data_version().await })
+        crate::tasks::spawn("data-version", async move {
+            state.cache.watch_data_version().await
+        })
     };
     front.ready(api::router(state.clone()));
     info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "serving");

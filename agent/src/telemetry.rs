@@ -199,6 +199,33 @@ family!(
     "1 when another agent took this node id over: this agent has stopped reading."
 );
 family!(
+    FLUSH_FAILURES_IN_A_ROW,
+    "authstat_flush_failures_in_a_row",
+    Gauge,
+    "{flush}",
+    true,
+    [],
+    "Flushes that failed since the last one that was stored (0: the last flush was stored). What was read is kept and retried."
+);
+family!(
+    FLUSH_WAITING,
+    "authstat_flush_waiting_seconds",
+    Gauge,
+    "s",
+    true,
+    [],
+    "How long the flush under way has waited on the backend (0 between flushes)."
+);
+family!(
+    TASK_PANICS,
+    "authstat_task_panics_total",
+    Counter,
+    "{panic}",
+    true,
+    ["task"],
+    "Tasks of the agent that panicked, by task. A panic is logged at ERROR and stops the agent (exit code 70): a supervisor restarts it from the stored positions."
+);
+family!(
     SOURCE_ERRORS,
     "authstat_source_errors_total",
     Counter,
@@ -491,6 +518,25 @@ impl Telemetry {
             (
                 &NODE_FENCED,
                 one(u64::from(p.health.fenced.lock().expect("lock").is_some())),
+            ),
+            (
+                &FLUSH_FAILURES_IN_A_ROW,
+                one(p
+                    .health
+                    .flush_failing
+                    .lock()
+                    .expect("lock")
+                    .as_ref()
+                    .map_or(0, |f| f.failures)),
+            ),
+            (&FLUSH_WAITING, one(p.health.flush_waiting().as_secs())),
+            (
+                &TASK_PANICS,
+                labelled(
+                    crate::tasks::panics()
+                        .into_iter()
+                        .map(|(task, n)| ([task.to_owned()], n)),
+                ),
             ),
             (
                 &SOURCE_ERRORS,

@@ -17,6 +17,7 @@
 //! contract and `docs/storage.md` for the schemas.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use authstat_config::BackendConfig;
 use authstat_core::store::{StatStore, StoreError};
@@ -35,6 +36,51 @@ pub(crate) fn sql_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How long the backend lets one statement, one lock wait and one open transaction of this
+/// agent last, derived from the node lease so that a frozen agent's transaction is gone (the
+/// server ends it) before its lease runs out, and a replacement never waits on it for longer.
+///
+/// PostgreSQL: `statement_timeout`, `lock_timeout`, `idle_in_transaction_session_timeout`;
+/// MariaDB: `max_statement_time`, `innodb_lock_wait_timeout`, `idle_transaction_timeout`;
+/// MySQL: `max_execution_time`, `innodb_lock_wait_timeout`, `wait_timeout`; SQLite: its busy
+/// timeout (a lock of the file, in this host). Every call of the agent is also bounded as a
+/// whole by [`SessionLimits::call`] (MongoDB's operations are single-document and hold no
+/// lock between them: the call bound is their limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// One statement.
+    pub statement: Duration,
+    /// One wait for a lock.
+    pub lock_wait: Duration,
+    /// A transaction whose client sends nothing (a frozen or stopped agent).
+    pub idle_in_transaction: Duration,
+    /// One call of the agent's (a flush, a read, a claim), connecting included.
+    pub call: Duration,
+}
+
+impl SessionLimits {
+    /// The limits for a node lease of `lease`: a third of it for a lock wait and an idle
+    /// transaction (at least 1 s), half of it for a statement (at least 1 s), and the lease
+    /// plus `connect` for a whole call.
+    pub fn for_lease(lease: Duration, connect: Duration) -> Self {
+        let second = Duration::from_secs(1);
+        let third = (lease / 3).max(second);
+        Self {
+            statement: (lease / 2).max(second),
+            lock_wait: third,
+            idle_in_transaction: third,
+            call: lease.max(second) + connect,
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    /// The limits of the default 60 s lease and a 10 s connection timeout.
+    fn default() -> Self {
+        Self::for_lease(Duration::from_secs(60), Duration::from_secs(10))
+    }
 }
 
 /// The backend types this build can open, and the cargo feature each needs.
@@ -94,13 +140,26 @@ pub async fn probe(config: &BackendConfig) -> Result<String, StoreError> {
 /// Fails with [`StoreError::Unavailable`] when the database cannot be reached (the caller may
 /// retry), and with [`StoreError::Rejected`] for a backend this build was compiled without.
 pub async fn build(config: &BackendConfig) -> Result<Arc<dyn StatStore>, StoreError> {
+    build_with(config, SessionLimits::default()).await
+}
+
+/// [`build`] with the session limits of the agent's lease: every connection of a server
+/// backend sets them for itself.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(unused_variables, reason = "only server backends use the limits")
+)]
+pub async fn build_with(
+    config: &BackendConfig,
+    limits: SessionLimits,
+) -> Result<Arc<dyn StatStore>, StoreError> {
     let store: Arc<dyn StatStore> = match config {
         BackendConfig::Memory => Arc::new(memory::MemoryStore::new()),
         BackendConfig::Sqlite(c) => Arc::new(sql::SqliteStore::open(c).await?),
         #[cfg(feature = "postgres")]
-        BackendConfig::Postgres(c) => Arc::new(sql::PgStore::connect(c).await?),
+        BackendConfig::Postgres(c) => Arc::new(sql::PgStore::connect_with(c, limits).await?),
         #[cfg(feature = "mysql")]
-        BackendConfig::Mysql(c) => Arc::new(sql::MysqlStore::connect(c).await?),
+        BackendConfig::Mysql(c) => Arc::new(sql::MysqlStore::connect_with(c, limits).await?),
         #[cfg(feature = "mongodb")]
         BackendConfig::Mongodb(c) => Arc::new(mongo::MongoStore::open(c).await?),
         #[allow(

@@ -49,6 +49,7 @@ impl MemoryStore {
 
     /// Test hook: the next flush fails at `at`.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_flush_failure(&self, at: FailAt) {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
     }

@@ -46,7 +46,7 @@ pub use api::{
 pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
 pub use env::{Env, ProcessEnv};
 pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
-pub use load::{ConfigError, load, parse};
+pub use load::{ConfigError, MAX_DURATION_SECS, load, parse};
 pub use source::{
     ACTIVEMQ, ActivemqConfig, BACKFILL_SOURCE, FileSourceConfig, JANSSEN_STAT_ENTRIES,
     JanssenStatEntriesConfig, SourceConfig, SourceKind, StartAt, StatMonths,

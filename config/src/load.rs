@@ -103,8 +103,55 @@ pub fn parse(text: &str, file: &str, env: &dyn Env) -> Result<AgentConfig, Confi
     Ok(config)
 }
 
+/// The longest duration any `*_secs` or `*_ms` option may have: ten years. Every duration
+/// from the configuration is added to a clock reading somewhere; a bound keeps those sums from
+/// overflowing (and a longer one is a typo, not a wish).
+pub const MAX_DURATION_SECS: u64 = 10 * 365 * 86_400;
+
+/// Every `*_secs` and `*_ms` option, wherever it is (sources, backend, API, export), at most
+/// [`MAX_DURATION_SECS`].
+fn bounded_durations(value: &serde_yaml::Value, key: &str) -> Result<(), (String, String)> {
+    use serde_yaml::Value;
+    match value {
+        Value::Mapping(map) => map.iter().try_for_each(|(name, value)| {
+            let name = name.as_str().unwrap_or_default();
+            let path = if key.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{key}.{name}")
+            };
+            bounded_durations(value, &path)
+        }),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| bounded_durations(item, &format!("{key}[{i}]"))),
+        Value::Tagged(tagged) => bounded_durations(&tagged.value, key),
+        Value::Number(n) => {
+            let (limit, unit) = if key.ends_with("_secs") {
+                (MAX_DURATION_SECS, "s")
+            } else if key.ends_with("_ms") {
+                (MAX_DURATION_SECS * 1000, "ms")
+            } else {
+                return Ok(());
+            };
+            match n.as_u64() {
+                Some(v) if v > limit => Err((
+                    key.to_owned(),
+                    format!("{v} is too long: at most {limit} {unit} (ten years)"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks that span several keys.
 fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
+    if let Ok(value) = serde_yaml::to_value(config) {
+        bounded_durations(&value, "")?;
+    }
     if config.sources.is_empty() {
         return Err(("sources".into(), "at least one source is needed".into()));
     }

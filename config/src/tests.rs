@@ -276,3 +276,37 @@ fn the_dashboard_path_cannot_hide_another_endpoint() {
     )
     .unwrap();
 }
+
+#[test]
+fn every_duration_is_bounded() {
+    // u64::MAX seconds would overflow the first clock reading it is added to.
+    for (text, key) in [
+        (
+            format!("flush_interval_secs: {}\n{MINIMAL}", u64::MAX),
+            "flush_interval_secs",
+        ),
+        (
+            format!("node_lease_secs: {}\n{MINIMAL}", u64::MAX),
+            "node_lease_secs",
+        ),
+        (
+            format!("api:\n  request_timeout_secs: {}\n{MINIMAL}", u64::MAX),
+            "api.request_timeout_secs",
+        ),
+        (
+            "sources:\n  - {name: a, type: file, format: janssen_audit, paths: [x], poll_interval_ms: 18446744073709551615}\n".to_owned(),
+            "sources[0].poll_interval_ms",
+        ),
+        (
+            format!("export:\n  otlp: {{endpoint: \"http://c:4318/v1/metrics\", interval_secs: 999999999999}}\n{MINIMAL}"),
+            "export.otlp.interval_secs",
+        ),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.message.contains("too long"), "{e}");
+    }
+    // Ten years is the bound, inclusive.
+    let ten_years = format!("fold_silent_nodes_after_secs: {MAX_DURATION_SECS}\n{MINIMAL}");
+    parse(&ten_years, "authstat.yaml", &no_env()).unwrap();
+}

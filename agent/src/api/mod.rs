@@ -357,6 +357,10 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
+/// A flush that has waited on the backend this long shows on `/readyz` (flushes take
+/// milliseconds; the backend's statement timeouts end a stuck one within a third of the lease).
+const SLOW_FLUSH: Duration = Duration::from_secs(5);
+
 /// 200 `ready` when the agent does all of its work: ingestion runs, the backend answers, the
 /// node id is this agent's, and every source can be read. Otherwise 503 with one line per
 /// problem (see docs/api.md for why a sidecar should not gate its pod on it).
@@ -372,6 +376,7 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     if !db_online(&state).await {
         problems.push("backend unavailable".to_owned());
     }
+    problems.extend(p.health.flush_problems(SLOW_FLUSH));
     for (source, problem) in p.health.source_problems.lock().expect("lock").iter() {
         problems.push(format!("source {source}: {problem}"));
     }

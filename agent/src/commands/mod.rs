@@ -25,6 +25,9 @@ pub enum Failure {
     /// error keeps its causes (the configuration error with its file, line and key; the claim's
     /// refusal naming both instances).
     Config(anyhow::Error),
+    /// A task of the running agent panicked; the agent stopped through its normal shutdown:
+    /// exit code 70 (EX_SOFTWARE), for its supervisor to restart it.
+    Panicked(crate::tasks::Death),
     /// Anything else: exit code 1.
     Other(anyhow::Error),
 }
@@ -35,6 +38,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => 64,
             Failure::Config(_) => 78,
+            Failure::Panicked(_) => 70,
             Failure::Other(_) => 1,
         }
     }
@@ -45,6 +49,10 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Usage(m) => f.write_str(m),
             Failure::Config(e) => write!(f, "bad configuration: {}", chain(e)),
+            Failure::Panicked(death) => write!(
+                f,
+                "{death}; stopped (exit code 70) for a supervisor to restart"
+            ),
             Failure::Other(e) => f.write_str(&chain(e)),
         }
     }
@@ -135,9 +143,14 @@ pub async fn run(
     // What the running configuration was read from: an event in the directory that leaves the
     // file's content as it was (another file, a touch) reloads nothing.
     let mut loaded = std::fs::read(path).ok();
+    let mut died = None;
     loop {
         let why = tokio::select! {
             () = stop.recv() => break,
+            death = crate::tasks::died() => {
+                died = Some(death);
+                break;
+            }
             _ = hangup.recv() => "SIGHUP",
             Some(()) = changed.recv() => {
                 // Editors write in several steps: let them finish, then read once.
@@ -180,8 +193,16 @@ pub async fn run(
             std::process::exit(130);
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+    match died {
+        Some(death) => {
+            tracing::error!("stopped: {death}");
+            Err(Failure::Panicked(death))
+        }
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
 }
 
 /// Watches the directory the configuration file is named in, and the directory it really lives

@@ -68,7 +68,9 @@ impl Pipeline {
         // A retried batch renews the lease from now.
         batch.lease_until_ms = self.owner.lease_until_ms();
         let started = Instant::now();
+        *self.stats.health.flush_started.lock().expect("lock") = Some(started.into_std());
         let result = self.runtime.block_on(self.store.flush(&batch));
+        *self.stats.health.flush_started.lock().expect("lock") = None;
         self.stats
             .flushing
             .seconds
@@ -77,6 +79,14 @@ impl Pipeline {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) => {
+                if let Some(failing) = self.stats.health.flush_failing.lock().expect("lock").take()
+                {
+                    info!(
+                        failures = failing.failures,
+                        after_secs = failing.since.elapsed().as_secs(),
+                        "flushing works again"
+                    );
+                }
                 self.publish_totals(&batch);
                 if outcome == FlushOutcome::AlreadyApplied {
                     self.stats
@@ -120,6 +130,14 @@ impl Pipeline {
             Err(e) => {
                 self.stats.flushing.failed.fetch_add(1, Ordering::Relaxed);
                 warn!(seq = batch.seq, error = %e, "flush failed; it will be retried");
+                let mut failing = self.stats.health.flush_failing.lock().expect("lock");
+                let failing = failing.get_or_insert_with(|| super::stats::FlushFailing {
+                    failures: 0,
+                    since: std::time::Instant::now(),
+                    error: String::new(),
+                });
+                failing.failures += 1;
+                failing.error = e.to_string();
                 self.pending = Some(batch);
                 false
             }
@@ -191,8 +209,15 @@ impl Pipeline {
 
 /// Test hook (`AUTHSTAT_TEST_ABORT_BEFORE_ACK=1`): the process aborts right after a flush that
 /// stored counts, before the sources hear that it is durable (a queue source's messages are
-/// then stored but not acknowledged). For the crash tests only.
+/// then stored but not acknowledged). For the crash tests only: compiled only with the
+/// `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 fn abort_before_acknowledging() -> bool {
     static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SET.get_or_init(|| std::env::var_os("AUTHSTAT_TEST_ABORT_BEFORE_ACK").is_some())
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn abort_before_acknowledging() -> bool {
+    false
 }

@@ -143,6 +143,54 @@ pub struct Health {
     pub source_errors: Mutex<BTreeMap<(String, String), u64>>,
     /// What is wrong with each source now (cleared by a scan without errors).
     pub source_problems: Mutex<BTreeMap<String, String>>,
+    /// The flushes that failed since the last one that was stored (none: the last one was).
+    pub flush_failing: Mutex<Option<FlushFailing>>,
+    /// When the flush under way started (none between flushes): a flush that waits on the
+    /// backend shows on `/readyz` and in `authstat_flush_waiting_seconds` while it waits.
+    pub flush_started: Mutex<Option<std::time::Instant>>,
+}
+
+/// Flushes failing in a row: kept, retried, and shown until one is stored.
+#[derive(Debug, Clone)]
+pub struct FlushFailing {
+    /// Failed flushes in a row.
+    pub failures: u64,
+    /// When the first of them failed.
+    pub since: std::time::Instant,
+    /// The last one's error.
+    pub error: String,
+}
+
+impl Health {
+    /// How long the flush under way has waited for the backend (zero between flushes).
+    pub fn flush_waiting(&self) -> std::time::Duration {
+        self.flush_started
+            .lock()
+            .expect("lock")
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// What `/readyz` says about flushing: failures in a row, or a flush that has waited on
+    /// the backend for longer than `slow`.
+    pub fn flush_problems(&self, slow: std::time::Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(f) = self.flush_failing.lock().expect("lock").as_ref() {
+            problems.push(format!(
+                "flushes failing: {} in a row for {} s (what was read is kept and retried): {}",
+                f.failures,
+                f.since.elapsed().as_secs(),
+                f.error
+            ));
+        }
+        let waiting = self.flush_waiting();
+        if waiting > slow {
+            problems.push(format!(
+                "flush waiting on the backend for {} s",
+                waiting.as_secs()
+            ));
+        }
+        problems
+    }
 }
 
 impl Health {

@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::support::{Spawned, append, get, spawn_agent, wait_until};
 use authstat_test_support::{rng::Rng, truth::Truth};
 
-fn instance_of(agent: &Spawned) -> String {
+pub fn instance_of(agent: &Spawned) -> String {
     let log = agent.log.lock().unwrap();
     let line = log
         .iter()
@@ -20,7 +20,7 @@ fn instance_of(agent: &Spawned) -> String {
     line[at..].split_whitespace().next().unwrap().to_owned()
 }
 
-fn query_authentications(config: &Path) -> serde_json::Value {
+pub fn query_authentications(config: &Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_authstat"))
         .args(["query", "--month", "202402", "--format", "json", "--config"])
         .arg(config)
@@ -55,7 +55,7 @@ fn assert_second_agent_refused(config: &Path, first_id: &str) {
 }
 
 /// Every audit record stored, whatever its action and outcome.
-fn stored_records(audit: &serde_json::Value) -> u64 {
+pub fn stored_records(audit: &serde_json::Value) -> u64 {
     audit
         .as_object()
         .unwrap()

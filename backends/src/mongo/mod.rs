@@ -145,12 +145,14 @@ impl MongoStore {
 
     /// Test hook: the next flush fails at `at`.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_flush_failure(&self, at: FailAt) {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
     }
 
     /// Test hook: the next fold stops at `at`.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_fold_failure(&self, at: FoldFailAt) {
         *self.fail_next_fold.lock().expect("lock") = Some(at);
     }

@@ -11,8 +11,11 @@ use authstat_core::store::StoreError;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 
+#[cfg(feature = "test-hooks")]
+use super::FailAt;
 use super::dialect::Dialect;
-use super::{FailAt, SqlConnection, SqlStore, SqliteStore, unavailable};
+use super::{SqlConnection, SqlStore, SqliteStore, unavailable};
+use crate::SessionLimits;
 
 /// The SQLite settings every pooled connection gets.
 #[derive(Debug)]
@@ -140,11 +143,54 @@ fn without_gss(url: &str) -> String {
     format!("{url}{separator}gssencmode=disable")
 }
 
-/// Session settings of server connections: MySQL sessions use READ COMMITTED, which takes far
-/// fewer gap locks than InnoDB's default REPEATABLE READ (every statement of a flush reads
-/// only rows its own node owns, so nothing needs the stronger level).
+/// Session settings of server connections: the [`SessionLimits`] (every statement, lock wait
+/// and idle transaction bounded, so that a frozen agent's transaction is ended by the server
+/// before its lease runs out); and MySQL sessions use READ COMMITTED, which takes far fewer gap
+/// locks than InnoDB's default REPEATABLE READ (every statement of a flush reads only rows its
+/// own node owns, so nothing needs the stronger level).
 #[derive(Debug)]
-struct SessionSettings;
+struct SessionSettings(SessionLimits);
+
+/// Whole seconds, at least 1 (MySQL's timeouts are in seconds).
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+impl SessionSettings {
+    /// The statements that set the limits: PostgreSQL's, or MariaDB's and then MySQL's (each
+    /// server refuses the other's variables).
+    fn statements(&self, dialect: Dialect) -> Vec<String> {
+        let l = &self.0;
+        match dialect {
+            Dialect::Postgres => vec![format!(
+                "SET statement_timeout = {}; SET lock_timeout = {}; \
+                 SET idle_in_transaction_session_timeout = {}",
+                l.statement.as_millis(),
+                l.lock_wait.as_millis(),
+                l.idle_in_transaction.as_millis()
+            )],
+            Dialect::Mysql => vec![
+                format!(
+                    "SET SESSION max_statement_time = {}, innodb_lock_wait_timeout = {}, \
+                     idle_transaction_timeout = {}",
+                    l.statement.as_secs_f64(),
+                    secs(l.lock_wait),
+                    secs(l.idle_in_transaction)
+                ),
+                // MySQL: max_execution_time bounds SELECTs; wait_timeout ends an idle session
+                // (in a transaction or not: the pool checks connections before use).
+                format!(
+                    "SET SESSION max_execution_time = {}, innodb_lock_wait_timeout = {}, \
+                     wait_timeout = {}",
+                    l.statement.as_millis(),
+                    secs(l.lock_wait),
+                    secs(l.idle_in_transaction)
+                ),
+            ],
+            Dialect::Sqlite => Vec::new(),
+        }
+    }
+}
 
 impl<C: SqlConnection> CustomizeConnection<C, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
@@ -152,7 +198,15 @@ impl<C: SqlConnection> CustomizeConnection<C, diesel::r2d2::Error> for SessionSe
             conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 .map_err(diesel::r2d2::Error::QueryError)?;
         }
-        Ok(())
+        // The first form the server takes (MariaDB's before MySQL's).
+        let mut last = Ok(());
+        for statement in self.statements(C::DIALECT) {
+            last = conn.batch_execute(&statement);
+            if last.is_ok() {
+                break;
+            }
+        }
+        last.map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -163,12 +217,20 @@ where
 {
     /// Connects to a PostgreSQL or MySQL server and migrates the schema.
     pub async fn connect(config: &SqlServerConfig) -> Result<Self, StoreError> {
-        Self::start(Self::server_pool(config)?).await
+        Self::connect_with(config, SessionLimits::default()).await
+    }
+
+    /// [`connect`](Self::connect), every connection's session bounded by `limits`.
+    pub async fn connect_with(
+        config: &SqlServerConfig,
+        limits: SessionLimits,
+    ) -> Result<Self, StoreError> {
+        Self::start(Self::server_pool(config, limits)?).await
     }
 
     /// Connects to the server and asks it `SELECT 1`; creates and changes nothing.
     pub async fn probe(config: &SqlServerConfig) -> Result<(), StoreError> {
-        let pool = Self::server_pool(config)?;
+        let pool = Self::server_pool(config, SessionLimits::default())?;
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
                 .get()
@@ -180,7 +242,10 @@ where
         .map_err(|e| unavailable(C::DIALECT, e.to_string()))?
     }
 
-    fn server_pool(config: &SqlServerConfig) -> Result<Pool<ConnectionManager<C>>, StoreError> {
+    fn server_pool(
+        config: &SqlServerConfig,
+        limits: SessionLimits,
+    ) -> Result<Pool<ConnectionManager<C>>, StoreError> {
         let url = match C::DIALECT {
             Dialect::Postgres => without_gss(&config.url),
             _ => config.url.clone(),
@@ -191,7 +256,7 @@ where
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
             .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
-            .connection_customizer(Box::new(SessionSettings))
+            .connection_customizer(Box::new(SessionSettings(limits)))
             .build(manager)
             .map_err(|e| {
                 unavailable(
@@ -214,11 +279,26 @@ impl<C: SqlConnection> SqlStore<C> {
         store
             .blocking(|conn| conn.migrate().map_err(|e| unavailable(C::DIALECT, e)))
             .await?;
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os("AUTHSTAT_TEST_FREEZE_IN_FLUSH").is_some() {
+            // Test hook: the process stops itself (SIGSTOP, as a paused VM would) inside its
+            // first flush's transaction, before the commit, holding the node's row.
+            store.interrupt_next_flush(
+                usize::MAX,
+                Arc::new(|| {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::getpid(),
+                        rustix::process::Signal::STOP,
+                    );
+                }),
+            );
+        }
         Ok(store)
     }
 
     /// Test hook: the next flush fails at `at`.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_flush_failure(&self, at: FailAt) {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
     }
@@ -226,12 +306,14 @@ impl<C: SqlConnection> SqlStore<C> {
     /// Test hook: `hook` runs inside the next flush's transaction, before its write number `at`
     /// (0-based), or before its commit if it has `at` writes or fewer.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn interrupt_next_flush(&self, at: usize, hook: super::Interrupt) {
         *self.interrupt_next_flush.lock().expect("lock") = Some((at, hook));
     }
 
     /// Test hook: the next fold fails at `at`.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_fold_failure(&self, at: FailAt) {
         *self.fail_next_fold.lock().expect("lock") = Some(at);
     }

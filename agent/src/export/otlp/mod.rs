@@ -99,12 +99,15 @@ pub fn start(
         .export
         .clone()
         .expect("the registry counts exports when OTLP is configured");
-    let cluster = settings
-        .cluster_users
-        .then(|| tokio::spawn(cluster_users(store, telemetry.clone(), settings.interval)));
+    let cluster = settings.cluster_users.then(|| {
+        crate::tasks::spawn(
+            "otlp-cluster-users",
+            cluster_users(store, telemetry.clone(), settings.interval),
+        )
+    });
     let pusher = Pusher::new(settings, telemetry, stats)?;
     let (stop, stopped) = watch::channel(None);
-    let task = tokio::spawn(pusher.run(stopped));
+    let task = crate::tasks::spawn("otlp-export", pusher.run(stopped));
     Ok(Export {
         stop,
         task,
@@ -240,8 +243,11 @@ impl Pusher {
                     Err(failure) => failure,
                 }
             };
-            let pause = failure.retry_after.unwrap_or_else(|| jittered(backoff));
-            let retry = failure.retryable && Instant::now() + pause < deadline;
+            let pause = pause(backoff, failure.retry_after);
+            let retry = failure.retryable
+                && Instant::now()
+                    .checked_add(pause)
+                    .is_some_and(|resume| resume < deadline);
             if !retry {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 let why = if failure.retryable {
@@ -261,6 +267,17 @@ impl Pusher {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// The pause before the next try: the exponential backoff (jittered), lengthened by the
+/// collector's delay when it asks for a longer one, never shortened by it (a `Retry-After: 0`
+/// must not turn the retries into a storm), and never longer than
+/// [`transport::MAX_SERVER_DELAY`].
+fn pause(backoff: Duration, asked: Option<Duration>) -> Duration {
+    let floor = jittered(backoff);
+    asked
+        .map_or(floor, |asked| asked.max(floor))
+        .min(transport::MAX_SERVER_DELAY)
 }
 
 /// `base` scaled by a random factor in [0.5, 1.0) ("equal jitter"), so that agents that failed

@@ -156,6 +156,10 @@ fn percent_decode(s: &str) -> Option<String> {
 fn millis(raw: &str) -> Result<Duration, String> {
     match raw.parse::<u64>() {
         Ok(0) | Err(_) => Err("not a positive whole number of milliseconds".into()),
+        Ok(ms) if ms > authstat_config::MAX_DURATION_SECS * 1000 => Err(format!(
+            "too long: at most {} ms (ten years)",
+            authstat_config::MAX_DURATION_SECS * 1000
+        )),
         Ok(ms) => Ok(Duration::from_millis(ms)),
     }
 }

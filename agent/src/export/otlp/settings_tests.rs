@@ -308,3 +308,21 @@ fn an_http_endpoint_on_grpcs_port_or_without_a_path_is_warned_about() {
             .is_empty()
     );
 }
+
+#[test]
+fn durations_from_the_environment_are_bounded() {
+    let huge = u64::MAX.to_string();
+    let s = resolve(
+        "",
+        &[
+            ("OTEL_METRIC_EXPORT_INTERVAL", huge.as_str()),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", huge.as_str()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", huge.as_str()),
+        ],
+    );
+    assert_eq!(s.interval, DEFAULT_INTERVAL);
+    assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+    assert!(s.export_timeout <= DEFAULT_EXPORT_TIMEOUT);
+    let all = s.warnings.join("\n");
+    assert!(all.contains("too long"), "{all}");
+}

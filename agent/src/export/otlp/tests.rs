@@ -320,3 +320,80 @@ async fn the_request_carries_every_pushed_family_and_the_resource() {
     }
     assert!(!names.contains(&"authstat.api_requests"), "not pushed");
 }
+
+/// A collector that asks for no delay at all (`Retry-After: 0`, a date in the past, a gRPC
+/// `RetryInfo` of 0 s) gets the exponential backoff, not a storm of requests: the server's
+/// delay may lengthen the pause, never shorten it below the backoff's floor.
+#[tokio::test]
+async fn a_zero_delay_from_the_collector_does_not_shorten_the_backoff() {
+    let past = "Sun, 06 Nov 1994 08:49:37 GMT";
+    for answer in [Some("0"), Some(past)] {
+        let (url, mut arrivals) = http_collector(vec![(503, answer); 10_000]).await;
+        let mut p = pusher("http/protobuf", &url);
+        p.first_backoff = Duration::from_millis(100);
+        let (sent, ok) = p.export(Instant::now() + Duration::from_millis(1500)).await;
+        assert!(!ok);
+        // Pauses of at least 50, 100, 200, 400, 800 ms: at most 5 requests fit in 1.5 s.
+        assert!((2..=5).contains(&sent), "{answer:?}: {sent} requests");
+        assert_eq!(count(&mut arrivals).len() as u32, sent);
+    }
+    let zero = <tonic::Status as tonic_types::StatusExt>::with_error_details(
+        tonic::Code::ResourceExhausted,
+        "slow down",
+        tonic_types::ErrorDetails::with_retry_info(Some(Duration::ZERO)),
+    );
+    let (url, mut arrivals) = grpc_collector(vec![zero; 10_000]).await;
+    let mut p = pusher("grpc", &url);
+    p.first_backoff = Duration::from_millis(100);
+    let (sent, ok) = p.export(Instant::now() + Duration::from_millis(1500)).await;
+    assert!(!ok);
+    assert!((2..=5).contains(&sent), "gRPC: {sent} requests");
+    assert_eq!(count(&mut arrivals).len() as u32, sent);
+}
+
+/// A delay too large for any clock (2^64-1 seconds): the export ends at once, as for any
+/// delay past its deadline, and the exporter goes on with the next interval and the final
+/// export at shutdown (it used to panic: "overflow when adding duration to instant").
+#[tokio::test]
+async fn a_huge_delay_from_the_collector_ends_one_export_not_the_exporter() {
+    let huge = "18446744073709551615";
+    let (url, mut arrivals) = http_collector(vec![
+        (503, Some(huge)),
+        (503, Some("99999999999999999999999")),
+    ])
+    .await;
+    let mut p = pusher("http/protobuf", &url);
+    assert_eq!(p.export(soon()).await, (1, false));
+    assert_eq!(p.export(soon()).await, (1, false));
+    // The collector recovers: the same exporter still exports.
+    assert_eq!(p.export(soon()).await, (1, true));
+    assert_eq!(count(&mut arrivals).len(), 3);
+
+    let grpc_huge = <tonic::Status as tonic_types::StatusExt>::with_error_details(
+        tonic::Code::Unavailable,
+        "later",
+        tonic_types::ErrorDetails::with_retry_info(Some(Duration::MAX)),
+    );
+    let (url, mut arrivals) = grpc_collector(vec![grpc_huge]).await;
+    let mut p = pusher("grpc", &url);
+    assert_eq!(p.export(soon()).await, (1, false));
+    assert_eq!(p.export(soon()).await, (1, true));
+    assert_eq!(count(&mut arrivals).len(), 2);
+
+    // The loop itself: exports on its interval, then the final export at shutdown.
+    let (url, mut arrivals) = http_collector(vec![(503, Some(huge))]).await;
+    let mut p = pusher("http/protobuf", &url);
+    p.settings.interval = Duration::from_millis(50);
+    let (stop, stopped) = watch::channel(None);
+    let task = tokio::spawn(p.run(stopped));
+    arrivals.recv().await.unwrap();
+    arrivals
+        .recv()
+        .await
+        .expect("the exporter goes on after the huge delay");
+    stop.send(Some(Duration::from_secs(2))).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the exporter stops")
+        .expect("the exporter did not panic");
+}

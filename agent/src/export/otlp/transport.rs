@@ -264,7 +264,8 @@ fn grpc_failure(status: &tonic::Status) -> Failed {
     use tonic_types::StatusExt as _;
     let retry_after = status
         .get_details_retry_info()
-        .and_then(|info| info.retry_delay);
+        .and_then(|info| info.retry_delay)
+        .map(|delay| delay.min(MAX_SERVER_DELAY));
     let retryable = match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
@@ -315,14 +316,26 @@ async fn http_answer(response: reqwest::Response) -> Result<Accepted, Failed> {
     })
 }
 
-/// A `Retry-After` value: seconds, or an HTTP date (as a delay from `now`).
+/// The longest delay a collector can ask for (`Retry-After`, `RetryInfo`): a longer one is
+/// taken as this. A delay past the export's deadline ends the export anyway; the bound keeps
+/// every sum with an instant from overflowing, whatever a collector sends.
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` value: seconds, or an HTTP date (as a delay from `now`), at most
+/// [`MAX_SERVER_DELAY`]. A date in the past is no delay.
 pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Any number of digits: one too large for a u64 is still a (very long) delay.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_SERVER_DELAY));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_SERVER_DELAY),
+    )
 }
 
 #[cfg(test)]
@@ -342,6 +355,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after("soon", now), None);
+        for huge in ["18446744073709551615", "99999999999999999999999"] {
+            assert_eq!(retry_after(huge, now), Some(MAX_SERVER_DELAY), "{huge}");
+        }
+        assert_eq!(
+            retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_SERVER_DELAY)
+        );
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! A frozen owner (SIGSTOP inside its flush transaction, as a paused VM or a process stuck in
+//! the kernel would be) does not block its replacement: the server ends the frozen session's
+//! transaction (the session limits derived from the lease), a `--take-over` replacement stores
+//! every record within the lease and a few seconds, and the owner, thawed, is fenced and stops
+//! reading. PostgreSQL and MariaDB, with the real binary.
+//!
+//! The freeze is the `test-hooks` feature's `AUTHSTAT_TEST_FREEZE_IN_FLUSH`: the agent stops
+//! itself before its first flush's commit, holding its node's row. The test checks that the
+//! process really is stopped before it goes on (the fault fired).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::ownership::{instance_of, query_authentications, stored_records};
+use crate::support::{Spawned, append, get, spawn_agent, wait_until};
+use authstat_test_support::{rng::Rng, truth::Truth};
+
+/// The lease of the test's agents, in seconds.
+const LEASE_SECS: u64 = 3;
+
+/// Every record stored so far (none while nothing was stored for the month).
+fn stored(config: &std::path::Path) -> u64 {
+    let audit = query_authentications(config);
+    if audit.is_object() {
+        stored_records(&audit)
+    } else {
+        0
+    }
+}
+
+/// Whether `agent`'s process is stopped (state `T` in `/proc/<pid>/stat`).
+fn stopped(agent: &Spawned) -> bool {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{}/stat", agent.child.id())).unwrap_or_default();
+    // "pid (comm) S ...": the state follows the last ')'.
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+fn frozen_owner(backend_yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("jans-auth_audit.log");
+    let config = dir.path().join("authstat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id: frozen-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\nnode_lease_secs: {LEASE_SECS}\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
+             {backend_yaml}"
+        ),
+    )
+    .unwrap();
+    let mut rng = Rng(0x00f0_02e0_0000_0001);
+    let mut truth = Truth::default();
+    let feb: authstat_core::Month = "202402".parse().unwrap();
+    let mut write = |n: u64, truth: &mut Truth| {
+        let text: String = (0..n).map(|_| truth.record(feb, &mut rng)).collect();
+        append(&log, &text);
+    };
+    write(500, &mut truth);
+    let owner = spawn_agent(
+        &config,
+        dir.path(),
+        &[("AUTHSTAT_TEST_FREEZE_IN_FLUSH", "1")],
+    );
+    let owner_id = instance_of(&owner);
+    // The fault fired: the owner stopped itself inside its first flush's transaction.
+    wait_until("the owner to freeze inside its flush", || stopped(&owner));
+
+    // Records keep arriving; the replacement, started by the operator with --take-over, must
+    // not wait on the frozen transaction for longer than the lease and a few seconds.
+    write(300, &mut truth);
+    let started = Instant::now();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authstat"));
+    command
+        .args(["run", "--take-over", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    let replacement = crate::support::spawn_command(command);
+    let replacement_id = instance_of(&replacement);
+    assert_ne!(owner_id, replacement_id);
+    let written = truth.records;
+    wait_until("the replacement to store every record", || {
+        stored(&config) == written
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(LEASE_SECS + 8),
+        "the replacement stored every record after {took:?} (lease {LEASE_SECS} s); its log:\n{}",
+        replacement.log.lock().unwrap().join("\n")
+    );
+    assert!(stopped(&owner), "the owner stayed frozen meanwhile");
+
+    // The owner thaws: its transaction is gone, its next flush is refused (fenced), loudly,
+    // and it stops reading.
+    owner.signal("CONT");
+    wait_until("the thawed owner to be fenced", || {
+        owner.logged(&["ERROR", "fenced"])
+    });
+    let ready = get(owner.addr, "/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("fenced") && ready.body.contains(&replacement_id),
+        "{}",
+        ready.body
+    );
+    write(100, &mut truth);
+    let all = truth.records;
+    wait_until("every record stored once", || stored(&config) == all);
+    for mut agent in [owner, replacement] {
+        agent.signal("TERM");
+        assert_eq!(agent.wait_exit().code(), Some(0));
+    }
+    // Both stopped (the fenced owner's final flush refused too): still every record once.
+    assert_eq!(stored(&config), all);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_frozen_owner_does_not_block_its_replacement_postgres() {
+    let url = authstat_test_support::db::postgres("authstat_frozen");
+    frozen_owner(&format!("backend: {{type: postgres, url: \"{url}\"}}\n"));
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn a_frozen_owner_does_not_block_its_replacement_mariadb() {
+    let url = authstat_test_support::db::mysql("authstat_frozen");
+    frozen_owner(&format!("backend: {{type: mysql, url: \"{url}\"}}\n"));
+}

@@ -567,3 +567,34 @@ fn check_config_shows_the_resolved_otlp_settings() {
         assert!(err.contains(says), "{otlp}: {err}");
     }
 }
+
+/// A task that panics is never left dead in silence: the panic is logged at ERROR with the
+/// task's name, and the agent stops through its shutdown with exit code 70 for its supervisor
+/// to restart it. The ingest thread and a runtime task, each made to panic by the test hook
+/// (`AUTHSTAT_TEST_PANIC_TASK`, `test-hooks` feature).
+#[test]
+fn a_panicking_task_stops_the_agent_with_exit_code_70() {
+    for task in ["ingest", "daily-users"] {
+        let fixture = Fixture::new("");
+        let mut agent = spawn_agent(
+            &fixture.config_path(),
+            fixture.dir.path(),
+            &[("AUTHSTAT_TEST_PANIC_TASK", task)],
+        );
+        let status = agent.wait_exit();
+        let log = agent.log.lock().unwrap().join("\n");
+        assert_eq!(status.code(), Some(70), "{task}: {log}");
+        assert!(
+            agent.logged(&[
+                "ERROR",
+                "a task of the agent panicked",
+                &format!("task=\"{task}\"")
+            ]),
+            "{task}: {log}"
+        );
+        assert!(
+            agent.logged(&[&format!("AUTHSTAT_TEST_PANIC_TASK={task}")]),
+            "the panic's message is logged: {log}"
+        );
+    }
+}

@@ -132,3 +132,67 @@ fn a_frozen_owner_does_not_block_its_replacement_mariadb() {
     let url = authstat_test_support::db::mysql("authstat_frozen");
     frozen_owner(&format!("backend: {{type: mysql, url: \"{url}\"}}\n"));
 }
+
+/// Flushes that keep failing while the database still answers (a full disk, a revoked
+/// privilege; here a table renamed away): `/readyz` says so (503, how many in a row, the
+/// error), `authstat_flush_failures_in_a_row` counts them, nothing is lost, and once the
+/// writes work again `/readyz` is 200 and every record is stored once.
+#[cfg(feature = "postgres")]
+#[test]
+fn failing_flushes_show_on_readyz_and_nothing_is_lost() {
+    use authstat_test_support::db::psql;
+    let url = authstat_test_support::db::postgres("authstat_failing");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let log = dir.path().join("logs/jans-auth_audit.log");
+    let config = dir.path().join("authstat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id: failing\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/*.log], poll_interval_ms: 100}}\n\
+             backend: {{type: postgres, url: \"{url}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let mut rng = Rng(0x00fa_11ed_0000_0001);
+    let mut truth = Truth::default();
+    let feb: authstat_core::Month = "202402".parse().unwrap();
+    let mut write = |n: u64, truth: &mut Truth| {
+        let text: String = (0..n).map(|_| truth.record(feb, &mut rng)).collect();
+        append(&log, &text);
+    };
+    write(100, &mut truth);
+    let mut agent = spawn_agent(&config, dir.path(), &[]);
+    let first = truth.records;
+    wait_until("the first records stored", || stored(&config) == first);
+    assert_eq!(get(agent.addr, "/readyz", None).status, 200);
+
+    psql(&url, "ALTER TABLE authstat_hll RENAME TO authstat_hll_away");
+    write(200, &mut truth);
+    wait_until("/readyz to show the failing flushes", || {
+        let ready = get(agent.addr, "/readyz", None);
+        ready.status == 503 && ready.body.contains("flushes failing: ")
+    });
+    let ready = get(agent.addr, "/readyz", None);
+    assert!(ready.body.contains("authstat_hll"), "{}", ready.body);
+    let metrics = get(agent.addr, "/metrics", None).body;
+    let in_a_row: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("authstat_flush_failures_in_a_row "))
+        .expect("the gauge")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(in_a_row >= 1, "{metrics}");
+
+    psql(&url, "ALTER TABLE authstat_hll_away RENAME TO authstat_hll");
+    let all = truth.records;
+    wait_until("every record stored once", || stored(&config) == all);
+    wait_until("/readyz to be 200 again", || {
+        get(agent.addr, "/readyz", None).status == 200
+    });
+    assert!(agent.logged(&["flushing works again"]));
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().code(), Some(0));
+}

@@ -200,7 +200,14 @@ pub async fn claim_as(
     }
     match answer {
         NodeClaim::Granted { epoch, previous } => {
-            log_grant(node, &instance, epoch, previous.as_ref(), now);
+            log_grant(
+                node,
+                &instance,
+                epoch,
+                previous.as_ref(),
+                now,
+                &request.take_over,
+            );
             Ok(Ownership {
                 node: node.clone(),
                 instance,
@@ -212,7 +219,7 @@ pub async fn claim_as(
             node: node.clone(),
             holder: describe(&holder),
             until: holder.until_ms,
-            remaining: (holder.until_ms - now).max(0) / 1000,
+            remaining: holder.until_ms.saturating_sub(now).max(0) / 1000,
             me: instance,
             lease: holder,
         }
@@ -257,7 +264,7 @@ pub async fn claim_or_wait(
             "the node id {node} is held by {} for {} s more; waiting for its lease to run out or be renewed",
             refused.holder, refused.remaining
         ));
-        let left = u64::try_from(held.until_ms - now_ms()).unwrap_or(0);
+        let left = u64::try_from(held.until_ms.saturating_sub(now_ms())).unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(left.clamp(50, 1000))).await;
     }
 }
@@ -269,11 +276,23 @@ fn describe(lease: &Lease) -> String {
     }
 }
 
-fn log_grant(node: &NodeId, me: &Instance, epoch: u64, previous: Option<&Lease>, now: i64) {
+fn log_grant(
+    node: &NodeId,
+    me: &Instance,
+    epoch: u64,
+    previous: Option<&Lease>,
+    now: i64,
+    how: &TakeOver,
+) {
     let mine = |p: &Lease| p.holder.as_ref().is_some_and(|h| h.id == me.id);
     match previous {
         // A retried claim whose first answer was lost.
         Some(p) if mine(p) => info!(%node, epoch, instance = %me.id, "node id claimed"),
+        // Its process is gone from this host (said when it was found out): no --take-over.
+        Some(p) if matches!(how, TakeOver::IfEpoch(_)) => warn!(
+            %node, epoch, instance = %me.id, previous = %describe(p),
+            "took the node id over from a crashed predecessor on this host (its process is gone)"
+        ),
         Some(p) if p.is_live(now) => warn!(
             %node, epoch, instance = %me.id, previous = %describe(p),
             "took the node id over from a live claim (--take-over): that agent's flushes are refused from now on"

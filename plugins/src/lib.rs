@@ -12,6 +12,7 @@
 //! The design decision: the tailer knows files and offsets, the parser knows where a record
 //! ends. So a stored position always points at a record boundary, whatever the format.
 
+pub mod backoff;
 pub mod derive;
 pub mod parse;
 pub mod registry;

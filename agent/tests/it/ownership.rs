@@ -163,6 +163,13 @@ fn scenario(backend_yaml: &str) {
         "{:?}",
         third.log.lock().unwrap()
     );
+    // What really happened, not an operator's --take-over that nobody gave.
+    assert!(
+        third.logged(&["took the node id over from a crashed predecessor on this host"])
+            && !third.logged(&["--take-over"]),
+        "{:?}",
+        third.log.lock().unwrap()
+    );
     write(50, &mut truth);
     let all = truth.records;
     wait_until("every record stored once, after the kill", || {

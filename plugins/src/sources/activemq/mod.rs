@@ -32,6 +32,7 @@ use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceSt
 use authstat_core::store::SourcePosition;
 use serde::{Deserialize, Serialize};
 
+use crate::backoff::Backoff;
 use crate::registry::{BuildError, SourceSpec};
 use stomp::{Connection, encode};
 
@@ -39,6 +40,8 @@ use stomp::{Connection, encode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that lasted this long starts the pauses again from the first.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Ids stored longer than this are forgotten: a message the broker has not delivered again by
 /// then was acknowledged (its receipt was lost with a crash).
 const FORGET_AFTER_MS: i64 = 7 * 86_400_000;
@@ -111,9 +114,14 @@ pub struct Activemq {
     /// Connections made so far (ack ids are valid on their own connection only).
     generation: u64,
     next_broker: usize,
-    retry_at: Option<Instant>,
-    backoff: Duration,
+    /// When to try the brokers again after a failure ([`crate::backoff`]).
+    backoff: Backoff,
+    /// Connection attempts so far (each tries every broker once).
+    attempts: u64,
     problem: Option<SourceProblem>,
+    /// A problem that arose since the last read (a read reports it once, not at every read
+    /// while it waits to reconnect; `poll` keeps reporting it for `/readyz`).
+    fresh_problem: bool,
     counted: BTreeMap<String, Counted>,
     /// Acknowledgements sent, by the receipt that confirms them.
     acking: HashMap<String, Vec<String>>,
@@ -143,9 +151,14 @@ impl Activemq {
             tls: None,
             generation: 0,
             next_broker: 0,
-            retry_at: None,
-            backoff: Duration::from_millis(config.poll_interval_ms),
+            backoff: Backoff::new(
+                Duration::from_millis(config.poll_interval_ms),
+                MAX_BACKOFF,
+                STABLE_AFTER,
+            ),
+            attempts: 0,
             problem: None,
+            fresh_problem: false,
             counted: BTreeMap::new(),
             acking: HashMap::new(),
             receipts: 0,
@@ -173,20 +186,25 @@ impl Activemq {
         for counted in self.counted.values_mut() {
             counted.ack = None;
         }
+        let pause = self.backoff.failed(Instant::now());
         self.problem = Some(SourceProblem {
             place: self.place(),
             reason: "unavailable",
-            message: why,
+            message: format!(
+                "{why} (attempt {}; next in {:.1} s)",
+                self.backoff.failures(),
+                pause.as_secs_f64()
+            ),
         });
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.fresh_problem = true;
     }
 
     /// Connects to the next broker if it is time to.
     fn connect(&mut self) {
-        if self.conn.is_some() || self.retry_at.is_some_and(|at| Instant::now() < at) {
+        if self.conn.is_some() || !self.backoff.ready(Instant::now()) {
             return;
         }
+        self.attempts += 1;
         let n = self.config.brokers.len();
         let mut errors = Vec::new();
         for _ in 0..n {
@@ -229,14 +247,15 @@ impl Activemq {
                     self.conn = Some(conn);
                     self.generation += 1;
                     self.problem = None;
-                    self.retry_at = None;
-                    self.backoff = Duration::from_millis(self.config.poll_interval_ms);
+                    self.backoff.connected(Instant::now());
                     return;
                 }
                 Err(e) => errors.push(format!("{broker}: {e}")),
             }
         }
         self.lost(errors.join("; "));
+        // Said by `poll` (which the pipeline reports once per new problem), not by reads too.
+        self.fresh_problem = false;
     }
 
     /// Receives what is there, up to `budget` messages, handing new records to `on_event`.
@@ -337,7 +356,7 @@ impl Source for Activemq {
     ) -> (usize, Vec<SourceProblem>) {
         // About one message per 500 bytes of budget.
         let handed = self.pump((budget / 512).max(1), on_event);
-        let problems = if self.conn.is_none() {
+        let problems = if std::mem::take(&mut self.fresh_problem) {
             self.problem.iter().cloned().collect()
         } else {
             Vec::new()
@@ -415,5 +434,92 @@ impl Source for Activemq {
             open: u64::from(self.conn.is_some()),
             lag: self.counted.len() as u64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    fn source(broker: String, poll_interval_ms: u64) -> Activemq {
+        let config = ActivemqConfig {
+            brokers: vec![broker],
+            queue: "jans.audit".into(),
+            username: None,
+            password: None,
+            prefetch: 10,
+            poll_interval_ms,
+        };
+        Activemq::new(
+            "queue".into(),
+            &config,
+            Box::new(crate::parse::JanssenAuditParser),
+        )
+    }
+
+    /// Reads and drops events.
+    fn read(source: &mut Activemq) -> Vec<SourceProblem> {
+        source.read(64 * 1024, &mut |_| {}).1
+    }
+
+    #[test]
+    fn a_broker_that_is_down_is_tried_again_after_the_pause_not_at_every_poll() {
+        // Bound, not listening: refuses connections, and nobody else can take the port.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut s = source(socket.local_addr().unwrap().to_string(), 20_000);
+        let mut reported = 0;
+        for _ in 0..200 {
+            assert_eq!(s.poll().len(), 1, "the problem stands on /readyz");
+            reported += read(&mut s).len();
+        }
+        assert_eq!(s.attempts, 1, "one attempt within the first pause");
+        assert_eq!(
+            reported, 0,
+            "a failed connect is reported by poll, not by every read"
+        );
+        let problem = &s.problem.as_ref().unwrap().message;
+        assert!(problem.contains("attempt 1; next in 20.0 s"), "{problem}");
+        drop(socket);
+    }
+
+    #[test]
+    fn a_broker_that_drops_every_connection_at_once_is_retried_with_growing_pauses() {
+        // A "broker" (restarting) that completes the STOMP handshake and closes at once.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut accepted = 0;
+            for stream in listener.incoming().take(4) {
+                let mut stream = stream.unwrap();
+                let mut byte = [0u8; 1];
+                // CONNECT (or STOMP) up to its NUL.
+                while stream.read(&mut byte).unwrap_or(0) == 1 && byte[0] != 0 {}
+                let _ = stream.write_all(b"CONNECTED\nversion:1.2\n\n\0");
+                accepted += 1;
+            }
+            accepted
+        });
+        let mut s = source(addr.to_string(), 20);
+        let mut pauses = Vec::new();
+        while s.attempts < 4 {
+            s.poll();
+            read(&mut s);
+            if let Some(at) = s.backoff.retry_at()
+                && pauses.len() < s.backoff.failures() as usize
+            {
+                pauses.push(at);
+            }
+            // Explicit synchronisation: wait until the backoff allows the next attempt.
+            while !s.backoff.ready(Instant::now()) {
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(server.join().unwrap(), 4, "four connections made");
+        // Each connection lasted no time: 20, 40, 80 ms and on, never 20 ms again.
+        let problem = &s.problem.as_ref().unwrap().message;
+        assert!(problem.contains("attempt 4; next in 0.2 s"), "{problem}");
+        assert_eq!(s.backoff.failures(), 4);
     }
 }

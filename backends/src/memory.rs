@@ -25,6 +25,9 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Mutex<Option<FailAt>>,
+    /// Test hook: where the next fold fails (a fold is one critical section: before it, any
+    /// `AfterMonths`, changing nothing; or after it, the answer lost).
+    fail_next_fold: Mutex<Option<FailAt>>,
 }
 
 #[derive(Debug, Default)]
@@ -54,8 +57,73 @@ impl MemoryStore {
         *self.fail_next_flush.lock().expect("lock") = Some(at);
     }
 
+    /// Test hook: the next fold fails at `at` (`AfterMonths(_)`: before it changes anything).
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_fold_failure(&self, at: FailAt) {
+        *self.fail_next_fold.lock().expect("lock") = Some(at);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("lock")
+    }
+
+    /// The fold, in one critical section.
+    fn fold_now(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
+        let mut inner = self.lock();
+        let folded = NodeId::folded();
+        let silent: Vec<NodeId> = inner
+            .nodes
+            .iter()
+            .filter(|(node, state)| {
+                !node.is_reserved()
+                    && !state.months.is_empty()
+                    && inner.updated_at_ms.get(*node).copied().unwrap_or(0)
+                        < request.silent_before_ms
+                    && !inner
+                        .leases
+                        .get(*node)
+                        .is_some_and(|l| l.is_live(request.now_ms))
+            })
+            .map(|(node, _)| node.clone())
+            .collect();
+        if silent.is_empty() {
+            return Ok(FoldReport::default());
+        }
+        // Work on a copy of the folded node's months: a union that fails changes nothing.
+        let mut into: BTreeMap<Month, MonthStats> = inner
+            .nodes
+            .get(&folded)
+            .map(|s| s.months.iter().map(|m| (m.month, m.clone())).collect())
+            .unwrap_or_default();
+        let mut node_months = 0;
+        for node in &silent {
+            for stats in &inner.nodes[node].months {
+                node_months += 1;
+                match into.get_mut(&stats.month) {
+                    None => {
+                        into.insert(stats.month, stats.clone());
+                    }
+                    Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
+                        backend: KIND,
+                        message: format!("node {node}: {e}"),
+                        cause: Default::default(),
+                    })?,
+                }
+            }
+        }
+        for node in &silent {
+            inner.nodes.get_mut(node).expect("listed").months.clear();
+        }
+        let state = inner.nodes.entry(folded.clone()).or_default();
+        state.months = into.into_values().collect();
+        state.seq += 1;
+        inner.updated_at_ms.insert(folded, crate::sql_now_ms());
+        inner.version += 1;
+        Ok(FoldReport {
+            nodes: silent,
+            node_months,
+        })
     }
 }
 
@@ -313,60 +381,23 @@ impl StatStore for MemoryStore {
     }
 
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
-        let mut inner = self.lock();
-        let folded = NodeId::folded();
-        let silent: Vec<NodeId> = inner
-            .nodes
-            .iter()
-            .filter(|(node, state)| {
-                !node.is_reserved()
-                    && !state.months.is_empty()
-                    && inner.updated_at_ms.get(*node).copied().unwrap_or(0)
-                        < request.silent_before_ms
-                    && !inner
-                        .leases
-                        .get(*node)
-                        .is_some_and(|l| l.is_live(request.now_ms))
-            })
-            .map(|(node, _)| node.clone())
-            .collect();
-        if silent.is_empty() {
-            return Ok(FoldReport::default());
+        let fail = self.fail_next_fold.lock().expect("lock").take();
+        if matches!(fail, Some(FailAt::AfterMonths(_))) {
+            return Err(StoreError::Unavailable {
+                backend: KIND,
+                message: "injected failure before the fold".into(),
+                cause: Default::default(),
+            });
         }
-        // Work on a copy of the folded node's months: a union that fails changes nothing.
-        let mut into: BTreeMap<Month, MonthStats> = inner
-            .nodes
-            .get(&folded)
-            .map(|s| s.months.iter().map(|m| (m.month, m.clone())).collect())
-            .unwrap_or_default();
-        let mut node_months = 0;
-        for node in &silent {
-            for stats in &inner.nodes[node].months {
-                node_months += 1;
-                match into.get_mut(&stats.month) {
-                    None => {
-                        into.insert(stats.month, stats.clone());
-                    }
-                    Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
-                        backend: KIND,
-                        message: format!("node {node}: {e}"),
-                        cause: Default::default(),
-                    })?,
-                }
-            }
+        let report = self.fold_now(request)?;
+        if fail == Some(FailAt::AfterCommit) {
+            return Err(StoreError::Unavailable {
+                backend: KIND,
+                message: "injected failure after the commit".into(),
+                cause: Default::default(),
+            });
         }
-        for node in &silent {
-            inner.nodes.get_mut(node).expect("listed").months.clear();
-        }
-        let state = inner.nodes.entry(folded.clone()).or_default();
-        state.months = into.into_values().collect();
-        state.seq += 1;
-        inner.updated_at_ms.insert(folded, crate::sql_now_ms());
-        inner.version += 1;
-        Ok(FoldReport {
-            nodes: silent,
-            node_months,
-        })
+        Ok(report)
     }
 
     async fn claim_keys(

@@ -14,6 +14,7 @@ struct Memory(Arc<MemoryStore>);
 impl Harness for Memory {
     async fn open(&self) -> Opened {
         let store = self.0.clone();
+        let fold_hook = self.0.clone();
         Opened {
             store: store.clone(),
             fail_next_flush: Box::new(move |at| {
@@ -22,7 +23,15 @@ impl Harness for Memory {
                     Fail::AfterCommit => FailAt::AfterCommit,
                 })
             }),
-            fail_next_fold: Box::new(|_| {}),
+            fail_next_fold: Box::new(move |at| {
+                fold_hook.inject_fold_failure(match at {
+                    Fail::Before(n) => FailAt::AfterMonths(n),
+                    Fail::AfterCommit => FailAt::AfterCommit,
+                })
+            }),
+            flush_points: 2,
+            fold_points: usize::MAX,
+            fold_after_commit: true,
         }
     }
 }

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use authstat_backends::mongo::{FailAt, FoldFailAt, MongoStore};
 use authstat_config::{BackendConfig, MongoConfig};
-use authstat_core::store::{FlushOutcome, FoldRequest, StatStore};
+use authstat_core::store::{FlushOutcome, FoldRequest, StatStore, StoreError};
 
 use crate::conformance::conformance_tests;
+use crate::conformance::snapshot::snapshot;
 use crate::mongo_proxy::{Cut, Proxy};
 use crate::support::{
-    Fail, Harness, Opened, assert_unavailable, batch, month, node, own, required_env, unique_name,
+    Fail, Harness, Opened, assert_unavailable, batch, claim_request, counters, month, node, now_ms,
+    own, required_env, unique_name,
 };
 
 struct Mongo {
@@ -36,6 +38,9 @@ impl Harness for Mongo {
                 Fail::Before(1) => fold_hook.inject_fold_failure(FoldFailAt::AfterApply),
                 _ => {}
             }),
+            flush_points: usize::MAX,
+            fold_points: 2,
+            fold_after_commit: false,
         }
     }
 }
@@ -208,4 +213,122 @@ async fn health_follows_the_server() {
     assert_unavailable(&err, "mongodb");
     proxy.heal();
     store.health().await.unwrap();
+}
+
+/// What [`every_operation_cut_off_from_the_server`] cuts.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Flush,
+    Snapshot,
+    Claim,
+    DailyRecord,
+}
+
+/// Runs `op` for round `round` (fresh ids each round).
+async fn run(store: &MongoStore, op: Op, round: usize) -> Result<(), StoreError> {
+    let id = format!("cut-{round}");
+    match op {
+        Op::Flush => {
+            let mut b = batch(&id, 1, &["202402"], round * 100, 10, 1);
+            b.epoch = store
+                .lease(&node(&id))
+                .await?
+                .expect("claimed before the cut")
+                .epoch;
+            store.flush(&b).await.map(|_| ())
+        }
+        Op::Snapshot => store
+            .put_snapshot(&snapshot(&id, 1, 10, counters(1)))
+            .await
+            .map(|_| ()),
+        Op::Claim => store
+            .claim_node(&claim_request(&id, "the-claimant", now_ms(), 60_000))
+            .await
+            .map(|_| ()),
+        Op::DailyRecord => {
+            store
+                .record_daily_users(month("202402"), (round % 28) as u32 + 1, round as u64)
+                .await
+        }
+    }
+}
+
+/// After the retry: `op` of `round` is stored exactly once.
+async fn check(store: &MongoStore, op: Op, round: usize, what: &str) {
+    let id = format!("cut-{round}");
+    match op {
+        Op::Flush => {
+            let state = store.load_node(&node(&id)).await.unwrap();
+            assert_eq!(state.seq, 1, "{what}");
+            assert_eq!(state.months[0].counters, counters(1), "{what}: once");
+        }
+        Op::Snapshot => {
+            let foreign = crate::conformance::snapshot::snapshot(&id, 1, 10, counters(1));
+            let state = store.load_node(&foreign.node).await.unwrap();
+            let (stored, sent) = (&state.months[0], &foreign.months[0]);
+            assert_eq!(
+                stored.counters, sent.counters,
+                "{what}: replaced, not added"
+            );
+            assert_eq!(stored.foreign_users.as_ref(), Some(&sent.users), "{what}");
+        }
+        Op::Claim => {
+            let lease = store.lease(&node(&id)).await.unwrap().expect(what);
+            assert_eq!(lease.holder.expect(what).id, "the-claimant", "{what}");
+            // A lost grant retried by the same instance is granted again (a new epoch, the
+            // one the retry hears): at most one grant per attempt.
+            assert!((1..=2).contains(&lease.epoch), "{what}: {}", lease.epoch);
+        }
+        Op::DailyRecord => {
+            let days = store.daily_users(month("202402")).await.unwrap();
+            assert_eq!(
+                days.get(&((round % 28) as u32 + 1)),
+                Some(&(round as u64)),
+                "{what}"
+            );
+        }
+    }
+}
+
+/// A flush, a snapshot, a claim and a daily record, each cut off from the server at every one
+/// of its operations in turn, before the server saw it and after it applied it: the operation
+/// fails retryably, its retry stores it once. Each cut is counted: an operation with fewer
+/// wire operations than the cut's index ends the loop, and every earlier cut must have fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_cut_off_from_the_server() {
+    let (_h, proxy, store) = behind_proxy().await;
+    let mut round = 0;
+    for op in [Op::Flush, Op::Snapshot, Op::Claim, Op::DailyRecord] {
+        for lose_answer in [false, true] {
+            // The loop goes on only while the cut fired: every operation is cut once.
+            for n in 0.. {
+                round += 1;
+                if matches!(op, Op::Flush) {
+                    own(&store, &format!("cut-{round}")).await;
+                }
+                proxy.cut(if lose_answer {
+                    Cut::LoseAnswer(n)
+                } else {
+                    Cut::Refuse(n)
+                });
+                let result = run(&store, op, round).await;
+                let cut = proxy.is_down();
+                proxy.heal();
+                let what = format!("{op:?} cut at operation {n} (answer lost: {lose_answer})");
+                if !cut {
+                    // Fewer operations than n: every one was cut once, and this one passed.
+                    result.unwrap_or_else(|e| panic!("{what}: not cut, yet {e}"));
+                    assert!(n >= 1, "{what}: an operation reaches the server");
+                    check(&store, op, round, &what).await;
+                    break;
+                }
+                let err = result.expect_err(&what);
+                assert!(err.is_retryable(), "{what}: {err}");
+                run(&store, op, round)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: the retry: {e}"));
+                check(&store, op, round, &what).await;
+            }
+        }
+    }
 }

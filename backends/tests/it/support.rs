@@ -38,6 +38,19 @@ pub struct Opened {
     /// after marking (0) or applying (1) the first node; memory: no failure point (a fold is
     /// one critical section).
     pub fail_next_fold: Box<dyn Fn(Fail) + Send + Sync>,
+    /// How many `Fail::Before` points the conformance tests' large flush has (each fires; a
+    /// point past them does not): SQL statements, memory months, MongoDB: every index (one
+    /// update, failed before it is sent).
+    pub flush_points: usize,
+    /// How many `Fail::Before` points a fold has (each fires).
+    pub fold_points: usize,
+    /// Whether a fold can fail after its commit (`Fail::AfterCommit`).
+    pub fold_after_commit: bool,
+}
+
+/// Whether `err` is the failure a test injected (the fault fired), not another one.
+pub fn injected(err: &StoreError) -> bool {
+    err.to_string().contains("injected failure")
 }
 
 /// Milliseconds since the Unix epoch.

@@ -262,6 +262,7 @@ pub async fn an_interrupted_fold_changes_no_read_and_is_finished_later(h: &dyn H
     let mut ranges = Vec::new();
     let mut ks = 0;
     let points = (0..8).map(Fail::Before).chain([Fail::AfterCommit]);
+    let mut fired = 0;
     for (i, at) in points.enumerate() {
         // Two new silent nodes for every failure point.
         for j in 0..2 {
@@ -273,6 +274,17 @@ pub async fn an_interrupted_fold_changes_no_read_and_is_finished_later(h: &dyn H
         let want = expected(&ranges, ks);
         (opened.fail_next_fold)(at);
         let failed = store.fold_silent(&everything_silent()).await;
+        let exists = match at {
+            Fail::Before(n) => n < opened.fold_points,
+            Fail::AfterCommit => opened.fold_after_commit,
+        };
+        match &failed {
+            Err(e) => {
+                assert!(injected(e) && exists, "{at:?}: {e}");
+                fired += 1;
+            }
+            Ok(_) => assert!(!exists, "the fault at {at:?} did not fire"),
+        }
         assert_read(
             &read_all(store.as_ref()).await,
             &want,
@@ -292,4 +304,6 @@ pub async fn an_interrupted_fold_changes_no_read_and_is_finished_later(h: &dyn H
             assert!(state.months.is_empty(), "{at:?}: pod-{i}-{j} folded");
         }
     }
+    let points = opened.fold_points.min(8) + usize::from(opened.fold_after_commit);
+    assert_eq!(fired, points, "every injected fault fired");
 }

@@ -9,7 +9,7 @@ use crate::support::*;
 
 mod fold;
 mod ownership;
-mod snapshot;
+pub mod snapshot;
 pub use fold::*;
 pub use ownership::*;
 pub use snapshot::*;
@@ -254,6 +254,7 @@ pub async fn failed_flush_leaves_no_partial_state(h: &dyn Harness) {
     (opened.fail_next_flush)(Fail::Before(1));
     let err = store.flush(&b).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    assert!(injected(&err), "the injected fault fired: {err}");
     assert!(err.is_retryable());
     assert_eq!(
         store.load_node(&node("node-a")).await.unwrap(),
@@ -331,7 +332,10 @@ pub async fn a_lost_answer_is_retried_and_applied_once(h: &dyn Harness) {
     let b = batch("node-a", 1, &["202401", "202402"], 0, 100, 2);
     (opened.fail_next_flush)(Fail::AfterCommit);
     let err = store.flush(&b).await.unwrap_err();
-    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.is_retryable() && injected(&err),
+        "the injected fault fired: {err}"
+    );
     assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::AlreadyApplied);
     let state = store.load_node(&node("node-a")).await.unwrap();
     assert_eq!(state.seq, 1);
@@ -368,18 +372,25 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         b
     };
     let mut expected = Counters::default();
-    // update node, HLLs, 3 counter statements, delete positions, 3 position statements.
+    // SQL: update node, HLLs, 3 counter statements, delete positions, 3 position statements.
+    let mut fired = 0;
     for at in 0..10 {
         let seq = at as u64 + 1;
         let b = large(seq);
         let before = store.load_node(&node("node-a")).await.unwrap();
         (opened.fail_next_flush)(Fail::Before(at));
         match store.flush(&b).await {
-            // Fewer writes than `at` (MongoDB has one): nothing was injected.
-            Ok(FlushOutcome::Applied) => {}
+            // Fewer writes than `at`: nothing was injected.
+            Ok(FlushOutcome::Applied) => assert!(
+                at >= opened.flush_points,
+                "the fault before write {at} did not fire ({} points)",
+                opened.flush_points
+            ),
             Ok(other) => panic!("{other:?}"),
             Err(e) => {
-                assert!(e.is_retryable(), "{e}");
+                assert!(e.is_retryable() && injected(&e), "{e}");
+                assert!(at < opened.flush_points, "write {at} failed: {e}");
+                fired += 1;
                 assert_eq!(
                     store.load_node(&node("node-a")).await.unwrap(),
                     before,
@@ -395,4 +406,9 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         assert_eq!(Some(state.positions), b.positions);
         assert_eq!(state.months[0].counters, expected, "after write {at}");
     }
+    assert_eq!(
+        fired,
+        opened.flush_points.min(10),
+        "every injected fault fired"
+    );
 }

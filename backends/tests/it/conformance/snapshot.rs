@@ -11,7 +11,7 @@ use authstat_core::{MonthStats, NodeId};
 
 use crate::support::*;
 
-const MONTH: &str = "202401";
+pub const MONTH: &str = "202401";
 
 fn janssen_node(doc_id: &str) -> NodeId {
     NodeId::foreign("janssen", doc_id).unwrap()
@@ -35,7 +35,7 @@ fn tokens(grant: &str, access: u64, id: u64) -> Counters {
     c
 }
 
-fn snapshot(doc_id: &str, version: i64, users: usize, counters: Counters) -> Snapshot {
+pub fn snapshot(doc_id: &str, version: i64, users: usize, counters: Counters) -> Snapshot {
     Snapshot {
         node: janssen_node(doc_id),
         version,

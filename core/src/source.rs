@@ -171,4 +171,12 @@ pub trait Source: Send + fmt::Debug {
 
     /// Its gauges.
     fn status(&self) -> SourceStatus;
+
+    /// At a clean stop, after the final flush was acknowledged: waits a little (a bounded
+    /// time) for what confirms those acknowledgements, so that the positions stored last keep
+    /// nothing that is settled. True if the positions changed (the pipeline stores them once
+    /// more). Sources that acknowledge nothing keep the default: nothing to wait for.
+    fn await_receipts(&mut self) -> bool {
+        false
+    }
 }

@@ -280,6 +280,17 @@ impl Pipeline {
             }
         }
         self.flush();
+        if self.pending.is_none() && !self.fenced {
+            // A queue source's receipts for the final acknowledgements: what they settle need
+            // not stay in the stored positions.
+            let mut changed = false;
+            for source in &mut self.sources {
+                changed |= source.await_receipts();
+            }
+            if changed {
+                self.flush();
+            }
+        }
         if self.pending.is_some() {
             warn!(
                 "the last flush failed: this node's newest data was not stored; it will be read again at the next start"

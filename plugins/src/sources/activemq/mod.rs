@@ -45,6 +45,11 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Ids stored longer than this are forgotten: a message the broker has not delivered again by
 /// then was acknowledged (its receipt was lost with a crash).
 const FORGET_AFTER_MS: i64 = 7 * 86_400_000;
+/// A connection quiet this long (no message delivered) with room in its prefetch has had every
+/// unacknowledged message delivered again ([`Activemq::forget_settled`]).
+const SETTLED_AFTER: Duration = Duration::from_secs(3);
+/// How long a clean stop waits for the receipts of its last acknowledgements.
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
 /// How long one read waits for the first frame (the pipeline calls often).
 const READ_WAIT: Duration = Duration::from_millis(5);
 
@@ -118,6 +123,9 @@ pub struct Activemq {
     backoff: Backoff,
     /// Connection attempts so far (each tries every broker once).
     attempts: u64,
+    /// When the current connection was made, and when it last delivered a message.
+    connected_at: Option<Instant>,
+    last_message_at: Option<Instant>,
     problem: Option<SourceProblem>,
     /// A problem that arose since the last read (a read reports it once, not at every read
     /// while it waits to reconnect; `poll` keeps reporting it for `/readyz`).
@@ -157,6 +165,8 @@ impl Activemq {
                 STABLE_AFTER,
             ),
             attempts: 0,
+            connected_at: None,
+            last_message_at: None,
             problem: None,
             fresh_problem: false,
             counted: BTreeMap::new(),
@@ -248,6 +258,8 @@ impl Activemq {
                     self.generation += 1;
                     self.problem = None;
                     self.backoff.connected(Instant::now());
+                    self.connected_at = Some(Instant::now());
+                    self.last_message_at = None;
                     return;
                 }
                 Err(e) => errors.push(format!("{broker}: {e}")),
@@ -256,6 +268,46 @@ impl Activemq {
         self.lost(errors.join("; "));
         // Said by `poll` (which the pipeline reports once per new problem), not by reads too.
         self.fresh_problem = false;
+    }
+
+    /// A receipt for acknowledgements: their ids are settled (forgotten).
+    fn receipt(&mut self, frame: &stomp::Frame) {
+        if let Some(ids) = frame
+            .header("receipt-id")
+            .and_then(|r| self.acking.remove(r))
+        {
+            for id in ids {
+                self.counted.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets the ids counted before this connection that the broker has not delivered again
+    /// although it could have: it redelivers every unacknowledged message to a new
+    /// subscription at once, as far as the prefetch allows, so an id it has not sent again
+    /// after [`SETTLED_AFTER`] of quiet, with room left in the prefetch, was acknowledged (its
+    /// receipt was lost with a crash or a stop). Keeps the stored position to what may still
+    /// come (it used to keep such ids for [`FORGET_AFTER_MS`]).
+    fn forget_settled(&mut self) {
+        let now = Instant::now();
+        let quiet =
+            |at: Option<Instant>| at.is_none_or(|at| now.duration_since(at) >= SETTLED_AFTER);
+        if self.conn.is_none()
+            || !quiet(self.connected_at)
+            || !quiet(self.last_message_at)
+            || self.counted.values().all(|c| c.ack.is_some())
+        {
+            return;
+        }
+        let generation = self.generation;
+        let outstanding = self
+            .counted
+            .values()
+            .filter(|c| c.ack.as_ref().is_some_and(|(g, _)| *g == generation))
+            .count();
+        if outstanding < self.config.prefetch as usize {
+            self.counted.retain(|_, c| c.ack.is_some());
+        }
     }
 
     /// Receives what is there, up to `budget` messages, handing new records to `on_event`.
@@ -281,6 +333,7 @@ impl Activemq {
                         continue;
                     };
                     let ack = frame.header("ack").unwrap_or(&id).to_owned();
+                    self.last_message_at = Some(Instant::now());
                     self.received += 1;
                     handed += 1;
                     if let Some(counted) = self.counted.get_mut(&id) {
@@ -305,16 +358,7 @@ impl Activemq {
                         },
                     });
                 }
-                "RECEIPT" => {
-                    if let Some(ids) = frame
-                        .header("receipt-id")
-                        .and_then(|r| self.acking.remove(r))
-                    {
-                        for id in ids {
-                            self.counted.remove(&id);
-                        }
-                    }
-                }
+                "RECEIPT" => self.receipt(&frame),
                 "ERROR" => {
                     let message = frame.header("message").unwrap_or("ERROR frame").to_owned();
                     self.lost(format!("the broker reported an error: {message}"));
@@ -346,6 +390,7 @@ impl Source for Activemq {
         let now = now_ms();
         self.counted
             .retain(|_, c| c.ack.is_some() || now - c.at_ms < FORGET_AFTER_MS);
+        self.forget_settled();
         self.problem.iter().cloned().collect()
     }
 
@@ -427,6 +472,24 @@ impl Source for Activemq {
             }
             Err(e) => self.lost(format!("acknowledging: {e}")),
         }
+    }
+
+    fn await_receipts(&mut self) -> bool {
+        let before = self.counted.len();
+        let deadline = Instant::now() + SETTLE_WAIT;
+        while !self.acking.is_empty() && Instant::now() < deadline {
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            match conn.receive(Duration::from_millis(20)) {
+                // Messages delivered now are neither counted nor acknowledged: the broker
+                // delivers them again to the next subscription.
+                Ok(Some(frame)) if frame.command == "RECEIPT" => self.receipt(&frame),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.counted.len() != before
     }
 
     fn status(&self) -> SourceStatus {

@@ -94,7 +94,8 @@ impl Database {
     fn read_once(&mut self, months: Option<&[Month]>) -> Result<Vec<StatEntry>, String> {
         use diesel::{Connection, RunQueryDsl};
         let redacted = authstat_config::redact_url(&self.url);
-        if self.conn.is_none() {
+        let fresh = self.conn.is_none();
+        if fresh {
             let is_mysql = self.url.starts_with("mysql://");
             let connect_error =
                 |e: diesel::ConnectionError| format!("connecting to {redacted}: {e}");
@@ -121,6 +122,9 @@ impl Database {
             });
         }
         let conn = self.conn.as_mut().expect("connected above");
+        if fresh {
+            bound_statements(conn).map_err(|e| format!("setting timeouts on {redacted}: {e}"))?;
+        }
         let quote = match conn {
             #[cfg(feature = "postgres")]
             Conn::Pg(_) => '"',
@@ -172,6 +176,37 @@ fn query(quote: char, table: &str, months: Option<&[Month]>) -> String {
     }
     sql.push_str(" ORDER BY doc_id");
     sql
+}
+
+/// Every statement of the source's session may take at most this long (a read blocked by a
+/// lock of Janssen's, or a server that stalls, must not stop the ingest thread).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const STATEMENT_TIMEOUT_SECS: u32 = 30;
+
+/// Sets the session's statement and lock timeouts ([`STATEMENT_TIMEOUT_SECS`]): PostgreSQL's,
+/// or MariaDB's and else MySQL's (each refuses the other's variables).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn bound_statements(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    use diesel::connection::SimpleConnection;
+    let secs = STATEMENT_TIMEOUT_SECS;
+    match conn {
+        #[cfg(feature = "postgres")]
+        Conn::Pg(c) => c.batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET lock_timeout = {ms}",
+            ms = secs * 1000
+        )),
+        #[cfg(feature = "mysql")]
+        Conn::Mysql(c) => c
+            .batch_execute(&format!(
+                "SET SESSION max_statement_time = {secs}, innodb_lock_wait_timeout = {secs}"
+            ))
+            .or_else(|_| {
+                c.batch_execute(&format!(
+                    "SET SESSION max_execution_time = {}, innodb_lock_wait_timeout = {secs}",
+                    secs * 1000
+                ))
+            }),
+    }
 }
 
 /// `url` with libpq's `connect_timeout` unless it sets one.

@@ -36,6 +36,7 @@ mod backend;
 mod env;
 mod export;
 mod load;
+mod locate;
 mod source;
 
 pub use agent::{AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig};
@@ -46,11 +47,9 @@ pub use api::{
 pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
 pub use env::{Env, ProcessEnv};
 pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
-pub use load::{ConfigError, MAX_DURATION_SECS, load, parse};
-pub use source::{
-    ACTIVEMQ, ActivemqConfig, BACKFILL_SOURCE, FileSourceConfig, JANSSEN_STAT_ENTRIES,
-    JanssenStatEntriesConfig, SourceConfig, SourceKind, StartAt, StatMonths,
-};
+pub use load::{ConfigError, MAX_DURATION_SECS, load, load_checked, parse, parse_checked};
+pub use locate::locate;
+pub use source::{BACKFILL_SOURCE, SourceConfig};
 
 #[cfg(test)]
 mod tests;

@@ -40,16 +40,59 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reads, expands and parses the configuration file at `path`.
-pub fn load(path: &Path, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
+/// A check of a parsed configuration that this crate cannot make itself (the plugins' options):
+/// the key path of what is wrong (`sources[0].paths`) and what.
+pub type Check<'a> = &'a dyn Fn(&AgentConfig) -> Result<(), (String, String)>;
+
+/// [`load`], then `check`; an error of `check` names the line and column of its key.
+pub fn load_checked(
+    path: &Path,
+    env: &dyn Env,
+    check: Check<'_>,
+) -> Result<AgentConfig, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
+    let text = read(path, &file)?;
+    parse_checked(&text, &file, env, check)
+}
+
+/// [`parse`], then `check`; an error of `check` names the line and column of its key.
+pub fn parse_checked(
+    text: &str,
+    file: &str,
+    env: &dyn Env,
+    check: Check<'_>,
+) -> Result<AgentConfig, ConfigError> {
+    let config = parse(text, file, env)?;
+    check(&config).map_err(|(key, message)| {
+        // Where the key stands in the expanded text (expansion keeps lines; a key past an
+        // expanded variable on its line may be a few columns off).
+        let expanded = expand(text, env).unwrap_or_else(|_| text.to_owned());
+        let place = crate::locate(&expanded, &key);
+        ConfigError {
+            file: file.to_owned(),
+            line: place.map(|p| p.0),
+            column: place.map(|p| p.1),
+            key: Some(key),
+            message,
+        }
+    })?;
+    Ok(config)
+}
+
+fn read(path: &Path, file: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.to_owned(),
         line: None,
         column: None,
         key: None,
         message: format!("cannot read the file: {e}"),
-    })?;
+    })
+}
+
+/// Reads, expands and parses the configuration file at `path`.
+pub fn load(path: &Path, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = read(path, &file)?;
     parse(&text, &file, env)
 }
 
@@ -99,7 +142,10 @@ pub fn parse(text: &str, file: &str, env: &dyn Env) -> Result<AgentConfig, Confi
             message,
         )
     })?;
-    validate(&config).map_err(|(key, message)| error(None, None, Some(key), message))?;
+    validate(&config).map_err(|(key, message)| {
+        let place = crate::locate(&text, &key);
+        error(place.map(|p| p.0), place.map(|p| p.1), Some(key), message)
+    })?;
     Ok(config)
 }
 

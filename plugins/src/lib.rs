@@ -14,6 +14,7 @@
 
 pub mod backoff;
 pub mod derive;
+pub mod options;
 pub mod parse;
 pub mod registry;
 pub mod sources;

@@ -4,16 +4,17 @@
 //! own with [`Plugins::with_format`] and [`Plugins::with_source`]. The configuration's accepted
 //! `format` and `type` names, the command line's `--format` values and `check-config`'s checks
 //! all come from here. Each kind keeps its table beside its modules: a new format is one file in
-//! `parse/` plus its line in `parse/mod.rs`; a new source kind one module in `sources/` plus its
-//! line in `sources/mod.rs` (and its options in authstat-config if it is built in).
+//! `parse/` plus its line in `parse/mod.rs`; a new source kind one module in `sources/` (with
+//! its options type, [`crate::options`]) plus its line in `sources/mod.rs`.
 
 use std::path::{Path, PathBuf};
 
-use authstat_config::{SourceConfig, SourceKind as SourceKindConfig};
+use authstat_config::{AgentConfig, SourceConfig};
 use authstat_core::ingest::Parser;
 use authstat_core::source::Source;
 use authstat_core::store::SourcePosition;
 
+use crate::options::OptionError;
 pub use crate::sources::file::file_patterns;
 use crate::tail::PositionError;
 
@@ -44,6 +45,16 @@ pub struct SourceSpec<'a> {
     pub positions: &'a [SourcePosition],
 }
 
+impl SourceSpec<'_> {
+    /// `error` of one of this source's options, named by its full key.
+    pub fn option_error(&self, error: &OptionError) -> BuildError {
+        BuildError::Option {
+            key: error.under(&self.key),
+            message: error.message.clone(),
+        }
+    }
+}
+
 /// A kind of source (`type:` of a source).
 #[derive(Clone, Copy, Debug)]
 pub struct SourceKind {
@@ -51,6 +62,12 @@ pub struct SourceKind {
     pub name: &'static str,
     /// One line for documentation.
     pub about: &'static str,
+    /// Whether it reads records (and so needs a `format`); a kind that reads rows (such as
+    /// `janssen_stat_entries`) takes none.
+    pub reads_records: bool,
+    /// Decodes and checks its options (the source's keys other than `name`, `type` and
+    /// `format`), without opening anything.
+    pub check: fn(&serde_yaml::Mapping) -> Result<(), OptionError>,
     /// Builds one from its configuration.
     pub build: fn(SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError>,
 }
@@ -89,6 +106,24 @@ pub enum BuildError {
     /// A stored position of the source does not decode.
     #[error(transparent)]
     Position(#[from] PositionError),
+}
+
+impl BuildError {
+    /// The key it is about (`sources[0].paths`) and what is wrong.
+    pub fn key_and_message(&self) -> (String, String) {
+        match self {
+            BuildError::UnknownFormat { key, name, known } => (
+                format!("{key}.format"),
+                format!("unknown format `{name}` (the formats: {known})"),
+            ),
+            BuildError::UnknownKind { key, name, known } => (
+                format!("{key}.type"),
+                format!("unknown source type `{name}` (the types: {known})"),
+            ),
+            BuildError::Option { key, message } => (key.clone(), message.clone()),
+            BuildError::Position(e) => (String::new(), e.to_string()),
+        }
+    }
 }
 
 /// The formats and source kinds authstat can use.
@@ -136,6 +171,67 @@ impl Plugins {
         &self.sources
     }
 
+    /// The kind and the format of the `index`-th configured source, checked: both known, a
+    /// format given exactly when the kind reads records, and the kind's options usable. Opens
+    /// nothing.
+    pub fn check_source(
+        &self,
+        index: usize,
+        config: &SourceConfig,
+    ) -> Result<(&SourceKind, Option<&Format>), BuildError> {
+        let key = format!("sources[{index}]");
+        let names = |list: Vec<&str>| list.join(", ");
+        let kind = self
+            .sources
+            .iter()
+            .find(|s| s.name == config.kind)
+            .ok_or_else(|| BuildError::UnknownKind {
+                key: key.clone(),
+                name: config.kind.clone(),
+                known: names(self.sources.iter().map(|s| s.name).collect()),
+            })?;
+        let format = match (kind.reads_records, config.format.as_str()) {
+            (true, "") => {
+                return Err(BuildError::Option {
+                    key: format!("{key}.type"),
+                    message: format!("source type {} needs `format`", kind.name),
+                });
+            }
+            (false, "") => None,
+            (false, _) => {
+                return Err(BuildError::Option {
+                    key: format!("{key}.format"),
+                    message: format!(
+                        "source type {} takes no `format` (it reads rows, not records)",
+                        kind.name
+                    ),
+                });
+            }
+            (true, name) => Some(self.format(name).ok_or_else(|| BuildError::UnknownFormat {
+                key: key.clone(),
+                name: name.to_owned(),
+                known: names(self.formats.iter().map(|f| f.name).collect()),
+            })?),
+        };
+        (kind.check)(&config.options).map_err(|e| BuildError::Option {
+            key: e.under(&key),
+            message: e.message,
+        })?;
+        Ok((kind, format))
+    }
+
+    /// Every source of `config` checked ([`Plugins::check_source`]): the key and the message
+    /// of the first problem, for the configuration's loader to place
+    /// ([`authstat_config::load_checked`]).
+    pub fn check_config(&self, config: &AgentConfig) -> Result<(), (String, String)> {
+        for (i, source) in config.sources.iter().enumerate() {
+            if let Err(e) = self.check_source(i, source) {
+                return Err(e.key_and_message());
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the `index`-th configured source, resuming from `positions`.
     pub fn build_source(
         &self,
@@ -145,29 +241,8 @@ impl Plugins {
         positions: &[SourcePosition],
     ) -> Result<Box<dyn Source>, BuildError> {
         let key = format!("sources[{index}]");
-        let names = |list: Vec<&str>| list.join(", ");
-        // A kind that reads rows rather than records has no format (the configuration made
-        // sure of it).
-        let parser = match matches!(config.kind, SourceKindConfig::JanssenStatEntries(_)) {
-            true => None,
-            false => Some((self
-                .format(&config.format)
-                .ok_or_else(|| BuildError::UnknownFormat {
-                    key: key.clone(),
-                    name: config.format.clone(),
-                    known: names(self.formats.iter().map(|f| f.name).collect()),
-                })?
-                .parser)()),
-        };
-        let kind = self
-            .sources
-            .iter()
-            .find(|s| s.name == config.kind.name())
-            .ok_or_else(|| BuildError::UnknownKind {
-                key: key.clone(),
-                name: config.kind.name().to_owned(),
-                known: names(self.sources.iter().map(|s| s.name).collect()),
-            })?;
+        let (kind, format) = self.check_source(index, config)?;
+        let parser = format.map(|f| (f.parser)());
         (kind.build)(SourceSpec {
             config,
             key,

@@ -20,6 +20,7 @@ use anyhow::Context;
 use authstat_config::BACKFILL_SOURCE;
 use authstat_core::NodeId;
 use authstat_core::source::Source;
+use authstat_plugins::sources::file::FileOptions;
 use authstat_plugins::tail::{PathPattern, Tailer};
 
 use super::{Failure, load_config};
@@ -57,10 +58,9 @@ pub async fn backfill(
         .config
         .sources
         .iter()
-        .find_map(|s| match &s.kind {
-            authstat_config::SourceKind::File(f) => Some(f.max_record_bytes as usize),
-            _ => None,
-        })
+        .filter(|s| s.kind == "file")
+        .find_map(|s| FileOptions::decode(&s.options).ok())
+        .map(|f| f.max_record_bytes as usize)
         .unwrap_or(1 << 20);
     let pipeline = crate::pipeline(
         &resolved,
@@ -314,9 +314,9 @@ fn files_to_read(
 /// The configured source whose paths name `file`, if any.
 fn followed_by(resolved: &crate::resolve::Resolved, file: &Path) -> Option<String> {
     resolved.config.sources.iter().find_map(|source| {
-        let authstat_config::SourceKind::File(f) = &source.kind else {
-            return None;
-        };
+        let f = (source.kind == "file")
+            .then(|| FileOptions::decode(&source.options).ok())
+            .flatten()?;
         let patterns =
             authstat_plugins::registry::file_patterns("", &resolved.base, &f.paths).ok()?;
         patterns

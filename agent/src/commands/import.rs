@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use authstat_config::{JanssenStatEntriesConfig, SourceKind};
 use authstat_core::store::{Snapshot, SnapshotOutcome, StatStore, StoreError};
-use authstat_plugins::sources::janssen::{Converted, Database};
+use authstat_plugins::sources::janssen::{
+    Converted, Database, JANSSEN_STAT_ENTRIES, JanssenStatEntriesConfig,
+};
 
 use super::{Failure, load_config};
 
@@ -91,21 +92,23 @@ struct Report {
 }
 
 /// The `janssen_stat_entries` source to import from: the one named, or the only one.
-fn pick_source<'a>(
-    sources: &'a [authstat_config::SourceConfig],
+fn pick_source(
+    sources: &[authstat_config::SourceConfig],
     name: Option<&str>,
-) -> Result<&'a JanssenStatEntriesConfig, Failure> {
-    let candidates: Vec<(&str, &JanssenStatEntriesConfig)> = sources
+) -> Result<JanssenStatEntriesConfig, Failure> {
+    let candidates: Vec<(&str, JanssenStatEntriesConfig)> = sources
         .iter()
-        .filter_map(|s| match &s.kind {
-            SourceKind::JanssenStatEntries(c) if name.is_none_or(|n| n == s.name) => {
-                Some((s.name.as_str(), c))
-            }
-            _ => None,
+        .filter(|s| s.kind == JANSSEN_STAT_ENTRIES && name.is_none_or(|n| n == s.name))
+        // Checked when the configuration was loaded.
+        .filter_map(|s| {
+            Some((
+                s.name.as_str(),
+                JanssenStatEntriesConfig::decode(&s.options).ok()?,
+            ))
         })
         .collect();
     match (candidates.as_slice(), name) {
-        ([(_, config)], _) => Ok(config),
+        ([(_, config)], _) => Ok(config.clone()),
         ([], Some(name)) => Err(Failure::Usage(format!(
             "--source {name}: the configuration has no janssen_stat_entries source of that name"
         ))),

@@ -94,7 +94,10 @@ impl From<anyhow::Error> for Failure {
 
 /// Loads, validates and resolves a configuration file.
 pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
-    let config = authstat_config::load(path, &ProcessEnv).map_err(|e| Failure::Config(e.into()))?;
+    // The plugins' options are checked as the file is read: their errors name line and column.
+    let plugins = authstat_plugins::Plugins::builtin();
+    let config = authstat_config::load_checked(path, &ProcessEnv, &|c| plugins.check_config(c))
+        .map_err(|e| Failure::Config(e.into()))?;
     resolve(path, config).map_err(|e| Failure::Config(e.context(path.display().to_string())))
 }
 
@@ -306,8 +309,8 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         let found = source.poll();
         let inputs = source.inputs();
         let what = match config.format.as_str() {
-            "" => config.kind.name().to_owned(),
-            format => format!("{}, {format}", config.kind.name()),
+            "" => config.kind.clone(),
+            format => format!("{}, {format}", config.kind),
         };
         println!(
             "  source {} ({what}): {} input(s) now",
@@ -326,7 +329,7 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         .config
         .sources
         .iter()
-        .any(|s| matches!(s.kind, authstat_config::SourceKind::JanssenStatEntries(_)))
+        .any(|s| s.kind == authstat_plugins::sources::janssen::JANSSEN_STAT_ENTRIES)
     {
         println!("  {}", janssen_users_rule(&resolved.config.hll));
     }

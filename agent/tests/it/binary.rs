@@ -131,7 +131,7 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         ),
         (
             "{name: j, type: janssen_stat_entries, format: janssen_audit, url: 'postgres://db/j'}",
-            "takes url, table, months and poll_interval_ms, not `format`",
+            "bad.yaml:2:51: sources[0].format: source type janssen_stat_entries takes no `format` (it reads rows, not records)",
         ),
         (
             "{name: j, type: janssen_stat_entries, url: 'postgres://db/j', table: 'x; drop'}",
@@ -139,11 +139,11 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         ),
         (
             "{name: q, type: activemq, format: janssen_audit, brokers: ['mq.example.com']}",
-            "`brokers`: 'mq.example.com' is not host:port (or stomp://host:port, or stomp+ssl://host:port for TLS)",
+            "sources[0].brokers[0]: 'mq.example.com' is not host:port (or stomp://host:port, or stomp+ssl://host:port for TLS)",
         ),
         (
             "{name: q, type: activemq, format: janssen_audit, brokers: ['ssl://mq.example.com/']}",
-            "`brokers`: 'stomp+ssl://mq.example.com' is not host:port",
+            "sources[0].brokers[0]: 'ssl://mq.example.com/' is not host:port",
         ),
         (
             "{name: q, type: activemq, format: janssen_audit}",
@@ -151,7 +151,7 @@ fn a_bad_configuration_exits_78_naming_file_line_and_key() {
         ),
         (
             "{name: j, type: file, format: janssen_audit, paths: [x.log], url: 'postgres://db/j'}",
-            "`url` is an option of source type janssen_stat_entries, not of type file",
+            "sources[0].url: unknown field `url`, expected one of `paths`",
         ),
     ] {
         std::fs::write(&path, format!("sources:\n  - {source}\n")).unwrap();

@@ -99,9 +99,9 @@ fn kubernetes_sidecar_is_valid_and_clear_of_the_auth_server() {
             .is_none()
     );
     let log_dir = mount("authstat", "auth-logs")["mountPath"].clone();
-    let authstat_config::SourceKind::File(file) = &parsed.sources[0].kind else {
-        panic!("the sidecar follows files")
-    };
+    assert_eq!(parsed.sources[0].kind, "file", "the sidecar follows files");
+    let file =
+        authstat_plugins::sources::file::FileOptions::decode(&parsed.sources[0].options).unwrap();
     assert!(file.paths[0].starts_with(log_dir.as_str().unwrap()));
 }
 
@@ -226,9 +226,10 @@ fn systemd_unit_is_hardened_and_agrees_with_its_configuration() {
         sqlite.path.display()
     );
     for source in &config.sources {
-        let authstat_config::SourceKind::File(file) = &source.kind else {
+        if source.kind != "file" {
             continue;
-        };
+        }
+        let file = authstat_plugins::sources::file::FileOptions::decode(&source.options).unwrap();
         for path in &file.paths {
             assert!(path.starts_with('/'), "{path} is relative to /etc/authstat");
         }

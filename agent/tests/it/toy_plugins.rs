@@ -11,6 +11,7 @@ use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
 use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::SourcePosition;
 use authstat_plugins::Plugins;
+use authstat_plugins::options::OptionError;
 use authstat_plugins::registry::{BuildError, Format, SourceKind, SourceSpec};
 
 use crate::support::wait_until;
@@ -135,17 +136,20 @@ impl Source for ToySource {
     }
 }
 
+/// The toy source's own options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToyOptions {
+    lines: Vec<String>,
+}
+
+fn check_toy(options: &serde_yaml::Mapping) -> Result<(), OptionError> {
+    authstat_plugins::options::decode::<ToyOptions>(options).map(|_| ())
+}
+
 fn build_toy(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
-    let authstat_config::SourceKind::Other { options, .. } = &spec.config.kind else {
-        unreachable!("registered as a kind of its own")
-    };
-    let lines: Vec<String> = options
-        .as_ref()
-        .and_then(|o| serde_yaml::from_value(o["lines"].clone()).ok())
-        .ok_or_else(|| BuildError::Option {
-            key: format!("{}.options.lines", spec.key),
-            message: "a list of lines is needed".into(),
-        })?;
+    let ToyOptions { lines } = authstat_plugins::options::decode(&spec.config.options)
+        .map_err(|e| spec.option_error(&e))?;
     let next = spec
         .positions
         .iter()
@@ -169,6 +173,8 @@ fn plugins() -> Plugins {
         .with_source(SourceKind {
             name: "toy",
             about: "lines from the configuration",
+            reads_records: true,
+            check: check_toy,
             build: build_toy,
         })
 }
@@ -188,7 +194,7 @@ async fn a_toy_source_and_format_from_outside() {
         &path,
         format!(
             "node_id: toy-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
-             sources:\n  - name: q\n    type: toy\n    format: toy_lines\n    options:\n      lines: \
+             sources:\n  - name: q\n    type: toy\n    format: toy_lines\n    lines: \
              [\"alice,{feb},true\", \"bob,{feb},true\", \"alice,{feb},true\", \"eve,{feb},false\"]\n\
              backend: {{type: sqlite, path: db.sqlite}}\n"
         ),
@@ -199,7 +205,7 @@ async fn a_toy_source_and_format_from_outside() {
     let err = authstat::resolve::resolve(&path, config)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown format `toy_lines`"), "{err}");
+    assert!(err.contains("unknown source type `toy`"), "{err}");
 
     let agent = start(&path).await;
     let stats = agent.stats.clone();

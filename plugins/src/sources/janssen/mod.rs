@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use authstat_config::{JanssenStatEntriesConfig, SourceKind as SourceKindConfig, StatMonths};
+use serde::{Deserialize, Serialize};
+
+use crate::options::{OptionError, decode, positive};
 use authstat_core::Month;
 use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::{Snapshot, SourcePosition};
@@ -25,15 +27,94 @@ pub use row::{Converted, RowError, StatEntry};
 
 use crate::registry::{BuildError, SourceSpec};
 
+/// The `type` name of this source kind.
+pub const JANSSEN_STAT_ENTRIES: &str = "janssen_stat_entries";
+
+/// The options of `type: janssen_stat_entries`: the rows Janssen writes into its own database
+/// (one per auth-server node and month: its MAU as an HLL, its tokens per grant type), stored
+/// as snapshots that replace what was read before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JanssenStatEntriesConfig {
+    /// Janssen's database: `postgres://user:password@host/db` or `mysql://…` (MySQL and
+    /// MariaDB). Use `${VAR}` for the password; it is never logged.
+    pub url: String,
+    /// The table (Janssen's is `jansStatEntry`).
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Which months are read at every poll.
+    #[serde(default)]
+    pub months: StatMonths,
+    /// How often the table is read, in milliseconds (Janssen rewrites its rows every
+    /// `statTimerIntervalInSeconds`, 15 minutes by default).
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_table() -> String {
+    "jansStatEntry".into()
+}
+
+fn default_poll_interval_ms() -> u64 {
+    300_000
+}
+
+/// Which months of Janssen's statistics are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatMonths {
+    /// The current and the previous month (by the UTC clock): what Janssen still updates.
+    #[default]
+    Recent,
+    /// Every month in the table (the history; `authstat import janssen` reads it once).
+    All,
+}
+
+impl JanssenStatEntriesConfig {
+    /// Decodes and checks the options of a `janssen_stat_entries` source.
+    pub fn decode(options: &serde_yaml::Mapping) -> Result<Self, OptionError> {
+        let o: Self = decode(options)?;
+        if !(o.url.starts_with("postgres://")
+            || o.url.starts_with("postgresql://")
+            || o.url.starts_with("mysql://"))
+        {
+            return Err(OptionError::new(
+                "url",
+                format!(
+                    "`url` of source type {JANSSEN_STAT_ENTRIES} must start with postgres://, \
+                     postgresql:// or mysql://, not {}",
+                    authstat_config::redact_url(&o.url)
+                ),
+            ));
+        }
+        if o.table.is_empty()
+            || !o
+                .table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(OptionError::new(
+                "table",
+                format!(
+                    "`table` must be a plain table name (letters, digits, `_`), not '{}'",
+                    o.table
+                ),
+            ));
+        }
+        positive("poll_interval_ms", o.poll_interval_ms)?;
+        Ok(o)
+    }
+}
+
+/// Checks the options of a `janssen_stat_entries` source.
+pub(super) fn check(options: &serde_yaml::Mapping) -> Result<(), OptionError> {
+    JanssenStatEntriesConfig::decode(options).map(|_| ())
+}
+
 /// Builds a `janssen_stat_entries` source.
 pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
-    let SourceKindConfig::JanssenStatEntries(config) = &spec.config.kind else {
-        return Err(BuildError::Option {
-            key: spec.key,
-            message: "type janssen_stat_entries takes url, table, months and poll_interval_ms"
-                .into(),
-        });
-    };
+    let config = &JanssenStatEntriesConfig::decode(&spec.config.options)
+        .map_err(|e| spec.option_error(&e))?;
     Ok(Box::new(JanssenStatEntries::new(
         spec.config.name.clone(),
         config,

@@ -49,10 +49,12 @@ fn counters() -> Counters {
 
 /// Fills `path` with the nodes' months.
 fn fill(path: &std::path::Path, rt: &tokio::runtime::Runtime) {
-    let config = authstat_config::BackendConfig::Sqlite(authstat_config::SqliteConfig {
-        path: path.to_path_buf(),
-        ..serde_yaml::from_str("{path: x}").unwrap()
-    });
+    let config = authstat_backends::options::SqliteConfig::backend(
+        &authstat_backends::options::SqliteConfig {
+            path: path.to_path_buf(),
+            ..serde_yaml::from_str("{path: x}").unwrap()
+        },
+    );
     let store = rt.block_on(authstat_backends::build(&config)).unwrap();
     for n in 0..NODES {
         let node = NodeId::new(format!("node-{n}")).unwrap();

@@ -176,8 +176,10 @@ pub fn sources(
 /// Every statement, lock wait and open transaction of its sessions, and every call as a whole,
 /// is bounded by limits derived from the node lease ([`authstat_backends::SessionLimits`]).
 pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> {
-    let limits = session_limits(&resolved.config);
-    let store = authstat_backends::build_with(&resolved.config.backend, limits)
+    let limits = session_limits(resolved);
+    let store = resolved
+        .backends
+        .open(&resolved.config.backend, limits)
         .await
         .with_context(|| format!("opening the {} backend", resolved.config.backend.kind()))?;
     let hll = &resolved.config.hll;
@@ -187,20 +189,12 @@ pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> 
     ))
 }
 
-/// The session limits of `config`'s node lease and its backend's connection timeout.
-pub fn session_limits(config: &authstat_config::AgentConfig) -> authstat_backends::SessionLimits {
-    use authstat_config::BackendConfig;
-    let connect = match &config.backend {
-        BackendConfig::Memory => Duration::ZERO,
-        BackendConfig::Sqlite(c) => Duration::from_millis(c.busy_timeout_ms),
-        BackendConfig::Postgres(c) | BackendConfig::Mysql(c) => {
-            Duration::from_secs(c.connect_timeout_secs)
-        }
-        BackendConfig::Mongodb(c) => Duration::from_secs(c.connect_timeout_secs),
-    };
+/// The session limits of the node lease and the backend's connection timeout.
+pub fn session_limits(resolved: &Resolved) -> authstat_backends::SessionLimits {
+    let config = &resolved.config;
     authstat_backends::SessionLimits::for_lease(
         Duration::from_secs(config.node_lease_secs()),
-        connect,
+        resolved.backends.connect_timeout(&config.backend),
     )
 }
 

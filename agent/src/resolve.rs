@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use authstat_config::{AgentConfig, BackendConfig};
+use authstat_backends::Backends;
+use authstat_config::AgentConfig;
 use authstat_core::NodeId;
 use authstat_plugins::Plugins;
 
@@ -20,6 +21,20 @@ pub struct Resolved {
     pub base: PathBuf,
     /// The formats and source kinds the configuration may name.
     pub plugins: Plugins,
+    /// The backend types the configuration may name.
+    pub backends: Backends,
+}
+
+impl Resolved {
+    /// The same with `backends` (a program embedding authstat, or a test, adding its own).
+    pub fn with_backends(mut self, backends: Backends) -> anyhow::Result<Self> {
+        backends
+            .check_config(&self.config)
+            .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
+        backends.resolve_paths(&mut self.config.backend, &self.base);
+        self.backends = backends;
+        Ok(self)
+    }
 }
 
 /// Resolves paths against the directory of `file`, with authstat's own plugins.
@@ -67,12 +82,9 @@ pub fn resolve_with(
         }
         crate::export::otlp_settings(otlp, &node)?;
     }
-    if let BackendConfig::Sqlite(sqlite) = &mut config.backend
-        && sqlite.path.is_relative()
-    {
-        sqlite.path = base.join(&sqlite.path);
-    }
-    if let Some(feature) = authstat_backends::missing_feature(config.backend.kind()) {
+    let backends = Backends::builtin();
+    backends.resolve_paths(&mut config.backend, &base);
+    if let Some(feature) = backends.missing_feature(&config.backend) {
         anyhow::bail!(
             "backend.type: {kind}: this authstat was built without the `{feature}` feature; build \
              it with `cargo build --release -p authstat --features {feature}` (or \
@@ -90,6 +102,7 @@ pub fn resolve_with(
         node,
         base,
         plugins,
+        backends,
     })
 }
 

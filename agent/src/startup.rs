@@ -102,7 +102,7 @@ pub async fn start_on(
     let started = std::time::SystemTime::now();
     let stats = Arc::new(PipelineStats::default());
     let (store, owner, pipeline) = ready_to_read(&resolved, options, &stats, &front).await?;
-    info!(backend = %config.backend.location(), node = %resolved.node, "backend ready");
+    info!(backend = %resolved.backends.location(&config.backend), node = %resolved.node, "backend ready");
 
     let (control, control_rx) = mpsc::channel();
     let watcher = watch(&resolved, control.clone());

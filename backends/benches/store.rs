@@ -8,8 +8,8 @@
 
 use std::hint::black_box;
 
+use authstat_backends::options::{SqlServerConfig, SqliteConfig};
 use authstat_backends::sql::{PgStore, SqliteStore};
-use authstat_config::{SqlServerConfig, SqliteConfig};
 use authstat_core::hll::Hll;
 use authstat_core::store::StatStore;
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use authstat_backends::options::SqliteConfig;
 use authstat_backends::sql::SqliteStore;
-use authstat_config::SqliteConfig;
 use authstat_core::hll::Hll;
 use authstat_core::store::{FoldRequest, StatStore};
 use diesel::prelude::*;
@@ -160,7 +160,7 @@ async fn postgres(nodes: usize) {
         .execute(&mut conn)
         .unwrap();
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-    let config = authstat_config::SqlServerConfig {
+    let config = authstat_backends::options::SqlServerConfig {
         url: url.clone(),
         pool_size: 2,
         connect_timeout_secs: 5,

@@ -26,9 +26,12 @@ pub mod memory;
 mod merge;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+pub mod options;
+pub mod registry;
 mod settle;
 pub mod sql;
 
+pub use registry::{BackendKind, Backends};
 pub use settle::Settled;
 
 /// Milliseconds since the Unix epoch by the wall clock (when a flush was applied).
@@ -104,34 +107,7 @@ pub fn missing_feature(kind: &str) -> Option<&'static str> {
 /// a SQLite file, or the directory it would be created in, is writable; a server answers. What
 /// it found, in words.
 pub async fn probe(config: &BackendConfig) -> Result<String, StoreError> {
-    match config {
-        BackendConfig::Memory => Ok("memory: nothing is kept after exit".into()),
-        BackendConfig::Sqlite(c) => sql::probe_sqlite_file(&c.path),
-        #[cfg(feature = "postgres")]
-        BackendConfig::Postgres(c) => sql::PgStore::probe(c)
-            .await
-            .map(|()| format!("postgres: {} answers", authstat_config::redact_url(&c.url))),
-        #[cfg(feature = "mysql")]
-        BackendConfig::Mysql(c) => sql::MysqlStore::probe(c)
-            .await
-            .map(|()| format!("mysql: {} answers", authstat_config::redact_url(&c.url))),
-        #[cfg(feature = "mongodb")]
-        // Opening only pings the server: MongoDB creates collections on first write.
-        BackendConfig::Mongodb(c) => mongo::MongoStore::open(c)
-            .await
-            .map(|_| format!("mongodb: {} answers", authstat_config::redact_url(&c.uri))),
-        #[allow(
-            unreachable_patterns,
-            reason = "reachable when a backend feature is off"
-        )]
-        other => Err(StoreError::Rejected {
-            backend: other.kind(),
-            message: format!(
-                "this authstat was built without the `{}` feature",
-                other.kind()
-            ),
-        }),
-    }
+    Backends::builtin().probe(config).await
 }
 
 /// Builds the configured backend: connects, creates or migrates the schema, and checks that the
@@ -145,36 +121,9 @@ pub async fn build(config: &BackendConfig) -> Result<Arc<dyn StatStore>, StoreEr
 
 /// [`build`] with the session limits of the agent's lease: every connection of a server
 /// backend sets them for itself.
-#[cfg_attr(
-    not(any(feature = "postgres", feature = "mysql")),
-    allow(unused_variables, reason = "only server backends use the limits")
-)]
 pub async fn build_with(
     config: &BackendConfig,
     limits: SessionLimits,
 ) -> Result<Arc<dyn StatStore>, StoreError> {
-    let store: Arc<dyn StatStore> = match config {
-        BackendConfig::Memory => Arc::new(memory::MemoryStore::new()),
-        BackendConfig::Sqlite(c) => Arc::new(sql::SqliteStore::open(c).await?),
-        #[cfg(feature = "postgres")]
-        BackendConfig::Postgres(c) => Arc::new(sql::PgStore::connect_with(c, limits).await?),
-        #[cfg(feature = "mysql")]
-        BackendConfig::Mysql(c) => Arc::new(sql::MysqlStore::connect_with(c, limits).await?),
-        #[cfg(feature = "mongodb")]
-        BackendConfig::Mongodb(c) => Arc::new(mongo::MongoStore::open(c).await?),
-        #[allow(
-            unreachable_patterns,
-            reason = "reachable when a backend feature is off"
-        )]
-        other => {
-            return Err(StoreError::Rejected {
-                backend: other.kind(),
-                message: format!(
-                    "this authstat was built without the `{}` feature",
-                    other.kind()
-                ),
-            });
-        }
-    };
-    Ok(store)
+    Backends::builtin().open(config, limits).await
 }

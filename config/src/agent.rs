@@ -1,7 +1,6 @@
 //! The whole configuration file.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use authstat_core::NodeId;
 use authstat_core::hash::HashAlgorithm;
@@ -215,11 +214,12 @@ fn default_max_future_secs() -> u64 {
     86_400
 }
 fn default_backend() -> BackendConfig {
-    BackendConfig::Sqlite(crate::SqliteConfig {
-        path: PathBuf::from("/var/lib/authstat/authstat.db"),
-        busy_timeout_ms: 5000,
-        pool_size: 4,
-    })
+    let mut options = serde_yaml::Mapping::new();
+    options.insert("path".into(), "/var/lib/authstat/authstat.db".into());
+    BackendConfig {
+        kind: "sqlite".into(),
+        options,
+    }
 }
 fn default_log2m() -> u8 {
     15

@@ -37,6 +37,7 @@ mod env;
 mod export;
 mod load;
 mod locate;
+pub mod options;
 mod source;
 
 pub use agent::{AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig};
@@ -44,7 +45,7 @@ pub use api::{
     ApiConfig, AuthConfig, DashboardConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig,
     StaticToken,
 };
-pub use backend::{BackendConfig, MongoConfig, SqlServerConfig, SqliteConfig, redact_url};
+pub use backend::{BackendConfig, redact_url};
 pub use env::{Env, ProcessEnv};
 pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
 pub use load::{ConfigError, MAX_DURATION_SECS, load, load_checked, parse, parse_checked};

@@ -14,7 +14,8 @@
 
 pub mod backoff;
 pub mod derive;
-pub mod options;
+/// Decoding a plugin's options (the configuration crate's, shared by every kind of plugin).
+pub use authstat_config::options;
 pub mod parse;
 pub mod registry;
 pub mod sources;

@@ -96,7 +96,12 @@ impl From<anyhow::Error> for Failure {
 pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
     // The plugins' options are checked as the file is read: their errors name line and column.
     let plugins = authstat_plugins::Plugins::builtin();
-    let config = authstat_config::load_checked(path, &ProcessEnv, &|c| plugins.check_config(c))
+    let backends = authstat_backends::Backends::builtin();
+    let check = |c: &authstat_config::AgentConfig| {
+        backends.check_config(c)?;
+        plugins.check_config(c)
+    };
+    let config = authstat_config::load_checked(path, &ProcessEnv, &check)
         .map_err(|e| Failure::Config(e.into()))?;
     resolve(path, config).map_err(|e| Failure::Config(e.context(path.display().to_string())))
 }
@@ -344,7 +349,9 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         return Ok(());
     }
     // Nothing is created or migrated: that is the agent's work at start.
-    let found = authstat_backends::probe(&resolved.config.backend)
+    let found = resolved
+        .backends
+        .probe(&resolved.config.backend)
         .await
         .context("checking the backend")?;
     println!("  backend {found}");

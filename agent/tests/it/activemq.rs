@@ -154,11 +154,13 @@ fn stored_queue_ids(dir: &Path) -> usize {
         .unwrap();
     let store = rt
         .block_on(authstat_backends::build(
-            &authstat_config::BackendConfig::Sqlite(authstat_config::SqliteConfig {
-                path: dir.join("data/authstat.db"),
-                busy_timeout_ms: 5000,
-                pool_size: 1,
-            }),
+            &authstat_backends::options::SqliteConfig::backend(
+                &authstat_backends::options::SqliteConfig {
+                    path: dir.join("data/authstat.db"),
+                    busy_timeout_ms: 5000,
+                    pool_size: 1,
+                },
+            ),
         ))
         .unwrap();
     let node = authstat_core::NodeId::new("mq-node").unwrap();

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use authstat_config::SqliteConfig;
+use authstat_backends::options::SqliteConfig;
 use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::store::{FlushBatch, MonthFlush};

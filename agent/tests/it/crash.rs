@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use authstat_config::{BackendConfig, SqliteConfig};
+use authstat_backends::options::SqliteConfig;
+use authstat_config::BackendConfig;
 use authstat_core::{Month, NodeId};
 
 use crate::support::append;
@@ -313,7 +314,7 @@ fn kills() -> u32 {
 fn sqlite(dir: &Path) -> (BackendConfig, String) {
     let db = dir.join("soak.db");
     (
-        BackendConfig::Sqlite(SqliteConfig {
+        authstat_backends::options::SqliteConfig::backend(&SqliteConfig {
             path: db.clone(),
             busy_timeout_ms: 5000,
             pool_size: 2,
@@ -329,14 +330,14 @@ fn server(kind: &str) -> (BackendConfig, String) {
         "postgres" => authstat_test_support::db::postgres("authstat_soak"),
         _ => authstat_test_support::db::mysql("authstat_soak"),
     };
-    let config = authstat_config::SqlServerConfig {
+    let config = authstat_backends::options::SqlServerConfig {
         url: url.clone(),
         pool_size: 2,
         connect_timeout_secs: 5,
     };
     let backend = match kind {
-        "postgres" => BackendConfig::Postgres(config),
-        _ => BackendConfig::Mysql(config),
+        "postgres" => authstat_backends::options::SqlServerConfig::postgres(&config),
+        _ => authstat_backends::options::SqlServerConfig::mysql(&config),
     };
     (
         backend,

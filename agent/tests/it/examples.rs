@@ -217,9 +217,12 @@ fn systemd_unit_is_hardened_and_agrees_with_its_configuration() {
     assert!(setting("ProtectSystem") == ["strict"]);
 
     let config = authstat_config::load(&example("systemd/authstat.yaml"), &env()).unwrap();
-    let authstat_config::BackendConfig::Sqlite(sqlite) = &config.backend else {
-        panic!("the systemd example uses SQLite")
-    };
+    assert_eq!(
+        config.backend.kind(),
+        "sqlite",
+        "the systemd example uses SQLite"
+    );
+    let sqlite = authstat_backends::options::SqliteConfig::decode(&config.backend.options).unwrap();
     assert!(
         sqlite.path.starts_with(&state_dir),
         "{} is not in the StateDirectory {state_dir}",

@@ -259,11 +259,13 @@ fn a_holder_that_cannot_be_proven_dead_is_waited_for() {
         .unwrap();
     let store = rt
         .block_on(authstat_backends::build(
-            &authstat_config::BackendConfig::Sqlite(authstat_config::SqliteConfig {
-                path: db.clone(),
-                busy_timeout_ms: 5000,
-                pool_size: 1,
-            }),
+            &authstat_backends::options::SqliteConfig::backend(
+                &authstat_backends::options::SqliteConfig {
+                    path: db.clone(),
+                    busy_timeout_ms: 5000,
+                    pool_size: 1,
+                },
+            ),
         ))
         .unwrap();
     let now = std::time::SystemTime::now()

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authstat_config::{SqlServerConfig, SqliteConfig, redact_url};
+use authstat_config::redact_url;
+
+use crate::options::{SqlServerConfig, SqliteConfig};
 use authstat_core::store::StoreError;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};

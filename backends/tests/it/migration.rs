@@ -2,8 +2,8 @@
 //! checkpoints become positions (the same content, offset and path), every checkpointed file
 //! becomes a claim of its node, and the node can be claimed and flushed as usual.
 
+use authstat_backends::options::SqliteConfig;
 use authstat_backends::sql::SqliteStore;
-use authstat_config::SqliteConfig;
 use authstat_core::store::{KeyClaim, KeyOwner, StatStore};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -126,7 +126,7 @@ macro_rules! server_upgrade {
         let url = $create("authstat_upgrade");
         let mut conn = <$conn>::establish(&url).unwrap();
         old_schema!(conn, $dialect, MIGRATIONS_TABLE);
-        let config = authstat_config::SqlServerConfig {
+        let config = authstat_backends::options::SqlServerConfig {
             url,
             pool_size: 2,
             connect_timeout_secs: 5,

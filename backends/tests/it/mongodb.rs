@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use authstat_backends::mongo::{FailAt, FoldFailAt, MongoStore};
-use authstat_config::{BackendConfig, MongoConfig};
+use authstat_backends::options::MongoConfig;
 use authstat_core::store::{FlushOutcome, FoldRequest, StatStore, StoreError};
 
 use crate::conformance::conformance_tests;
@@ -63,9 +63,11 @@ conformance_tests!(harness);
 #[tokio::test]
 async fn awkward_keys_survive() {
     let h = harness().await;
-    let store = authstat_backends::build(&BackendConfig::Mongodb(h.config.clone()))
-        .await
-        .unwrap();
+    let store = authstat_backends::build(&authstat_backends::options::MongoConfig::backend(
+        &h.config.clone(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(store.kind(), "mongodb");
     own(store.as_ref(), "node-a").await;
     let mut b = batch("node-a", 1, &["202402"], 0, 1, 0);
@@ -85,7 +87,7 @@ async fn an_unreachable_server_is_unavailable() {
         collection: "y".into(),
         connect_timeout_secs: 1,
     };
-    let err = authstat_backends::build(&BackendConfig::Mongodb(config))
+    let err = authstat_backends::build(&authstat_backends::options::MongoConfig::backend(&config))
         .await
         .unwrap_err();
     assert_unavailable(&err, "mongodb");

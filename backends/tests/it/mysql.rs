@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use authstat_backends::options::SqlServerConfig;
 use authstat_backends::sql::MysqlStore;
-use authstat_config::{BackendConfig, SqlServerConfig};
 use authstat_core::store::StatStore;
 use diesel::prelude::*;
 
@@ -51,9 +51,11 @@ conformance_tests!(harness);
 #[tokio::test]
 async fn keys_are_case_sensitive() {
     let h = harness().await;
-    let store = authstat_backends::build(&BackendConfig::Mysql(h.config.clone()))
-        .await
-        .unwrap();
+    let store = authstat_backends::build(&authstat_backends::options::SqlServerConfig::mysql(
+        &h.config.clone(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(store.kind(), "mysql");
     own(store.as_ref(), "node-a").await;
     let mut b = batch("node-a", 1, &["202402"], 0, 1, 0);
@@ -76,9 +78,10 @@ async fn an_unreachable_server_is_unavailable() {
         pool_size: 1,
         connect_timeout_secs: 1,
     };
-    let err = authstat_backends::build(&BackendConfig::Mysql(config))
-        .await
-        .unwrap_err();
+    let err =
+        authstat_backends::build(&authstat_backends::options::SqlServerConfig::mysql(&config))
+            .await
+            .unwrap_err();
     assert_unavailable(&err, "mysql");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }

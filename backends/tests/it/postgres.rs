@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use authstat_backends::options::SqlServerConfig;
 use authstat_backends::sql::PgStore;
-use authstat_config::{BackendConfig, SqlServerConfig};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::store::{FlushOutcome, StatStore};
@@ -167,9 +167,11 @@ async fn an_unreachable_server_is_unavailable_and_the_password_is_not_shown() {
         pool_size: 1,
         connect_timeout_secs: 1,
     };
-    let err = authstat_backends::build(&BackendConfig::Postgres(config))
-        .await
-        .unwrap_err();
+    let err = authstat_backends::build(&authstat_backends::options::SqlServerConfig::postgres(
+        &config,
+    ))
+    .await
+    .unwrap_err();
     assert_unavailable(&err, "postgres");
     let text = err.to_string();
     assert!(

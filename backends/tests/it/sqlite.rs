@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use authstat_backends::options::SqliteConfig;
 use authstat_backends::sql::SqliteStore;
-use authstat_config::{BackendConfig, SqliteConfig};
 use diesel::prelude::*;
 
 use crate::conformance::conformance_tests;
@@ -49,9 +49,11 @@ conformance_tests!(harness);
 #[tokio::test]
 async fn factory_builds_a_wal_mode_file_in_a_new_directory() {
     let h = harness().await;
-    let store = authstat_backends::build(&BackendConfig::Sqlite(h.config.clone()))
-        .await
-        .unwrap();
+    let store = authstat_backends::build(&authstat_backends::options::SqliteConfig::backend(
+        &h.config.clone(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(store.kind(), "sqlite");
     own(store.as_ref(), "node-a").await;
     store

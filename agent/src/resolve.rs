@@ -23,17 +23,40 @@ pub struct Resolved {
     pub plugins: Plugins,
     /// The backend types the configuration may name.
     pub backends: Backends,
+    /// The push exporters the configuration may name.
+    pub exporters: crate::export::Exporters,
 }
 
-impl Resolved {
-    /// The same with `backends` (a program embedding authstat, or a test, adding its own).
-    pub fn with_backends(mut self, backends: Backends) -> anyhow::Result<Self> {
-        backends
-            .check_config(&self.config)
-            .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
-        backends.resolve_paths(&mut self.config.backend, &self.base);
-        self.backends = backends;
-        Ok(self)
+/// The four registries a configuration is read against: sources and formats, backends,
+/// exporters. [`Registries::builtin`] has authstat's own; a program embedding authstat (or a
+/// test) adds its own to each.
+#[derive(Debug, Clone)]
+pub struct Registries {
+    /// Source kinds and record formats.
+    pub plugins: Plugins,
+    /// Backend types.
+    pub backends: Backends,
+    /// Push exporters.
+    pub exporters: crate::export::Exporters,
+}
+
+impl Registries {
+    /// authstat's own.
+    pub fn builtin() -> Self {
+        Self {
+            plugins: Plugins::builtin(),
+            backends: Backends::builtin(),
+            exporters: crate::export::Exporters::builtin(),
+        }
+    }
+
+    /// Every check of `config` the registries make (kinds known, options usable), without
+    /// opening anything: the key and the message of the first problem, for
+    /// [`authstat_config::load_checked`] to place.
+    pub fn check(&self, config: &AgentConfig) -> Result<(), (String, String)> {
+        self.backends.check_config(config)?;
+        self.exporters.check_config(config)?;
+        self.plugins.check_config(config)
     }
 }
 
@@ -46,9 +69,31 @@ pub fn resolve(file: &Path, config: AgentConfig) -> anyhow::Result<Resolved> {
 /// (its format and type are known, its options usable).
 pub fn resolve_with(
     file: &Path,
-    mut config: AgentConfig,
+    config: AgentConfig,
     plugins: Plugins,
 ) -> anyhow::Result<Resolved> {
+    resolve_against(
+        file,
+        config,
+        Registries {
+            plugins,
+            ..Registries::builtin()
+        },
+    )
+}
+
+/// Resolves paths against the directory of `file`, and checks the configuration against
+/// `registries` (every source, the backend and the exporters).
+pub fn resolve_against(
+    file: &Path,
+    mut config: AgentConfig,
+    registries: Registries,
+) -> anyhow::Result<Resolved> {
+    let Registries {
+        plugins,
+        backends,
+        exporters,
+    } = registries;
     let base = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -67,22 +112,14 @@ pub fn resolve_with(
     };
     crate::logging::check_level(&config.logging.level)
         .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
-    if let Some(otlp) = &mut config.export.otlp {
-        for path in [
-            &mut otlp.certificate,
-            &mut otlp.client_certificate,
-            &mut otlp.client_key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
-        crate::export::otlp_settings(otlp, &node)?;
-    }
-    let backends = Backends::builtin();
+    exporters
+        .check_config(&config)
+        .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
+    exporters.resolve_paths(&mut config.export, &base);
+    exporters.settings(&config.export, &node)?;
+    backends
+        .check_config(&config)
+        .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     backends.resolve_paths(&mut config.backend, &base);
     if let Some(feature) = backends.missing_feature(&config.backend) {
         anyhow::bail!(
@@ -103,6 +140,7 @@ pub fn resolve_with(
         base,
         plugins,
         backends,
+        exporters,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::api::front::Front;
 use crate::own::{self, Ownership};
 use crate::pipeline::{Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
-use crate::{RunningAgent, api, connect, export, http, pipeline, sources, telemetry, watch};
+use crate::{RunningAgent, api, connect, http, pipeline, sources, telemetry, watch};
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,11 +114,13 @@ pub async fn start_on(
         pipeline: stats.clone(),
         api: api_stats,
         connections,
-        export: config.export.otlp.as_ref().map(|_| Arc::default()),
+        export: (!config.export.is_empty()).then(Arc::default),
         cluster_users: std::sync::Mutex::new(None),
         started,
     });
-    let exporters = export::start(&config.export, &resolved.node, &telemetry, &store)?;
+    let exporters = resolved
+        .exporters
+        .start(&config.export, &resolved.node, &telemetry, &store)?;
     let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
         let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
         crate::tasks::spawn(

@@ -242,9 +242,8 @@ pub(crate) fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Er
     Ok(v)
 }
 
-pub(crate) fn optional_positive_u64<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<u64>, D::Error> {
+/// A whole number greater than 0, or absent (for `deserialize_with`).
+pub fn optional_positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     positive_u64(d).map(Some)
 }
 

@@ -47,7 +47,7 @@ pub use api::{
 };
 pub use backend::{BackendConfig, redact_url};
 pub use env::{Env, ProcessEnv};
-pub use export::{ExportConfig, OtlpCompression, OtlpConfig, OtlpProtocol};
+pub use export::ExportConfig;
 pub use load::{ConfigError, MAX_DURATION_SECS, load, load_checked, parse, parse_checked};
 pub use locate::locate;
 pub use source::{BACKFILL_SOURCE, SourceConfig};

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context;
 use authstat_config::ProcessEnv;
 
-use crate::resolve::{Resolved, resolve};
+use crate::resolve::Resolved;
 
 /// A failed command and the exit code it means.
 #[derive(Debug)]
@@ -95,15 +95,11 @@ impl From<anyhow::Error> for Failure {
 /// Loads, validates and resolves a configuration file.
 pub fn load_config(path: &Path) -> Result<Resolved, Failure> {
     // The plugins' options are checked as the file is read: their errors name line and column.
-    let plugins = authstat_plugins::Plugins::builtin();
-    let backends = authstat_backends::Backends::builtin();
-    let check = |c: &authstat_config::AgentConfig| {
-        backends.check_config(c)?;
-        plugins.check_config(c)
-    };
-    let config = authstat_config::load_checked(path, &ProcessEnv, &check)
+    let registries = crate::resolve::Registries::builtin();
+    let config = authstat_config::load_checked(path, &ProcessEnv, &|c| registries.check(c))
         .map_err(|e| Failure::Config(e.into()))?;
-    resolve(path, config).map_err(|e| Failure::Config(e.context(path.display().to_string())))
+    crate::resolve::resolve_against(path, config, registries)
+        .map_err(|e| Failure::Config(e.context(path.display().to_string())))
 }
 
 /// `authstat run`: until SIGTERM or SIGINT (a second one exits at once); SIGHUP or a change of
@@ -292,20 +288,12 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
     if resolved.config.api.auth == authstat_config::AuthConfig::Deny {
         println!("  warning: api.auth is not configured: every stat request will be refused (401)");
     }
-    if let Some(otlp) = &resolved.config.export.otlp {
-        let s = crate::export::otlp_settings(otlp, &resolved.node)
-            .map_err(|e| Failure::Config(e.into()))?;
-        println!(
-            "  export otlp: {} to {} every {} s (request timeout {} s, compression {:?})",
-            s.protocol.as_str(),
-            s.endpoint,
-            s.interval.as_secs_f64(),
-            s.timeout.as_secs_f64(),
-            s.compression
-        );
-        for warning in &s.warnings {
-            println!("  warning: {warning}");
-        }
+    for line in resolved
+        .exporters
+        .settings(&resolved.config.export, &resolved.node)
+        .map_err(Failure::Config)?
+    {
+        println!("  {line}");
     }
     let mut problems = Vec::new();
     // The sources as configured, with nothing stored: what they find now, nothing is written.

@@ -1,7 +1,10 @@
-//! The plugin seams from outside: a toy source kind and a toy record format, defined here (not in
-//! the crates that define the contracts), registered with `Plugins`, configured by `type` and
-//! `format`, and run by the real agent: records stored once, positions committed with them and
-//! acknowledged after each durable flush, resumed after a restart.
+//! The plugin seams from outside: a toy source kind, a toy record format and a toy exporter,
+//! defined here (not in the crates that define the contracts), each with its own options type
+//! and one registration (`Plugins::with_source`, `with_format`, `Exporters::with`), configured
+//! by `type`, `format` and the `export:` key, and run by the real agent: records stored once,
+//! positions committed with them and acknowledged after each durable flush, resumed after a
+//! restart; the exporter started and stopped with the agent. (The toy backend, with the
+//! conformance suite, is in `backends/tests/it/toy/`.)
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -266,4 +269,113 @@ async fn a_toy_source_and_format_from_outside() {
         .await
         .unwrap();
     assert_eq!(state.positions[0].data, "{\"next\":4}");
+}
+
+/// What the toy exporter saw at its last export: its label and the records read.
+static EXPORTED: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+/// The toy exporter's own options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToyExportOptions {
+    label: String,
+}
+
+/// An exporter that exports once, at shutdown, what the registry says.
+#[derive(Debug)]
+struct ToyExporter {
+    label: String,
+    telemetry: std::sync::Arc<authstat::telemetry::Telemetry>,
+}
+
+#[async_trait::async_trait]
+impl authstat::export::Exporter for ToyExporter {
+    fn name(&self) -> &'static str {
+        "toy"
+    }
+
+    async fn shutdown(self: Box<Self>, _deadline: Duration) {
+        let snapshot = self.telemetry.snapshot();
+        let read = match snapshot.samples("authstat_records_read_total").first() {
+            Some(authstat_core::metrics::Sample {
+                value: authstat_core::metrics::Value::Int(n),
+                ..
+            }) => *n,
+            _ => 0,
+        };
+        EXPORTED.lock().unwrap().push((self.label, read));
+    }
+}
+
+fn toy_exporter() -> authstat::export::ExporterKind {
+    authstat::export::ExporterKind {
+        name: "toy",
+        about: "keeps what it would export",
+        check: |o| authstat_plugins::options::decode::<ToyExportOptions>(o).map(|_| ()),
+        resolve_paths: |_, _| {},
+        settings: |_, _| Ok(vec!["export toy: in memory".into()]),
+        start: |spec| {
+            let ToyExportOptions { label } = authstat_plugins::options::decode(spec.options)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+            Ok(Box::new(ToyExporter {
+                label,
+                telemetry: spec.telemetry,
+            }))
+        },
+    }
+}
+
+/// A toy exporter from outside: its own options, one registration, started and stopped by the
+/// real agent, reading the same registry as `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toy_exporter_from_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authstat.yaml");
+    // A file source (the toy source's acknowledgements belong to the other test).
+    let records: String = ["alice", "bob"]
+        .iter()
+        .map(|u| {
+            authstat_test_support::janssen::AuditRecord::new(
+                "USER_AUTHORIZATION",
+                1_706_745_600_000,
+                Some(u),
+                true,
+            )
+            .text()
+        })
+        .collect();
+    std::fs::write(dir.path().join("audit.log"), records).unwrap();
+    std::fs::write(
+        &path,
+        "node_id: toy-export\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
+         sources:\n  - {name: a, type: file, format: janssen_audit, paths: [audit.log]}\n\
+         backend: {type: sqlite, path: db.sqlite}\n\
+         export:\n  toy:\n    label: from-outside\n",
+    )
+    .unwrap();
+    let config = authstat_config::load(&path, &std::collections::HashMap::new()).unwrap();
+    // Without the registration, the exporter is unknown.
+    let err = authstat::resolve::resolve(&path, config.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("export.toy: unknown exporter `toy`"), "{err}");
+    let registries = authstat::resolve::Registries {
+        exporters: authstat::export::Exporters::builtin().with(toy_exporter()),
+        ..authstat::resolve::Registries::builtin()
+    };
+    let resolved = authstat::resolve::resolve_against(&path, config, registries).unwrap();
+    let agent = authstat::start(resolved, Default::default()).await.unwrap();
+    let stats = agent.stats.clone();
+    wait_until("the toy records", || {
+        stats
+            .reading
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    });
+    agent.shutdown().await;
+    assert_eq!(
+        EXPORTED.lock().unwrap().as_slice(),
+        [("from-outside".to_owned(), 2)]
+    );
 }

@@ -10,6 +10,7 @@
 //! cancels the retries and makes one last export. The settings come from the file and the
 //! standard environment variables by one rule ([`settings`]).
 
+mod config;
 mod encode;
 mod settings;
 mod transport;
@@ -23,9 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use authstat_config::OtlpConfig;
 use authstat_core::store::StatStore;
 use authstat_core::{Month, NodeId};
+pub use config::{OtlpCompression, OtlpConfig, OtlpProtocol};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -76,6 +77,65 @@ impl super::Exporter for Export {
 pub fn settings(config: &OtlpConfig, node: &NodeId) -> Result<Settings, SettingsError> {
     let host = crate::own::host_name().unwrap_or_else(|| "unknown".into());
     Settings::resolve(config, node, &host, &|name| std::env::var(name).ok())
+}
+
+/// The OTLP exporter's registration ([`super::Exporters`]).
+pub(super) fn kind() -> super::ExporterKind {
+    super::ExporterKind {
+        name: "otlp",
+        about: "OTLP push (HTTP/protobuf or gRPC) of this node's statistics and the agent's health",
+        check: |o| authstat_config::options::decode::<OtlpConfig>(o).map(|_| ()),
+        resolve_paths: |o, base| {
+            let Ok(mut config) = authstat_config::options::decode::<OtlpConfig>(o) else {
+                return;
+            };
+            for path in [
+                &mut config.certificate,
+                &mut config.client_certificate,
+                &mut config.client_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+            if let Ok(serde_yaml::Value::Mapping(m)) = serde_yaml::to_value(&config) {
+                // Written back whole: every key the file gave, with its paths absolute.
+                for (key, value) in m {
+                    if o.contains_key(&key) {
+                        o.insert(key, value);
+                    }
+                }
+            }
+        },
+        settings: |o, node| {
+            let config: OtlpConfig = authstat_config::options::decode(o)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+            let s = settings(&config, node)?;
+            let mut lines = vec![format!(
+                "export otlp: {} to {} every {} s (request timeout {} s, compression {:?})",
+                s.protocol.as_str(),
+                s.endpoint,
+                s.interval.as_secs_f64(),
+                s.timeout.as_secs_f64(),
+                s.compression
+            )];
+            lines.extend(s.warnings.iter().map(|w| format!("warning: {w}")));
+            Ok(lines)
+        },
+        start: |spec| {
+            let config: OtlpConfig = authstat_config::options::decode(spec.options)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+            Ok(Box::new(start(
+                &config,
+                spec.node,
+                spec.telemetry,
+                spec.store,
+            )?))
+        },
+    }
 }
 
 /// Starts pushing. Must run inside the tokio runtime.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use authstat_config::{OtlpCompression, OtlpConfig, OtlpProtocol};
+use super::config::{OtlpCompression, OtlpConfig, OtlpProtocol};
 use authstat_core::NodeId;
 
 /// The default protocol: `http/protobuf`, which the specification recommends as the default

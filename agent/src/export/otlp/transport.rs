@@ -14,8 +14,8 @@
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::config::{OtlpCompression, OtlpProtocol};
 use anyhow::Context as _;
-use authstat_config::{OtlpCompression, OtlpProtocol};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,

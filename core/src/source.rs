@@ -80,8 +80,10 @@ impl fmt::Display for SourceProblem {
 pub enum Settled {
     /// The input is ours: read it from its start.
     Read,
-    /// Taken over from another node that read it up to this offset.
-    ReadFrom(u64),
+    /// Taken over from another reader (a finished backfill, a renamed source): continue where
+    /// its stored position says. The position is opaque to all but the source kind that wrote
+    /// it, which decodes it here.
+    ContinueFrom(crate::store::SourcePosition),
     /// Another reader has it now: ask again later.
     Wait,
     /// Never read it here.

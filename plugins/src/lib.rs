@@ -19,6 +19,7 @@ pub use authstat_config::options;
 pub mod parse;
 pub mod registry;
 pub mod sources;
-pub mod tail;
+/// The tailer of the file source (`sources::file::tail`), for the agent's backfill.
+pub use sources::file::tail;
 
 pub use registry::Plugins;

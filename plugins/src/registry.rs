@@ -16,7 +16,7 @@ use authstat_core::store::SourcePosition;
 
 use crate::options::OptionError;
 pub use crate::sources::file::file_patterns;
-use crate::tail::PositionError;
+use crate::sources::file::tail::PositionError;
 
 /// A record format.
 #[derive(Clone, Copy, Debug)]

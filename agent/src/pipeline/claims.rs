@@ -22,8 +22,9 @@ use std::time::Duration;
 use authstat_config::BACKFILL_SOURCE;
 use authstat_core::NodeId;
 use authstat_core::source::{Settled, Source};
-use authstat_core::store::{ClaimRequest, KeyClaim, KeyOwner, NodeClaim, StatStore, StoreError};
-use authstat_plugins::tail::position_offset;
+use authstat_core::store::{
+    ClaimRequest, KeyClaim, KeyOwner, NodeClaim, SourcePosition, StatStore, StoreError,
+};
 use tracing::{info, warn};
 
 use crate::own::{Ownership, now_ms};
@@ -139,13 +140,13 @@ impl Claims {
                     .block_on(self.store.take_over_key(key, other, me))
                 {
                     Ok(true) => {
-                        let offset = self
+                        let position = self
                             .stored
                             .iter()
                             .find(|p| p.source == other.source && p.key == key)
-                            .map_or(0, |p| position_offset(p).unwrap_or(0));
-                        info!(from = %other.source, to = %me.source, offset, "a renamed source continues where it stood");
-                        Settled::ReadFrom(offset)
+                            .cloned();
+                        info!(from = %other.source, to = %me.source, "a renamed source continues where it stood");
+                        position.map_or(Settled::Read, Settled::ContinueFrom)
                     }
                     _ => Settled::Wait,
                 }
@@ -153,7 +154,7 @@ impl Claims {
             Role::Agent if other.node == me.node => Settled::Refuse,
             Role::Agent if other.source == BACKFILL_SOURCE => {
                 match self.take_over(me, key, other) {
-                    Ok(Some(offset)) => Settled::ReadFrom(offset),
+                    Ok(Some(position)) => position.map_or(Settled::Read, Settled::ContinueFrom),
                     Ok(None) => {
                         if self.warned.insert(key.to_owned()) {
                             warn!(node = %other.node, "a file is being read by `authstat backfill`; it is read here when the backfill ends");
@@ -172,14 +173,14 @@ impl Claims {
         (decision, why)
     }
 
-    /// Takes `key` over from a backfill that is no longer running: its stored offset, or
-    /// `None` while it runs (or when the claim changed meanwhile).
+    /// Takes `key` over from a backfill that is no longer running: its stored position (if it
+    /// stored one), or `None` while it runs (or when the claim changed meanwhile).
     fn take_over(
         &self,
         me: &KeyOwner,
         key: &str,
         other: &KeyOwner,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<Option<SourcePosition>>, StoreError> {
         let rt = &self.runtime;
         let lease = rt.block_on(self.store.lease(&other.node))?;
         let now = now_ms();
@@ -197,14 +198,12 @@ impl Claims {
             return Ok(None);
         }
         let state = rt.block_on(self.store.load_node(&other.node))?;
-        let offset = state
+        let position = state
             .positions
-            .iter()
-            .find(|p| p.source == other.source && p.key == key)
-            .map(|p| position_offset(p).unwrap_or(0))
-            .unwrap_or(0);
-        info!(node = %other.node, offset, "continuing a file where `authstat backfill` stopped");
-        Ok(Some(offset))
+            .into_iter()
+            .find(|p| p.source == other.source && p.key == key);
+        info!(node = %other.node, "continuing a file where `authstat backfill` stopped");
+        Ok(Some(position))
     }
 
     fn refused(&mut self, paths: Vec<String>, why: String) {

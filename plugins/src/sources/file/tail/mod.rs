@@ -358,9 +358,11 @@ impl Tailer {
         };
         match decision {
             Settled::Read => s.claim = Claim::Confirmed,
-            Settled::ReadFrom(offset) => {
+            Settled::ContinueFrom(position) => {
                 s.claim = Claim::Confirmed;
-                s.state = ReadState::at(offset);
+                // A position this tailer cannot read is no position: from the start, as a
+                // claim of nobody's.
+                s.state = ReadState::at(source::position_offset(&position).unwrap_or(0));
             }
             Settled::Wait => {}
             Settled::Refuse => s.claim = Claim::Refused,

@@ -1,4 +1,6 @@
-//! `type: file`: files followed through rotation (the tailer, `crate::tail`).
+//! `type: file`: files followed through rotation, with its tailer ([`tail`]) in this folder.
+
+pub mod tail;
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::{OptionError, decode, positive};
 use crate::registry::{BuildError, SourceSpec};
-use crate::tail::{PathPattern, Tailer};
+use tail::{PathPattern, Tailer};
 
 /// The options of `type: file`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

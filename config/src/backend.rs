@@ -76,10 +76,7 @@ impl<'de> Visitor<'de> for BackendVisitor {
                 kind = Some(map.next_value::<String>()?);
                 continue;
             }
-            let value = map.next_value::<serde_yaml::Value>()?;
-            if options.insert(key.clone().into(), value).is_some() {
-                return Err(de::Error::custom(format!("`{key}` is given twice")));
-            }
+            crate::source::take_option(&mut map, key, &mut options)?;
         }
         Ok(BackendConfig {
             kind: kind.ok_or_else(|| de::Error::missing_field("type"))?,

@@ -64,12 +64,7 @@ impl<'de> Visitor<'de> for SourceVisitor {
                 "name" => name = Some(map.next_value::<String>()?),
                 "type" => kind = Some(map.next_value::<String>()?),
                 "format" => format = Some(map.next_value::<String>()?),
-                _ => {
-                    let value = map.next_value::<serde_yaml::Value>()?;
-                    if options.insert(key.clone().into(), value).is_some() {
-                        return Err(de::Error::custom(format!("`{key}` is given twice")));
-                    }
-                }
+                _ => take_option(&mut map, key, &mut options)?,
             }
         }
         let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
@@ -87,6 +82,19 @@ impl<'de> Visitor<'de> for SourceVisitor {
             options,
         })
     }
+}
+
+/// Keeps the value of `key` (a plugin's option) as written; a key given twice is an error.
+pub(crate) fn take_option<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    key: String,
+    options: &mut serde_yaml::Mapping,
+) -> Result<(), A::Error> {
+    let value = map.next_value::<serde_yaml::Value>()?;
+    if options.insert(key.clone().into(), value).is_some() {
+        return Err(de::Error::custom(format!("`{key}` is given twice")));
+    }
+    Ok(())
 }
 
 impl Serialize for SourceConfig {

@@ -148,21 +148,7 @@ fn stored(config: &Path) -> (u64, u64) {
 
 /// The message ids in the queue source's stored position (counted, not known acknowledged).
 fn stored_queue_ids(dir: &Path) -> usize {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = rt
-        .block_on(authstat_backends::build(
-            &authstat_backends::options::SqliteConfig::backend(
-                &authstat_backends::options::SqliteConfig {
-                    path: dir.join("data/authstat.db"),
-                    busy_timeout_ms: 5000,
-                    pool_size: 1,
-                },
-            ),
-        ))
-        .unwrap();
+    let (rt, store) = crate::support::sqlite_store_blocking(&dir.join("data/authstat.db"));
     let node = authstat_core::NodeId::new("mq-node").unwrap();
     let state = rt.block_on(store.load_node(&node)).unwrap();
     state

@@ -11,9 +11,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::ownership::{instance_of, query_authentications, stored_records};
-use crate::support::{Spawned, append, get, spawn_agent, wait_until};
-use authstat_test_support::{rng::Rng, truth::Truth};
+use crate::ownership::{Setup, instance_of, query_authentications, stored_records};
+use crate::support::{Spawned, get, spawn_agent, wait_until};
 
 /// The lease of the test's agents, in seconds.
 const LEASE_SECS: u64 = 3;
@@ -38,54 +37,35 @@ fn stopped(agent: &Spawned) -> bool {
 }
 
 fn frozen_owner(backend_yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    let log = logs.join("jans-auth_audit.log");
-    let config = dir.path().join("authstat.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id: frozen-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\nnode_lease_secs: {LEASE_SECS}\n\
-             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
-             {backend_yaml}"
-        ),
-    )
-    .unwrap();
-    let mut rng = Rng(0x00f0_02e0_0000_0001);
-    let mut truth = Truth::default();
-    let feb: authstat_core::Month = "202402".parse().unwrap();
-    let mut write = |n: u64, truth: &mut Truth| {
-        let text: String = (0..n).map(|_| truth.record(feb, &mut rng)).collect();
-        append(&log, &text);
-    };
-    write(500, &mut truth);
-    let owner = spawn_agent(
-        &config,
-        dir.path(),
-        &[("AUTHSTAT_TEST_FREEZE_IN_FLUSH", "1")],
+    let mut s = Setup::new(
+        "frozen-node",
+        &format!("node_lease_secs: {LEASE_SECS}\n{backend_yaml}"),
+        0x00f0_02e0_0000_0001,
     );
+    let (dir, config) = (&s.dir.path().to_path_buf(), &s.config.clone());
+    s.write(500);
+    let owner = spawn_agent(config, dir, &[("AUTHSTAT_TEST_FREEZE_IN_FLUSH", "1")]);
     let owner_id = instance_of(&owner);
     // The fault fired: the owner stopped itself inside its first flush's transaction.
     wait_until("the owner to freeze inside its flush", || stopped(&owner));
 
     // Records keep arriving; the replacement, started by the operator with --take-over, must
     // not wait on the frozen transaction for longer than the lease and a few seconds.
-    write(300, &mut truth);
+    s.write(300);
     let started = Instant::now();
     let mut command = Command::new(env!("CARGO_BIN_EXE_authstat"));
     command
         .args(["run", "--take-over", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
+        .arg(config)
+        .current_dir(dir)
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped());
     let replacement = crate::support::spawn_command(command);
     let replacement_id = instance_of(&replacement);
     assert_ne!(owner_id, replacement_id);
-    let written = truth.records;
+    let written = s.truth.records;
     wait_until("the replacement to store every record", || {
-        stored(&config) == written
+        stored(config) == written
     });
     let took = started.elapsed();
     assert!(
@@ -108,15 +88,15 @@ fn frozen_owner(backend_yaml: &str) {
         "{}",
         ready.body
     );
-    write(100, &mut truth);
-    let all = truth.records;
-    wait_until("every record stored once", || stored(&config) == all);
+    s.write(100);
+    let all = s.truth.records;
+    wait_until("every record stored once", || stored(config) == all);
     for mut agent in [owner, replacement] {
         agent.signal("TERM");
         assert_eq!(agent.wait_exit().code(), Some(0));
     }
     // Both stopped (the fenced owner's final flush refused too): still every record once.
-    assert_eq!(stored(&config), all);
+    assert_eq!(stored(config), all);
 }
 
 #[cfg(feature = "postgres")]
@@ -142,34 +122,20 @@ fn a_frozen_owner_does_not_block_its_replacement_mariadb() {
 fn failing_flushes_show_on_readyz_and_nothing_is_lost() {
     use authstat_test_support::db::psql;
     let url = authstat_test_support::db::postgres("authstat_failing");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("logs")).unwrap();
-    let log = dir.path().join("logs/jans-auth_audit.log");
-    let config = dir.path().join("authstat.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id: failing\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
-             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/*.log], poll_interval_ms: 100}}\n\
-             backend: {{type: postgres, url: \"{url}\"}}\n"
-        ),
-    )
-    .unwrap();
-    let mut rng = Rng(0x00fa_11ed_0000_0001);
-    let mut truth = Truth::default();
-    let feb: authstat_core::Month = "202402".parse().unwrap();
-    let mut write = |n: u64, truth: &mut Truth| {
-        let text: String = (0..n).map(|_| truth.record(feb, &mut rng)).collect();
-        append(&log, &text);
-    };
-    write(100, &mut truth);
-    let mut agent = spawn_agent(&config, dir.path(), &[]);
-    let first = truth.records;
-    wait_until("the first records stored", || stored(&config) == first);
+    let mut s = Setup::new(
+        "failing",
+        &format!("backend: {{type: postgres, url: \"{url}\"}}\n"),
+        0x00fa_11ed_0000_0001,
+    );
+    let (dir, config) = (&s.dir.path().to_path_buf(), &s.config.clone());
+    s.write(100);
+    let mut agent = spawn_agent(config, dir, &[]);
+    let first = s.truth.records;
+    wait_until("the first records stored", || stored(config) == first);
     assert_eq!(get(agent.addr, "/readyz", None).status, 200);
 
     psql(&url, "ALTER TABLE authstat_hll RENAME TO authstat_hll_away");
-    write(200, &mut truth);
+    s.write(200);
     wait_until("/readyz to show the failing flushes", || {
         let ready = get(agent.addr, "/readyz", None);
         ready.status == 503 && ready.body.contains("flushes failing: ")
@@ -187,8 +153,8 @@ fn failing_flushes_show_on_readyz_and_nothing_is_lost() {
     assert!(in_a_row >= 1, "{metrics}");
 
     psql(&url, "ALTER TABLE authstat_hll_away RENAME TO authstat_hll");
-    let all = truth.records;
-    wait_until("every record stored once", || stored(&config) == all);
+    let all = s.truth.records;
+    wait_until("every record stored once", || stored(config) == all);
     wait_until("/readyz to be 200 again", || {
         get(agent.addr, "/readyz", None).status == 200
     });

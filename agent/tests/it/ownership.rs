@@ -65,47 +65,76 @@ pub fn stored_records(audit: &serde_json::Value) -> u64 {
         .sum()
 }
 
+/// A node's test setup: a directory with `logs/`, a configuration for `node_id` (1 s flushes,
+/// the audit log polled every 100 ms, then `extra`: lease, backend), and a February audit log
+/// written from a seeded ground truth.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    rng: Rng,
+    pub truth: Truth,
+}
+
+impl Setup {
+    pub fn new(node_id: &str, extra: &str, seed: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        let config = dir.path().join("authstat.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "node_id: {node_id}\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\n\
+                 sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
+                 {extra}"
+            ),
+        )
+        .unwrap();
+        Self {
+            log: dir.path().join("logs/jans-auth_audit.log"),
+            dir,
+            config,
+            rng: Rng(seed),
+            truth: Truth::default(),
+        }
+    }
+
+    /// Appends `n` February records (known to the truth).
+    pub fn write(&mut self, n: u64) {
+        let feb: authstat_core::Month = "202402".parse().unwrap();
+        let text: String = (0..n)
+            .map(|_| self.truth.record(feb, &mut self.rng))
+            .collect();
+        append(&self.log, &text);
+    }
+}
+
 fn scenario(backend_yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    let log = logs.join("jans-auth_audit.log");
-    let config = dir.path().join("authstat.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id: same-node\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 1\nnode_lease_secs: 3\n\
-             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [logs/jans-auth_audit*.log], poll_interval_ms: 100}}\n\
-             {backend_yaml}"
-        ),
-    )
-    .unwrap();
-    let mut rng = Rng(0x00de_ad0f_0000_0001);
-    let mut truth = Truth::default();
-    let feb: authstat_core::Month = "202402".parse().unwrap();
-    let mut write = |n: u64, truth: &mut Truth| {
-        let text: String = (0..n).map(|_| truth.record(feb, &mut rng)).collect();
-        append(&log, &text);
-    };
-    write(500, &mut truth);
-    let first = spawn_agent(&config, dir.path(), &[]);
+    let mut s = Setup::new(
+        "same-node",
+        &format!("node_lease_secs: 3\n{backend_yaml}"),
+        0x00de_ad0f_0000_0001,
+    );
+    let (dir, config) = (&s.dir.path().to_path_buf(), &s.config.clone());
+    s.write(500);
+    let first = spawn_agent(config, dir, &[]);
     let first_id = instance_of(&first);
 
     // A second agent with the same node id: refused, naming both instances, exit 78.
-    assert_second_agent_refused(&config, &first_id);
+    assert_second_agent_refused(config, &first_id);
 
     // The first agent hangs (SIGSTOP) with records it may not have flushed; its lease expires
     // and a replacement takes the node over by itself.
     // Where the STOP lands does not matter (every outcome must count each record once); the
     // pause only makes "some read, some flushed, some not" likely.
-    write(300, &mut truth);
+    s.write(300);
     std::thread::sleep(std::time::Duration::from_millis(300));
     first.signal("STOP");
-    write(200, &mut truth);
+    s.write(200);
     // Not a hope but a bound: a stopped agent renews nothing, so its 3 s lease has expired
     // 3 s after the STOP at the latest.
     std::thread::sleep(std::time::Duration::from_secs(4));
-    let second = spawn_agent(&config, dir.path(), &[]);
+    let second = spawn_agent(config, dir, &[]);
     let second_id = instance_of(&second);
     assert_ne!(first_id, second_id);
     assert!(
@@ -113,7 +142,7 @@ fn scenario(backend_yaml: &str) {
         "{:?}",
         second.log.lock().unwrap()
     );
-    write(100, &mut truth);
+    s.write(100);
 
     // The first one comes back: fenced, loudly, and it stops reading.
     first.signal("CONT");
@@ -133,10 +162,10 @@ fn scenario(backend_yaml: &str) {
         !metrics.contains("authstat_flushes_total{result=\"fenced\"} 0"),
         "{metrics}"
     );
-    write(100, &mut truth);
+    s.write(100);
 
     // Every record exactly once: the replacement read what the first one did not store.
-    let expected = &truth.expected()[0].counters;
+    let expected = &s.truth.expected()[0].counters;
     let want = serde_json::json!({
         "USER_AUTHORIZATION": {
             "success": expected.audit.get(&(authstat_core::event::AuditAction::UserAuthorization, authstat_core::counters::Outcome::Success)).copied().unwrap_or(0),
@@ -144,10 +173,10 @@ fn scenario(backend_yaml: &str) {
         }
     });
     wait_until("every record stored once", || {
-        query_authentications(&config)["USER_AUTHORIZATION"] == want["USER_AUTHORIZATION"]
+        query_authentications(config)["USER_AUTHORIZATION"] == want["USER_AUTHORIZATION"]
     });
-    let audit = query_authentications(&config);
-    assert_eq!(stored_records(&audit), truth.records, "{audit}");
+    let audit = query_authentications(config);
+    assert_eq!(stored_records(&audit), s.truth.records, "{audit}");
     let mut first = first;
     first.signal("TERM");
     assert_eq!(first.wait_exit().code(), Some(0));
@@ -157,7 +186,7 @@ fn scenario(backend_yaml: &str) {
     let mut second = second;
     second.signal("KILL");
     second.wait_exit();
-    let third = spawn_agent(&config, dir.path(), &[]);
+    let third = spawn_agent(config, dir, &[]);
     assert!(
         third.logged(&["previous agent is not running any more"]),
         "{:?}",
@@ -170,10 +199,10 @@ fn scenario(backend_yaml: &str) {
         "{:?}",
         third.log.lock().unwrap()
     );
-    write(50, &mut truth);
-    let all = truth.records;
+    s.write(50);
+    let all = s.truth.records;
     wait_until("every record stored once, after the kill", || {
-        stored_records(&query_authentications(&config)) == all
+        stored_records(&query_authentications(config)) == all
     });
     let mut third = third;
     third.signal("TERM");
@@ -253,21 +282,7 @@ fn a_holder_that_cannot_be_proven_dead_is_waited_for() {
     )
     .unwrap();
     // The vanished holder: another host, a lease of 4 s from now.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = rt
-        .block_on(authstat_backends::build(
-            &authstat_backends::options::SqliteConfig::backend(
-                &authstat_backends::options::SqliteConfig {
-                    path: db.clone(),
-                    busy_timeout_ms: 5000,
-                    pool_size: 1,
-                },
-            ),
-        ))
-        .unwrap();
+    let (rt, store) = crate::support::sqlite_store_blocking(&db);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

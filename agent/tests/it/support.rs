@@ -403,3 +403,29 @@ pub fn february_row(fixture: &Fixture) -> Option<Vec<String>> {
     let row = text.lines().find(|l| l.starts_with("202402"))?;
     Some(row.split_whitespace().map(str::to_owned).collect())
 }
+
+/// The SQLite backend in the file at `path` (one connection), as the tests read it beside an
+/// agent.
+pub async fn sqlite_store(path: &Path) -> std::sync::Arc<dyn authstat_core::store::StatStore> {
+    let options = authstat_backends::options::SqliteConfig {
+        path: path.to_path_buf(),
+        busy_timeout_ms: 5000,
+        pool_size: 1,
+    };
+    authstat_backends::build(&options.backend()).await.unwrap()
+}
+
+/// [`sqlite_store`] with a runtime of its own, for tests without one.
+pub fn sqlite_store_blocking(
+    path: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    std::sync::Arc<dyn authstat_core::store::StatStore>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(sqlite_store(path));
+    (rt, store)
+}

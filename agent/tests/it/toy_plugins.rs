@@ -246,15 +246,7 @@ async fn a_toy_source_and_format_from_outside() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
-    let store = authstat_backends::build(&authstat_backends::options::SqliteConfig::backend(
-        &authstat_backends::options::SqliteConfig {
-            path: dir.path().join("db.sqlite"),
-            busy_timeout_ms: 5000,
-            pool_size: 1,
-        },
-    ))
-    .await
-    .unwrap();
+    let store = crate::support::sqlite_store(&dir.path().join("db.sqlite")).await;
     let months = store
         .read_months(&["202402".parse().unwrap()])
         .await

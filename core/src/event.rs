@@ -251,42 +251,174 @@ impl KeycloakEvent<'_> {
     }
 }
 
-/// Anything a parser produces, borrowing from the record it was parsed from.
+/// Whose the tenants are: servers with realms (Keycloak) name one; others have none.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event<'a> {
-    /// An audit-log record.
-    Audit(AuditEvent<'a>),
-    /// An issued token.
-    Token(TokenEvent<'a>),
-    /// A Keycloak event.
-    Keycloak(KeycloakEvent<'a>),
+pub enum Tenant<'a> {
+    /// The server has no tenants (Janssen): every event is counted.
+    None,
+    /// The event's tenant, by name and by id, as far as the record says (a tenant filter,
+    /// `derive.keycloak_realms`, keeps events naming one of its tenants).
+    Named {
+        /// Its name (`realmName`), else what the record calls it.
+        name: Option<Text<'a>>,
+        /// Its id (`realmId`), when `name` is the name.
+        id: Option<Text<'a>>,
+    },
+}
+
+/// When the event's user counts as an active user of its month (if the event succeeded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserActivity {
+    /// When its action is one of `derive.active_user_actions` (Janssen's audit records).
+    ByAction,
+    /// Always (a Keycloak event of a person).
+    Always,
+    /// Never (a service account's own login, a token event).
+    Never,
+}
+
+/// Tokens an event issued: counted under (grant type, token type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens<'a> {
+    /// The grant type (`authorization_code`, `client_credentials`, …).
+    pub grant_type: Text<'a>,
+    /// The token type (`access_token`, `id_token`, …).
+    pub token_type: Text<'a>,
+}
+
+/// What happened, in terms every auth server shares: the neutral record every parser emits and
+/// derivation reads (`docs/metrics.md`), borrowing from the record it was parsed from. A
+/// parser maps its server's record onto it (`From` the vendor records below); derivation knows
+/// no vendor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The event's own time, in milliseconds since the Unix epoch (UTC); decides the month.
+    pub timestamp: i64,
+    /// The audited action (counted under (action, outcome)); none for a record that is not an
+    /// audit of an action (a token event).
+    pub action: Option<AuditAction>,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Whether it is a user's authentication (counted as one, success or failure).
+    pub authentication: bool,
+    /// The user it names, if any.
+    pub user: Option<Text<'a>>,
+    /// When that user counts as active.
+    pub user_activity: UserActivity,
+    /// The OAuth client it names, if any.
+    pub client: Option<Text<'a>>,
+    /// Its tenant (realm).
+    pub tenant: Tenant<'a>,
+    /// The tokens it issued, if it issued any.
+    pub tokens: Option<Tokens<'a>>,
+    /// The client's address, if the record has it.
+    pub ip: Option<Text<'a>>,
 }
 
 impl Event<'_> {
     /// The event's own time, in milliseconds since the Unix epoch.
     pub fn timestamp(&self) -> i64 {
-        match self {
-            Event::Audit(e) => e.timestamp,
-            Event::Token(e) => e.timestamp,
-            Event::Keycloak(e) => e.timestamp,
-        }
+        self.timestamp
     }
 
     /// The month (UTC) of the event's own timestamp.
     pub fn month(&self) -> Result<Month, Error> {
-        match self {
-            Event::Audit(e) => e.month(),
-            Event::Token(e) => e.month(),
-            Event::Keycloak(e) => e.month(),
-        }
+        Month::from_epoch_millis(self.timestamp)
     }
 
     /// The same event, owning its text (to keep it past the record's buffer).
     pub fn into_owned(self) -> Event<'static> {
-        match self {
-            Event::Audit(e) => Event::Audit(e.into_owned()),
-            Event::Token(e) => Event::Token(e.into_owned()),
-            Event::Keycloak(e) => Event::Keycloak(e.into_owned()),
+        Event {
+            timestamp: self.timestamp,
+            action: self.action,
+            success: self.success,
+            authentication: self.authentication,
+            user: owned(self.user),
+            user_activity: self.user_activity,
+            client: owned(self.client),
+            tenant: match self.tenant {
+                Tenant::None => Tenant::None,
+                Tenant::Named { name, id } => Tenant::Named {
+                    name: owned(name),
+                    id: owned(id),
+                },
+            },
+            tokens: self.tokens.map(|t| Tokens {
+                grant_type: Cow::Owned(t.grant_type.into_owned()),
+                token_type: Cow::Owned(t.token_type.into_owned()),
+            }),
+            ip: owned(self.ip),
+        }
+    }
+}
+
+/// A Janssen audit record: its action counted, `USER_AUTHORIZATION` an authentication, its user
+/// active by `derive.active_user_actions`.
+impl<'a> From<AuditEvent<'a>> for Event<'a> {
+    fn from(e: AuditEvent<'a>) -> Self {
+        Event {
+            timestamp: e.timestamp,
+            authentication: e.action == AuditAction::UserAuthorization,
+            action: Some(e.action),
+            success: e.success,
+            user: e.username,
+            user_activity: UserActivity::ByAction,
+            client: e.client_id,
+            tenant: Tenant::None,
+            tokens: None,
+            ip: e.ip,
+        }
+    }
+}
+
+/// An issued token: its (grant type, token type) counted, nothing else.
+impl<'a> From<TokenEvent<'a>> for Event<'a> {
+    fn from(e: TokenEvent<'a>) -> Self {
+        Event {
+            timestamp: e.timestamp,
+            action: None,
+            success: true,
+            authentication: false,
+            user: e.username,
+            user_activity: UserActivity::Never,
+            client: Some(e.client_id),
+            tenant: Tenant::None,
+            tokens: Some(Tokens {
+                grant_type: e.grant_type,
+                token_type: e.token_type,
+            }),
+            ip: None,
+        }
+    }
+}
+
+/// A Keycloak event: its type counted as the action, `LOGIN` an authentication, its user active
+/// unless it is a client's own login (`CLIENT_LOGIN`: a service account), one access token
+/// under its grant type when it succeeded and issued tokens.
+impl<'a> From<KeycloakEvent<'a>> for Event<'a> {
+    fn from(k: KeycloakEvent<'a>) -> Self {
+        let tokens = k.grant_type.filter(|_| k.success).map(|grant_type| Tokens {
+            grant_type,
+            token_type: Cow::Borrowed("access_token"),
+        });
+        Event {
+            timestamp: k.timestamp,
+            authentication: k.kind == "LOGIN",
+            user_activity: if k.kind == "CLIENT_LOGIN" {
+                UserActivity::Never
+            } else {
+                UserActivity::Always
+            },
+            action: Some(AuditAction::parse(&k.kind)),
+            success: k.success,
+            user: k.user_id,
+            client: k.client_id,
+            tenant: Tenant::Named {
+                name: k.realm,
+                id: k.realm_id,
+            },
+            tokens,
+            ip: k.ip,
         }
     }
 }

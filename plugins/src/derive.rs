@@ -4,7 +4,7 @@
 use authstat_config::{DeriveConfig, FailedAuthRule};
 use authstat_core::Error;
 use authstat_core::counters::{CounterKey, Outcome};
-use authstat_core::event::{AuditAction, Event};
+use authstat_core::event::{AuditAction, Event, Tenant, UserActivity};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::ingest::Deriver;
 use authstat_core::stats::UpdateSink;
@@ -48,86 +48,66 @@ impl RulesDeriver {
     }
 }
 
-impl Deriver for RulesDeriver {
-    fn derive(&self, event: &Event<'_>, sink: &mut dyn UpdateSink) -> Result<(), Error> {
-        let month = event.month()?;
-        match event {
-            Event::Audit(e) => {
-                let outcome = Outcome::from(e.success);
-                sink.add_count(
-                    month,
-                    &CounterKey::Audit {
-                        action: e.action.clone(),
-                        outcome,
-                    },
-                    1,
-                );
-                let username = e.username.as_deref().filter(|u| !u.is_empty());
-                if e.action == AuditAction::UserAuthorization {
-                    let counts = e.success
-                        || username.is_some()
-                        || self.failed_authentication == FailedAuthRule::All;
-                    if counts {
-                        sink.add_count(month, &CounterKey::Authentication(outcome), 1);
-                    }
-                }
-                if let Some(user) = username.filter(|_| e.success)
-                    && self.active_user_actions.contains(&e.action)
-                {
-                    sink.add_user(month, self.hash.hash(user));
-                }
-            }
-            Event::Token(t) => {
-                let key = CounterKey::Token {
-                    grant_type: t.grant_type.to_string(),
-                    token_type: t.token_type.to_string(),
-                };
-                sink.add_count(month, &key, 1);
-            }
-            Event::Keycloak(k) => {
-                let wanted = self.keycloak_realms.is_empty()
-                    || [&k.realm, &k.realm_id].into_iter().flatten().any(|realm| {
+impl RulesDeriver {
+    /// Whether the event's tenant is one the configuration keeps (`keycloak_realms`; none
+    /// configured: all; a server without tenants: all).
+    fn wanted(&self, tenant: &Tenant<'_>) -> bool {
+        match tenant {
+            Tenant::None => true,
+            Tenant::Named { name, id } => {
+                self.keycloak_realms.is_empty()
+                    || [name, id].into_iter().flatten().any(|realm| {
                         self.keycloak_realms
                             .iter()
                             .any(|w| w.as_str() == realm.as_ref())
-                    });
-                if !wanted {
-                    return Ok(());
-                }
-                let outcome = Outcome::from(k.success);
-                sink.add_count(
-                    month,
-                    &CounterKey::Audit {
-                        action: AuditAction::parse(&k.kind),
-                        outcome,
-                    },
-                    1,
-                );
-                let user = k.user_id.as_deref().filter(|u| !u.is_empty());
-                if k.kind == "LOGIN" {
-                    let counts = k.success
-                        || user.is_some()
-                        || self.failed_authentication == FailedAuthRule::All;
-                    if counts {
-                        sink.add_count(month, &CounterKey::Authentication(outcome), 1);
-                    }
-                }
-                // A client's own login (client credentials) names its service-account user:
-                // not a person.
-                if let Some(user) = user.filter(|_| k.success && k.kind != "CLIENT_LOGIN") {
-                    sink.add_user(month, self.hash.hash(user));
-                }
-                if let Some(grant) = k.grant_type.as_deref().filter(|_| k.success) {
-                    sink.add_count(
-                        month,
-                        &CounterKey::Token {
-                            grant_type: grant.to_owned(),
-                            token_type: "access_token".to_owned(),
-                        },
-                        1,
-                    );
-                }
+                    })
             }
+        }
+    }
+}
+
+impl Deriver for RulesDeriver {
+    fn derive(&self, e: &Event<'_>, sink: &mut dyn UpdateSink) -> Result<(), Error> {
+        let month = e.month()?;
+        if !self.wanted(&e.tenant) {
+            return Ok(());
+        }
+        let outcome = Outcome::from(e.success);
+        if let Some(action) = &e.action {
+            sink.add_count(
+                month,
+                &CounterKey::Audit {
+                    action: action.clone(),
+                    outcome,
+                },
+                1,
+            );
+        }
+        let user = e.user.as_deref().filter(|u| !u.is_empty());
+        if e.authentication
+            && (e.success || user.is_some() || self.failed_authentication == FailedAuthRule::All)
+        {
+            sink.add_count(month, &CounterKey::Authentication(outcome), 1);
+        }
+        if let Some(user) = user.filter(|_| e.success) {
+            let active = match e.user_activity {
+                UserActivity::ByAction => e
+                    .action
+                    .as_ref()
+                    .is_some_and(|a| self.active_user_actions.contains(a)),
+                UserActivity::Always => true,
+                UserActivity::Never => false,
+            };
+            if active {
+                sink.add_user(month, self.hash.hash(user));
+            }
+        }
+        if let Some(tokens) = &e.tokens {
+            let key = CounterKey::Token {
+                grant_type: tokens.grant_type.to_string(),
+                token_type: tokens.token_type.to_string(),
+            };
+            sink.add_count(month, &key, 1);
         }
         Ok(())
     }

@@ -296,10 +296,15 @@ assert t.getApiVersion() == 11
     let mut at = 0;
     let mut parsed = Vec::new();
     while let Frame::Record { len } = TokenEventsParser.frame(&text[at..]) {
-        let Event::Token(t) = TokenEventsParser.parse(&text[at..at + len]).unwrap() else {
+        let Event {
+            tokens: Some(t),
+            user,
+            ..
+        } = TokenEventsParser.parse(&text[at..at + len]).unwrap()
+        else {
             panic!()
         };
-        parsed.push((t.grant_type, t.token_type, t.username));
+        parsed.push((t.grant_type, t.token_type, user));
         at += len;
     }
     assert_eq!(

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use authstat_core::event::{AuditAction, AuditEvent, Event};
+use authstat_core::event::{AuditAction, Event, Tenant, UserActivity};
 use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
 use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::SourcePosition;
@@ -50,16 +50,20 @@ impl Parser for ToyFormat {
             parts.next().ok_or_else(bad)?,
             parts.next().ok_or_else(bad)?,
         );
-        Ok(Event::Audit(AuditEvent {
-            ip: None,
-            action: AuditAction::UserAuthorization,
+        // The neutral record itself: a user's authentication, the user active by the
+        // configured actions.
+        Ok(Event {
             timestamp: ts.parse().map_err(|_| bad())?,
-            mac_address: None,
-            client_id: None,
-            username: Some(user.into()),
-            scope: None,
+            action: Some(AuditAction::UserAuthorization),
             success: ok == "true",
-        }))
+            authentication: true,
+            user: Some(user.into()),
+            user_activity: UserActivity::ByAction,
+            client: None,
+            tenant: Tenant::None,
+            tokens: None,
+            ip: None,
+        })
     }
 
     fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {

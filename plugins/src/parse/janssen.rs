@@ -176,7 +176,7 @@ impl Parser for JanssenAuditParser {
                 "action is empty or too long",
             ));
         }
-        let event = Event::Audit(event);
+        let event = Event::from(event);
         require_month(&event)?;
         Ok(event)
     }

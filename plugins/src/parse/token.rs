@@ -40,7 +40,7 @@ impl Parser for TokenEventsParser {
                 ));
             }
         }
-        let event = Event::Token(event);
+        let event = Event::from(event);
         require_month(&event)?;
         Ok(event)
     }

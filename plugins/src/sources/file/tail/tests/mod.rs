@@ -42,7 +42,9 @@ pub(super) fn tailer(dir: &Path, pattern: &str, positions: &[SourcePosition]) ->
 pub(super) fn id_of(e: &SourceEvent<'_>) -> Option<u64> {
     match e {
         SourceEvent::Record {
-            parsed: Ok(Event::Token(tok)),
+            parsed: Ok(Event {
+                tokens: Some(tok), ..
+            }),
             ..
         } => Some(tok.grant_type[1..].parse().unwrap()),
         _ => None,
@@ -57,7 +59,9 @@ pub(super) fn drain(t: &mut Tailer) -> (Vec<u64>, Vec<ParseErrorKind>) {
     loop {
         let (n, errors) = t.read(1 << 20, &mut |e| match e {
             SourceEvent::Record {
-                parsed: Ok(Event::Token(tok)),
+                parsed: Ok(Event {
+                    tokens: Some(tok), ..
+                }),
                 ..
             } => ids.push(tok.grant_type[1..].parse().unwrap()),
             SourceEvent::Record { parsed, .. } => skipped.push(parsed.unwrap_err().kind),

@@ -1,7 +1,7 @@
 //! OTLP push of this node's statistics and the agent's health (gRPC or HTTP/protobuf), built
 //! on the official protobuf definitions (`opentelemetry-proto`).
 //!
-//! Every `interval` the registry's snapshot (`telemetry.rs`, the same one `/metrics` renders)
+//! Every `interval` the registry's snapshot (`telemetry/`, the same one `/metrics` renders)
 //! is encoded ([`encode`]) and sent ([`transport`]). Temporality is cumulative: a failed export
 //! loses nothing (the next one carries the totals), so there is no queue to bound. An export
 //! is retried here and nowhere else, only when the specification calls the failure retryable,

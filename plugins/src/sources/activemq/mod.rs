@@ -21,16 +21,19 @@
 //! (`/readyz`, `authstat_source_errors_total{reason="unavailable"}`); `status().open` is 1
 //! while connected.
 
+mod options;
 pub mod stomp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::options::{OptionError, decode, positive};
 use authstat_core::ingest::Parser;
 use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::SourcePosition;
 use serde::{Deserialize, Serialize};
+
+pub(super) use options::check;
+pub use options::{ACTIVEMQ, ActivemqConfig};
 
 use crate::backoff::Backoff;
 use crate::registry::{BuildError, SourceSpec};
@@ -52,101 +55,6 @@ const SETTLED_AFTER: Duration = Duration::from_secs(3);
 const SETTLE_WAIT: Duration = Duration::from_secs(2);
 /// How long one read waits for the first frame (the pipeline calls often).
 const READ_WAIT: Duration = Duration::from_millis(5);
-
-/// The `type` name of this source kind.
-pub const ACTIVEMQ: &str = "activemq";
-
-/// The options of `type: activemq`: the records Janssen sends to its audit queue
-/// (`jmsBrokerURISet`), consumed over STOMP; each message is acknowledged only once what it
-/// counted is stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivemqConfig {
-    /// The brokers' STOMP endpoints, `host:port` or `stomp://host:port`, or
-    /// `stomp+ssl://host:port` (also spelt `ssl://`) for TLS, tried in turn (failover).
-    #[serde(default)]
-    pub brokers: Vec<String>,
-    /// The queue (Janssen's is `oauth2.audit.logging`).
-    #[serde(default = "default_queue")]
-    pub queue: String,
-    /// The login, if the broker wants one (`${VAR}` takes it from the environment).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The passcode (`${VAR}`); never logged.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// Messages the broker sends before they are acknowledged. Acknowledgements follow each
-    /// flush, so at most this many messages are read per flush interval.
-    #[serde(default = "default_prefetch")]
-    pub prefetch: u32,
-    /// How often a lost connection is tried again at most (it backs off to 30 s), and the
-    /// pace of the source's checks, in milliseconds.
-    #[serde(default = "default_poll_interval_ms")]
-    pub poll_interval_ms: u64,
-}
-
-fn default_queue() -> String {
-    "oauth2.audit.logging".into()
-}
-
-fn default_prefetch() -> u32 {
-    5000
-}
-
-fn default_poll_interval_ms() -> u64 {
-    1000
-}
-
-impl ActivemqConfig {
-    /// Decodes and checks the options of an `activemq` source; brokers are written one way
-    /// (`host:port`, or `stomp+ssl://host:port` for TLS).
-    pub fn decode(options: &serde_yaml::Mapping) -> Result<Self, OptionError> {
-        let mut o: Self = decode(options)?;
-        if o.brokers.is_empty() {
-            return Err(OptionError::new(
-                "brokers",
-                "source type activemq needs `brokers` (at least one host:port)",
-            ));
-        }
-        for (i, b) in o.brokers.iter_mut().enumerate() {
-            // TLS brokers keep their scheme, one spelling of it.
-            let (tls, rest) = match ["stomp+ssl://", "ssl://"]
-                .iter()
-                .find_map(|scheme| b.strip_prefix(scheme))
-            {
-                Some(rest) => (true, rest),
-                None => (false, b.strip_prefix("stomp://").unwrap_or(b)),
-            };
-            let rest = rest.trim_end_matches('/');
-            if rest
-                .rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
-                return Err(OptionError::new(
-                    format!("brokers[{i}]"),
-                    format!(
-                        "'{b}' is not host:port (or stomp://host:port, or \
-                         stomp+ssl://host:port for TLS)"
-                    ),
-                ));
-            }
-            *b = if tls {
-                format!("stomp+ssl://{rest}")
-            } else {
-                rest.to_owned()
-            };
-        }
-        o.username = o.username.filter(|u| !u.is_empty());
-        positive("prefetch", u64::from(o.prefetch))?;
-        positive("poll_interval_ms", o.poll_interval_ms)?;
-        Ok(o)
-    }
-}
-
-/// Checks the options of an `activemq` source.
-pub(super) fn check(options: &serde_yaml::Mapping) -> Result<(), OptionError> {
-    ActivemqConfig::decode(options).map(|_| ())
-}
 
 /// Builds an `activemq` source.
 pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {

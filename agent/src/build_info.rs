@@ -22,10 +22,11 @@ pub const INFO: BuildInfo = BuildInfo {
 impl BuildInfo {
     /// The storage backends compiled in.
     pub fn backends(&self) -> Vec<&'static str> {
-        authstat_backends::BACKENDS
+        authstat_backends::Backends::builtin()
+            .kinds()
             .iter()
-            .filter(|(_, _, built)| *built)
-            .map(|(name, _, _)| *name)
+            .filter(|k| k.built)
+            .map(|k| k.name)
             .collect()
     }
 }

@@ -86,23 +86,6 @@ impl Default for SessionLimits {
     }
 }
 
-/// The backend types this build can open, and the cargo feature each needs.
-pub const BACKENDS: [(&str, Option<&str>, bool); 5] = [
-    ("memory", None, true),
-    ("sqlite", None, true),
-    ("postgres", Some("postgres"), cfg!(feature = "postgres")),
-    ("mysql", Some("mysql"), cfg!(feature = "mysql")),
-    ("mongodb", Some("mongodb"), cfg!(feature = "mongodb")),
-];
-
-/// Why `kind` cannot be opened by this build, if it cannot: the feature it was built without.
-pub fn missing_feature(kind: &str) -> Option<&'static str> {
-    BACKENDS
-        .iter()
-        .find(|(name, _, _)| *name == kind)
-        .and_then(|(_, feature, built)| if *built { None } else { *feature })
-}
-
 /// Checks that the configured backend can be used, writing nothing (`authstat check-config`):
 /// a SQLite file, or the directory it would be created in, is writable; a server answers. What
 /// it found, in words.

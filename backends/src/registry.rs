@@ -155,89 +155,61 @@ fn server_timeout(o: &serde_yaml::Mapping) -> Duration {
     SqlServerConfig::decode(o).map_or(Duration::ZERO, |c| c.connect_timeout())
 }
 
-fn postgres() -> BackendKind {
-    BackendKind {
-        name: "postgres",
-        about: "PostgreSQL (stored HLLs readable by the hll extension)",
-        feature: Some("postgres"),
-        built: cfg!(feature = "postgres"),
-        check: |o| SqlServerConfig::decode(o).map(|_| ()),
-        location: |o| server_location("postgres", o),
-        connect_timeout: server_timeout,
-        resolve_paths: no_paths,
-        open: |o, limits| {
-            Box::pin(async move {
-                let c = options("postgres", o, SqlServerConfig::decode)?;
-                #[cfg(feature = "postgres")]
-                return Ok(
-                    Arc::new(crate::sql::PgStore::connect_with(&c, limits).await?)
-                        as Arc<dyn StatStore>,
-                );
-                #[cfg(not(feature = "postgres"))]
-                {
-                    let _ = (c, limits);
-                    Err(not_built("postgres"))
-                }
-            })
-        },
-        probe: |o| {
-            Box::pin(async move {
-                let c = options("postgres", o, SqlServerConfig::decode)?;
-                #[cfg(feature = "postgres")]
-                return crate::sql::PgStore::probe(&c)
-                    .await
-                    .map(|()| format!("postgres: {} answers", redact_url(&c.url)));
-                #[cfg(not(feature = "postgres"))]
-                {
-                    let _ = c;
-                    Err(not_built("postgres"))
-                }
-            })
-        },
-    }
+/// The entry of a SQL server backend: the same options and checks, its own store type and
+/// cargo feature.
+macro_rules! server_kind {
+    ($kind:ident, $name:literal, $store:ident, $about:literal) => {
+        fn $kind() -> BackendKind {
+            BackendKind {
+                name: $name,
+                about: $about,
+                feature: Some($name),
+                built: cfg!(feature = $name),
+                check: |o| SqlServerConfig::decode(o).map(|_| ()),
+                location: |o| server_location($name, o),
+                connect_timeout: server_timeout,
+                resolve_paths: no_paths,
+                open: |o, limits| {
+                    Box::pin(async move {
+                        let c = options($name, o, SqlServerConfig::decode)?;
+                        #[cfg(feature = $name)]
+                        return Ok(
+                            Arc::new(crate::sql::$store::connect_with(&c, limits).await?)
+                                as Arc<dyn StatStore>,
+                        );
+                        #[cfg(not(feature = $name))]
+                        {
+                            let _ = (c, limits);
+                            Err(not_built($name))
+                        }
+                    })
+                },
+                probe: |o| {
+                    Box::pin(async move {
+                        let c = options($name, o, SqlServerConfig::decode)?;
+                        #[cfg(feature = $name)]
+                        return crate::sql::$store::probe(&c)
+                            .await
+                            .map(|()| format!(concat!($name, ": {} answers"), redact_url(&c.url)));
+                        #[cfg(not(feature = $name))]
+                        {
+                            let _ = c;
+                            Err(not_built($name))
+                        }
+                    })
+                },
+            }
+        }
+    };
 }
 
-fn mysql() -> BackendKind {
-    BackendKind {
-        name: "mysql",
-        about: "MySQL or MariaDB",
-        feature: Some("mysql"),
-        built: cfg!(feature = "mysql"),
-        check: |o| SqlServerConfig::decode(o).map(|_| ()),
-        location: |o| server_location("mysql", o),
-        connect_timeout: server_timeout,
-        resolve_paths: no_paths,
-        open: |o, limits| {
-            Box::pin(async move {
-                let c = options("mysql", o, SqlServerConfig::decode)?;
-                #[cfg(feature = "mysql")]
-                return Ok(
-                    Arc::new(crate::sql::MysqlStore::connect_with(&c, limits).await?)
-                        as Arc<dyn StatStore>,
-                );
-                #[cfg(not(feature = "mysql"))]
-                {
-                    let _ = (c, limits);
-                    Err(not_built("mysql"))
-                }
-            })
-        },
-        probe: |o| {
-            Box::pin(async move {
-                let c = options("mysql", o, SqlServerConfig::decode)?;
-                #[cfg(feature = "mysql")]
-                return crate::sql::MysqlStore::probe(&c)
-                    .await
-                    .map(|()| format!("mysql: {} answers", redact_url(&c.url)));
-                #[cfg(not(feature = "mysql"))]
-                {
-                    let _ = c;
-                    Err(not_built("mysql"))
-                }
-            })
-        },
-    }
-}
+server_kind!(
+    postgres,
+    "postgres",
+    PgStore,
+    "PostgreSQL (stored HLLs readable by the hll extension)"
+);
+server_kind!(mysql, "mysql", MysqlStore, "MySQL or MariaDB");
 
 fn mongodb() -> BackendKind {
     BackendKind {

@@ -162,9 +162,3 @@ impl Exporters {
         Ok(running)
     }
 }
-
-/// The OTLP settings `config` resolves to with this process's environment (checked when the
-/// configuration is loaded, shown by `check-config`).
-pub fn otlp_settings(config: &OtlpConfig, node: &NodeId) -> Result<OtlpSettings, SettingsError> {
-    otlp::settings(config, node)
-}

@@ -11,7 +11,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::ownership::{Setup, instance_of, query_authentications, stored_records};
+use crate::ownership::{
+    Setup, instance_of, query_authentications, stored_records, thaw_and_expect_fenced,
+};
 use crate::support::{Spawned, get, spawn_agent, wait_until};
 
 /// The lease of the test's agents, in seconds.
@@ -77,17 +79,7 @@ fn frozen_owner(backend_yaml: &str) {
 
     // The owner thaws: its transaction is gone, its next flush is refused (fenced), loudly,
     // and it stops reading.
-    owner.signal("CONT");
-    wait_until("the thawed owner to be fenced", || {
-        owner.logged(&["ERROR", "fenced"])
-    });
-    let ready = get(owner.addr, "/readyz", None);
-    assert_eq!(ready.status, 503);
-    assert!(
-        ready.body.contains("fenced") && ready.body.contains(&replacement_id),
-        "{}",
-        ready.body
-    );
+    thaw_and_expect_fenced(&owner, &replacement_id);
     s.write(100);
     let all = s.truth.records;
     wait_until("every record stored once", || stored(config) == all);

@@ -54,6 +54,22 @@ fn assert_second_agent_refused(config: &Path, first_id: &str) {
     );
 }
 
+/// A stopped agent continues (SIGCONT) and finds its node taken over by `new_owner`: it says so
+/// at ERROR and on `/readyz` (503, naming the new owner).
+pub fn thaw_and_expect_fenced(agent: &Spawned, new_owner: &str) {
+    agent.signal("CONT");
+    wait_until("the thawed agent to be fenced", || {
+        agent.logged(&["ERROR", "fenced"])
+    });
+    let ready = get(agent.addr, "/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("fenced") && ready.body.contains(new_owner),
+        "{}",
+        ready.body
+    );
+}
+
 /// Every audit record stored, whatever its action and outcome.
 pub fn stored_records(audit: &serde_json::Value) -> u64 {
     audit
@@ -145,17 +161,7 @@ fn scenario(backend_yaml: &str) {
     s.write(100);
 
     // The first one comes back: fenced, loudly, and it stops reading.
-    first.signal("CONT");
-    wait_until("the first agent to be fenced", || {
-        first.logged(&["ERROR", "fenced"])
-    });
-    let ready = get(first.addr, "/readyz", None);
-    assert_eq!(ready.status, 503);
-    assert!(
-        ready.body.contains("fenced") && ready.body.contains(&second_id),
-        "{}",
-        ready.body
-    );
+    thaw_and_expect_fenced(&first, &second_id);
     let metrics = get(first.addr, "/metrics", None).body;
     assert!(metrics.contains("authstat_node_fenced 1"), "{metrics}");
     assert!(

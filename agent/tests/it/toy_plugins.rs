@@ -170,6 +170,18 @@ fn build_toy(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError> {
     }))
 }
 
+/// Waits until `agent` has read `n` records.
+fn wait_for_records(agent: &authstat::RunningAgent, n: u64) {
+    let stats = agent.stats.clone();
+    wait_until("the toy records", || {
+        stats
+            .reading
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= n
+    });
+}
+
 fn plugins() -> Plugins {
     Plugins::builtin()
         .with_format(Format {
@@ -215,14 +227,7 @@ async fn a_toy_source_and_format_from_outside() {
     assert!(err.contains("unknown source type `toy`"), "{err}");
 
     let agent = start(&path).await;
-    let stats = agent.stats.clone();
-    wait_until("the toy records", || {
-        stats
-            .reading
-            .records
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 4
-    });
+    wait_for_records(&agent, 4);
     agent.flush_now();
     wait_until("a flush and its acknowledgement", || {
         ACKNOWLEDGED.lock().unwrap().contains(&4)
@@ -361,14 +366,7 @@ async fn a_toy_exporter_from_outside() {
     };
     let resolved = authstat::resolve::resolve_against(&path, config, registries).unwrap();
     let agent = authstat::start(resolved, Default::default()).await.unwrap();
-    let stats = agent.stats.clone();
-    wait_until("the toy records", || {
-        stats
-            .reading
-            .records
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    });
+    wait_for_records(&agent, 2);
     agent.shutdown().await;
     assert_eq!(
         EXPORTED.lock().unwrap().as_slice(),

@@ -59,7 +59,6 @@ use authstat_core::store::SourcePosition;
 pub use glob::PathPattern;
 pub use head::HEAD_BYTES;
 pub use position::PositionError;
-pub use source::position_offset;
 
 use head::Prints;
 use index::{StreamId, StreamIndex};

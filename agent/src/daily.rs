@@ -15,10 +15,7 @@ use crate::own::now_ms;
 /// a day stands for the whole day).
 pub const EVERY: Duration = Duration::from_secs(900);
 
-/// The day of the month (UTC) of `ms`.
-pub fn day_of_month(ms: i64) -> u32 {
-    authstat_core::month::civil_from_days(ms.div_euclid(86_400_000)).2
-}
+pub use authstat_core::month::day_of_month;
 
 /// Records the current month's users over all nodes for today; returns what it recorded.
 pub async fn once(store: &dyn StatStore) -> Result<(Month, u32, u64), StoreError> {

@@ -14,12 +14,7 @@ use authstat_core::store::{
 };
 use tracing::{info, warn};
 
-/// Milliseconds since the Unix epoch, by the wall clock (leases are compared across hosts).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use authstat_core::month::now_ms;
 
 /// The host name (Linux), or `unknown`.
 pub fn host_name() -> Option<String> {

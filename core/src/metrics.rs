@@ -2,12 +2,18 @@
 //! by every exporter (Prometheus text on `/metrics`, OTLP push, the dashboard) from a
 //! [`Snapshot`].
 //!
+//! The registry ([`Registry`]) is a leaf: it knows no subsystem. Each subsystem (the pipeline,
+//! the HTTP API, an exporter) defines its own families and registers a [`Collector`] that reads
+//! its counters; a snapshot asks every collector in the order they registered.
+//!
 //! Names: a family's Prometheus name is `authstat_…` (counters end in `_total`); its OTLP name
 //! is the same without the `_total` and with `authstat.` in front
 //! (`authstat_tokens_issued_total` → `authstat.tokens_issued`), so an OpenTelemetry Collector
 //! that exports to Prometheus produces the very names a scrape of `/metrics` does.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 /// What kind of metric a family is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,9 +133,165 @@ impl Snapshot {
     }
 }
 
+/// Families with their samples, as a collector adds them.
+pub type Families = Vec<(&'static Family, Vec<Sample>)>;
+
+/// A subsystem's part of the registry: it reads its own counters into families it defines.
+pub trait Collector: Send + Sync + fmt::Debug {
+    /// Adds its families' samples now, in the order they are exposed. Two collectors may add
+    /// the same family (the backend's errors are counted by the pipeline and by the API): the
+    /// snapshot adds up samples with equal labels.
+    fn collect(&self, out: &mut Families);
+
+    /// When the series of `family` started counting, if not when the process did (totals
+    /// continued from the backend start at their first stored month).
+    fn start_time(&self, _family: &Family) -> Option<SystemTime> {
+        None
+    }
+}
+
+/// The agent's metric registry: the collectors, asked in the order they registered.
+#[derive(Debug)]
+pub struct Registry {
+    collectors: RwLock<Vec<Arc<dyn Collector>>>,
+    started: SystemTime,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry; its series start now.
+    pub fn new() -> Self {
+        Self {
+            collectors: RwLock::new(Vec::new()),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// Adds a collector (after those registered before it).
+    pub fn register(&self, collector: Arc<dyn Collector>) {
+        self.collectors.write().expect("lock").push(collector);
+    }
+
+    /// When the series of `family` started counting: what its collector says, else when this
+    /// registry was made (the process's start).
+    pub fn start_time(&self, family: &Family) -> SystemTime {
+        let collectors = self.collectors.read().expect("lock");
+        collectors
+            .iter()
+            .find_map(|c| c.start_time(family))
+            .unwrap_or(self.started)
+    }
+
+    /// Every family's samples now; a family added by several collectors appears once, where it
+    /// first did, with samples of equal labels added up.
+    pub fn snapshot(&self) -> Snapshot {
+        let collectors = self.collectors.read().expect("lock").clone();
+        let mut collected = Families::new();
+        for collector in &collectors {
+            collector.collect(&mut collected);
+        }
+        let mut families: Families = Vec::with_capacity(collected.len());
+        for (family, samples) in collected {
+            match families.iter_mut().find(|(f, _)| f.name == family.name) {
+                Some((_, existing)) => merge(existing, samples),
+                None => families.push((family, samples)),
+            }
+        }
+        Snapshot { families }
+    }
+}
+
+fn merge(into: &mut Vec<Sample>, samples: Vec<Sample>) {
+    for sample in samples {
+        let same = into.iter_mut().find(|s| s.labels == sample.labels);
+        match (same, sample.value) {
+            (
+                Some(Sample {
+                    value: Value::Int(n),
+                    ..
+                }),
+                Value::Int(m),
+            ) => *n = n.saturating_add(m),
+            (_, value) => into.push(Sample {
+                labels: sample.labels,
+                value,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static A: Family = Family {
+        name: "authstat_a_total",
+        kind: MetricKind::Counter,
+        unit: "1",
+        help: "h",
+        labels: &["l"],
+        pushed: true,
+    };
+    static B: Family = Family {
+        name: "authstat_b",
+        kind: MetricKind::Gauge,
+        unit: "1",
+        help: "h",
+        labels: &[],
+        pushed: false,
+    };
+
+    #[derive(Debug)]
+    struct Fixed(Vec<(&'static Family, Vec<Sample>)>, Option<SystemTime>);
+
+    impl Collector for Fixed {
+        fn collect(&self, out: &mut Families) {
+            out.extend(self.0.iter().cloned());
+        }
+        fn start_time(&self, family: &Family) -> Option<SystemTime> {
+            self.1.filter(|_| family.name == A.name)
+        }
+    }
+
+    #[test]
+    fn collectors_are_asked_in_order_and_shared_families_add_up() {
+        let registry = Registry::new();
+        let early = SystemTime::UNIX_EPOCH;
+        registry.register(Arc::new(Fixed(
+            vec![(&A, vec![Sample::int(vec!["x".into()], 2)])],
+            Some(early),
+        )));
+        registry.register(Arc::new(Fixed(
+            vec![
+                (&B, vec![Sample::int(vec![], 7)]),
+                (
+                    &A,
+                    vec![
+                        Sample::int(vec!["x".into()], 3),
+                        Sample::int(vec!["y".into()], 1),
+                    ],
+                ),
+            ],
+            None,
+        )));
+        let snapshot = registry.snapshot();
+        let names: Vec<&str> = snapshot.families.iter().map(|(f, _)| f.name).collect();
+        assert_eq!(names, ["authstat_a_total", "authstat_b"]);
+        assert_eq!(
+            snapshot.samples("authstat_a_total"),
+            [
+                Sample::int(vec!["x".into()], 5),
+                Sample::int(vec!["y".into()], 1)
+            ]
+        );
+        assert_eq!(registry.start_time(&A), early);
+        assert_ne!(registry.start_time(&B), early);
+    }
 
     #[test]
     fn otlp_names_follow_prometheus_names() {

@@ -133,6 +133,18 @@ fn invalid(value: String, reason: &'static str) -> Error {
     Error::InvalidMonth { value, reason }
 }
 
+/// Milliseconds since the Unix epoch now (0 for a clock before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The day of the month (UTC) of `ms` since the Unix epoch.
+pub fn day_of_month(ms: i64) -> u32 {
+    civil_from_days(ms.div_euclid(86_400_000)).2
+}
+
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// algorithm). For parsers and pages that show dates (authstat keeps no time zone: UTC).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {

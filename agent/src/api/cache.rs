@@ -98,7 +98,7 @@ impl StatCache {
         config: &ApiConfig,
         months: Vec<Month>,
     ) -> Result<Arc<Answer>, authstat_core::store::StoreError> {
-        let now_month = Month::from_epoch_millis(now_millis()).ok();
+        let now_month = Month::from_epoch_millis(authstat_core::month::now_ms()).ok();
         let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
             config.cache_ttl_secs.min(config.current_month_ttl_secs)
         } else {
@@ -138,12 +138,6 @@ impl StatCache {
         );
         Ok(answer)
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A cached answer: when it was made, how long it may be used, this node's flush count and the

@@ -29,12 +29,13 @@
 //! 16 MiB document limit allows several decades of monthly data.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use authstat_config::redact_url;
 
 use crate::options::MongoConfig;
+use authstat_core::month::now_ms;
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
     NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, StatStore, StoreError,
@@ -96,12 +97,6 @@ pub enum FailAt {
     BeforeSend,
     /// After the update was applied: the caller hears of an error (the answer was lost).
     AfterApply,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// MongoDB reports a duplicate `_id` from an upsert as a write error; some servers speaking the

@@ -22,9 +22,9 @@ mod snapshot;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use authstat_core::month::now_ms;
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
     NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, SourcePosition, StatStore,
@@ -229,13 +229,6 @@ impl From<diesel::result::Error> for TxError {
     fn from(e: diesel::result::Error) -> Self {
         TxError::Db(e)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn merge_rows(dialect: Dialect, rows: Vec<StatRow>) -> Result<Vec<MonthStats>, StoreError> {

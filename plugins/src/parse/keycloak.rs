@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use authstat_core::event::{Event, KeycloakEvent};
 use authstat_core::ingest::{Frame, ParseError, ParseErrorKind, Parser};
 use authstat_core::month::days_from_civil;
+use authstat_core::month::now_ms;
 
 use super::{MAX_KEY_LEN, error, first_line, is_blank, require_month, require_utf8};
 
@@ -56,12 +57,6 @@ impl Parser for KeycloakEventsParser {
     fn oversized_record_end(&self, buf: &[u8]) -> Option<usize> {
         memchr::memchr(b'\n', buf).map(|nl| nl + 1)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A time of day (ms) on the day of `now_ms` (UTC), or the day before if it is more than a

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use authstat_core::ingest::Parser;
+use authstat_core::month::now_ms;
 use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::SourcePosition;
 use serde::{Deserialize, Serialize};
@@ -84,12 +85,6 @@ pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError>
         }
     }
     Ok(Box::new(source))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The stored position: the ids of messages counted and not yet acknowledged, with when.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::{OptionError, decode, positive};
 use authstat_core::Month;
+use authstat_core::month::now_ms;
 use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceStatus};
 use authstat_core::store::{Snapshot, SourcePosition};
 
@@ -127,12 +128,6 @@ pub fn recent_months(now_ms: i64) -> Vec<Month> {
         return Vec::new();
     };
     now.pred().into_iter().chain([now]).collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What one read of a row gave, for the pipeline.

@@ -9,13 +9,11 @@ use authstat_core::Month;
 use authstat_core::store::{StatStore, StoreError};
 use tracing::debug;
 
-use crate::own::now_ms;
+use authstat_core::month::{day_of_month, now_ms};
 
 /// How often the figure is recorded (the largest of a day is kept, so the last recording of
 /// a day stands for the whole day).
 pub const EVERY: Duration = Duration::from_secs(900);
-
-pub use authstat_core::month::day_of_month;
 
 /// Records the current month's users over all nodes for today; returns what it recorded.
 pub async fn once(store: &dyn StatStore) -> Result<(Month, u32, u64), StoreError> {

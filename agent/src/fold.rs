@@ -10,8 +10,8 @@ use authstat_core::NodeId;
 use authstat_core::store::{FoldReport, FoldRequest, StatStore, StoreError};
 use tracing::{info, warn};
 
-use crate::own::now_ms;
 use crate::pipeline::Folding;
+use authstat_core::month::now_ms;
 
 /// How often an agent folds: a quarter of the silence that makes a node foldable, at least
 /// every second and at most every hour.

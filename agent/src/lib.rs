@@ -22,7 +22,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod resolve;
 mod startup;
-pub mod tasks;
+
 pub mod telemetry;
 
 use std::net::SocketAddr;

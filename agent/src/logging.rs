@@ -62,33 +62,3 @@ pub fn init(config: &LoggingConfig) -> LevelHandle {
         LogFormat::Text => finish!(tracing_subscriber::fmt()),
     }
 }
-
-/// A warning that repeats is logged at most once per period; the next one says how many were
-/// held back since (they are logged at debug level by the caller). On the runtime's clock.
-#[derive(Debug)]
-pub(crate) struct RateLimited {
-    every: std::time::Duration,
-    last: Option<tokio::time::Instant>,
-    held_back: u64,
-}
-
-impl RateLimited {
-    /// At most one warning per `every`.
-    pub(crate) const fn new(every: std::time::Duration) -> Self {
-        Self {
-            every,
-            last: None,
-            held_back: 0,
-        }
-    }
-
-    /// `Some(how many were held back since the last one)` when a warning may be logged now.
-    pub(crate) fn admit(&mut self) -> Option<u64> {
-        if self.last.is_some_and(|at| at.elapsed() < self.every) {
-            self.held_back += 1;
-            return None;
-        }
-        self.last = Some(tokio::time::Instant::now());
-        Some(std::mem::take(&mut self.held_back))
-    }
-}

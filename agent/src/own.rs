@@ -14,13 +14,9 @@ use authstat_core::store::{
 };
 use tracing::{info, warn};
 
-pub use authstat_core::month::now_ms;
+use authstat_core::month::now_ms;
 
-/// The host name (Linux), or `unknown`.
-pub fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    Some(name.trim().to_owned()).filter(|n| !n.is_empty())
-}
+use authstat_runtime::host_name;
 
 /// This process, as the holder of a lease.
 pub fn this_instance() -> Instance {

@@ -104,7 +104,7 @@ pub fn resolve_against(
     let node = match &config.node_id {
         Some(node) => node.clone(),
         None => {
-            let host = crate::own::host_name().unwrap_or_else(|| "authstat".into());
+            let host = authstat_runtime::host_name().unwrap_or_else(|| "authstat".into());
             NodeId::new(host.clone()).with_context(|| {
                 format!("the host name '{host}' is not a valid node_id: set node_id")
             })?

@@ -90,7 +90,7 @@ pub async fn start_on(
         requests: api_stats.clone(),
         connections: connections.clone(),
     };
-    let http = crate::tasks::spawn("http", http::serve(server, stopped));
+    let http = authstat_runtime::tasks::spawn("http", http::serve(server, stopped));
     info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
 
     if config.api.auth == authstat_config::AuthConfig::Deny {
@@ -108,7 +108,8 @@ pub async fn start_on(
     let watcher = watch(&resolved, control.clone());
     let poll = pipeline.poll_interval();
     let flush = Duration::from_secs(config.flush_interval_secs);
-    let pipeline = crate::tasks::thread("ingest", move || pipeline.run(control_rx, poll, flush))?;
+    let pipeline =
+        authstat_runtime::tasks::thread("ingest", move || pipeline.run(control_rx, poll, flush))?;
 
     let telemetry = Arc::new(telemetry::Telemetry {
         pipeline: stats.clone(),
@@ -123,17 +124,17 @@ pub async fn start_on(
         .start(&config.export, &resolved.node, &telemetry, &store)?;
     let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
         let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
-        crate::tasks::spawn(
+        authstat_runtime::tasks::spawn(
             "fold",
             crate::fold::run(store.clone(), silent_for, stats.clone()),
         )
     });
 
-    let daily = crate::tasks::spawn("daily-users", crate::daily::run(store.clone()));
+    let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone()));
     let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
     let data_version = {
         let state = state.clone();
-        crate::tasks::spawn("data-version", async move {
+        authstat_runtime::tasks::spawn("data-version", async move {
             state.cache.watch_data_version().await
         })
     };

@@ -27,7 +27,7 @@ pub enum Failure {
     Config(anyhow::Error),
     /// A task of the running agent panicked; the agent stopped through its normal shutdown:
     /// exit code 70 (EX_SOFTWARE), for its supervisor to restart it.
-    Panicked(crate::tasks::Death),
+    Panicked(authstat_runtime::tasks::Death),
     /// Anything else: exit code 1.
     Other(anyhow::Error),
 }
@@ -151,7 +151,7 @@ pub async fn run(
     loop {
         let why = tokio::select! {
             () = stop.recv() => break,
-            death = crate::tasks::died() => {
+            death = authstat_runtime::tasks::died() => {
                 died = Some(death);
                 break;
             }

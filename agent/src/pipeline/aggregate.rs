@@ -14,7 +14,7 @@ use authstat_core::{Month, NodeId};
 use tracing::{debug, warn};
 
 use super::stats::PipelineStats;
-use crate::logging::RateLimited;
+use authstat_runtime::RateLimited;
 
 /// Per month: the node's whole HLL, and the counters since the last flush.
 pub(super) struct Aggregate {

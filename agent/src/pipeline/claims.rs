@@ -27,7 +27,8 @@ use authstat_core::store::{
 };
 use tracing::{info, warn};
 
-use crate::own::{Ownership, now_ms};
+use crate::own::Ownership;
+use authstat_core::month::now_ms;
 
 /// Who reads: a following agent, or `backfill` (which never shares a file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

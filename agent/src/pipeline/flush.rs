@@ -11,7 +11,7 @@ use authstat_core::store::{
 use tracing::{debug, error, info, warn};
 
 use super::{Pipeline, current_month_users};
-use crate::own::now_ms;
+use authstat_core::month::now_ms;
 
 impl Pipeline {
     /// Writes what was aggregated since the last flush, with the positions, atomically; or

@@ -34,8 +34,9 @@ use authstat_core::source::{Source, SourceEvent};
 use authstat_core::store::{FlushBatch, NodeState, SourcePosition, StatStore};
 use tracing::{info, warn};
 
-use crate::own::{Ownership, now_ms};
+use crate::own::Ownership;
 use aggregate::{Aggregate, SkipLog, skipped};
+use authstat_core::month::now_ms;
 use claims::Claims;
 pub use claims::{Refusal, Role};
 pub use stats::{Folding, Histogram, NodeTotals, PipelineStats, Snapshots};

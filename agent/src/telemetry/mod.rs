@@ -241,7 +241,7 @@ impl Telemetry {
             (
                 &TASK_PANICS,
                 labelled(
-                    crate::tasks::panics()
+                    authstat_runtime::tasks::panics()
                         .into_iter()
                         .map(|(task, n)| ([task.to_owned()], n)),
                 ),

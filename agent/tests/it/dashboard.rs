@@ -263,7 +263,7 @@ async fn this_month_is_compared_with_the_same_day_of_last_month() {
         .as_millis() as i64;
     let current = authstat_core::Month::from_epoch_millis(now_ms).unwrap();
     let last = current.pred().unwrap();
-    let today = authstat::daily::day_of_month(now_ms);
+    let today = authstat_core::month::day_of_month(now_ms);
     let backend = authstat_backends::options::SqliteConfig::backend(
         &serde_yaml::from_str(&format!(
             "path: {}",

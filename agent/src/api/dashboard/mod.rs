@@ -254,7 +254,7 @@ async fn dashboard(
             "The query string cannot be read.",
         );
     };
-    let now_ms = crate::own::now_ms();
+    let now_ms = authstat_core::month::now_ms();
     let current = Month::from_epoch_millis(now_ms).expect("the clock is within years 0-9999");
     let months = match month_range(&query, current, settings.config.max_months) {
         Ok(months) => months,
@@ -399,7 +399,7 @@ async fn page_data(
     // Last month up to the same day (the largest day recorded up to it: a shorter month).
     let same_day_last_month = match (&node, current.pred()) {
         (None, Some(last)) => {
-            let day = crate::daily::day_of_month(now_ms);
+            let day = authstat_core::month::day_of_month(now_ms);
             state
                 .store
                 .daily_users(last)

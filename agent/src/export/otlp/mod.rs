@@ -34,8 +34,8 @@ use tokio::time::Instant;
 pub use settings::{Settings, SettingsError};
 use transport::{Failed, Transport};
 
-use crate::logging::RateLimited;
 use crate::telemetry::{ExportStats, Telemetry};
+use authstat_runtime::RateLimited;
 
 /// The first pause before a retry; it doubles with each one, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -75,7 +75,7 @@ impl super::Exporter for Export {
 
 /// The settings for `config`, from the process's environment.
 pub fn settings(config: &OtlpConfig, node: &NodeId) -> Result<Settings, SettingsError> {
-    let host = crate::own::host_name().unwrap_or_else(|| "unknown".into());
+    let host = authstat_runtime::host_name().unwrap_or_else(|| "unknown".into());
     Settings::resolve(config, node, &host, &|name| std::env::var(name).ok())
 }
 
@@ -160,14 +160,14 @@ pub fn start(
         .clone()
         .expect("the registry counts exports when OTLP is configured");
     let cluster = settings.cluster_users.then(|| {
-        crate::tasks::spawn(
+        authstat_runtime::tasks::spawn(
             "otlp-cluster-users",
             cluster_users(store, telemetry.clone(), settings.interval),
         )
     });
     let pusher = Pusher::new(settings, telemetry, stats)?;
     let (stop, stopped) = watch::channel(None);
-    let task = crate::tasks::spawn("otlp-export", pusher.run(stopped));
+    let task = authstat_runtime::tasks::spawn("otlp-export", pusher.run(stopped));
     Ok(Export {
         stop,
         task,

@@ -73,6 +73,7 @@ pub async fn start_on(
     let front = Front::new(&config.api.stat_path, &config.api.health_path);
     // Dropped if starting fails (or is abandoned at a stop signal): the server stops then.
     let (stop_http, stopped) = oneshot::channel::<()>();
+    let registry = telemetry::registry();
     let api_stats = Arc::new(api::ApiStats::default());
     let connections = Arc::new(http::ConnectionStats::default());
     let cap = http::effective_cap(config.api.max_connections);
@@ -99,7 +100,6 @@ pub async fn start_on(
              static tokens, jwt or introspection (docs/config.md)"
         );
     }
-    let started = std::time::SystemTime::now();
     let stats = Arc::new(PipelineStats::default());
     let (store, owner, pipeline) = ready_to_read(&resolved, options, &stats, &front).await?;
     info!(backend = %resolved.backends.location(&config.backend), node = %resolved.node, "backend ready");
@@ -111,17 +111,12 @@ pub async fn start_on(
     let pipeline =
         authstat_runtime::tasks::thread("ingest", move || pipeline.run(control_rx, poll, flush))?;
 
-    let telemetry = Arc::new(telemetry::Telemetry {
-        pipeline: stats.clone(),
-        api: api_stats,
-        connections,
-        export: (!config.export.is_empty()).then(Arc::default),
-        cluster_users: std::sync::Mutex::new(None),
-        started,
-    });
+    registry.register(stats.clone());
+    registry.register(connections);
+    registry.register(api_stats.clone());
     let exporters = resolved
         .exporters
-        .start(&config.export, &resolved.node, &telemetry, &store)?;
+        .start(&config.export, &resolved.node, &registry, &store)?;
     let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
         let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
         authstat_runtime::tasks::spawn(
@@ -131,7 +126,13 @@ pub async fn start_on(
     });
 
     let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone()));
-    let state = Arc::new(api::ApiState::new(store, config.api.clone(), telemetry));
+    let state = Arc::new(api::ApiState::new(
+        store,
+        config.api.clone(),
+        stats.clone(),
+        api_stats,
+        registry,
+    ));
     let data_version = {
         let state = state.clone();
         authstat_runtime::tasks::spawn("data-version", async move {

@@ -133,7 +133,35 @@ impl Snapshot {
     }
 }
 
-/// Families with their samples, as a collector adds them.
+/// Defines a metric family as a `pub static`: `family!(ID, "authstat_…", Counter, "{unit}",
+/// pushed, ["label", …], "Help.")`.
+#[macro_export]
+macro_rules! family {
+    ($id:ident, $name:literal, $kind:ident, $unit:literal, $pushed:literal, [$($label:literal),*], $help:literal) => {
+        #[doc = $help]
+        pub static $id: $crate::metrics::Family = $crate::metrics::Family {
+            name: $name,
+            kind: $crate::metrics::MetricKind::$kind,
+            unit: $unit,
+            help: $help,
+            labels: &[$($label),*],
+            pushed: $pushed,
+        };
+    };
+}
+
+crate::family!(
+    BACKEND_ERRORS,
+    "authstat_backend_errors_total",
+    Counter,
+    "{error}",
+    true,
+    [],
+    "Backend calls that failed (flushes and reads)."
+);
+
+/// Families with their samples, as a collector adds them. (Shared by several collectors, hence
+/// defined here: [`BACKEND_ERRORS`], counted by the pipeline's flushes and the API's reads.)
 pub type Families = Vec<(&'static Family, Vec<Sample>)>;
 
 /// A subsystem's part of the registry: it reads its own counters into families it defines.

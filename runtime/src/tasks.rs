@@ -43,6 +43,30 @@ fn watch() -> &'static Watch {
     WATCH.get_or_init(Watch::default)
 }
 
+authstat_core::family!(
+    TASK_PANICS,
+    "authstat_task_panics_total",
+    Counter,
+    "{panic}",
+    true,
+    ["task"],
+    "Tasks of the agent that panicked, by task. A panic is logged at ERROR and stops the agent (exit code 70): a supervisor restarts it from the stored positions."
+);
+
+/// The collector of [`TASK_PANICS`] (panics of every watched task of this process).
+#[derive(Debug, Default)]
+pub struct Panics;
+
+impl authstat_core::metrics::Collector for Panics {
+    fn collect(&self, out: &mut authstat_core::metrics::Families) {
+        let samples = panics()
+            .into_iter()
+            .map(|(task, n)| authstat_core::metrics::Sample::int(vec![task.to_owned()], n))
+            .collect();
+        out.push((&TASK_PANICS, samples));
+    }
+}
+
 /// Panics so far, per task (for `/metrics`).
 pub fn panics() -> BTreeMap<&'static str, u64> {
     watch().panics.lock().expect("lock").clone()

@@ -11,7 +11,6 @@ use authstat_core::{Month, MonthStats};
 
 use super::ApiStats;
 use super::stat::{self, Format};
-use crate::pipeline::PipelineStats;
 
 /// How often the backend's data version is checked.
 pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
@@ -31,7 +30,7 @@ const CONCURRENT_READS: usize = 4;
 pub struct StatCache {
     store: Arc<dyn StatStore>,
     /// This node's flushes.
-    flushes: Arc<PipelineStats>,
+    flushes: Arc<dyn super::AgentStatus>,
     /// Hits, misses and backend errors are counted here.
     counters: Arc<ApiStats>,
     /// Answers by month list, each expiring after its own TTL.
@@ -54,7 +53,7 @@ impl StatCache {
     /// An empty cache over `store`.
     pub fn new(
         store: Arc<dyn StatStore>,
-        flushes: Arc<PipelineStats>,
+        flushes: Arc<dyn super::AgentStatus>,
         counters: Arc<ApiStats>,
     ) -> Self {
         Self {
@@ -106,7 +105,7 @@ impl StatCache {
         };
         let ttl = Duration::from_secs(ttl_secs);
         let generation = (
-            self.flushes.flushing.applied.load(Ordering::Acquire),
+            self.flushes.flushes_applied(),
             self.data_version.load(Ordering::Acquire),
         );
         if let Some(cached) = self.entries.get(&months)

@@ -3,6 +3,7 @@
 mod auth;
 mod cache;
 pub mod dashboard;
+pub mod families;
 pub mod front;
 mod introspect;
 mod jwt;
@@ -11,12 +12,12 @@ mod stat;
 
 pub use metrics::Exposition;
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authstat_config::ApiConfig;
 use authstat_core::MonthStats;
+use authstat_core::metrics::Registry;
 use authstat_core::store::StatStore;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, Query, State};
@@ -33,7 +34,16 @@ pub fn json_body(stats: &[MonthStats]) -> String {
     stat::json_body(stats, Format::Json)
 }
 
-use crate::pipeline::PipelineStats;
+/// What the agent tells its API about itself (the API knows nothing else of the agent).
+pub trait AgentStatus: Send + Sync + std::fmt::Debug {
+    /// Whether ingestion runs (the health check's `running`, not `starting`).
+    fn started(&self) -> bool;
+    /// Flushes this node has applied so far: a new one makes cached answers stale.
+    fn flushes_applied(&self) -> u64;
+    /// What keeps the agent from its work, the backend aside: fenced, failing or waiting
+    /// flushes, sources that cannot be read; one line each (`/readyz`, the dashboard).
+    fn problems(&self) -> Vec<String>;
+}
 
 /// The largest request body accepted (a form with four short fields needs far less).
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -55,12 +65,12 @@ pub struct ApiState {
     pub store: Arc<dyn StatStore>,
     /// Replaced as a whole on reload; each request works with the settings it started with.
     settings: std::sync::RwLock<Arc<ApiSettings>>,
-    /// The pipeline's health (readiness, the health check's `starting`).
-    pub pipeline: Arc<PipelineStats>,
-    /// The API's own counters (also read by the metric registry).
+    /// The agent's health (readiness, the health check's `starting`).
+    pub status: Arc<dyn AgentStatus>,
+    /// The API's own counters (also a collector of the metric registry).
     pub api_stats: Arc<ApiStats>,
     /// The metric registry `/metrics` renders.
-    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    pub registry: Arc<Registry>,
     /// Answers of the stat endpoint.
     pub cache: StatCache,
     /// The dashboard's logins.
@@ -89,25 +99,27 @@ impl std::fmt::Debug for ApiState {
 }
 
 impl ApiState {
-    /// The API state.
+    /// The API state; its counters are `api_stats`, which the caller registered (they count
+    /// from the first request the front answers).
     pub fn new(
         store: Arc<dyn StatStore>,
         config: ApiConfig,
-        telemetry: Arc<crate::telemetry::Telemetry>,
+        status: Arc<dyn AgentStatus>,
+        api_stats: Arc<ApiStats>,
+        registry: Arc<Registry>,
     ) -> Self {
-        let pipeline = telemetry.pipeline.clone();
         let settings = std::sync::RwLock::new(Arc::new(ApiSettings {
             auth: Authenticator::new(&config.auth),
             config,
         }));
         Self {
-            cache: StatCache::new(store.clone(), pipeline.clone(), telemetry.api.clone()),
+            cache: StatCache::new(store.clone(), status.clone(), api_stats.clone()),
             sessions: dashboard::Sessions::default(),
             store,
             settings,
-            pipeline,
-            api_stats: telemetry.api.clone(),
-            telemetry,
+            status,
+            api_stats,
+            registry,
         }
     }
 
@@ -176,7 +188,7 @@ async fn metrics_endpoint(State(state): State<Arc<ApiState>>, headers: HeaderMap
             header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
         )],
-        metrics::render(&state.telemetry.snapshot(), format),
+        metrics::render(&state.registry.snapshot(), format),
     )
         .into_response()
 }
@@ -336,7 +348,7 @@ async fn db_online(state: &ApiState) -> bool {
 
 /// Janssen's health check: always 200, this exact body.
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    let status = if state.pipeline.health.started.load(Ordering::Acquire) {
+    let status = if state.status.started() {
         "running"
     } else {
         "starting"
@@ -357,29 +369,18 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-/// A flush that has waited on the backend this long shows on `/readyz` (flushes take
-/// milliseconds; the backend's statement timeouts end a stuck one within a third of the lease).
-const SLOW_FLUSH: Duration = Duration::from_secs(5);
-
 /// 200 `ready` when the agent does all of its work: ingestion runs, the backend answers, the
 /// node id is this agent's, and every source can be read. Otherwise 503 with one line per
 /// problem (see docs/api.md for why a sidecar should not gate its pod on it).
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
-    let p = &state.pipeline;
-    if !p.health.started.load(Ordering::Acquire) {
+    if !state.status.started() {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
     let mut problems = Vec::new();
-    if let Some(why) = p.health.fenced.lock().expect("lock").clone() {
-        problems.push(format!("fenced: {why}"));
-    }
     if !db_online(&state).await {
         problems.push("backend unavailable".to_owned());
     }
-    problems.extend(p.health.flush_problems(SLOW_FLUSH));
-    for (source, problem) in p.health.source_problems.lock().expect("lock").iter() {
-        problems.push(format!("source {source}: {problem}"));
-    }
+    problems.extend(state.status.problems());
     if problems.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
     }

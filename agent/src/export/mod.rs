@@ -1,4 +1,5 @@
-//! Exporters: what carries the metric registry (`crate::telemetry`) out of the agent.
+//! Exporters: what carries the metric registry (`authstat_core::metrics::Registry`) out of
+//! the agent.
 //!
 //! `/metrics` (Prometheus pull) is part of the HTTP API; push exporters run beside the agent,
 //! chosen through one registry ([`Exporters`]) by their key under `export:`. A new exporter is
@@ -8,7 +9,8 @@
 mod otlp;
 
 pub use otlp::{
-    OtlpCompression, OtlpConfig, OtlpProtocol, Settings as OtlpSettings, SettingsError,
+    ClusterUsers, ExportStats, OtlpCompression, OtlpConfig, OtlpProtocol, Settings as OtlpSettings,
+    SettingsError,
 };
 
 use std::path::Path;
@@ -22,7 +24,7 @@ use authstat_config::{AgentConfig, ExportConfig};
 use authstat_core::NodeId;
 use authstat_core::store::StatStore;
 
-use crate::telemetry::Telemetry;
+use authstat_core::metrics::Registry;
 
 /// A running push exporter.
 #[async_trait]
@@ -42,8 +44,8 @@ pub struct ExporterSpec<'a> {
     pub options: &'a serde_yaml::Mapping,
     /// This node.
     pub node: &'a NodeId,
-    /// The metric registry it reads.
-    pub telemetry: Arc<Telemetry>,
+    /// The metric registry it reads (and registers its own collectors into).
+    pub registry: Arc<Registry>,
     /// The backend (for cluster-wide figures).
     pub store: Arc<dyn StatStore>,
 }
@@ -142,7 +144,7 @@ impl Exporters {
         &self,
         config: &ExportConfig,
         node: &NodeId,
-        telemetry: &Arc<Telemetry>,
+        registry: &Arc<Registry>,
         store: &Arc<dyn StatStore>,
     ) -> anyhow::Result<Vec<Box<dyn Exporter>>> {
         let mut running = Vec::new();
@@ -153,7 +155,7 @@ impl Exporters {
             let spec = ExporterSpec {
                 options,
                 node,
-                telemetry: telemetry.clone(),
+                registry: registry.clone(),
                 store: store.clone(),
             };
             running

@@ -17,6 +17,7 @@ mod aggregate;
 mod claims;
 mod flush;
 mod inputs;
+pub mod metrics;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};

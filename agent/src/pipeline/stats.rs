@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use authstat_core::counters::Counters;
 use authstat_core::ingest::ParseErrorKind;
@@ -172,7 +172,7 @@ impl Health {
 
     /// What `/readyz` says about flushing: failures in a row, or a flush that has waited on
     /// the backend for longer than `slow`.
-    pub fn flush_problems(&self, slow: std::time::Duration) -> Vec<String> {
+    fn flush_problems(&self, slow: std::time::Duration) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(f) = self.flush_failing.lock().expect("lock").as_ref() {
             problems.push(format!(
@@ -188,6 +188,33 @@ impl Health {
                 "flush waiting on the backend for {} s",
                 waiting.as_secs()
             ));
+        }
+        problems
+    }
+}
+
+/// A flush that has waited on the backend this long shows on `/readyz` (flushes take
+/// milliseconds; the backend's statement timeouts end a stuck one within a third of the lease).
+const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl crate::api::AgentStatus for PipelineStats {
+    fn started(&self) -> bool {
+        self.health.started.load(Ordering::Acquire)
+    }
+
+    fn flushes_applied(&self) -> u64 {
+        self.flushing.applied.load(Ordering::Acquire)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let h = &self.health;
+        let mut problems = Vec::new();
+        if let Some(why) = h.fenced.lock().expect("lock").clone() {
+            problems.push(format!("fenced: {why}"));
+        }
+        problems.extend(h.flush_problems(SLOW_FLUSH));
+        for (source, problem) in h.source_problems.lock().expect("lock").iter() {
+            problems.push(format!("source {source}: {problem}"));
         }
         problems
     }

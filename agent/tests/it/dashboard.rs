@@ -304,3 +304,41 @@ async fn this_month_is_compared_with_the_same_day_of_last_month() {
     );
     agent.shutdown().await;
 }
+
+/// The page's "This agent" table shows what the metric registry's snapshot says (the same
+/// figures `/metrics` serves): records skipped by reason, backend errors, failed flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_health_is_the_registrys() {
+    let mut fixture = Fixture::new("");
+    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    let good = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, format!("not an audit record at all\n{good}")).unwrap();
+    let tokens = fixture.dir.path().join("logs/token-events.jsonl");
+    let mut bytes = std::fs::read(&tokens).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe not utf-8\n");
+    std::fs::write(&tokens, bytes).unwrap();
+    fixture.records += 2;
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    tokio::task::spawn_blocking(move || {
+        let metrics = get(addr, "/metrics", None).body;
+        let skipped = crate::metrics::sample_value(
+            &metrics,
+            "authstat_records_skipped_total{reason=\"garbage\"}",
+        );
+        assert_eq!(skipped, Some(1.0), "{metrics}");
+        let cookie = session(&login(addr, TOKEN, &[]));
+        let r = page(addr, "/dashboard", &cookie);
+        assert_eq!(r.status, 200, "{}", r.body);
+        for row in [
+            "<th scope=\"row\">skipped records: garbage</th><td>1</td>",
+            "<th scope=\"row\">skipped records: invalid_utf8</th><td>1</td>",
+            "<th scope=\"row\">backend errors</th><td>0</td>",
+            "<th scope=\"row\">failed flushes</th><td>0</td>",
+        ] {
+            assert!(r.body.contains(row), "{row} not in {}", r.body);
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -340,15 +340,21 @@ fn otel_collector_and_grafana_dashboard_fit_both_routes() {
         &std::fs::read_to_string(example("otel/grafana-dashboard.json")).unwrap(),
     )
     .unwrap();
-    let telemetry = authstat::telemetry::Telemetry {
-        pipeline: Default::default(),
-        api: Default::default(),
-        connections: Default::default(),
-        export: Some(Default::default()),
-        cluster_users: std::sync::Mutex::new(Some(("202402".parse().unwrap(), 1))),
-        started: std::time::SystemTime::now(),
-    };
-    let families: Vec<_> = telemetry
+    // Every collector the agent can register: the process's, the pipeline's, the API's and the
+    // OTLP exporter's (with the cluster figure).
+    let registry = authstat::telemetry::registry();
+    registry.register(std::sync::Arc::new(
+        authstat::pipeline::PipelineStats::default(),
+    ));
+    registry.register(std::sync::Arc::new(
+        authstat::http::ConnectionStats::default(),
+    ));
+    registry.register(std::sync::Arc::new(authstat::api::ApiStats::default()));
+    registry.register(std::sync::Arc::new(authstat::export::ExportStats::default()));
+    let cluster = authstat::export::ClusterUsers::default();
+    cluster.set("202402".parse().unwrap(), 1);
+    registry.register(std::sync::Arc::new(cluster));
+    let families: Vec<_> = registry
         .snapshot()
         .families
         .into_iter()

@@ -31,7 +31,7 @@ fn check_with(program: &str, args: &[&str], input: &str) -> (Option<i32>, String
     )
 }
 
-fn sample_value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

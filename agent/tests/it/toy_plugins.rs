@@ -286,7 +286,7 @@ struct ToyExportOptions {
 #[derive(Debug)]
 struct ToyExporter {
     label: String,
-    telemetry: std::sync::Arc<authstat::telemetry::Telemetry>,
+    registry: std::sync::Arc<authstat_core::metrics::Registry>,
 }
 
 #[async_trait::async_trait]
@@ -296,7 +296,7 @@ impl authstat::export::Exporter for ToyExporter {
     }
 
     async fn shutdown(self: Box<Self>, _deadline: Duration) {
-        let snapshot = self.telemetry.snapshot();
+        let snapshot = self.registry.snapshot();
         let read = match snapshot.samples("authstat_records_read_total").first() {
             Some(authstat_core::metrics::Sample {
                 value: authstat_core::metrics::Value::Int(n),
@@ -320,7 +320,7 @@ fn toy_exporter() -> authstat::export::ExporterKind {
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
             Ok(Box::new(ToyExporter {
                 label,
-                telemetry: spec.telemetry,
+                registry: spec.registry,
             }))
         },
     }

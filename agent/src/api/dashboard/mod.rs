@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use authstat_core::Month;
-use authstat_core::ingest::ParseErrorKind;
+use authstat_core::metrics::{BACKEND_ERRORS, Sample, Value};
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -47,6 +47,10 @@ const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 1
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
                    form-action 'self'; frame-ancestors 'none'";
 
+/// The pipeline's families the page shows (by name: the pipeline registers them).
+const RECORDS_SKIPPED: &str = "authstat_records_skipped_total";
+const FLUSHES: &str = "authstat_flushes_total";
+/// The session cookie's name.
 const COOKIE: &str = "authstat_session";
 
 /// Failed logins allowed per client address per minute.
@@ -411,30 +415,7 @@ async fn page_data(
         }
         _ => None,
     };
-    let p = &state.pipeline;
-    let health = Health {
-        skipped: ParseErrorKind::ALL
-            .iter()
-            .map(|k| {
-                (
-                    k.as_str(),
-                    p.reading.skipped_by_kind[k.index()].load(Ordering::Relaxed),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect(),
-        backend_errors: p.flushing.failed.load(Ordering::Relaxed)
-            + state.api_stats.backend_errors.load(Ordering::Relaxed),
-        flush_failures: p.flushing.failed.load(Ordering::Relaxed),
-        problems: p
-            .health
-            .source_problems
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(s, why)| format!("source {s}: {why}"))
-            .collect(),
-    };
+    let health = health(state);
     Ok(PageData {
         months: filled,
         current,
@@ -447,6 +428,35 @@ async fn page_data(
         now_ms,
         same_day_last_month,
     })
+}
+
+/// The agent's own health, from the metric registry's snapshot (what `/metrics` shows) and
+/// the agent's problems now.
+fn health(state: &ApiState) -> Health {
+    let snapshot = state.registry.snapshot();
+    let int = |sample: &Sample| match sample.value {
+        Value::Int(n) => n,
+        Value::Histogram(_) => 0,
+    };
+    let total = |name: &str, label: Option<&str>| -> u64 {
+        snapshot
+            .samples(name)
+            .iter()
+            .filter(|s| label.is_none_or(|l| s.labels.first().is_some_and(|x| x == l)))
+            .map(int)
+            .sum()
+    };
+    Health {
+        skipped: snapshot
+            .samples(RECORDS_SKIPPED)
+            .iter()
+            .filter_map(|s| Some((s.labels.first()?.clone(), int(s))))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        backend_errors: total(BACKEND_ERRORS.name, None),
+        flush_failures: total(FLUSHES, Some("failure")),
+        problems: state.status.problems(),
+    }
 }
 
 /// A small page with a message and a way back.

@@ -58,7 +58,7 @@ pub struct NodeLine {
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     /// Skipped records by reason (only reasons with a count).
-    pub skipped: Vec<(&'static str, u64)>,
+    pub skipped: Vec<(String, u64)>,
     /// Backend errors (flushes and reads).
     pub backend_errors: u64,
     /// Flushes that failed.

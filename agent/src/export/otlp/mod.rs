@@ -1,7 +1,7 @@
 //! OTLP push of this node's statistics and the agent's health (gRPC or HTTP/protobuf), built
 //! on the official protobuf definitions (`opentelemetry-proto`).
 //!
-//! Every `interval` the registry's snapshot (`telemetry/`, the same one `/metrics` renders)
+//! Every `interval` the registry's snapshot (`authstat_core::metrics::Registry`, the same one `/metrics` renders)
 //! is encoded ([`encode`]) and sent ([`transport`]). Temporality is cumulative: a failed export
 //! loses nothing (the next one carries the totals), so there is no queue to bound. An export
 //! is retried here and nowhere else, only when the specification calls the failure retryable,
@@ -21,9 +21,10 @@ mod tests;
 mod tls_tests;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use authstat_core::metrics::{Collector, Families, Registry, Sample};
 use authstat_core::store::StatStore;
 use authstat_core::{Month, NodeId};
 pub use config::{OtlpCompression, OtlpConfig, OtlpProtocol};
@@ -34,8 +35,73 @@ use tokio::time::Instant;
 pub use settings::{Settings, SettingsError};
 use transport::{Failed, Transport};
 
-use crate::telemetry::{ExportStats, Telemetry};
 use authstat_runtime::RateLimited;
+
+authstat_core::family!(
+    OTLP_EXPORTS,
+    "authstat_otlp_exports_total",
+    Counter,
+    "{export}",
+    false,
+    ["result"],
+    "OTLP exports by result (a failed one is superseded by the next)."
+);
+
+authstat_core::family!(
+    CLUSTER_MONTHLY_ACTIVE_USERS,
+    "authstat_cluster_monthly_active_users",
+    Gauge,
+    "{user}",
+    true,
+    ["month"],
+    "Distinct active users of the current month over all nodes (from the backend; export.otlp.cluster_users)."
+);
+
+/// Counters of the OTLP exporter (a collector of the registry).
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Exports delivered.
+    pub exports: AtomicU64,
+    /// Exports that failed (dropped: the next one carries the cumulative totals).
+    pub failures: AtomicU64,
+}
+
+impl Collector for ExportStats {
+    fn collect(&self, out: &mut Families) {
+        let row = |result: &str, n: &AtomicU64| {
+            Sample::int(vec![result.to_owned()], n.load(Ordering::Relaxed))
+        };
+        out.push((
+            &OTLP_EXPORTS,
+            vec![
+                row("success", &self.exports),
+                row("failure", &self.failures),
+            ],
+        ));
+    }
+}
+
+/// The cluster's distinct users of the current month, as last read (`cluster_users: true`).
+#[derive(Debug, Default)]
+pub struct ClusterUsers(std::sync::Mutex<Option<(Month, u64)>>);
+
+impl ClusterUsers {
+    /// Sets the figure of `month`.
+    pub fn set(&self, month: Month, users: u64) {
+        *self.0.lock().expect("lock") = Some((month, users));
+    }
+}
+
+impl Collector for ClusterUsers {
+    fn collect(&self, out: &mut Families) {
+        if let Some((month, users)) = *self.0.lock().expect("lock") {
+            out.push((
+                &CLUSTER_MONTHLY_ACTIVE_USERS,
+                vec![Sample::int(vec![month.to_string()], users)],
+            ));
+        }
+    }
+}
 
 /// The first pause before a retry; it doubles with each one, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -131,7 +197,7 @@ pub(super) fn kind() -> super::ExporterKind {
             Ok(Box::new(start(
                 &config,
                 spec.node,
-                spec.telemetry,
+                spec.registry,
                 spec.store,
             )?))
         },
@@ -142,7 +208,7 @@ pub(super) fn kind() -> super::ExporterKind {
 pub fn start(
     config: &OtlpConfig,
     node: &NodeId,
-    telemetry: Arc<Telemetry>,
+    registry: Arc<Registry>,
     store: Arc<dyn StatStore>,
 ) -> anyhow::Result<Export> {
     let settings = settings(config, node)?;
@@ -155,17 +221,17 @@ pub fn start(
         interval_secs = settings.interval.as_secs_f64(),
         "pushing metrics with OTLP"
     );
-    let stats = telemetry
-        .export
-        .clone()
-        .expect("the registry counts exports when OTLP is configured");
+    let stats = Arc::new(ExportStats::default());
+    registry.register(stats.clone());
     let cluster = settings.cluster_users.then(|| {
+        let users = Arc::new(ClusterUsers::default());
+        registry.register(users.clone());
         authstat_runtime::tasks::spawn(
             "otlp-cluster-users",
-            cluster_users(store, telemetry.clone(), settings.interval),
+            cluster_users(store, users, settings.interval),
         )
     });
-    let pusher = Pusher::new(settings, telemetry, stats)?;
+    let pusher = Pusher::new(settings, registry, stats)?;
     let (stop, stopped) = watch::channel(None);
     let task = authstat_runtime::tasks::spawn("otlp-export", pusher.run(stopped));
     Ok(Export {
@@ -177,7 +243,7 @@ pub fn start(
 
 /// The cluster figure, read from the backend on the export's pace (one node of the cluster
 /// should have it on: `export.otlp.cluster_users`).
-async fn cluster_users(store: Arc<dyn StatStore>, telemetry: Arc<Telemetry>, every: Duration) {
+async fn cluster_users(store: Arc<dyn StatStore>, figure: Arc<ClusterUsers>, every: Duration) {
     loop {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -186,7 +252,7 @@ async fn cluster_users(store: Arc<dyn StatStore>, telemetry: Arc<Telemetry>, eve
             && let Ok(stats) = store.read_months(&[month]).await
         {
             let users = stats.first().map_or(0, |s| s.monthly_active_users());
-            *telemetry.cluster_users.lock().expect("lock") = Some((month, users));
+            figure.set(month, users);
         }
         tokio::time::sleep(every).await;
     }
@@ -209,7 +275,7 @@ impl Warnings {
 struct Pusher {
     settings: Settings,
     transport: Transport,
-    telemetry: Arc<Telemetry>,
+    registry: Arc<Registry>,
     stats: Arc<ExportStats>,
     warnings: Warnings,
     first_backoff: Duration,
@@ -218,13 +284,13 @@ struct Pusher {
 impl Pusher {
     fn new(
         settings: Settings,
-        telemetry: Arc<Telemetry>,
+        registry: Arc<Registry>,
         stats: Arc<ExportStats>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             transport: Transport::new(&settings)?,
             settings,
-            telemetry,
+            registry,
             stats,
             warnings: Warnings(RateLimited::new(WARN_EVERY)),
             first_backoff: FIRST_BACKOFF,
@@ -256,13 +322,13 @@ impl Pusher {
     /// The request for the registry's snapshot now.
     fn request(&self) -> ExportMetricsServiceRequest {
         let now = encode::nanos(SystemTime::now());
-        let snapshot = self.telemetry.snapshot();
+        let snapshot = self.registry.snapshot();
         let metrics = snapshot
             .families
             .iter()
             .filter(|(family, _)| family.pushed)
             .filter_map(|(family, samples)| {
-                let start = encode::nanos(self.telemetry.start_time(family));
+                let start = encode::nanos(self.registry.start_time(family));
                 encode::metric(family, samples, start, now)
             })
             .collect();

@@ -8,14 +8,14 @@
 //!
 //! `main.rs` only parses the command line and calls into [`commands`].
 
-pub mod api;
+
 pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod daily;
-pub mod export;
+
 pub mod fold;
-pub mod http;
+
 pub mod logging;
 pub mod own;
 pub mod pipeline;
@@ -53,7 +53,7 @@ pub struct RunningAgent {
     /// This agent's claim on its node id.
     pub owner: Ownership,
     resolved: Resolved,
-    api: Arc<api::ApiState>,
+    api: Arc<authstat_api::ApiState>,
     /// Keeps the API cache's view of the backend current.
     data_version: tokio::task::JoinHandle<()>,
     /// Folds silent nodes now and then (`fold_silent_nodes_after_secs`; none when 0).
@@ -64,7 +64,7 @@ pub struct RunningAgent {
     pipeline: Option<std::thread::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
-    exporters: Vec<Box<dyn export::Exporter>>,
+    exporters: Vec<Box<dyn authstat_export::Exporter>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 

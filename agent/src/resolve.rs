@@ -24,7 +24,7 @@ pub struct Resolved {
     /// The backend types the configuration may name.
     pub backends: Backends,
     /// The push exporters the configuration may name.
-    pub exporters: crate::export::Exporters,
+    pub exporters: authstat_export::Exporters,
 }
 
 /// The four registries a configuration is read against: sources and formats, backends,
@@ -37,7 +37,7 @@ pub struct Registries {
     /// Backend types.
     pub backends: Backends,
     /// Push exporters.
-    pub exporters: crate::export::Exporters,
+    pub exporters: authstat_export::Exporters,
 }
 
 impl Registries {
@@ -46,7 +46,7 @@ impl Registries {
         Self {
             plugins: Plugins::builtin(),
             backends: Backends::builtin(),
-            exporters: crate::export::Exporters::builtin(),
+            exporters: authstat_export::Exporters::builtin(),
         }
     }
 

@@ -12,11 +12,12 @@ use authstat_core::store::{StatStore, StoreError};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::api::front::Front;
+use authstat_api::front::Front;
 use crate::own::{self, Ownership};
 use crate::pipeline::{Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
-use crate::{RunningAgent, api, connect, http, pipeline, sources, telemetry, watch};
+use crate::{RunningAgent, connect, pipeline, sources, telemetry, watch};
+use authstat_api::{self as api, http};
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]

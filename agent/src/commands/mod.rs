@@ -85,7 +85,7 @@ impl From<anyhow::Error> for Failure {
             return Failure::Config(e);
         }
         // So is an OTLP setting that cannot be used (a certificate file that cannot be read).
-        if e.chain().any(|c| c.is::<crate::export::SettingsError>()) {
+        if e.chain().any(|c| c.is::<authstat_export::SettingsError>()) {
             return Failure::Config(e);
         }
         Failure::Other(e)

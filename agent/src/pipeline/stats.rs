@@ -197,7 +197,7 @@ impl Health {
 /// milliseconds; the backend's statement timeouts end a stuck one within a third of the lease).
 const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl crate::api::AgentStatus for PipelineStats {
+impl authstat_api::AgentStatus for PipelineStats {
     fn started(&self) -> bool {
         self.health.started.load(Ordering::Acquire)
     }

@@ -347,11 +347,11 @@ fn otel_collector_and_grafana_dashboard_fit_both_routes() {
         authstat::pipeline::PipelineStats::default(),
     ));
     registry.register(std::sync::Arc::new(
-        authstat::http::ConnectionStats::default(),
+        authstat_api::http::ConnectionStats::default(),
     ));
-    registry.register(std::sync::Arc::new(authstat::api::ApiStats::default()));
-    registry.register(std::sync::Arc::new(authstat::export::ExportStats::default()));
-    let cluster = authstat::export::ClusterUsers::default();
+    registry.register(std::sync::Arc::new(authstat_api::ApiStats::default()));
+    registry.register(std::sync::Arc::new(authstat_export::ExportStats::default()));
+    let cluster = authstat_export::ClusterUsers::default();
     cluster.set("202402".parse().unwrap(), 1);
     registry.register(std::sync::Arc::new(cluster));
     let families: Vec<_> = registry

@@ -290,7 +290,7 @@ struct ToyExporter {
 }
 
 #[async_trait::async_trait]
-impl authstat::export::Exporter for ToyExporter {
+impl authstat_export::Exporter for ToyExporter {
     fn name(&self) -> &'static str {
         "toy"
     }
@@ -308,8 +308,8 @@ impl authstat::export::Exporter for ToyExporter {
     }
 }
 
-fn toy_exporter() -> authstat::export::ExporterKind {
-    authstat::export::ExporterKind {
+fn toy_exporter() -> authstat_export::ExporterKind {
+    authstat_export::ExporterKind {
         name: "toy",
         about: "keeps what it would export",
         check: |o| authstat_plugins::options::decode::<ToyExportOptions>(o).map(|_| ()),
@@ -361,7 +361,7 @@ async fn a_toy_exporter_from_outside() {
         .to_string();
     assert!(err.contains("export.toy: unknown exporter `toy`"), "{err}");
     let registries = authstat::resolve::Registries {
-        exporters: authstat::export::Exporters::builtin().with(toy_exporter()),
+        exporters: authstat_export::Exporters::builtin().with(toy_exporter()),
         ..authstat::resolve::Registries::builtin()
     };
     let resolved = authstat::resolve::resolve_against(&path, config, registries).unwrap();

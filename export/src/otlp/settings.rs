@@ -183,7 +183,7 @@ fn compression(raw: &str) -> Result<OtlpCompression, String> {
 
 /// An `http://` or `https://` URL with a host.
 fn endpoint(raw: &str) -> Result<String, String> {
-    let uri: axum::http::Uri = raw.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let uri: tonic::codegen::http::Uri = raw.parse().map_err(|e| format!("not a URL: {e}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(raw.to_owned()),
         _ => Err("not an http:// or https:// URL with a host".into()),
@@ -196,9 +196,9 @@ fn path(raw: &str) -> Result<PathBuf, String> {
 
 fn header(name: &str, value: &str) -> Result<(String, String), String> {
     let name = name.to_ascii_lowercase();
-    axum::http::HeaderName::from_bytes(name.as_bytes())
+    tonic::codegen::http::HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("'{name}' is not a valid header name"))?;
-    axum::http::HeaderValue::from_str(value)
+    tonic::codegen::http::HeaderValue::from_str(value)
         .map_err(|_| format!("the value of '{name}' is not valid"))?;
     Ok((name, value.to_owned()))
 }
@@ -214,7 +214,7 @@ fn from_base(base: &str, protocol: OtlpProtocol) -> String {
 
 /// What looks wrong with an HTTP/protobuf endpoint: gRPC's port, or no path.
 fn http_endpoint_warning(endpoint: &str) -> Option<String> {
-    let uri: axum::http::Uri = endpoint.parse().ok()?;
+    let uri: tonic::codegen::http::Uri = endpoint.parse().ok()?;
     if uri.port_u16() == Some(4317) {
         return Some(format!(
             "the OTLP endpoint {endpoint} uses port 4317, gRPC's by convention, with \

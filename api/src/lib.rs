@@ -1,6 +1,11 @@
-//! The HTTP API: the Janssen-compatible stat endpoint and health check, and probes.
+//! The HTTP API: the Janssen-compatible stat endpoint and health check, probes, `/metrics`
+//! and the dashboard, behind bearer-token auth, served by [`http`] with a cap on connections.
+//!
+//! The API knows the agent only through [`AgentStatus`], the backend through
+//! `authstat_core::store::StatStore` and the metrics through `authstat_core::metrics::Registry`.
 
 mod auth;
+pub mod http;
 mod cache;
 pub mod dashboard;
 pub mod families;

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, watch};
 use tracing::warn;
 
-use crate::api::ApiStats;
+use crate::ApiStats;
 
 /// The connections open now: for each, whether it is busy and how to close it.
 #[derive(Default)]

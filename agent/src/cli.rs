@@ -202,7 +202,7 @@ pub enum HllCommand {
 /// The record formats of the plugin registry, as command-line values (with the dashed
 /// spellings earlier versions took as aliases).
 fn format_values() -> clap::builder::PossibleValuesParser {
-    let values: Vec<clap::builder::PossibleValue> = authstat_plugins::Plugins::builtin()
+    let values: Vec<clap::builder::PossibleValue> = authstat_plugins::builtin()
         .formats()
         .iter()
         .map(|f| {

@@ -8,7 +8,6 @@
 //!
 //! `main.rs` only parses the command line and calls into [`commands`].
 
-
 pub mod build_info;
 pub mod cli;
 pub mod commands;

@@ -44,7 +44,7 @@ impl Registries {
     /// authstat's own.
     pub fn builtin() -> Self {
         Self {
-            plugins: Plugins::builtin(),
+            plugins: authstat_plugins::builtin(),
             backends: Backends::builtin(),
             exporters: authstat_export::Exporters::builtin(),
         }
@@ -62,7 +62,7 @@ impl Registries {
 
 /// Resolves paths against the directory of `file`, with authstat's own plugins.
 pub fn resolve(file: &Path, config: AgentConfig) -> anyhow::Result<Resolved> {
-    resolve_with(file, config, Plugins::builtin())
+    resolve_with(file, config, authstat_plugins::builtin())
 }
 
 /// Resolves paths against the directory of `file`, and checks every source against `plugins`

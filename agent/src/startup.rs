@@ -12,11 +12,11 @@ use authstat_core::store::{StatStore, StoreError};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use authstat_api::front::Front;
 use crate::own::{self, Ownership};
 use crate::pipeline::{Pipeline, PipelineStats, Role};
 use crate::resolve::Resolved;
 use crate::{RunningAgent, connect, pipeline, sources, telemetry, watch};
+use authstat_api::front::Front;
 use authstat_api::{self as api, http};
 
 /// How to start.

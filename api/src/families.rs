@@ -1,12 +1,10 @@
-//! The API's metric families and collectors: requests, the answer cache, connections, and the
-//! backend reads that failed.
+//! The API's counters and their metric families: requests, the answer cache, and the backend
+//! reads that failed (the connections' are in `http`).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use authstat_core::metrics::{BACKEND_ERRORS, Collector, Families, Sample};
-
-use super::ApiStats;
-use crate::http::ConnectionStats;
 
 authstat_core::family!(
     API_REQUESTS,
@@ -28,31 +26,24 @@ authstat_core::family!(
     "Stat requests by cache result."
 );
 
-authstat_core::family!(
-    API_CONNECTIONS,
-    "authstat_api_connections",
-    Gauge,
-    "{connection}",
-    false,
-    [],
-    "HTTP connections open now (at most api.max_connections)."
-);
+/// The API's own counters (a collector of the metric registry).
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    /// Responses by status code (a std mutex: one short insert per request).
+    pub requests: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Stat requests answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// Stat requests that read the backend.
+    pub cache_misses: AtomicU64,
+    /// Backend reads that failed.
+    pub backend_errors: AtomicU64,
+}
 
-authstat_core::family!(
-    API_CONNECTION_EVENTS,
-    "authstat_api_connection_events_total",
-    Counter,
-    "{event}",
-    false,
-    ["event"],
-    "Idle connections closed to make room (evicted), new ones closed because all were busy (refused), failed accepts (accept_error)."
-);
-
-fn load(a: &AtomicU64) -> u64 {
+pub(crate) fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
-fn by<const N: usize>(rows: [(&str, &AtomicU64); N]) -> Vec<Sample> {
+pub(crate) fn by<const N: usize>(rows: [(&str, &AtomicU64); N]) -> Vec<Sample> {
     rows.iter()
         .map(|(label, n)| Sample::int(vec![(*label).to_owned()], load(n)))
         .collect()
@@ -76,25 +67,6 @@ impl Collector for ApiStats {
             (
                 &BACKEND_ERRORS,
                 vec![Sample::int(Vec::new(), load(&self.backend_errors))],
-            ),
-        ]);
-    }
-}
-
-impl Collector for ConnectionStats {
-    fn collect(&self, out: &mut Families) {
-        out.extend([
-            (
-                &API_CONNECTIONS,
-                vec![Sample::int(Vec::new(), load(&self.open))],
-            ),
-            (
-                &API_CONNECTION_EVENTS,
-                by([
-                    ("evicted", &self.evicted),
-                    ("refused", &self.refused),
-                    ("accept_error", &self.accept_errors),
-                ]),
             ),
         ]);
     }

@@ -19,7 +19,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, watch};
 use tracing::warn;
 
-use crate::ApiStats;
+use authstat_core::metrics::{Collector, Families, Sample};
+
+use crate::families::{ApiStats, by, load};
 
 /// The connections open now: for each, whether it is busy and how to close it.
 #[derive(Default)]
@@ -44,6 +46,45 @@ pub struct ConnectionStats {
     pub refused: AtomicU64,
     /// Failed `accept` calls (for example: no descriptor left).
     pub accept_errors: AtomicU64,
+}
+
+authstat_core::family!(
+    API_CONNECTIONS,
+    "authstat_api_connections",
+    Gauge,
+    "{connection}",
+    false,
+    [],
+    "HTTP connections open now (at most api.max_connections)."
+);
+
+authstat_core::family!(
+    API_CONNECTION_EVENTS,
+    "authstat_api_connection_events_total",
+    Counter,
+    "{event}",
+    false,
+    ["event"],
+    "Idle connections closed to make room (evicted), new ones closed because all were busy (refused), failed accepts (accept_error)."
+);
+
+impl Collector for ConnectionStats {
+    fn collect(&self, out: &mut Families) {
+        out.extend([
+            (
+                &API_CONNECTIONS,
+                vec![Sample::int(Vec::new(), load(&self.open))],
+            ),
+            (
+                &API_CONNECTION_EVENTS,
+                by([
+                    ("evicted", &self.evicted),
+                    ("refused", &self.refused),
+                    ("accept_error", &self.accept_errors),
+                ]),
+            ),
+        ]);
+    }
 }
 
 /// The cap actually applied: `configured`, but at most a quarter of the soft limit of open files

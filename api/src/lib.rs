@@ -5,19 +5,18 @@
 //! `authstat_core::store::StatStore` and the metrics through `authstat_core::metrics::Registry`.
 
 mod auth;
-pub mod http;
 mod cache;
 pub mod dashboard;
 pub mod families;
+pub use families::ApiStats;
 pub mod front;
-mod introspect;
-mod jwt;
+pub mod http;
 mod metrics;
 mod stat;
 
 pub use metrics::Exposition;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use authstat_config::ApiConfig;
@@ -80,19 +79,6 @@ pub struct ApiState {
     pub cache: StatCache,
     /// The dashboard's logins.
     pub sessions: dashboard::Sessions,
-}
-
-/// Counters of the API, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct ApiStats {
-    /// Responses by status code (a std mutex: one short insert per request).
-    pub requests: Mutex<std::collections::BTreeMap<u16, u64>>,
-    /// Stat requests answered from the cache.
-    pub cache_hits: std::sync::atomic::AtomicU64,
-    /// Stat requests that read the backend.
-    pub cache_misses: std::sync::atomic::AtomicU64,
-    /// Backend reads that failed.
-    pub backend_errors: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ApiState {

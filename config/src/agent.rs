@@ -11,6 +11,7 @@ use crate::BackendConfig;
 use crate::api::ApiConfig;
 use crate::export::ExportConfig;
 use crate::source::SourceConfig;
+use crate::values::{optional_positive_u64, positive_u64};
 
 /// The agent's configuration: one YAML file. Every key is optional except `sources`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,9 +193,6 @@ pub enum LogFormat {
     Json,
 }
 
-pub(crate) fn yes() -> bool {
-    true
-}
 fn default_listen_addr() -> SocketAddr {
     "127.0.0.1:8080".parse().expect("valid")
 }
@@ -232,19 +230,6 @@ fn default_active_user_actions() -> Vec<String> {
 }
 fn default_log_level() -> String {
     "info".into()
-}
-
-pub(crate) fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let v = u64::deserialize(d)?;
-    if v == 0 {
-        return Err(serde::de::Error::custom("must be greater than 0"));
-    }
-    Ok(v)
-}
-
-/// A whole number greater than 0, or absent (for `deserialize_with`).
-pub fn optional_positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    positive_u64(d).map(Some)
 }
 
 fn log2m<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::agent::{positive_u64, yes};
+use crate::values::{positive_u64, yes};
 
 /// The HTTP API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,7 +245,7 @@ impl TryFrom<RawAuth> for AuthConfig {
             ("client_secret", raw.client_secret.is_some()),
             ("cache_max_secs", raw.cache_max_secs.is_some()),
         ];
-        crate::load::only_options("auth", name, allowed, &given)?;
+        crate::values::only_options("auth", name, allowed, &given)?;
         let need = |v: Option<String>, option: &str| {
             v.ok_or_else(|| format!("auth type {name} needs `{option}`"))
         };

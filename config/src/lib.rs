@@ -39,6 +39,7 @@ mod load;
 mod locate;
 pub mod options;
 mod source;
+mod values;
 
 pub use agent::{AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig};
 pub use api::{

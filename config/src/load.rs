@@ -276,24 +276,3 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
     }
     Ok(())
 }
-
-/// Refuses an option that is set but not one of `allowed`, the options of `section` type
-/// `name` (a tagged section written flat, such as `backend:` or `api.auth:`).
-pub(crate) fn only_options(
-    section: &str,
-    name: &str,
-    allowed: &[&str],
-    given: &[(&str, bool)],
-) -> Result<(), String> {
-    match given.iter().find(|(o, set)| *set && !allowed.contains(o)) {
-        None => Ok(()),
-        Some((option, _)) => Err(format!(
-            "`{option}` is not an option of {section} type {name} (its options: {})",
-            if allowed.is_empty() {
-                "none".to_owned()
-            } else {
-                allowed.join(", ")
-            }
-        )),
-    }
-}

@@ -4,7 +4,7 @@
 
 use serde::de::DeserializeOwned;
 
-pub use crate::agent::optional_positive_u64;
+pub use crate::values::optional_positive_u64;
 
 /// An option that cannot be used: its key within the section (`paths[1]`; empty: the section
 /// itself) and what is wrong.

@@ -23,3 +23,9 @@ pub mod sources;
 pub use sources::file::tail;
 
 pub use registry::Plugins;
+
+/// authstat's own formats and source kinds: the one place that lists them (the registry
+/// itself knows no plugin).
+pub fn builtin() -> Plugins {
+    Plugins::new(parse::formats(), sources::kinds())
+}

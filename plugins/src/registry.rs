@@ -1,6 +1,6 @@
 //! The plugin registry: the one place where record formats and source kinds are registered.
 //!
-//! [`Plugins::builtin`] lists authstat's own; a program embedding authstat (or a test) adds its
+//! [`crate::builtin`] lists authstat's own; a program embedding authstat (or a test) adds its
 //! own with [`Plugins::with_format`] and [`Plugins::with_source`]. The configuration's accepted
 //! `format` and `type` names, the command line's `--format` values and `check-config`'s checks
 //! all come from here. Each kind keeps its table beside its modules: a new format is one file in
@@ -15,8 +15,6 @@ use authstat_core::source::Source;
 use authstat_core::store::SourcePosition;
 
 use crate::options::OptionError;
-pub use crate::sources::file::file_patterns;
-use crate::sources::file::tail::PositionError;
 
 /// A record format.
 #[derive(Clone, Copy, Debug)]
@@ -103,9 +101,9 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
-    /// A stored position of the source does not decode.
-    #[error(transparent)]
-    Position(#[from] PositionError),
+    /// A stored position of the source does not decode (what the source says about it).
+    #[error("{0}")]
+    Position(String),
 }
 
 impl BuildError {
@@ -121,7 +119,7 @@ impl BuildError {
                 format!("unknown source type `{name}` (the types: {known})"),
             ),
             BuildError::Option { key, message } => (key.clone(), message.clone()),
-            BuildError::Position(e) => (String::new(), e.to_string()),
+            BuildError::Position(e) => (String::new(), e.clone()),
         }
     }
 }
@@ -134,12 +132,9 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    /// authstat's own plugins.
-    pub fn builtin() -> Self {
-        Self {
-            formats: crate::parse::formats(),
-            sources: crate::sources::kinds(),
-        }
+    /// A registry of these formats and source kinds (authstat's own: [`crate::builtin`]).
+    pub fn new(formats: Vec<Format>, sources: Vec<SourceKind>) -> Self {
+        Self { formats, sources }
     }
 
     /// Adds (or replaces, by name) a format.

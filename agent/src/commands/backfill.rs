@@ -318,7 +318,7 @@ fn followed_by(resolved: &crate::resolve::Resolved, file: &Path) -> Option<Strin
             .then(|| FileOptions::decode(&source.options).ok())
             .flatten()?;
         let patterns =
-            authstat_plugins::registry::file_patterns("", &resolved.base, &f.paths).ok()?;
+            authstat_plugins::sources::file::file_patterns("", &resolved.base, &f.paths).ok()?;
         patterns
             .iter()
             .any(|p| p.matches_path(file))

@@ -183,7 +183,7 @@ fn wait_for_records(agent: &authstat::RunningAgent, n: u64) {
 }
 
 fn plugins() -> Plugins {
-    Plugins::builtin()
+    authstat_plugins::builtin()
         .with_format(Format {
             name: "toy_lines",
             about: "user,epoch_ms,success per line",

@@ -35,12 +35,11 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
 
 #[cfg(test)]
 mod tests {
-    use crate::Plugins;
 
     /// The configuration's loader with the built-in plugins' checks: `file:line:column: key:
     /// message`.
     fn err(text: &str) -> authstat_config::ConfigError {
-        let plugins = Plugins::builtin();
+        let plugins = crate::builtin();
         authstat_config::parse_checked(
             text,
             "authstat.yaml",

@@ -89,7 +89,8 @@ pub(super) fn build_file(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildE
         file.max_record_bytes as usize,
         file.start_at == StartAt::End,
         spec.positions,
-    )?;
+    )
+    .map_err(|e| BuildError::Position(e.to_string()))?;
     Ok(Box::new(tailer.with_claims().with_poll_interval(
         Duration::from_millis(file.poll_interval_ms),
     )))

@@ -12,7 +12,7 @@ use authstat_config::IntrospectionConfig;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::auth::Denied;
+use super::denied::Denied;
 
 /// How long an inactive answer is reused.
 const INACTIVE_CACHE: Duration = Duration::from_secs(5);

@@ -17,7 +17,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::auth::Denied;
+use super::denied::Denied;
 
 /// A usable key: its id, the one algorithm it is restricted to (if any), the key.
 #[derive(Clone)]

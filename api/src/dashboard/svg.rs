@@ -59,6 +59,8 @@ const LEFT: u64 = 56;
 const RIGHT: u64 = 48;
 const TOP: u64 = 12;
 const BOTTOM: u64 = 36;
+/// The height of the plotting area.
+const PLOT_H: u64 = HEIGHT - TOP - BOTTOM;
 
 /// A round axis maximum at or above `max` (1, 2 or 5 times a power of ten).
 fn nice_max(max: u64) -> u64 {
@@ -77,25 +79,8 @@ impl BarChart<'_> {
     /// The chart as an `<svg>` element.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let n = self.columns.len().max(1) as u64;
-        let plot_w = WIDTH - LEFT - RIGHT;
-        let plot_h = HEIGHT - TOP - BOTTOM;
-        let column_max = (0..self.columns.len())
-            .map(|i| {
-                let values = self
-                    .series
-                    .iter()
-                    .map(|s| s.values.get(i).copied().unwrap_or(0));
-                if self.stacked {
-                    values.sum()
-                } else {
-                    values.max().unwrap_or(0)
-                }
-            })
-            .max()
-            .unwrap_or(0);
-        let top = nice_max(column_max);
-        let y = |v: u64| TOP + plot_h - v * plot_h / top;
+        let top = nice_max(self.column_max());
+        let y = |v: u64| TOP + PLOT_H - v * PLOT_H / top;
         let _ = write!(
             out,
             "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
@@ -117,7 +102,40 @@ impl BarChart<'_> {
                 y = y(v)
             );
         }
-        let slot = plot_w / n;
+        self.bars(&mut out, &y);
+        if let Some((name, rates)) = &self.rate {
+            self.rate_line(&mut out, name, rates);
+        }
+        out.push_str("</svg>");
+        out
+    }
+
+    /// The largest column: the sum of its values when stacked, else its largest value.
+    fn column_max(&self) -> u64 {
+        (0..self.columns.len())
+            .map(|i| {
+                let values = self
+                    .series
+                    .iter()
+                    .map(|s| s.values.get(i).copied().unwrap_or(0));
+                if self.stacked {
+                    values.sum()
+                } else {
+                    values.max().unwrap_or(0)
+                }
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The width of one column's slot.
+    fn slot(&self) -> u64 {
+        (WIDTH - LEFT - RIGHT) / self.columns.len().max(1) as u64
+    }
+
+    /// The bars and the month labels under them.
+    fn bars(&self, out: &mut String, y: &dyn Fn(u64) -> u64) {
+        let slot = self.slot();
         let groups = if self.stacked {
             1
         } else {
@@ -160,54 +178,55 @@ impl BarChart<'_> {
                 if *incomplete { "*" } else { "" }
             );
         }
-        if let Some((name, rates)) = &self.rate {
-            let rate_top = nice_max(rates.iter().flatten().copied().max().unwrap_or(0));
-            let ry = |v: u64| TOP + plot_h - v * plot_h / rate_top;
-            for v in [0, rate_top] {
-                let _ = write!(
-                    out,
-                    "<text class=\"axis rate\" x=\"{}\" y=\"{}\">{}%</text>",
-                    WIDTH - RIGHT + 6,
-                    ry(v) + 4,
-                    per_mille_text(v)
-                );
-            }
-            let points: Vec<(u64, u64, u64, &str)> = rates
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    r.map(|r| {
-                        (
-                            LEFT + i as u64 * slot + slot / 2,
-                            ry(r),
-                            r,
-                            self.columns[i].0.as_str(),
-                        )
-                    })
-                })
-                .collect();
-            let path: Vec<String> = points
-                .iter()
-                .map(|(x, y, _, _)| format!("{x},{y}"))
-                .collect();
+    }
+
+    /// The rate on its own (right) axis: a line with a point per month that has one.
+    fn rate_line(&self, out: &mut String, name: &str, rates: &[Option<u64>]) {
+        let slot = self.slot();
+        let rate_top = nice_max(rates.iter().flatten().copied().max().unwrap_or(0));
+        let ry = |v: u64| TOP + PLOT_H - v * PLOT_H / rate_top;
+        for v in [0, rate_top] {
             let _ = write!(
                 out,
-                "<polyline class=\"rate\" points=\"{}\"/>",
-                path.join(" ")
+                "<text class=\"axis rate\" x=\"{}\" y=\"{}\">{}%</text>",
+                WIDTH - RIGHT + 6,
+                ry(v) + 4,
+                per_mille_text(v)
             );
-            for (x, y, r, label) in points {
-                let _ = write!(
-                    out,
-                    "<circle class=\"rate\" data-series=\"{n}\" data-month=\"{l}\" data-value=\"{r}\" \
-                     cx=\"{x}\" cy=\"{y}\" r=\"3\"><title>{l} · {n}: {p}%</title></circle>",
-                    n = escape(name),
-                    l = escape(label),
-                    p = per_mille_text(r)
-                );
-            }
         }
-        out.push_str("</svg>");
-        out
+        let points: Vec<(u64, u64, u64, &str)> = rates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                r.map(|r| {
+                    (
+                        LEFT + i as u64 * slot + slot / 2,
+                        ry(r),
+                        r,
+                        self.columns[i].0.as_str(),
+                    )
+                })
+            })
+            .collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y, _, _)| format!("{x},{y}"))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline class=\"rate\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for (x, y, r, label) in points {
+            let _ = write!(
+                out,
+                "<circle class=\"rate\" data-series=\"{n}\" data-month=\"{l}\" data-value=\"{r}\" \
+                 cx=\"{x}\" cy=\"{y}\" r=\"3\"><title>{l} · {n}: {p}%</title></circle>",
+                n = escape(name),
+                l = escape(label),
+                p = per_mille_text(r)
+            );
+        }
     }
 
     /// The same numbers as a table (for the `<details>` beside the chart).

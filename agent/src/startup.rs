@@ -61,6 +61,32 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
     start_on(resolved, options, listener).await
 }
 
+/// Serves `front` on `listener` until `stopped`, with the configured cap on connections.
+fn serve(
+    api: &authstat_config::ApiConfig,
+    listener: tokio::net::TcpListener,
+    front: &Arc<Front>,
+    (requests, connections): (Arc<api::ApiStats>, Arc<http::ConnectionStats>),
+    stopped: oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    let cap = http::effective_cap(api.max_connections);
+    if cap < api.max_connections {
+        warn!(
+            configured = api.max_connections,
+            cap, "api.max_connections lowered to a quarter of the limit of open files"
+        );
+    }
+    let server = http::Server {
+        listener,
+        app: front.router(),
+        timeout: Duration::from_secs(api.request_timeout_secs),
+        cap,
+        requests,
+        connections,
+    };
+    authstat_runtime::tasks::spawn("http", http::serve(server, stopped))
+}
+
 /// [`start`] on a socket that is already bound (`listen_addr` is not used): a supervisor that
 /// passes sockets, or a test that must not release a port and bind it again.
 pub async fn start_on(
@@ -77,22 +103,13 @@ pub async fn start_on(
     let registry = telemetry::registry();
     let api_stats = Arc::new(api::ApiStats::default());
     let connections = Arc::new(http::ConnectionStats::default());
-    let cap = http::effective_cap(config.api.max_connections);
-    if cap < config.api.max_connections {
-        warn!(
-            configured = config.api.max_connections,
-            cap, "api.max_connections lowered to a quarter of the limit of open files"
-        );
-    }
-    let server = http::Server {
+    let http = serve(
+        &config.api,
         listener,
-        app: front.router(),
-        timeout: Duration::from_secs(config.api.request_timeout_secs),
-        cap,
-        requests: api_stats.clone(),
-        connections: connections.clone(),
-    };
-    let http = authstat_runtime::tasks::spawn("http", http::serve(server, stopped));
+        &front,
+        (api_stats.clone(), connections.clone()),
+        stopped,
+    );
     info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
 
     if config.api.auth == authstat_config::AuthConfig::Deny {
@@ -118,15 +135,7 @@ pub async fn start_on(
     let exporters = resolved
         .exporters
         .start(&config.export, &resolved.node, &registry, &store)?;
-    let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
-        let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
-        authstat_runtime::tasks::spawn(
-            "fold",
-            crate::fold::run(store.clone(), silent_for, stats.clone()),
-        )
-    });
-
-    let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone()));
+    let (fold, daily) = background(&config, &store, &stats);
     let state = Arc::new(api::ApiState::new(
         store,
         config.api.clone(),
@@ -158,6 +167,27 @@ pub async fn start_on(
         exporters,
         _watcher: watcher,
     })
+}
+
+/// The background tasks on the backend: folding silent nodes (unless switched off) and
+/// recording the cluster's users of each day.
+fn background(
+    config: &authstat_config::AgentConfig,
+    store: &Arc<dyn StatStore>,
+    stats: &Arc<PipelineStats>,
+) -> (
+    Option<tokio::task::JoinHandle<()>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let fold = (config.fold_silent_nodes_after_secs > 0).then(|| {
+        let silent_for = Duration::from_secs(config.fold_silent_nodes_after_secs);
+        authstat_runtime::tasks::spawn(
+            "fold",
+            crate::fold::run(store.clone(), silent_for, stats.clone()),
+        )
+    });
+    let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone()));
+    (fold, daily)
 }
 
 /// The backend connected, the node id claimed and the node's state loaded, each step retried

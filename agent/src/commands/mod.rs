@@ -170,20 +170,38 @@ pub async fn run(
         loaded = std::fs::read(path).ok();
         match load(path) {
             Err(e) => tracing::warn!(%why, error = %e, "configuration not reloaded"),
-            Ok(new) => {
-                let level = new.config.logging.level.clone();
-                match agent.reload(new) {
-                    Ok(()) => {
-                        if let Err(e) = set_level(&level) {
-                            tracing::warn!(error = %e, "log level not changed");
-                        }
-                        tracing::info!(%why, "configuration reloaded");
-                    }
-                    Err(e) => tracing::warn!(%why, "configuration not reloaded: {e}"),
-                }
-            }
+            Ok(new) => reload(&mut agent, new, &set_level, why),
         }
     }
+    shut_down(agent, &mut stop, died).await
+}
+
+/// Applies a configuration read again (or says why not).
+fn reload(
+    agent: &mut crate::RunningAgent,
+    new: crate::resolve::Resolved,
+    set_level: &crate::logging::LevelHandle,
+    why: &str,
+) {
+    let level = new.config.logging.level.clone();
+    match agent.reload(new) {
+        Ok(()) => {
+            if let Err(e) = set_level(&level) {
+                tracing::warn!(error = %e, "log level not changed");
+            }
+            tracing::info!(%why, "configuration reloaded");
+        }
+        Err(e) => tracing::warn!(%why, "configuration not reloaded: {e}"),
+    }
+}
+
+/// The final flush within the grace period (a second stop signal exits at once); a task's
+/// death is the stop's outcome.
+async fn shut_down(
+    agent: crate::RunningAgent,
+    stop: &mut StopSignals,
+    died: Option<authstat_runtime::tasks::Death>,
+) -> Result<(), Failure> {
     tracing::info!("shutting down: final flush");
     // Read now: a reload may have changed it.
     let grace = agent.shutdown_grace();

@@ -195,19 +195,7 @@ pub fn decode(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
         return Ok(None);
     };
     let (head_len, separator) = head_end;
-    let head = std::str::from_utf8(&rest[..head_len])
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame headers are not UTF-8"))?;
-    let mut lines = head.lines();
-    let command = lines.next().unwrap_or("").trim_end_matches('\r').to_owned();
-    let mut headers = HashMap::new();
-    for line in lines {
-        let line = line.trim_end_matches('\r');
-        if let Some((name, value)) = line.split_once(':') {
-            headers
-                .entry(unescape(name))
-                .or_insert_with(|| unescape(value));
-        }
-    }
+    let (command, headers) = decode_head(&rest[..head_len])?;
     let body_start = head_len + separator;
     let (body, end) = match headers
         .get("content-length")
@@ -252,6 +240,24 @@ pub fn decode(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
     )))
 }
 
+/// A frame's command and headers (the first of a repeated header counts, as STOMP 1.2 says).
+fn decode_head(head: &[u8]) -> io::Result<(String, HashMap<String, String>)> {
+    let head = std::str::from_utf8(head)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame headers are not UTF-8"))?;
+    let mut lines = head.lines();
+    let command = lines.next().unwrap_or("").trim_end_matches('\r').to_owned();
+    let mut headers = HashMap::new();
+    for line in lines {
+        let line = line.trim_end_matches('\r');
+        if let Some((name, value)) = line.split_once(':') {
+            headers
+                .entry(unescape(name))
+                .or_insert_with(|| unescape(value));
+        }
+    }
+    Ok((command, headers))
+}
+
 impl Connection {
     /// Connects to `addr` (`host:port`, or `stomp+ssl://host:port` for TLS with `tls`) and
     /// logs in; waits at most `timeout` (for each step).
@@ -276,18 +282,7 @@ impl Connection {
         tcp.set_read_timeout(Some(timeout))?;
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         let stream = if secure {
-            let config = tls.ok_or_else(|| {
-                io::Error::other("a stomp+ssl:// broker needs the TLS configuration")
-            })?;
-            let name = rustls::pki_types::ServerName::try_from(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
-            )
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let session =
-                rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-            Stream::Tls(Box::new(rustls::StreamOwned::new(session, tcp)))
+            Stream::Tls(Box::new(tls_stream(tcp, host, tls)?))
         } else {
             Stream::Plain(tcp)
         };
@@ -309,9 +304,15 @@ impl Connection {
             headers.push(("passcode", pass));
         }
         conn.send(&encode("CONNECT", &headers, ""))?;
+        conn.connected(timeout)?;
+        Ok(conn)
+    }
+
+    /// Waits for the broker's answer to CONNECT (within `timeout`) and takes its heart-beat.
+    fn connected(&mut self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         let frame = loop {
-            if let Some(frame) = conn.receive(Duration::from_millis(50))? {
+            if let Some(frame) = self.receive(Duration::from_millis(50))? {
                 break frame;
             }
             if Instant::now() >= deadline {
@@ -324,13 +325,13 @@ impl Connection {
         match frame.command.as_str() {
             "CONNECTED" => {
                 // heart-beat:<cx>,<cy>: the broker sends every max(cy, our 10000) ms if cx > 0.
-                conn.heart_beat = frame
+                self.heart_beat = frame
                     .header("heart-beat")
                     .and_then(|v| v.split_once(','))
                     .and_then(|(sx, _)| sx.trim().parse::<u64>().ok())
                     .filter(|&ms| ms > 0)
                     .map(|ms| Duration::from_millis(ms.max(10_000)));
-                Ok(conn)
+                Ok(())
             }
             "ERROR" => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -396,6 +397,24 @@ impl Connection {
             None => Ok(None),
         }
     }
+}
+
+/// A TLS session over `tcp` with the broker `host` (its certificate checked for that name).
+fn tls_stream(
+    tcp: TcpStream,
+    host: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let config =
+        tls.ok_or_else(|| io::Error::other("a stomp+ssl:// broker needs the TLS configuration"))?;
+    let name = rustls::pki_types::ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let session = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    Ok(rustls::StreamOwned::new(session, tcp))
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! Reading the streams: from the longest file that carries each, after checking that files
 //! which changed still carry it.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use authstat_core::source::SourceEvent;
 
 use super::index::StreamId;
 use super::reader::Framing;
-use super::{Claim, DETACHED_SCANS, FileKey, READ_SLICE, SourceError, Tailer};
+use super::{Claim, DETACHED_SCANS, FileKey, Physical, READ_SLICE, SourceError, Stream, Tailer};
 
 impl Tailer {
     /// Reads what the streams hold, up to about `budget` bytes, calling `on_event` for each
@@ -53,25 +55,8 @@ impl Tailer {
                 None => (0, Vec::new()),
             };
         }
-        let mut errors = Vec::new();
         // Check and choose each stream's file on this thread (that changes the tailer's maps).
-        let mut ids: Vec<StreamId> = Vec::new();
-        for (sid, s) in &self.streams {
-            if !s.carriers.is_empty() && s.claim == Claim::Confirmed {
-                ids.push(*sid);
-            }
-        }
-        ids.sort_unstable();
-        let mut readers = std::collections::HashMap::new();
-        for sid in ids {
-            match self.choose_reader(sid) {
-                Ok(Some(best)) => {
-                    readers.insert(sid, best);
-                }
-                Ok(None) => {}
-                Err(e) => errors.push(e),
-            }
-        }
+        let (readers, mut errors) = self.choose_readers();
         // Read the chosen streams, the threads sharing the parser. The streams wait in a queue;
         // a thread takes one, reads a slice of it, and puts it back at the end if it has more.
         // So a stream is read in order by one thread at a time, and no thread waits for
@@ -80,9 +65,9 @@ impl Tailer {
         let parser = self.parser.as_ref();
         let max = self.max_record_bytes;
         let files = &self.files;
-        let mut streams: Vec<(&StreamId, &mut super::Stream)> = self.streams.iter_mut().collect();
+        let mut streams: Vec<(&StreamId, &mut Stream)> = self.streams.iter_mut().collect();
         streams.sort_unstable_by_key(|(sid, _)| **sid);
-        let queue: std::collections::VecDeque<(&mut super::Stream, FileKey)> = streams
+        let queue: VecDeque<(&mut Stream, FileKey)> = streams
             .into_iter()
             .filter_map(|(sid, stream)| {
                 let best = *readers.get(sid)?;
@@ -90,7 +75,7 @@ impl Tailer {
             })
             .collect();
         let threads = sinks.len().min(queue.len());
-        let queue = std::sync::Mutex::new(queue);
+        let queue: ReadQueue<'_> = Mutex::new(queue);
         let spent = AtomicUsize::new(0);
         let results: Vec<(usize, Vec<SourceError>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = sinks
@@ -98,42 +83,8 @@ impl Tailer {
                 .take(threads)
                 .map(|sink| {
                     let (queue, spent) = (&queue, &spent);
-                    scope.spawn(move || {
-                        let framing = Framing { parser, max };
-                        let mut chunk = vec![0; super::READ_CHUNK];
-                        let (mut total, mut errors) = (0, Vec::new());
-                        while spent.load(Ordering::Relaxed) < budget {
-                            let next = queue.lock().expect("the read queue").pop_front();
-                            let Some((stream, key)) = next else { break };
-                            let p = &files[&key];
-                            let read = framing.read(
-                                &mut stream.state,
-                                &p.file,
-                                &p.path,
-                                &mut chunk,
-                                READ_SLICE,
-                                &mut **sink,
-                            );
-                            match read {
-                                Ok(n) => {
-                                    total += n;
-                                    spent.fetch_add(n, Ordering::Relaxed);
-                                    // Less than a slice: the stream is at its end for now.
-                                    if n >= READ_SLICE {
-                                        queue
-                                            .lock()
-                                            .expect("the read queue")
-                                            .push_back((stream, key));
-                                    }
-                                }
-                                Err(error) => errors.push(SourceError {
-                                    path: p.path.clone(),
-                                    error,
-                                }),
-                            }
-                        }
-                        (total, errors)
-                    })
+                    let framing = Framing { parser, max };
+                    scope.spawn(move || drain(queue, spent, budget, files, &framing, &mut **sink))
                 })
                 .collect();
             handles
@@ -150,6 +101,29 @@ impl Tailer {
             self.let_go_of_read_files(sid);
         }
         (total, errors)
+    }
+
+    /// The file to read of every confirmed stream that has one, and the files that could not
+    /// be checked.
+    fn choose_readers(&mut self) -> (HashMap<StreamId, FileKey>, Vec<SourceError>) {
+        let mut ids: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.carriers.is_empty() && s.claim == Claim::Confirmed)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let (mut readers, mut errors) = (HashMap::new(), Vec::new());
+        for sid in ids {
+            match self.choose_reader(sid) {
+                Ok(Some(best)) => {
+                    readers.insert(sid, best);
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        (readers, errors)
     }
 
     /// Checks the carriers of stream `sid` that changed (before trusting their new bytes) and
@@ -240,4 +214,52 @@ impl Tailer {
         self.let_go_of_read_files(sid);
         Ok(n)
     }
+}
+
+/// The streams waiting to be read, each with the file to read it from.
+type ReadQueue<'a> = Mutex<VecDeque<(&'a mut Stream, FileKey)>>;
+
+/// One reading thread: takes a stream from the queue, reads a slice of it into `sink`, puts it
+/// back at the end if it has more, until the queue is empty or `spent` reaches `budget`.
+fn drain(
+    queue: &ReadQueue<'_>,
+    spent: &AtomicUsize,
+    budget: usize,
+    files: &HashMap<FileKey, Physical>,
+    framing: &Framing<'_>,
+    sink: &mut (dyn FnMut(SourceEvent<'_>) + Send),
+) -> (usize, Vec<SourceError>) {
+    let mut chunk = vec![0; super::READ_CHUNK];
+    let (mut total, mut errors) = (0, Vec::new());
+    while spent.load(Ordering::Relaxed) < budget {
+        let next = queue.lock().expect("the read queue").pop_front();
+        let Some((stream, key)) = next else { break };
+        let p = &files[&key];
+        let read = framing.read(
+            &mut stream.state,
+            &p.file,
+            &p.path,
+            &mut chunk,
+            READ_SLICE,
+            sink,
+        );
+        match read {
+            Ok(n) => {
+                total += n;
+                spent.fetch_add(n, Ordering::Relaxed);
+                // Less than a slice: the stream is at its end for now.
+                if n >= READ_SLICE {
+                    queue
+                        .lock()
+                        .expect("the read queue")
+                        .push_back((stream, key));
+                }
+            }
+            Err(error) => errors.push(SourceError {
+                path: p.path.clone(),
+                error,
+            }),
+        }
+    }
+    (total, errors)
 }

@@ -194,13 +194,8 @@ fn bounded_durations(value: &serde_yaml::Value, key: &str) -> Result<(), (String
 }
 
 /// Checks that span several keys.
-fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
-    if let Ok(value) = serde_yaml::to_value(config) {
-        bounded_durations(&value, "")?;
-    }
-    if config.sources.is_empty() {
-        return Err(("sources".into(), "at least one source is needed".into()));
-    }
+/// Every source named, once, and not with the name reserved for backfill.
+fn source_names(config: &AgentConfig) -> Result<(), (String, String)> {
     let mut names = HashSet::new();
     for (i, source) in config.sources.iter().enumerate() {
         if source.name.is_empty() {
@@ -219,31 +214,11 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
             ));
         }
     }
-    for (name, path) in [
-        ("api.stat_path", &config.api.stat_path),
-        ("api.health_path", &config.api.health_path),
-    ] {
-        if !path.starts_with('/') {
-            return Err((name.into(), format!("'{path}' must start with /")));
-        }
-    }
-    if let Some(lease) = config.node_lease_secs
-        && lease <= config.flush_interval_secs
-    {
-        return Err((
-            "node_lease_secs".into(),
-            format!(
-                "{lease} must be longer than flush_interval_secs ({}): flushes renew the lease",
-                config.flush_interval_secs
-            ),
-        ));
-    }
-    if config.api.stat_path == config.api.health_path {
-        return Err((
-            "api.health_path".into(),
-            "must differ from api.stat_path".into(),
-        ));
-    }
+    Ok(())
+}
+
+/// The dashboard's path starts with `/` and hides no other endpoint.
+fn dashboard_path(config: &AgentConfig) -> Result<(), (String, String)> {
     let dashboard = &config.api.dashboard;
     if dashboard.enabled {
         let path = dashboard.path.trim_end_matches('/');
@@ -274,5 +249,42 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
             ));
         }
     }
+    Ok(())
+}
+
+fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
+    if let Ok(value) = serde_yaml::to_value(config) {
+        bounded_durations(&value, "")?;
+    }
+    if config.sources.is_empty() {
+        return Err(("sources".into(), "at least one source is needed".into()));
+    }
+    source_names(config)?;
+    for (name, path) in [
+        ("api.stat_path", &config.api.stat_path),
+        ("api.health_path", &config.api.health_path),
+    ] {
+        if !path.starts_with('/') {
+            return Err((name.into(), format!("'{path}' must start with /")));
+        }
+    }
+    if let Some(lease) = config.node_lease_secs
+        && lease <= config.flush_interval_secs
+    {
+        return Err((
+            "node_lease_secs".into(),
+            format!(
+                "{lease} must be longer than flush_interval_secs ({}): flushes renew the lease",
+                config.flush_interval_secs
+            ),
+        ));
+    }
+    if config.api.stat_path == config.api.health_path {
+        return Err((
+            "api.health_path".into(),
+            "must differ from api.stat_path".into(),
+        ));
+    }
+    dashboard_path(config)?;
     Ok(())
 }

@@ -252,18 +252,7 @@ impl Settings {
             .protocol
             .or_else(|| env.signal("PROTOCOL", protocol).map(|(_, p)| p))
             .unwrap_or(DEFAULT_PROTOCOL);
-        let endpoint = match &config.endpoint {
-            Some(url) => endpoint(url).map_err(|m| error("endpoint", m))?,
-            None => {
-                if let Some(url) = env.parsed("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint) {
-                    url
-                } else if let Some(base) = env.parsed("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint) {
-                    from_base(&base, protocol)
-                } else {
-                    default_endpoint(protocol).to_owned()
-                }
-            }
-        };
+        let endpoint = the_endpoint(config, protocol, &mut env)?;
         if protocol == OtlpProtocol::HttpProtobuf {
             env.warnings.extend(http_endpoint_warning(&endpoint));
         }
@@ -287,20 +276,7 @@ impl Settings {
             .min(interval);
         let headers = headers(config, &mut env)?;
         let resource = resource(config, node, host, &mut env)?;
-        let file_or_env = |file: &Option<PathBuf>, suffix: &str, env: &mut Lookup<'_>| {
-            file.clone()
-                .or_else(|| env.signal(suffix, path).map(|(_, p)| p))
-        };
-        let certificate = file_or_env(&config.certificate, "CERTIFICATE", &mut env);
-        let client_certificate =
-            file_or_env(&config.client_certificate, "CLIENT_CERTIFICATE", &mut env);
-        let client_key = file_or_env(&config.client_key, "CLIENT_KEY", &mut env);
-        if client_certificate.is_some() != client_key.is_some() {
-            return Err(error(
-                "client_certificate",
-                "a client certificate and its key go together (client_certificate and client_key)",
-            ));
-        }
+        let (certificate, client_certificate, client_key) = tls_files(config, &mut env)?;
         if let Some(t) = env.var("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE")
             && !t.eq_ignore_ascii_case("cumulative")
         {
@@ -325,6 +301,49 @@ impl Settings {
             warnings: env.warnings,
         })
     }
+}
+
+/// The file's endpoint, else `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` as it is, else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with the signal's path, else the protocol's default.
+fn the_endpoint(
+    config: &OtlpConfig,
+    protocol: OtlpProtocol,
+    env: &mut Lookup<'_>,
+) -> Result<String, SettingsError> {
+    if let Some(url) = &config.endpoint {
+        return endpoint(url).map_err(|m| error("endpoint", m));
+    }
+    Ok(
+        if let Some(url) = env.parsed("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint) {
+            url
+        } else if let Some(base) = env.parsed("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint) {
+            from_base(&base, protocol)
+        } else {
+            default_endpoint(protocol).to_owned()
+        },
+    )
+}
+
+/// The CA certificate, the client certificate and the client key.
+type TlsFiles = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);
+
+/// The CA certificate, client certificate and client key files: the file's, else the
+/// environment's; a client certificate and its key go together.
+fn tls_files(config: &OtlpConfig, env: &mut Lookup<'_>) -> Result<TlsFiles, SettingsError> {
+    let mut file_or_env = |file: &Option<PathBuf>, suffix: &str| {
+        file.clone()
+            .or_else(|| env.signal(suffix, path).map(|(_, p)| p))
+    };
+    let certificate = file_or_env(&config.certificate, "CERTIFICATE");
+    let client_certificate = file_or_env(&config.client_certificate, "CLIENT_CERTIFICATE");
+    let client_key = file_or_env(&config.client_key, "CLIENT_KEY");
+    if client_certificate.is_some() != client_key.is_some() {
+        return Err(error(
+            "client_certificate",
+            "a client certificate and its key go together (client_certificate and client_key)",
+        ));
+    }
+    Ok((certificate, client_certificate, client_key))
 }
 
 /// The file's headers, then `OTEL_EXPORTER_OTLP_METRICS_HEADERS`', then

@@ -51,8 +51,11 @@ use mongodb::{Client, Collection};
 use crate::merge::{Merger, distinct_months};
 
 mod codec;
+mod daily;
 mod fold;
 mod own;
+mod read;
+mod snapshot;
 
 pub use fold::FoldFailAt;
 
@@ -322,7 +325,7 @@ impl StatStore for MongoStore {
         if months.is_empty() {
             return Ok(Vec::new());
         }
-        for _ in 0..READ_ATTEMPTS {
+        for _ in 0..read::READ_ATTEMPTS {
             if let Some(merged) = self.read_once(&months).await? {
                 return Ok(merged);
             }
@@ -361,52 +364,7 @@ impl StatStore for MongoStore {
     }
 
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
-        crate::memory::check_snapshot(KIND, snapshot)?;
-        let mut set = doc! { "updated_at_ms": now_ms(), "version": snapshot.version };
-        for month in &snapshot.months {
-            set.insert(format!("months.{}", month.month), codec::month_doc(month)?);
-        }
-        let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
-        let node = snapshot.node.as_str();
-        // Replace the months if the stored version is not newer; create the document if there
-        // is none (a racing creator makes the insert fail: then the update decides).
-        for _ in 0..8 {
-            let updated = self
-                .collection
-                .update_one(
-                    doc! { "_id": node, "version": { "$lte": snapshot.version } },
-                    doc! { "$set": set.clone(), "$inc": { "seq": 1_i64 } },
-                )
-                .await
-                .map_err(db)?;
-            if updated.matched_count == 1 {
-                return Ok(SnapshotOutcome::Applied);
-            }
-            // Not applied: a newer version is stored (stale), or the document was created by an
-            // older snapshot since the update looked (try again), or there is none yet.
-            if let Some(stored) = self.node_doc(&snapshot.node).await? {
-                if codec::int(&stored, "version").unwrap_or(i64::MIN) > snapshot.version {
-                    return Ok(SnapshotOutcome::Stale);
-                }
-                continue;
-            }
-            let mut months = Document::new();
-            for month in &snapshot.months {
-                months.insert(month.month.to_string(), codec::month_doc(month)?);
-            }
-            let created = doc! {
-                "_id": node, "seq": 1_i64, "updated_at_ms": now_ms(),
-                "version": snapshot.version, "months": months,
-            };
-            match self.collection.insert_one(created).await {
-                Ok(_) => return Ok(SnapshotOutcome::Applied),
-                Err(e) if is_duplicate_key(&e) => continue,
-                Err(e) => return Err(db(e)),
-            }
-        }
-        Err(unavailable(format!(
-            "the snapshot of {node} kept racing another writer; try again"
-        )))
+        self.snapshot_cas(snapshot).await
     }
 
     async fn record_daily_users(
@@ -415,69 +373,14 @@ impl StatStore for MongoStore {
         day: u32,
         users: u64,
     ) -> Result<(), StoreError> {
-        crate::memory::check_day(KIND, day)?;
-        let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
-        let id = i64::from(month.yyyymm());
-        let field = format!("days.{day}");
-        let users = i64::try_from(users).unwrap_or(i64::MAX);
-        // Compare-and-set: raise the day's figure only from the value read (agents may race).
-        for _ in 0..16 {
-            let stored = self.daily.find_one(doc! { "_id": id }).await.map_err(db)?;
-            let Some(stored) = stored else {
-                let created = doc! { "_id": id, "days": { day.to_string(): users } };
-                match self.daily.insert_one(created).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if is_duplicate_key(&e) => continue,
-                    Err(e) => return Err(db(e)),
-                }
-            };
-            let old = stored
-                .get_document("days")
-                .ok()
-                .and_then(|d| d.get(day.to_string()))
-                .and_then(|v| match v {
-                    mongodb::bson::Bson::Int64(v) => Some(*v),
-                    mongodb::bson::Bson::Int32(v) => Some(i64::from(*v)),
-                    _ => None,
-                });
-            if old.is_some_and(|old| old >= users) {
-                return Ok(());
-            }
-            let filter = match old {
-                Some(old) => doc! { "_id": id, &field: old },
-                None => doc! { "_id": id, &field: { "$exists": false } },
-            };
-            let updated = self
-                .daily
-                .update_one(filter, doc! { "$set": { &field: users } })
-                .await
-                .map_err(db)?;
-            if updated.matched_count == 1 {
-                return Ok(());
-            }
-        }
-        Err(unavailable("the daily figure kept changing; try again"))
+        self.raise_daily(month, day, users).await
     }
 
     async fn daily_users(
         &self,
         month: Month,
     ) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
-        let stored = self
-            .daily
-            .find_one(doc! { "_id": i64::from(month.yyyymm()) })
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
-        let mut out = std::collections::BTreeMap::new();
-        if let Some(days) = stored.as_ref().and_then(|d| d.get_document("days").ok()) {
-            for (day, _) in days {
-                let day: u32 = day
-                    .parse()
-                    .map_err(|_| corrupt(format!("daily users of {month}: day {day}")))?;
-                out.insert(day, int(days, &day.to_string())?.max(0) as u64);
-            }
-        }
-        Ok(out)
+        self.read_daily(month).await
     }
 
     async fn fold_silent(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
@@ -517,79 +420,5 @@ impl StatStore for MongoStore {
             .await
             .map_err(|e| unavailable(e.to_string()).because(e))?;
         Ok(moved.modified_count == 1)
-    }
-}
-
-/// How often a read is made again because a fold changed the data during it.
-const READ_ATTEMPTS: usize = 5;
-
-impl MongoStore {
-    /// One read of `months` (see `fold.rs`): `None` if a fold's apply step ran during it.
-    async fn read_once(&self, months: &[Month]) -> Result<Option<Vec<MonthStats>>, StoreError> {
-        let folded = NodeId::folded();
-        let mut of_folded = doc! { "applied": 1, "version": 1 };
-        let mut of_nodes = doc! { "folding.gen": 1 };
-        for m in months {
-            of_folded.insert(format!("months.{m}"), 1);
-            of_nodes.insert(format!("months.{m}"), 1);
-            of_nodes.insert(format!("folding.months.{m}"), 1);
-        }
-        let before = self
-            .collection
-            .find_one(doc! { "_id": folded.as_str() })
-            .projection(of_folded)
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
-        let mut cursor = self
-            .collection
-            .find(doc! { "_id": { "$ne": folded.as_str() } })
-            .projection(of_nodes)
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
-        let mut merger = Merger::new(KIND);
-        // Months of interrupted or running folds, merged unless the folded document has them.
-        let mut folding = Vec::new();
-        while let Some(doc) = cursor
-            .try_next()
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?
-        {
-            let node = doc.get_str("_id").unwrap_or("?").to_owned();
-            if let Ok(stored) = doc.get_document("months") {
-                merge_months(&mut merger, &node, stored, Some(months))?;
-            }
-            if let Ok(pending) = doc.get_document("folding") {
-                let generation = int(pending, "gen")?;
-                let stored = pending.get_document("months").cloned().unwrap_or_default();
-                folding.push((node, generation, stored));
-            }
-        }
-        let after = self
-            .collection
-            .find_one(doc! { "_id": folded.as_str() })
-            .projection(doc! { "version": 1 })
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
-        let version = |d: &Option<Document>| d.as_ref().map(|d| int(d, "version").unwrap_or(0));
-        if version(&before) != version(&after) {
-            return Ok(None);
-        }
-        if let Some(stored) = before.as_ref().and_then(|b| b.get_document("months").ok()) {
-            merge_months(&mut merger, folded.as_str(), stored, Some(months))?;
-        }
-        for (node, generation, stored) in folding {
-            let applied = before.as_ref().and_then(|b| fold::applied_gen(b, &node));
-            if applied != Some(generation) {
-                merge_months(&mut merger, &node, &stored, Some(months))?;
-            }
-        }
-        Ok(Some(merger.finish()))
-    }
-
-    async fn node_doc(&self, node: &NodeId) -> Result<Option<Document>, StoreError> {
-        self.collection
-            .find_one(doc! { "_id": node.as_str() })
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))
     }
 }

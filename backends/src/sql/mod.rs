@@ -18,7 +18,9 @@ mod flush;
 mod fold;
 mod own;
 mod pool;
+mod read;
 mod snapshot;
+mod tx;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,9 @@ use dialect::Dialect;
 pub use pool::probe_sqlite_file;
 
 use crate::merge::{Merger, distinct_months};
+use read::*;
+pub use tx::Interrupt;
+use tx::*;
 
 /// The longest counter key part the schema stores (`VARCHAR(255)`).
 pub const MAX_KEY_PART_LEN: usize = 255;
@@ -110,23 +115,6 @@ fn db_error(dialect: Dialect, e: diesel::result::Error) -> StoreError {
     }
 }
 
-/// How often a flush that lost a deadlock is tried again before the caller hears of it.
-const DEADLOCK_RETRIES: u32 = 5;
-
-/// A transaction the database aborted to break a deadlock or a serialization conflict
-/// (InnoDB's gap locks make two nodes' upserts collide now and then).
-fn is_deadlock(e: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind as Kind, Error};
-    match e {
-        Error::DatabaseError(Kind::SerializationFailure, _) => true,
-        Error::DatabaseError(_, info) => {
-            let m = info.message();
-            m.contains("Deadlock found") || m.contains("deadlock detected")
-        }
-        _ => false,
-    }
-}
-
 /// Where a test makes the next flush fail.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,139 +125,6 @@ pub enum FailAt {
     /// After the transaction committed: the flush is applied, but its caller hears of an
     /// error (a connection lost with the answer).
     AfterCommit,
-}
-
-/// Runs `body` in a write transaction, again (at once) when the database aborted it to break a
-/// deadlock: a deadlock victim was rolled back whole.
-fn transaction_with_retries<C: SqlConnection, T>(
-    conn: &mut C,
-    mut body: impl FnMut(&mut C) -> Result<T, TxError>,
-) -> Result<T, StoreError> {
-    let d = C::DIALECT;
-    let mut attempt = 0;
-    loop {
-        match conn.write_transaction(&mut body) {
-            Ok(value) => return Ok(value),
-            Err(TxError::Db(e)) if is_deadlock(&e) && attempt < DEADLOCK_RETRIES => {
-                attempt += 1;
-                tracing::debug!(
-                    backend = d.kind(),
-                    attempt,
-                    "transaction deadlocked, retrying"
-                );
-            }
-            Err(TxError::Db(e)) => return Err(db_error(d, e)),
-            Err(TxError::Store(e)) => return Err(e),
-        }
-    }
-}
-
-/// A test hook run inside a flush transaction (for example: kill its connection from another
-/// session).
-#[doc(hidden)]
-pub type Interrupt = Arc<dyn Fn() + Send + Sync>;
-
-/// The writes of a transaction, counted so that a test can make any one of them fail, or
-/// interrupt the transaction before any one of them or before its commit.
-struct Steps {
-    fail_at: Option<usize>,
-    interrupt: Option<(usize, Interrupt)>,
-    done: usize,
-}
-
-impl Steps {
-    /// `fail_at`: fail (rolling the transaction back) before write number `fail_at`, 0-based.
-    /// `interrupt`: run the hook before write number `n`, or before the commit if there are
-    /// `n` writes or fewer.
-    fn new(fail_at: Option<usize>, interrupt: Option<(usize, Interrupt)>) -> Self {
-        Self {
-            fail_at,
-            interrupt,
-            done: 0,
-        }
-    }
-
-    fn exec<C: SqlConnection>(
-        &mut self,
-        conn: &mut C,
-        sql: &str,
-        binds: Vec<Bind>,
-    ) -> Result<(), TxError> {
-        if self.fail_at == Some(self.done) {
-            return Err(TxError::Store(unavailable(C::DIALECT, "injected failure")));
-        }
-        if self
-            .interrupt
-            .as_ref()
-            .is_some_and(|(at, _)| *at == self.done)
-            && let Some((_, hook)) = self.interrupt.take()
-        {
-            hook();
-        }
-        self.done += 1;
-        conn.exec(sql, binds)?;
-        Ok(())
-    }
-
-    /// The end of the transaction's body, just before its commit.
-    fn before_commit(&mut self) {
-        if let Some((_, hook)) = self.interrupt.take() {
-            hook();
-        }
-    }
-}
-
-/// Errors inside a transaction: a database error (rolls back) or our own early exit.
-enum TxError {
-    Db(diesel::result::Error),
-    Store(StoreError),
-}
-
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
-fn merge_rows(dialect: Dialect, rows: Vec<StatRow>) -> Result<Vec<MonthStats>, StoreError> {
-    let mut merger = Merger::new(dialect.kind());
-    for row in rows {
-        merge_row(&mut merger, row)?;
-    }
-    Ok(merger.finish())
-}
-
-fn merge_row(merger: &mut Merger, row: StatRow) -> Result<(), StoreError> {
-    let month = merger.month(i64::from(row.month))?;
-    match (row.kind.as_str(), row.hll) {
-        ("#hll", Some(bytes)) => merger.add_hll(month, &row.k1, &bytes)?,
-        ("#hll", None) => {}
-        (kind, _) => merger.add_counter(month, kind, &row.k1, &row.k2, row.value)?,
-    }
-    Ok(())
-}
-
-/// Runs `sql` and merges its rows into `merger` as they arrive; returns how many rows.
-fn merge_streamed<C: SqlConnection>(
-    conn: &mut C,
-    sql: &str,
-    binds: Vec<Bind>,
-    merger: &mut Merger,
-) -> Result<usize, TxError> {
-    let mut rows = 0;
-    let mut failed = None;
-    conn.for_each_row(sql, binds, &mut |row: StatRow| {
-        rows += 1;
-        if failed.is_none()
-            && let Err(e) = merge_row(merger, row)
-        {
-            failed = Some(e);
-        }
-    })?;
-    match failed {
-        Some(e) => Err(TxError::Store(e)),
-        None => Ok(rows),
-    }
 }
 
 #[async_trait]

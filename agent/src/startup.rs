@@ -203,7 +203,10 @@ async fn ready_to_read(
     // problem of this host (a path, a permission) that waiting does not solve.
     let waiting = Waiting {
         front,
-        retry: !matches!(backend, "sqlite" | "memory"),
+        retry: resolved
+            .backends
+            .kind(&resolved.config.backend)
+            .is_ok_and(|k| k.server),
     };
     let front = &waiting;
     let store = until_available(

@@ -34,6 +34,10 @@ pub struct BackendKind {
     pub feature: Option<&'static str>,
     /// Whether this build has it.
     pub built: bool,
+    /// A database server reached over the network, which may come up after the agent: the
+    /// agent waits for it at start. `false`: a local file or memory, whose failure waiting does
+    /// not solve (a path, a permission).
+    pub server: bool,
     /// Decodes and checks its options, opening nothing.
     pub check: fn(&serde_yaml::Mapping) -> Result<(), OptionError>,
     /// Where its data goes, for logs (passwords hidden).
@@ -86,6 +90,7 @@ fn memory() -> BackendKind {
         about: "in memory, lost at exit: for tests and trials",
         feature: None,
         built: true,
+        server: false,
         check: |o| authstat_config::options::decode::<MemoryConfig>(o).map(|_| ()),
         location: |_| "memory (nothing is kept after exit)".into(),
         connect_timeout: |_| Duration::ZERO,
@@ -110,6 +115,7 @@ fn sqlite() -> BackendKind {
         about: "one SQLite file (the embedded default)",
         feature: None,
         built: true,
+        server: false,
         check: |o| SqliteConfig::decode(o).map(|_| ()),
         location: |o| {
             SqliteConfig::decode(o).map_or_else(
@@ -165,6 +171,7 @@ macro_rules! server_kind {
                 about: $about,
                 feature: Some($name),
                 built: cfg!(feature = $name),
+                server: true,
                 check: |o| SqlServerConfig::decode(o).map(|_| ()),
                 location: |o| server_location($name, o),
                 connect_timeout: server_timeout,
@@ -217,6 +224,7 @@ fn mongodb() -> BackendKind {
         about: "MongoDB (one document per node)",
         feature: Some("mongodb"),
         built: cfg!(feature = "mongodb"),
+        server: true,
         check: |o| MongoConfig::decode(o).map(|_| ()),
         location: |o| {
             MongoConfig::decode(o).map_or_else(

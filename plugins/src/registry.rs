@@ -68,6 +68,26 @@ pub struct SourceKind {
     pub check: fn(&serde_yaml::Mapping) -> Result<(), OptionError>,
     /// Builds one from its configuration.
     pub build: fn(SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError>,
+    /// For a kind that follows files: which ones, from its options and the configuration's
+    /// directory (`authstat backfill` reads files itself: it leaves a file a configured source
+    /// follows to that source, and takes its record limit).
+    pub follows: Option<fn(&serde_yaml::Mapping, &Path) -> Option<Followed>>,
+}
+
+/// The files a source follows (see [`SourceKind::follows`]).
+pub struct Followed {
+    /// Whether the source follows this (absolute) path.
+    pub matches: Box<dyn Fn(&Path) -> bool>,
+    /// The largest record the source reads, in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl std::fmt::Debug for Followed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Followed")
+            .field("max_record_bytes", &self.max_record_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a source could not be built.

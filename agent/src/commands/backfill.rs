@@ -20,7 +20,7 @@ use anyhow::Context;
 use authstat_config::BACKFILL_SOURCE;
 use authstat_core::NodeId;
 use authstat_core::source::Source;
-use authstat_plugins::sources::file::FileOptions;
+use authstat_plugins::sources::file::DEFAULT_MAX_RECORD_BYTES;
 use authstat_plugins::tail::{PathPattern, Tailer};
 
 use super::{Failure, load_config};
@@ -54,14 +54,9 @@ pub async fn backfill(
         .await
         .map_err(anyhow::Error::from)?;
     let stats = Arc::new(PipelineStats::default());
-    let max = resolved
-        .config
-        .sources
-        .iter()
-        .filter(|s| s.kind == "file")
-        .find_map(|s| FileOptions::decode(&s.options).ok())
-        .map(|f| f.max_record_bytes as usize)
-        .unwrap_or(1 << 20);
+    let max = followed(&resolved)
+        .next()
+        .map_or(DEFAULT_MAX_RECORD_BYTES, |(_, f)| f.max_record_bytes);
     let pipeline = crate::pipeline(
         &resolved,
         owner,
@@ -311,19 +306,26 @@ fn files_to_read(
     Ok(out)
 }
 
+/// The configured sources that follow files, with what they follow.
+fn followed(
+    resolved: &crate::resolve::Resolved,
+) -> impl Iterator<Item = (&str, authstat_plugins::registry::Followed)> {
+    resolved.config.sources.iter().filter_map(|source| {
+        let kind = resolved
+            .plugins
+            .source_kinds()
+            .iter()
+            .find(|k| k.name == source.kind)?;
+        let followed = (kind.follows?)(&source.options, &resolved.base)?;
+        Some((source.name.as_str(), followed))
+    })
+}
+
 /// The configured source whose paths name `file`, if any.
 fn followed_by(resolved: &crate::resolve::Resolved, file: &Path) -> Option<String> {
-    resolved.config.sources.iter().find_map(|source| {
-        let f = (source.kind == "file")
-            .then(|| FileOptions::decode(&source.options).ok())
-            .flatten()?;
-        let patterns =
-            authstat_plugins::sources::file::file_patterns("", &resolved.base, &f.paths).ok()?;
-        patterns
-            .iter()
-            .any(|p| p.matches_path(file))
-            .then(|| source.name.clone())
-    })
+    followed(resolved)
+        .find(|(_, f)| (f.matches)(file))
+        .map(|(name, _)| name.to_owned())
 }
 
 fn pattern(file: &Path) -> Result<PathPattern, Failure> {

@@ -195,6 +195,7 @@ fn plugins() -> Plugins {
             reads_records: true,
             check: check_toy,
             build: build_toy,
+            follows: None,
         })
 }
 

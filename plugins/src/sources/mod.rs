@@ -15,6 +15,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             reads_records: true,
             check: file::check,
             build: file::build_file,
+            follows: Some(file::followed),
         },
         SourceKind {
             name: activemq::ACTIVEMQ,
@@ -22,6 +23,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             reads_records: true,
             check: activemq::check,
             build: activemq::build,
+            follows: None,
         },
         SourceKind {
             name: janssen::JANSSEN_STAT_ENTRIES,
@@ -29,6 +31,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             reads_records: false,
             check: janssen::check,
             build: janssen::build,
+            follows: None,
         },
     ]
 }

@@ -51,6 +51,7 @@ fn toy() -> BackendKind {
         about: "a toy backend registered from outside",
         feature: None,
         built: true,
+        server: false,
         check: |o| decode::<ToyOptions>(o).map(|_| ()),
         location: |o| format!("toy {:?}", o.get("label")),
         connect_timeout: |_| Duration::ZERO,

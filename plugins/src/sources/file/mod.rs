@@ -33,8 +33,11 @@ pub struct FileOptions {
     pub poll_interval_ms: u64,
 }
 
+/// The largest record a file source reads unless configured otherwise (1 MiB).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
 fn default_max_record_bytes() -> u64 {
-    1 << 20
+    DEFAULT_MAX_RECORD_BYTES as u64
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -94,6 +97,19 @@ pub(super) fn build_file(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildE
     Ok(Box::new(tailer.with_claims().with_poll_interval(
         Duration::from_millis(file.poll_interval_ms),
     )))
+}
+
+/// The files a `type: file` source with these options follows ([`crate::registry::Followed`]).
+pub(super) fn followed(
+    options: &serde_yaml::Mapping,
+    base: &Path,
+) -> Option<crate::registry::Followed> {
+    let file = FileOptions::decode(options).ok()?;
+    let patterns = file_patterns("", base, &file.paths).ok()?;
+    Some(crate::registry::Followed {
+        matches: Box::new(move |path| patterns.iter().any(|p| p.matches_path(path))),
+        max_record_bytes: usize::try_from(file.max_record_bytes).unwrap_or(usize::MAX),
+    })
 }
 
 /// The paths of a file source, relative to `base` unless absolute.

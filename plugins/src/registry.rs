@@ -72,6 +72,9 @@ pub struct SourceKind {
     /// directory (`authstat backfill` reads files itself: it leaves a file a configured source
     /// follows to that source, and takes its record limit).
     pub follows: Option<fn(&serde_yaml::Mapping, &Path) -> Option<Followed>>,
+    /// What `check-config` says once when a source of this kind is configured, given the
+    /// agent's settings (how its figures combine with authstat's, for example).
+    pub note: Option<fn(&AgentConfig) -> String>,
 }
 
 /// The files a source follows (see [`SourceKind::follows`]).

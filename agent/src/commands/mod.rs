@@ -336,13 +336,12 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
             problems.push(format!("source {}: {problem}", config.name));
         }
     }
-    if resolved
-        .config
-        .sources
-        .iter()
-        .any(|s| s.kind == authstat_plugins::sources::janssen::JANSSEN_STAT_ENTRIES)
-    {
-        println!("  {}", janssen_users_rule(&resolved.config.hll));
+    for kind in resolved.plugins.source_kinds() {
+        if let Some(note) = kind.note
+            && resolved.config.sources.iter().any(|s| s.kind == kind.name)
+        {
+            println!("  {}", note(&resolved.config));
+        }
     }
     if !problems.is_empty() {
         return Err(Failure::Config(anyhow::anyhow!(problems.join("; "))));
@@ -362,24 +361,6 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         .context("checking the backend")?;
     println!("  backend {found}");
     Ok(())
-}
-
-/// How Janssen's monthly active users combine with authstat's under `hll`, in words.
-fn janssen_users_rule(hll: &authstat_config::HllConfig) -> String {
-    use authstat_core::ForeignUsers;
-    match ForeignUsers::for_janssen(hll.hash, &hll.params()) {
-        ForeignUsers::Union => "Janssen's monthly active users: unioned with authstat's (both \
-             hash with java_string_hashcode into HLL(15, 5)); token counts are added"
-            .to_owned(),
-        ForeignUsers::Larger => format!(
-            "Janssen's monthly active users: kept apart, since authstat hashes with {} into \
-             HLL({}, {}) and Janssen with java_string_hashcode into HLL(15, 5): a month's MAU \
-             is the larger of the two estimates (never their sum); token counts are added. \
-             For a union, set hll.hash: java_string_hashcode, log2m: 15, regwidth: 5 \
-             (docs/janssen.md)",
-            hll.hash, hll.log2m, hll.regwidth
-        ),
-    }
 }
 
 /// Why `node` looks like a value copied from an example, if it does.

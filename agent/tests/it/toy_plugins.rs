@@ -196,6 +196,7 @@ fn plugins() -> Plugins {
             check: check_toy,
             build: build_toy,
             follows: None,
+            note: None,
         })
 }
 

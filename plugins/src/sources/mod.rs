@@ -16,6 +16,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             check: file::check,
             build: file::build_file,
             follows: Some(file::followed),
+            note: None,
         },
         SourceKind {
             name: activemq::ACTIVEMQ,
@@ -24,6 +25,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             check: activemq::check,
             build: activemq::build,
             follows: None,
+            note: None,
         },
         SourceKind {
             name: janssen::JANSSEN_STAT_ENTRIES,
@@ -32,6 +34,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             check: janssen::check,
             build: janssen::build,
             follows: None,
+            note: Some(janssen::users_rule),
         },
     ]
 }

@@ -298,6 +298,26 @@ impl Source for JanssenStatEntries {
     }
 }
 
+/// How Janssen's monthly active users combine with authstat's under the agent's `hll`, in
+/// words (what `check-config` says).
+pub(super) fn users_rule(config: &authstat_config::AgentConfig) -> String {
+    let hll = &config.hll;
+    use authstat_core::ForeignUsers;
+    match ForeignUsers::for_janssen(hll.hash, &hll.params()) {
+        ForeignUsers::Union => "Janssen's monthly active users: unioned with authstat's (both \
+             hash with java_string_hashcode into HLL(15, 5)); token counts are added"
+            .to_owned(),
+        ForeignUsers::Larger => format!(
+            "Janssen's monthly active users: kept apart, since authstat hashes with {} into \
+             HLL({}, {}) and Janssen with java_string_hashcode into HLL(15, 5): a month's MAU \
+             is the larger of the two estimates (never their sum); token counts are added. \
+             For a union, set hll.hash: java_string_hashcode, log2m: 15, regwidth: 5 \
+             (docs/janssen.md)",
+            hll.hash, hll.log2m, hll.regwidth
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

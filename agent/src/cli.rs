@@ -87,13 +87,19 @@ pub enum Command {
         #[arg(long, env = "AUTHSTAT_QUERY_BY_NODE")]
         by_node: bool,
     },
-    /// Import statistics another system keeps: `authstat import janssen` reads every month of
-    /// Janssen's own statistics rows (the configured `janssen_stat_entries` source) into the
-    /// backend once, for the history. Running it again changes nothing unless rows changed.
+    /// Import the statistics another system keeps, for the history: everything a configured
+    /// source's system keeps (Janssen's own statistics rows: `authstat import janssen`), stored
+    /// once as snapshots. Running it again changes nothing unless the rows changed.
     Import {
-        /// What to import.
-        #[command(subcommand)]
-        what: ImportCommand,
+        /// The type of source to import from, or the start of its name (`janssen` for
+        /// `janssen_stat_entries`); by default any source whose system keeps statistics.
+        from: Option<String>,
+        /// The configuration file: its backend, and the source's settings.
+        #[arg(long, short, env = "AUTHSTAT_CONFIG")]
+        config: PathBuf,
+        /// The source to import from, when several are configured (its `name`).
+        #[arg(long)]
+        source: Option<String>,
     },
     /// HyperLogLog tools.
     Hll {
@@ -107,22 +113,6 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
-    },
-}
-
-/// `authstat import …`.
-#[derive(Debug, Subcommand)]
-pub enum ImportCommand {
-    /// Every month of Janssen's `jansStatEntry` rows, as snapshots (replacing what an earlier
-    /// import or the agent stored for the same rows).
-    Janssen {
-        /// The configuration file: its backend, and its `janssen_stat_entries` source's
-        /// database and table.
-        #[arg(long, short, env = "AUTHSTAT_CONFIG")]
-        config: PathBuf,
-        /// The source to import from, when several are configured (its `name`).
-        #[arg(long)]
-        source: Option<String>,
     },
 }
 

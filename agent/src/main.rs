@@ -1,6 +1,6 @@
 //! The `authstat` binary: parse the command line, run the command, exit with its code.
 
-use authstat::cli::{Cli, Command, HllCommand, ImportCommand};
+use authstat::cli::{Cli, Command, HllCommand};
 use authstat::commands::{self, Failure};
 use clap::Parser;
 
@@ -95,8 +95,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             by_node,
         } => commands::query(&config, &month, format, by_node).await,
         Command::Import {
-            what: ImportCommand::Janssen { config, source },
-        } => commands::import_janssen(&config, source.as_deref()).await,
+            from,
+            config,
+            source,
+        } => commands::import(&config, from.as_deref(), source.as_deref()).await,
         Command::Version | Command::Completions { .. } | Command::Hll { .. } => {
             unreachable!("handled without a runtime")
         }

@@ -75,6 +75,31 @@ pub struct SourceKind {
     /// What `check-config` says once when a source of this kind is configured, given the
     /// agent's settings (how its figures combine with authstat's, for example).
     pub note: Option<fn(&AgentConfig) -> String>,
+    /// For a kind whose system keeps statistics of its own: everything it keeps, read at once
+    /// (blocking) for `authstat import`, from the source's options.
+    pub history: Option<ReadHistory>,
+}
+
+/// Reads everything a source's system keeps, from the source's options (blocking).
+pub type ReadHistory = fn(&serde_yaml::Mapping) -> Result<History, String>;
+
+/// Everything a source's system keeps (see [`SourceKind::history`]).
+#[derive(Debug)]
+pub struct History {
+    /// Where it was read (for messages: a database and table, without passwords).
+    pub place: String,
+    /// What it keeps, one item each (a row).
+    pub items: Vec<HistoryItem>,
+}
+
+/// One kept item: its snapshot (with a warning when part of it could not be read), or why it
+/// was skipped.
+#[derive(Debug)]
+pub struct HistoryItem {
+    /// What it is, for messages (`row 42`).
+    pub label: String,
+    /// Its snapshot and a warning, or why it was skipped.
+    pub result: Result<(authstat_core::store::Snapshot, Option<String>), String>,
 }
 
 /// The files a source follows (see [`SourceKind::follows`]).

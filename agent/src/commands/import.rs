@@ -1,15 +1,13 @@
-//! `authstat import janssen`: every month of Janssen's own statistics rows, stored once as
-//! snapshots (the history an agent's `janssen_stat_entries` source, reading only recent months,
-//! does not read). Idempotent: a snapshot replaces what is stored for its row.
+//! `authstat import`: everything a configured source's system keeps (Janssen's own statistics
+//! rows), stored once as snapshots (the history that a running source, reading only recent
+//! months, does not read). Idempotent: a snapshot replaces what is stored for its row.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use authstat_core::store::{Snapshot, SnapshotOutcome, StatStore, StoreError};
-use authstat_plugins::sources::janssen::{
-    Converted, Database, JANSSEN_STAT_ENTRIES, JanssenStatEntriesConfig,
-};
+use authstat_plugins::registry::{History, HistoryItem};
 
 use super::{Failure, load_config};
 
@@ -19,33 +17,25 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Attempts to store one snapshot while the backend is unavailable.
 const ATTEMPTS: u32 = 5;
 
-/// `authstat import janssen`.
-pub async fn import_janssen(path: &Path, source: Option<&str>) -> Result<(), Failure> {
+/// `authstat import [FROM] [--source NAME]`.
+pub async fn import(path: &Path, from: Option<&str>, source: Option<&str>) -> Result<(), Failure> {
     let resolved = load_config(path)?;
-    let config = pick_source(&resolved.config.sources, source)?;
+    let (name, read) = pick_source(&resolved, from, source)?;
     let store = crate::connect(&resolved).await?;
-    let mut db = Database::new(&config.url, &config.table);
-    let place = db.describe();
-    eprintln!("authstat import janssen: reading every row of {place}");
-    let rows = tokio::task::spawn_blocking(move || db.read(None))
+    eprintln!("authstat import: reading everything source {name} keeps");
+    let History { place, items } = tokio::task::spawn_blocking(read)
         .await
-        .context("reading Janssen's rows")?
+        .context("reading the source's history")?
         .map_err(|e| Failure::Other(anyhow!(e)))?;
-    let total = rows.len();
-    eprintln!("authstat import janssen: {total} rows read; storing them");
+    let total = items.len();
+    eprintln!("authstat import: {total} rows read from {place}; storing them");
     let mut report = Report::default();
     let mut last_progress = Instant::now();
-    for (done, row) in rows.into_iter().enumerate() {
-        match row.to_snapshot() {
-            Ok(Converted {
-                snapshot,
-                bad_users,
-            }) => {
-                if let Some(bad) = bad_users {
-                    eprintln!(
-                        "authstat import janssen: row {}: {}",
-                        row.doc_id, bad.message
-                    );
+    for (done, HistoryItem { label, result }) in items.into_iter().enumerate() {
+        match result {
+            Ok((snapshot, warning)) => {
+                if let Some(warning) = warning {
+                    eprintln!("authstat import: {label}: {warning}");
                     report.no_users += 1;
                 }
                 report
@@ -56,16 +46,13 @@ pub async fn import_janssen(path: &Path, source: Option<&str>) -> Result<(), Fai
                     SnapshotOutcome::Stale => report.stale += 1,
                 }
             }
-            Err(e) => {
-                eprintln!(
-                    "authstat import janssen: row {} skipped: {}",
-                    row.doc_id, e.message
-                );
+            Err(why) => {
+                eprintln!("authstat import: {label} skipped: {why}");
                 report.skipped += 1;
             }
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
-            eprintln!("authstat import janssen: {}/{total} rows", done + 1);
+            eprintln!("authstat import: {}/{total} rows", done + 1);
             last_progress = Instant::now();
         }
     }
@@ -91,33 +78,63 @@ struct Report {
     months: std::collections::BTreeSet<authstat_core::Month>,
 }
 
-/// The `janssen_stat_entries` source to import from: the one named, or the only one.
+/// Reads a source's history (blocking).
+type Read = Box<dyn FnOnce() -> Result<History, String> + Send>;
+
+/// The source to import from: of a kind that keeps a history, of the type `from` names (or
+/// starts with), named `name`; it must be the only one that fits.
 fn pick_source(
-    sources: &[authstat_config::SourceConfig],
+    resolved: &crate::resolve::Resolved,
+    from: Option<&str>,
     name: Option<&str>,
-) -> Result<JanssenStatEntriesConfig, Failure> {
-    let candidates: Vec<(&str, JanssenStatEntriesConfig)> = sources
+) -> Result<(String, Read), Failure> {
+    let mut candidates: Vec<(String, Read)> = Vec::new();
+    for source in &resolved.config.sources {
+        let Some(kind) = resolved
+            .plugins
+            .source_kinds()
+            .iter()
+            .find(|k| k.name == source.kind)
+        else {
+            continue;
+        };
+        let Some(history) = kind.history else {
+            continue;
+        };
+        if from.is_some_and(|f| !kind.name.starts_with(f)) || name.is_some_and(|n| n != source.name)
+        {
+            continue;
+        }
+        let options = source.options.clone();
+        candidates.push((source.name.clone(), Box::new(move || history(&options))));
+    }
+    let importable: Vec<&str> = resolved
+        .plugins
+        .source_kinds()
         .iter()
-        .filter(|s| s.kind == JANSSEN_STAT_ENTRIES && name.is_none_or(|n| n == s.name))
-        // Checked when the configuration was loaded.
-        .filter_map(|s| {
-            Some((
-                s.name.as_str(),
-                JanssenStatEntriesConfig::decode(&s.options).ok()?,
-            ))
-        })
+        .filter(|k| k.history.is_some())
+        .map(|k| k.name)
         .collect();
-    match (candidates.as_slice(), name) {
-        ([(_, config)], _) => Ok(config.clone()),
-        ([], Some(name)) => Err(Failure::Usage(format!(
-            "--source {name}: the configuration has no janssen_stat_entries source of that name"
+    let wanted = match (from, name) {
+        (Some(from), Some(name)) => format!("source {name} of a type {from}…"),
+        (Some(from), None) => format!("source of a type {from}…"),
+        (None, Some(name)) => format!("source {name}"),
+        (None, None) => "source".to_owned(),
+    };
+    match candidates.len() {
+        1 => Ok(candidates.pop().expect("one")),
+        0 => Err(Failure::Usage(format!(
+            "the configuration has no {wanted} to import from (the types that keep statistics \
+             of their own: {}; docs/janssen.md)",
+            importable.join(", ")
         ))),
-        ([], None) => Err(Failure::Usage(
-            "the configuration has no source of type janssen_stat_entries (docs/janssen.md)".into(),
-        )),
-        (many, _) => Err(Failure::Usage(format!(
-            "several janssen_stat_entries sources ({}): choose one with --source",
-            many.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        _ => Err(Failure::Usage(format!(
+            "several sources to import from ({}): choose one with --source",
+            candidates
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -129,7 +146,7 @@ async fn put(store: &dyn StatStore, snapshot: &Snapshot) -> Result<SnapshotOutco
         match store.put_snapshot(snapshot).await {
             Ok(outcome) => return Ok(outcome),
             Err(e @ StoreError::Unavailable { .. }) if attempt < ATTEMPTS => {
-                eprintln!("authstat import janssen: {e}; trying again");
+                eprintln!("authstat import: {e}; trying again");
                 tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
                 attempt += 1;
             }

@@ -6,7 +6,7 @@ mod import;
 mod query;
 
 pub use backfill::backfill;
-pub use import::import_janssen;
+pub use import::import;
 pub use query::{hll_inspect, query};
 
 use std::path::Path;

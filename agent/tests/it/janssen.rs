@@ -403,12 +403,9 @@ async fn janssen_rows_are_merged(kind: Kind, java_hash: bool) {
         serde_json::json!([]),
         "not imported yet"
     );
-    for _ in 0..2 {
-        let out = run_ok(
-            authstat()
-                .args(["import", "janssen", "--config"])
-                .arg(fixture.config_path()),
-        );
+    // `import janssen` (the type's start) and `import` (the only source that keeps a history).
+    for args in [&["import", "janssen", "--config"][..], &["import", "--config"]] {
+        let out = run_ok(authstat().args(args).arg(fixture.config_path()));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("imported 4 rows"), "{said}");
         let progress = String::from_utf8_lossy(&out.stderr);
@@ -513,4 +510,22 @@ async fn a_janssen_database_that_is_not_ready_is_read_once_it_is() {
         "{answer}"
     );
     agent.shutdown().await;
+}
+
+/// `authstat import` with no source that keeps statistics of its own (the example's file
+/// sources), or a type that is not one: a usage error (64) naming the types that can.
+#[test]
+fn import_without_a_source_to_import_from_is_a_usage_error() {
+    let fixture = Fixture::new("");
+    for args in [&["import", "--config"][..], &["import", "janssen", "--config"]] {
+        let out = authstat()
+            .args(args)
+            .arg(fixture.config_path())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{said}");
+        assert!(said.contains("to import from"), "{said}");
+        assert!(said.contains("janssen_stat_entries"), "{said}");
+    }
 }

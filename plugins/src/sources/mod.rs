@@ -17,6 +17,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             build: file::build_file,
             follows: Some(file::followed),
             note: None,
+            history: None,
         },
         SourceKind {
             name: activemq::ACTIVEMQ,
@@ -26,6 +27,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             build: activemq::build,
             follows: None,
             note: None,
+            history: None,
         },
         SourceKind {
             name: janssen::JANSSEN_STAT_ENTRIES,
@@ -35,6 +37,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             build: janssen::build,
             follows: None,
             note: Some(janssen::users_rule),
+            history: Some(janssen::history),
         },
     ]
 }

@@ -298,6 +298,31 @@ impl Source for JanssenStatEntries {
     }
 }
 
+/// Every row of the table, as snapshots (`authstat import`; reads as Janssen does: a row whose
+/// users do not decode counts no users, with a warning).
+pub(super) fn history(options: &serde_yaml::Mapping) -> Result<crate::registry::History, String> {
+    let config = JanssenStatEntriesConfig::decode(options).map_err(|e| e.message)?;
+    let mut db = Database::new(&config.url, &config.table);
+    let rows = db.read(None)?;
+    let items = rows
+        .iter()
+        .map(|row| crate::registry::HistoryItem {
+            label: format!("row {}", row.doc_id),
+            result: match row.to_snapshot() {
+                Ok(Converted {
+                    snapshot,
+                    bad_users,
+                }) => Ok((snapshot, bad_users.map(|b| b.message))),
+                Err(e) => Err(e.message),
+            },
+        })
+        .collect();
+    Ok(crate::registry::History {
+        place: db.describe(),
+        items,
+    })
+}
+
 /// How Janssen's monthly active users combine with authstat's under the agent's `hll`, in
 /// words (what `check-config` says).
 pub(super) fn users_rule(config: &authstat_config::AgentConfig) -> String {

@@ -13,7 +13,7 @@ use authstat_core::month::{day_of_month, now_ms};
 
 /// How often the figure is recorded (the largest of a day is kept, so the last recording of
 /// a day stands for the whole day).
-pub const EVERY: Duration = Duration::from_secs(900);
+pub(crate) const EVERY: Duration = Duration::from_secs(900);
 
 /// Records the current month's users over all nodes for today; returns what it recorded.
 pub async fn once(store: &dyn StatStore) -> Result<(Month, u32, u64), StoreError> {

@@ -11,14 +11,14 @@
 pub mod build_info;
 pub mod cli;
 pub mod commands;
-pub mod daily;
+mod daily;
 
-pub mod fold;
+mod fold;
 
-pub mod logging;
+mod logging;
 pub mod own;
 pub mod pipeline;
-pub mod reload;
+mod reload;
 pub mod resolve;
 mod startup;
 
@@ -123,7 +123,7 @@ impl RunningAgent {
     }
 
     /// How long the final flush may take (`shutdown_grace_secs`, as currently configured).
-    pub fn shutdown_grace(&self) -> Duration {
+    pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.resolved.config.shutdown_grace_secs)
     }
 
@@ -189,7 +189,7 @@ pub async fn connect(resolved: &Resolved) -> anyhow::Result<Arc<dyn StatStore>> 
 }
 
 /// The session limits of the node lease and the backend's connection timeout.
-pub fn session_limits(resolved: &Resolved) -> authstat_backends::SessionLimits {
+pub(crate) fn session_limits(resolved: &Resolved) -> authstat_backends::SessionLimits {
     let config = &resolved.config;
     authstat_backends::SessionLimits::for_lease(
         Duration::from_secs(config.node_lease_secs()),

@@ -7,7 +7,7 @@ use authstat_config::{LogFormat, LoggingConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Changes the log level of the running process (a reload); `RUST_LOG` keeps winning.
-pub type LevelHandle = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub(crate) type LevelHandle = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 fn filter(level: &str) -> Result<EnvFilter, String> {
     match EnvFilter::try_from_default_env() {
@@ -19,7 +19,7 @@ fn filter(level: &str) -> Result<EnvFilter, String> {
 /// Whether `level` is a level (`error` … `trace`, `off`) or a filter in `RUST_LOG`'s syntax
 /// (`info,authstat=debug`). A bare word that is no level is refused: `tracing` would take it for
 /// a target name and log nothing of what was meant (`degub`).
-pub fn check_level(level: &str) -> Result<(), String> {
+pub(crate) fn check_level(level: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     let level = level.trim();
     if LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {

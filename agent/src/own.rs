@@ -19,7 +19,7 @@ use authstat_core::month::now_ms;
 use authstat_runtime::host_name;
 
 /// This process, as the holder of a lease.
-pub fn this_instance() -> Instance {
+pub(crate) fn this_instance() -> Instance {
     let host = host_name().unwrap_or_else(|| "unknown".into());
     let pid = std::process::id();
     let started_at_ms = now_ms();
@@ -154,7 +154,7 @@ pub async fn claim(
 
 /// Claims `node` as `instance`. Claiming again as the same instance is granted (the answer to
 /// an earlier attempt may have been lost).
-pub async fn claim_as(
+pub(crate) async fn claim_as(
     store: &dyn StatStore,
     node: &NodeId,
     lease: Duration,
@@ -225,7 +225,7 @@ pub async fn claim_as(
 /// may even have been reused) and the node is taken over then. So a crashed agent's successor
 /// never exits (and is never left down by a supervisor that does not restart on exit code 78),
 /// and two live agents are told apart within one renewal. `waiting` hears what it waits for.
-pub async fn claim_or_wait(
+pub(crate) async fn claim_or_wait(
     store: &dyn StatStore,
     node: &NodeId,
     lease: Duration,

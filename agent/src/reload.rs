@@ -9,7 +9,7 @@ use authstat_config::AgentConfig;
 use serde_json::Value;
 
 /// The keys a running agent applies (a key matches a prefix when it is that key or inside it).
-pub const LIVE: &[&str] = &[
+pub(crate) const LIVE: &[&str] = &[
     // The sources are rebuilt from the current positions (nothing lost or read twice).
     "sources",
     // The API's tokens, scope and limits: each request uses the settings it started with.
@@ -30,7 +30,7 @@ pub const LIVE: &[&str] = &[
 ];
 
 /// The keys whose values differ, as `a.b`, `sources[0].paths`, in document order.
-pub fn changed_keys(old: &AgentConfig, new: &AgentConfig) -> Vec<String> {
+pub(crate) fn changed_keys(old: &AgentConfig, new: &AgentConfig) -> Vec<String> {
     let as_value = |c: &AgentConfig| serde_json::to_value(c).expect("a configuration serializes");
     let mut keys = Vec::new();
     diff("", &as_value(old), &as_value(new), &mut keys);

@@ -18,7 +18,7 @@ authstat_core::family!(
 
 /// The collector of [`BUILD_INFO`].
 #[derive(Debug, Default)]
-pub struct Build;
+pub(crate) struct Build;
 
 impl Collector for Build {
     fn collect(&self, out: &mut Families) {

@@ -6,8 +6,8 @@
 
 mod auth;
 mod cache;
-pub mod dashboard;
-pub mod families;
+mod dashboard;
+mod families;
 pub use families::ApiStats;
 pub mod front;
 pub mod http;
@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authstat_config::ApiConfig;
-use authstat_core::MonthStats;
 use authstat_core::metrics::Registry;
 use authstat_core::store::StatStore;
 use axum::Router;
@@ -32,11 +31,6 @@ use axum::routing::get;
 pub use auth::{Authenticator, Denied};
 pub use cache::{Answer, DATA_VERSION_EVERY, StatCache};
 pub use stat::{Format, MonthsError, StatParams, requested_months};
-
-/// The stat API's flat JSON list for `stats`.
-pub fn json_body(stats: &[MonthStats]) -> String {
-    stat::json_body(stats, Format::Json)
-}
 
 /// What the agent tells its API about itself (the API knows nothing else of the agent).
 pub trait AgentStatus: Send + Sync + std::fmt::Debug {

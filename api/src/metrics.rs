@@ -16,7 +16,7 @@ pub enum Exposition {
 
 impl Exposition {
     /// From the request's `Accept` header.
-    pub fn negotiate(accept: Option<&str>) -> Self {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Self {
         match accept {
             Some(a) if a.contains("application/openmetrics-text") => Exposition::OpenMetrics,
             _ => Exposition::Prometheus,
@@ -24,7 +24,7 @@ impl Exposition {
     }
 
     /// The response's content type.
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Exposition::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
             Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -48,7 +48,7 @@ impl StatParams {
     /// The parameters from decoded name/value pairs. A repeated parameter counts with its first
     /// value, as JAX-RS gives Janssen's `@QueryParam`/`@FormParam` strings; unknown names are
     /// ignored, as there.
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+    pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         let mut params = Self::default();
         for (name, value) in pairs {
             let slot = match name.as_str() {
@@ -170,7 +170,7 @@ fn item(stats: &MonthStats) -> Item<'_> {
 }
 
 /// The JSON body for `format`.
-pub fn json_body(stats: &[MonthStats], format: Format) -> String {
+pub(crate) fn json_body(stats: &[MonthStats], format: Format) -> String {
     let value = match format {
         Format::JsonMonth => {
             let map: BTreeMap<String, Item<'_>> = stats
@@ -194,7 +194,7 @@ const TOKEN_FAMILIES: [(&str, &str); 4] = [
 
 /// Prometheus text 0.0.4 with Janssen's five families and label names. Every grant type of a
 /// month gets a sample in all four token families (0 where absent).
-pub fn openmetrics_body(stats: &[MonthStats]) -> String {
+pub(crate) fn openmetrics_body(stats: &[MonthStats]) -> String {
     let mut out = String::new();
     out.push_str(
         "# HELP monthly_active_users Monthly active users\n# TYPE monthly_active_users counter\n",

@@ -104,7 +104,7 @@ pub async fn build(config: &BackendConfig) -> Result<Arc<dyn StatStore>, StoreEr
 
 /// [`build`] with the session limits of the agent's lease: every connection of a server
 /// backend sets them for itself.
-pub async fn build_with(
+pub(crate) async fn build_with(
     config: &BackendConfig,
     limits: SessionLimits,
 ) -> Result<Arc<dyn StatStore>, StoreError> {

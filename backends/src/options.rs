@@ -96,7 +96,7 @@ fn default_mongo_collection() -> String {
 /// `type: memory`: no options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MemoryConfig {}
+pub(crate) struct MemoryConfig {}
 
 impl SqliteConfig {
     /// The `backend:` section of these options.

@@ -18,10 +18,10 @@ use crate::SessionLimits;
 use crate::options::{MemoryConfig, MongoConfig, SqlServerConfig, SqliteConfig};
 
 /// A backend being opened.
-pub type Opening<'a> =
+pub(crate) type Opening<'a> =
     Pin<Box<dyn Future<Output = Result<Arc<dyn StatStore>, StoreError>> + Send + 'a>>;
 /// A backend being probed: what was found, in words.
-pub type Probing<'a> = Pin<Box<dyn Future<Output = Result<String, StoreError>> + Send + 'a>>;
+pub(crate) type Probing<'a> = Pin<Box<dyn Future<Output = Result<String, StoreError>> + Send + 'a>>;
 
 /// A backend type.
 #[derive(Clone, Copy, Debug)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// The state of one backoff.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     first: Duration,
     max: Duration,
     stable: Duration,
@@ -46,7 +46,8 @@ impl Backoff {
     }
 
     /// When the next attempt may be made (none: now).
-    pub fn retry_at(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
 

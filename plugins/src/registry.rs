@@ -7,7 +7,7 @@
 //! `parse/` plus its line in `parse/mod.rs`; a new source kind one module in `sources/` (with
 //! its options type, [`crate::options`]) plus its line in `sources/mod.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use authstat_config::{AgentConfig, SourceConfig};
 use authstat_core::ingest::Parser;
@@ -81,7 +81,7 @@ pub struct SourceKind {
 }
 
 /// Reads everything a source's system keeps, from the source's options (blocking).
-pub type ReadHistory = fn(&serde_yaml::Mapping) -> Result<History, String>;
+pub(crate) type ReadHistory = fn(&serde_yaml::Mapping) -> Result<History, String>;
 
 /// Everything a source's system keeps (see [`SourceKind::history`]).
 #[derive(Debug)]
@@ -156,7 +156,7 @@ pub enum BuildError {
 
 impl BuildError {
     /// The key it is about (`sources[0].paths`) and what is wrong.
-    pub fn key_and_message(&self) -> (String, String) {
+    pub(crate) fn key_and_message(&self) -> (String, String) {
         match self {
             BuildError::UnknownFormat { key, name, known } => (
                 format!("{key}.format"),
@@ -217,7 +217,7 @@ impl Plugins {
     /// The kind and the format of the `index`-th configured source, checked: both known, a
     /// format given exactly when the kind reads records, and the kind's options usable. Opens
     /// nothing.
-    pub fn check_source(
+    pub(crate) fn check_source(
         &self,
         index: usize,
         config: &SourceConfig,
@@ -294,13 +294,4 @@ impl Plugins {
             positions,
         })
     }
-}
-
-/// The directory of a configuration file (its relative paths are relative to it).
-pub fn base_dir(config_file: &Path) -> PathBuf {
-    config_file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
 }

@@ -29,7 +29,7 @@ pub(super) struct Aggregate {
 
 impl Aggregate {
     /// An empty aggregate with the same HLL parameters (a reading thread's part).
-    pub fn empty_like(&self) -> Self {
+    pub(crate) fn empty_like(&self) -> Self {
         Self {
             params: self.params,
             hlls: BTreeMap::new(),
@@ -41,7 +41,7 @@ impl Aggregate {
     }
 
     /// Keeps `snapshot` unless a newer one of its node is waiting already.
-    pub fn add_snapshot(&mut self, snapshot: Snapshot) {
+    pub(crate) fn add_snapshot(&mut self, snapshot: Snapshot) {
         match self.snapshots.get(&snapshot.node) {
             Some(waiting) if waiting.version > snapshot.version => {}
             _ => {
@@ -51,7 +51,7 @@ impl Aggregate {
     }
 
     /// Adds what `part` counted: HLLs unioned, counters summed.
-    pub fn absorb(&mut self, part: Aggregate) {
+    pub(crate) fn absorb(&mut self, part: Aggregate) {
         for (month, hll) in part.hlls {
             match self.hlls.entry(month) {
                 std::collections::btree_map::Entry::Vacant(v) => {

@@ -16,7 +16,7 @@ pub struct Followed {
 
 impl Followed {
     /// Records `inputs` of `source`, logging what changed.
-    pub fn observe(&mut self, source: &str, inputs: Vec<String>) {
+    pub(crate) fn observe(&mut self, source: &str, inputs: Vec<String>) {
         let now: BTreeSet<String> = inputs.into_iter().collect();
         let Some(before) = self.by_source.get_mut(source) else {
             let mut named: Vec<&str> = now

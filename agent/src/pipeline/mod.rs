@@ -44,7 +44,7 @@ pub use claims::{Refusal, Role};
 pub use stats::{Folding, Histogram, NodeTotals, PipelineStats, Snapshots};
 
 /// Builds new sources from the current positions (a reload of the sources).
-pub type SourceFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Box<dyn Source>> + Send>;
+pub(crate) type SourceFactory = Box<dyn FnOnce(&[SourcePosition]) -> Vec<Box<dyn Source>> + Send>;
 
 /// What the pipeline thread is told.
 pub enum Control {
@@ -211,7 +211,7 @@ impl Pipeline {
 
     /// Reads with `threads` threads (at least 1): a backfill's files in parallel, each file in
     /// order. The stored result is the same as with one thread.
-    pub fn with_threads(mut self, threads: usize) -> Self {
+    pub(crate) fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
     }

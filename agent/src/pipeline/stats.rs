@@ -163,7 +163,7 @@ pub struct FlushFailing {
 
 impl Health {
     /// How long the flush under way has waited for the backend (zero between flushes).
-    pub fn flush_waiting(&self) -> std::time::Duration {
+    pub(crate) fn flush_waiting(&self) -> std::time::Duration {
         self.flush_started
             .lock()
             .expect("lock")
@@ -222,7 +222,12 @@ impl authstat_api::AgentStatus for PipelineStats {
 
 impl Health {
     /// Records the errors of one scan or read of `source` (none: the source is fine again).
-    pub fn record_source_errors(&self, source: &str, errors: &[SourceProblem], scanned: bool) {
+    pub(crate) fn record_source_errors(
+        &self,
+        source: &str,
+        errors: &[SourceProblem],
+        scanned: bool,
+    ) {
         let mut problems = self.source_problems.lock().expect("lock");
         if errors.is_empty() {
             if scanned {
@@ -295,7 +300,7 @@ impl Default for Histogram {
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&mut self, value: f64) {
+    pub(crate) fn observe(&mut self, value: f64) {
         self.sum += value;
         match self.bounds.iter().position(|&b| value <= b) {
             Some(i) => self.counts[i] += 1,

@@ -404,7 +404,10 @@ async fn janssen_rows_are_merged(kind: Kind, java_hash: bool) {
         "not imported yet"
     );
     // `import janssen` (the type's start) and `import` (the only source that keeps a history).
-    for args in [&["import", "janssen", "--config"][..], &["import", "--config"]] {
+    for args in [
+        &["import", "janssen", "--config"][..],
+        &["import", "--config"],
+    ] {
         let out = run_ok(authstat().args(args).arg(fixture.config_path()));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("imported 4 rows"), "{said}");
@@ -517,7 +520,10 @@ async fn a_janssen_database_that_is_not_ready_is_read_once_it_is() {
 #[test]
 fn import_without_a_source_to_import_from_is_a_usage_error() {
     let fixture = Fixture::new("");
-    for args in [&["import", "--config"][..], &["import", "janssen", "--config"]] {
+    for args in [
+        &["import", "--config"][..],
+        &["import", "janssen", "--config"],
+    ] {
         let out = authstat()
             .args(args)
             .arg(fixture.config_path())

@@ -13,6 +13,7 @@ mod dashboard;
 mod examples;
 mod flood;
 mod fold;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod frozen;
 mod ingest;
 #[cfg(any(feature = "postgres", feature = "mysql"))]

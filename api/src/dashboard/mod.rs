@@ -13,6 +13,7 @@
 //!   `nosniff`, no framing; the stylesheet is cached immutably under its hash.
 
 mod data;
+mod model;
 mod page;
 mod sections;
 mod session;
@@ -28,9 +29,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use data::*;
-pub use page::{Health, MonthFigures, NodeLine, PageData, render};
+pub use model::{Health, MonthFigures, NodeLine, PageData};
+pub use page::render;
+pub use session::Sessions;
 use session::*;
-pub use session::{LoginForm, Sessions};
 
 use super::ApiState;
 
@@ -102,7 +104,7 @@ fn redirect(to: &str) -> Response {
 
 /// The page's query: a month range and a node.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     from: Option<String>,
     to: Option<String>,
     node: Option<String>,

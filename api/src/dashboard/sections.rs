@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use authstat_core::counters::{CounterKey, Outcome};
 
-use super::page::{MonthFigures, PageData, short_grant, utc};
+use super::model::{MonthFigures, PageData, short_grant, utc};
 use super::svg::{BarChart, Series, escape, per_mille_text};
 
 fn auth(stats: &MonthFigures, outcome: Outcome) -> u64 {

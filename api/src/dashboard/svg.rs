@@ -23,7 +23,7 @@ pub fn escape(text: &str) -> String {
 /// One series of a chart: a name (shown in the legend), the CSS class of its colour, a value
 /// per column.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// Its name.
     pub name: String,
     /// The class of its colour (`s0` … `s7`).
@@ -35,7 +35,7 @@ pub struct Series {
 /// A bar chart: one column per label, series stacked (or side by side), an optional line on its
 /// own right-hand axis (a rate in per mille).
 #[derive(Debug, Clone)]
-pub struct BarChart<'a> {
+pub(crate) struct BarChart<'a> {
     /// The chart's id (its title and description are referenced by it).
     pub id: &'a str,
     /// Its title.
@@ -265,7 +265,7 @@ impl BarChart<'_> {
 }
 
 /// Per mille as a percentage with one decimal (`25` → `2.5`).
-pub fn per_mille_text(v: u64) -> String {
+pub(crate) fn per_mille_text(v: u64) -> String {
     format!("{}.{}", v / 10, v % 10)
 }
 

@@ -23,7 +23,7 @@ pub enum Bind {
 
 /// A row of the read path: an HLL (`kind = "#hll"`, `k1` = node) or a counter.
 #[derive(Debug, QueryableByName)]
-pub struct StatRow {
+pub(crate) struct StatRow {
     #[diesel(sql_type = Integer)]
     pub month: i32,
     #[diesel(sql_type = Text)]
@@ -39,14 +39,14 @@ pub struct StatRow {
 }
 
 #[derive(Debug, QueryableByName)]
-pub struct SeqRow {
+pub(crate) struct SeqRow {
     #[diesel(sql_type = BigInt)]
     pub seq: i64,
 }
 
 /// A day's month-to-date users.
 #[derive(Debug, QueryableByName)]
-pub struct DailyRow {
+pub(crate) struct DailyRow {
     #[diesel(sql_type = Integer)]
     pub day: i32,
     #[diesel(sql_type = BigInt)]
@@ -55,7 +55,7 @@ pub struct DailyRow {
 
 /// A node's row: its flush sequence and its lease.
 #[derive(Debug, QueryableByName)]
-pub struct NodeRow {
+pub(crate) struct NodeRow {
     #[diesel(sql_type = BigInt)]
     pub seq: i64,
     #[diesel(sql_type = BigInt)]
@@ -70,7 +70,7 @@ pub struct NodeRow {
 
 /// A node's row with its id, for listings.
 #[derive(Debug, QueryableByName)]
-pub struct NodeListRow {
+pub(crate) struct NodeListRow {
     #[diesel(sql_type = Text)]
     pub node_id: String,
     #[diesel(sql_type = BigInt)]
@@ -81,13 +81,13 @@ pub struct NodeListRow {
 
 /// A node id.
 #[derive(Debug, QueryableByName)]
-pub struct NodeIdRow {
+pub(crate) struct NodeIdRow {
     #[diesel(sql_type = Text)]
     pub node_id: String,
 }
 
 #[derive(Debug, QueryableByName)]
-pub struct PositionRow {
+pub(crate) struct PositionRow {
     #[diesel(sql_type = Text)]
     pub source: String,
     #[diesel(sql_type = Text)]
@@ -97,7 +97,7 @@ pub struct PositionRow {
 }
 
 #[derive(Debug, QueryableByName)]
-pub struct ClaimRow {
+pub(crate) struct ClaimRow {
     #[diesel(sql_type = Text)]
     pub ckey: String,
     #[diesel(sql_type = Text)]

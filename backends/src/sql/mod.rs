@@ -46,7 +46,7 @@ pub use tx::Interrupt;
 use tx::*;
 
 /// The longest counter key part the schema stores (`VARCHAR(255)`).
-pub const MAX_KEY_PART_LEN: usize = 255;
+pub(crate) const MAX_KEY_PART_LEN: usize = 255;
 
 /// A SQL backend over one diesel connection type.
 pub struct SqlStore<C: SqlConnection> {

@@ -223,7 +223,7 @@ where
     }
 
     /// [`connect`](Self::connect), every connection's session bounded by `limits`.
-    pub async fn connect_with(
+    pub(crate) async fn connect_with(
         config: &SqlServerConfig,
         limits: SessionLimits,
     ) -> Result<Self, StoreError> {

@@ -111,7 +111,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A running OTLP export.
 #[derive(Debug)]
-pub struct Export {
+pub(crate) struct Export {
     /// Set once, to the shutdown's deadline.
     stop: watch::Sender<Option<Duration>>,
     task: tokio::task::JoinHandle<()>,

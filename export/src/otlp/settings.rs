@@ -20,15 +20,15 @@ use authstat_core::NodeId;
 
 /// The default protocol: `http/protobuf`, which the specification recommends as the default
 /// (and which passes through any HTTP proxy or load balancer).
-pub const DEFAULT_PROTOCOL: OtlpProtocol = OtlpProtocol::HttpProtobuf;
+pub(crate) const DEFAULT_PROTOCOL: OtlpProtocol = OtlpProtocol::HttpProtobuf;
 /// The default timeout of one request (`OTEL_EXPORTER_OTLP_TIMEOUT`'s default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default interval (`OTEL_METRIC_EXPORT_INTERVAL`'s default).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// The default bound of one export with its retries (`OTEL_METRIC_EXPORT_TIMEOUT`'s default).
-pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default `service.name`.
-pub const DEFAULT_SERVICE_NAME: &str = "jans-auth";
+pub(crate) const DEFAULT_SERVICE_NAME: &str = "jans-auth";
 
 /// Everything the exporter needs, resolved.
 #[derive(Clone, Debug, PartialEq)]

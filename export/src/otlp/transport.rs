@@ -47,7 +47,7 @@ pub struct Failed {
 
 /// A connection to one collector.
 #[derive(Debug)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// gRPC.
     Grpc {
         /// The client (its channel connects lazily and reconnects by itself).
@@ -319,11 +319,11 @@ async fn http_answer(response: reqwest::Response) -> Result<Accepted, Failed> {
 /// The longest delay a collector can ask for (`Retry-After`, `RetryInfo`): a longer one is
 /// taken as this. A delay past the export's deadline ends the export anyway; the bound keeps
 /// every sum with an instant from overflowing, whatever a collector sends.
-pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_SERVER_DELAY: Duration = Duration::from_secs(3600);
 
 /// A `Retry-After` value: seconds, or an HTTP date (as a delay from `now`), at most
 /// [`MAX_SERVER_DELAY`]. A date in the past is no delay.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Any number of digits: one too large for a u64 is still a (very long) delay.

@@ -36,7 +36,7 @@ pub(crate) fn formats() -> Vec<Format> {
 }
 
 /// The longest grant type, token type or action kept (what the SQL backends can store).
-pub const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Classifies a serde_json error by what was wrong.
 fn json_error(e: serde_json::Error) -> ParseError {

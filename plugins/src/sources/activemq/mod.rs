@@ -104,7 +104,7 @@ struct Counted {
 }
 
 /// The source (see the module docs).
-pub struct Activemq {
+pub(crate) struct Activemq {
     name: String,
     config: ActivemqConfig,
     parser: Box<dyn Parser>,

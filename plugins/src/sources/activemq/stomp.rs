@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The prefix of a broker reached over TLS (ActiveMQ's `stomp+ssl` transport connector).
-pub const TLS_SCHEME: &str = "stomp+ssl://";
+pub(crate) const TLS_SCHEME: &str = "stomp+ssl://";
 
 /// The longest frame accepted (a larger one is a protocol error: the connection is dropped).
 const MAX_FRAME: usize = 16 << 20;

@@ -113,7 +113,7 @@ pub(super) fn followed(
 }
 
 /// The paths of a file source, relative to `base` unless absolute.
-pub fn file_patterns(
+pub(crate) fn file_patterns(
     key: &str,
     base: &Path,
     paths: &[String],

@@ -29,14 +29,14 @@ pub use row::{Converted, RowError, StatEntry};
 use crate::registry::{BuildError, SourceSpec};
 
 /// The `type` name of this source kind.
-pub const JANSSEN_STAT_ENTRIES: &str = "janssen_stat_entries";
+pub(crate) const JANSSEN_STAT_ENTRIES: &str = "janssen_stat_entries";
 
 /// The options of `type: janssen_stat_entries`: the rows Janssen writes into its own database
 /// (one per auth-server node and month: its MAU as an HLL, its tokens per grant type), stored
 /// as snapshots that replace what was read before.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JanssenStatEntriesConfig {
+pub(crate) struct JanssenStatEntriesConfig {
     /// Janssen's database: `postgres://user:password@host/db` or `mysql://…` (MySQL and
     /// MariaDB). Use `${VAR}` for the password; it is never logged.
     pub url: String,
@@ -63,7 +63,7 @@ fn default_poll_interval_ms() -> u64 {
 /// Which months of Janssen's statistics are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StatMonths {
+pub(crate) enum StatMonths {
     /// The current and the previous month (by the UTC clock): what Janssen still updates.
     #[default]
     Recent,
@@ -123,7 +123,7 @@ pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError>
 }
 
 /// The months Janssen still updates: the current one and the one before (UTC).
-pub fn recent_months(now_ms: i64) -> Vec<Month> {
+pub(crate) fn recent_months(now_ms: i64) -> Vec<Month> {
     let Ok(now) = Month::from_epoch_millis(now_ms) else {
         return Vec::new();
     };
@@ -137,7 +137,7 @@ enum Item {
 }
 
 /// The source (see the module docs).
-pub struct JanssenStatEntries {
+pub(crate) struct JanssenStatEntries {
     name: String,
     months: StatMonths,
     poll_interval: Duration,

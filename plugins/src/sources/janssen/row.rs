@@ -85,7 +85,7 @@ impl StatEntry {
     }
 
     /// The row as a snapshot of the foreign node `authstat:janssen:<doc_id>`.
-    pub fn to_snapshot(&self) -> Result<Converted, RowError> {
+    pub(crate) fn to_snapshot(&self) -> Result<Converted, RowError> {
         let node = NodeId::foreign("janssen", &self.doc_id).map_err(|_| {
             error(
                 ParseErrorKind::WrongType,

@@ -78,7 +78,7 @@ impl PathPattern {
     }
 
     /// Whether `path` (absolute, as the directory is) is one this pattern names.
-    pub fn matches_path(&self, path: &Path) -> bool {
+    pub(crate) fn matches_path(&self, path: &Path) -> bool {
         path.parent() == Some(self.dir.as_path())
             && path
                 .file_name()

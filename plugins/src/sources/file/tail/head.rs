@@ -81,7 +81,7 @@ impl Prints {
     }
 
     /// How a file whose head is `head` relates to this stream.
-    pub fn relation(&self, head: &[u8]) -> Relation {
+    pub(crate) fn relation(&self, head: &[u8]) -> Relation {
         let have = head.len() as u32;
         if have >= self.len {
             return if hash(&head[..self.len as usize]) == self.fp {

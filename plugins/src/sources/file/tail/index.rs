@@ -58,7 +58,7 @@ impl StreamIndex {
     /// The streams `head` belongs to, with how ([`Relation::Same`] or [`Relation::Prefix`]),
     /// longest prints first; and whether some stream could not be told apart because `head` is
     /// too short ([`Relation::Unknown`]).
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         head: &[u8],
         prints_of: impl Fn(StreamId) -> u32,

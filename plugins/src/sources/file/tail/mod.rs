@@ -66,9 +66,9 @@ use position::StreamPosition;
 use reader::ReadState;
 
 /// For how many days a stream without a file is remembered (and stored).
-pub const ORPHAN_DAYS: u64 = 30;
+pub(crate) const ORPHAN_DAYS: u64 = 30;
 /// How many streams without a file are remembered at most, newest first.
-pub const MAX_ORPHANS: usize = 10_000;
+pub(crate) const MAX_ORPHANS: usize = 10_000;
 const READ_CHUNK: usize = 256 * 1024;
 /// What a thread of a parallel read reads of a stream before it takes the next: small, so that
 /// no thread waits long for another at the end of a read.
@@ -103,7 +103,7 @@ impl From<SourceError> for SourceProblem {
 }
 
 /// A metric label for an I/O error.
-pub fn io_reason(e: &io::Error) -> &'static str {
+pub(crate) fn io_reason(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::PermissionDenied => "permission_denied",
         io::ErrorKind::NotFound => "not_found",
@@ -255,7 +255,7 @@ impl Tailer {
     }
 
     /// Scans without a wake-up every `interval` (default one second).
-    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+    pub(crate) fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
     }

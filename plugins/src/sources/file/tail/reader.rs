@@ -44,7 +44,7 @@ impl ReadState {
     }
 
     /// Forgets what was read past the position (the next read starts there again).
-    pub fn rewind(&mut self) {
+    pub(crate) fn rewind(&mut self) {
         self.buf.clear();
         self.read_pos = self.offset;
         self.skip = None;

@@ -79,6 +79,6 @@ impl Source for Tailer {
 }
 
 /// The offset stored in a file position (another node's, to continue where it stopped).
-pub fn position_offset(position: &SourcePosition) -> Result<u64, PositionError> {
+pub(crate) fn position_offset(position: &SourcePosition) -> Result<u64, PositionError> {
     Ok(StreamPosition::decode(position)?.offset)
 }

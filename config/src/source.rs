@@ -38,9 +38,6 @@ pub struct SourceConfig {
 /// The source name `authstat backfill` reads under; configured sources may not use it.
 pub const BACKFILL_SOURCE: &str = "backfill";
 
-/// The formats that were `type`s before sources and formats were separate keys.
-const FORMERLY_TYPES: [&str; 2] = ["janssen_audit", "token_events"];
-
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(SourceVisitor)
@@ -69,12 +66,6 @@ impl<'de> Visitor<'de> for SourceVisitor {
         }
         let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
         let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
-        if FORMERLY_TYPES.contains(&kind.as_str()) {
-            return Err(de::Error::custom(format!(
-                "`type: {kind}` is the old shape: `type` says where records come from and \
-                 `format` what they look like; write `type: file` and `format: {kind}`"
-            )));
-        }
         Ok(SourceConfig {
             name,
             kind,

@@ -228,10 +228,21 @@ impl Plugins {
             .sources
             .iter()
             .find(|s| s.name == config.kind)
-            .ok_or_else(|| BuildError::UnknownKind {
-                key: key.clone(),
-                name: config.kind.clone(),
-                known: names(self.sources.iter().map(|s| s.name).collect()),
+            .ok_or_else(|| {
+                let mut known = names(self.sources.iter().map(|s| s.name).collect());
+                // The old shape named the format in `type`.
+                if self.format(&config.kind).is_some() {
+                    known.push_str(&format!(
+                        "; `{}` is a format: `type` says where records come from and `format` \
+                         what they look like",
+                        config.kind
+                    ));
+                }
+                BuildError::UnknownKind {
+                    key: key.clone(),
+                    name: config.kind.clone(),
+                    known,
+                }
             })?;
         let format = match (kind.reads_records, config.format.as_str()) {
             (true, "") => {

@@ -62,6 +62,15 @@ mod tests {
         (e.line, e.key.as_deref())
     }
 
+    /// A format named as the type (the shape before `type` and `format` were apart) is said to
+    /// be a format, where it stands.
+    #[test]
+    fn a_format_given_as_the_type_is_named_a_format() {
+        let e = err("sources:\n  - name: q\n    type: token_events\n    paths: [x]\n");
+        assert_eq!(at(&e), (Some(3), Some("sources[0].type")), "{e}");
+        assert!(e.message.contains("`token_events` is a format"), "{e}");
+    }
+
     #[test]
     fn each_kind_checks_its_options_where_they_stand() {
         let e = err(

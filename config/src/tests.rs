@@ -166,18 +166,6 @@ fn every_example_configuration_parses() {
 }
 
 #[test]
-fn the_old_source_shape_is_refused_showing_the_new_one() {
-    let e = err("sources:\n  - name: audit\n    type: janssen_audit\n    paths: [x.log]\n");
-    assert_eq!(e.key.as_deref(), Some("sources[0]"), "{e}");
-    assert!(e.line.is_some(), "{e}");
-    assert!(
-        e.message
-            .contains("write `type: file` and `format: janssen_audit`"),
-        "{e}"
-    );
-}
-
-#[test]
 fn a_source_is_an_envelope_and_its_kinds_options() {
     let c = parse(
         "sources:\n  - name: q\n    type: toy\n    format: toy_lines\n    every: 3\n    nested: {a: [1]}\n",

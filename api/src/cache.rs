@@ -2,7 +2,7 @@
 //! the backend's data version (another node's flush, a backfill) or their TTL makes them stale.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use authstat_config::ApiConfig;
@@ -24,9 +24,10 @@ const CACHE_BYTES: u64 = 32 << 20;
 /// requests.
 const CONCURRENT_READS: usize = 4;
 
-/// Answers by month list, with when they were made, how many flushes this node had done then
-/// and the backend's data version then: a flush of this node makes them stale at once, a flush
-/// of another node or a backfill within [`DATA_VERSION_EVERY`].
+/// Answers by month list, with when they were made and, for each of their months, its version in
+/// the backend and this node's writes of it then: a flush of this node makes the answers with
+/// the months it wrote stale at once, a write of another node or a backfill within
+/// [`DATA_VERSION_EVERY`]; answers of months nobody wrote stay.
 pub struct StatCache {
     store: Arc<dyn StatStore>,
     /// This node's flushes.
@@ -37,14 +38,14 @@ pub struct StatCache {
     entries: moka::sync::Cache<Vec<Month>, Cached>,
     /// Limits the backend reads of cache misses.
     reads: tokio::sync::Semaphore,
-    /// The backend's data version (see [`StatStore::data_version`]) as last seen.
-    data_version: AtomicU64,
+    /// Each month's version in the backend (see [`StatStore::month_versions`]) as last seen.
+    versions: std::sync::RwLock<std::collections::BTreeMap<Month, u64>>,
 }
 
 impl std::fmt::Debug for StatCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StatCache")
-            .field("data_version", &self.data_version)
+            .field("versions", &self.versions)
             .finish_non_exhaustive()
     }
 }
@@ -69,7 +70,7 @@ impl StatCache {
                 .expire_after(OwnTtl)
                 .build(),
             reads: tokio::sync::Semaphore::new(CONCURRENT_READS),
-            data_version: AtomicU64::new(0),
+            versions: Default::default(),
         }
     }
 
@@ -78,16 +79,31 @@ impl StatCache {
         self.entries.invalidate_all();
     }
 
-    /// Keeps the data version current (a task the agent runs until it stops).
+    /// Keeps the months' versions current (a task the agent runs until it stops).
     pub async fn watch_data_version(&self) {
         let mut tick = tokio::time::interval(DATA_VERSION_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Ok(version) = self.store.data_version().await {
-                self.data_version.store(version, Ordering::Release);
+            if let Ok(versions) = self.store.month_versions().await {
+                *self.versions.write().expect("lock") = versions;
             }
         }
+    }
+
+    /// What an answer of `months` depends on: each month's version in the backend and this
+    /// node's writes of it.
+    fn generation(&self, months: &[Month]) -> Vec<(u64, u64)> {
+        let versions = self.versions.read().expect("lock");
+        months
+            .iter()
+            .map(|m| {
+                (
+                    versions.get(m).copied().unwrap_or(0),
+                    self.flushes.flushes_of(*m),
+                )
+            })
+            .collect()
     }
 
     /// Stats of `months`, from the cache while fresh. An answer including the current month is
@@ -104,10 +120,7 @@ impl StatCache {
             config.cache_ttl_secs
         };
         let ttl = Duration::from_secs(ttl_secs);
-        let generation = (
-            self.flushes.flushes_applied(),
-            self.data_version.load(Ordering::Acquire),
-        );
+        let generation = self.generation(&months);
         if let Some(cached) = self.entries.get(&months)
             && cached.made.elapsed() < ttl
             && cached.generation == generation
@@ -139,13 +152,13 @@ impl StatCache {
     }
 }
 
-/// A cached answer: when it was made, how long it may be used, this node's flush count and the
-/// data version then, the stats.
+/// A cached answer: when it was made, how long it may be used, what it depends on (see
+/// [`StatCache::generation`]), the stats.
 #[derive(Clone, Debug)]
 struct Cached {
     made: Instant,
     ttl: Duration,
-    generation: (u64, u64),
+    generation: Vec<(u64, u64)>,
     answer: Arc<Answer>,
 }
 

@@ -36,8 +36,9 @@ pub use stat::{Format, MonthsError, StatParams, requested_months};
 pub trait AgentStatus: Send + Sync + std::fmt::Debug {
     /// Whether ingestion runs (the health check's `running`, not `starting`).
     fn started(&self) -> bool;
-    /// Flushes this node has applied so far: a new one makes cached answers stale.
-    fn flushes_applied(&self) -> u64;
+    /// This node's applied writes (flushes, snapshots) of `month` so far: a new one makes the
+    /// cached answers with that month stale.
+    fn flushes_of(&self, month: authstat_core::Month) -> u64;
     /// What keeps the agent from its work, the backend aside: fenced, failing or waiting
     /// flushes, sources that cannot be read; one line each (`/readyz`, the dashboard).
     fn problems(&self) -> Vec<String>;

@@ -28,6 +28,7 @@ mod merge;
 pub mod mongo;
 pub mod options;
 pub mod registry;
+mod rollup;
 mod settle;
 pub mod sql;
 

@@ -15,6 +15,7 @@ use authstat_core::store::{
 use authstat_core::{Month, MonthStats, NodeId};
 
 use crate::merge::{Merger, distinct_months};
+use crate::rollup::{Rolled, union_all};
 
 const KIND: &str = "memory";
 
@@ -41,7 +42,22 @@ struct Inner {
     snapshot_versions: BTreeMap<NodeId, i64>,
     /// The cluster's month-to-date users by month and day.
     daily_users: BTreeMap<(Month, u32), u64>,
+    /// What a read of all nodes answers, by month (`rollup.rs`).
+    rollup: BTreeMap<Month, Rolled>,
     version: u64,
+}
+
+impl Inner {
+    /// `month` merged from every node's rows (what the roll-up holds, made anew).
+    fn merge_nodes(&self, month: Month) -> Result<Vec<MonthStats>, StoreError> {
+        let mut merger = Merger::new(KIND);
+        for (node, state) in &self.nodes {
+            if let Some(stats) = state.months.iter().find(|m| m.month == month) {
+                merger.add_stats(node.as_str(), stats)?;
+            }
+        }
+        Ok(merger.finish())
+    }
 }
 
 impl MemoryStore {
@@ -270,6 +286,14 @@ impl StatStore for MemoryStore {
             stats.counters.merge(&flush.counter_deltas);
         }
         next.months = months.into_values().collect();
+        let mut rolled: BTreeMap<Month, Rolled> = BTreeMap::new();
+        for flush in &batch.months {
+            let r = rolled
+                .entry(flush.month)
+                .or_insert_with(|| inner.rollup.get(&flush.month).cloned().unwrap_or_default());
+            r.add_flush(&flush.users, &flush.counter_deltas);
+        }
+        inner.rollup.extend(rolled);
         if let Some(positions) = &batch.positions {
             let mut positions = positions.clone();
             positions.sort();
@@ -315,15 +339,24 @@ impl StatStore for MemoryStore {
 
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
         let inner = self.lock();
-        let mut merger = Merger::new(KIND);
+        let mut out = Vec::new();
         for month in distinct_months(months) {
-            for (node, state) in &inner.nodes {
-                if let Some(stats) = state.months.iter().find(|m| m.month == month) {
-                    merger.add_stats(node.as_str(), stats)?;
-                }
+            match inner.rollup.get(&month) {
+                None => {}
+                Some(r) if !r.mixed => out.push(r.stats(month)),
+                Some(_) => out.extend(inner.merge_nodes(month)?),
             }
         }
-        Ok(merger.finish())
+        Ok(out)
+    }
+
+    async fn month_versions(&self) -> Result<BTreeMap<Month, u64>, StoreError> {
+        Ok(self
+            .lock()
+            .rollup
+            .iter()
+            .map(|(m, r)| (*m, r.version))
+            .collect())
     }
 
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
@@ -334,12 +367,34 @@ impl StatStore for MemoryStore {
             return Ok(SnapshotOutcome::Stale);
         }
         let state = inner.nodes.entry(snapshot.node.clone()).or_default();
+        let mut replaced = Vec::with_capacity(snapshot.months.len());
         for month in &snapshot.months {
+            let old = state
+                .months
+                .iter()
+                .find(|m| m.month == month.month)
+                .map(|m| m.counters.clone());
+            replaced.push((month.month, old, month.counters.clone()));
             state.months.retain(|m| m.month != month.month);
             state.months.push(month.clone());
         }
         state.months.sort_by_key(|m| m.month);
         state.seq += 1;
+        for (month, old, new) in replaced {
+            let mut mixed = false;
+            let foreign = union_all(
+                inner
+                    .nodes
+                    .iter()
+                    .filter(|(node, _)| node.is_foreign())
+                    .filter_map(|(_, s)| s.months.iter().find(|m| m.month == month))
+                    .map(|m| &m.users),
+                &mut mixed,
+            );
+            let r = inner.rollup.entry(month).or_default();
+            r.replace_snapshot(old.as_ref(), &new, foreign);
+            r.mixed |= mixed;
+        }
         inner
             .snapshot_versions
             .insert(snapshot.node.clone(), snapshot.version);

@@ -12,6 +12,8 @@ use authstat_core::{Month, MonthStats};
 pub(crate) struct Merger {
     backend: &'static str,
     months: BTreeMap<Month, Merged>,
+    /// HLLs of other parameters mark their month mixed instead of failing (a roll-up rebuild).
+    lenient: bool,
 }
 
 /// One month so far: the union of authstat's own HLLs, the union of foreign nodes' HLLs
@@ -21,6 +23,7 @@ struct Merged {
     users: Option<Hll>,
     foreign: Option<Hll>,
     counters: Counters,
+    mixed: bool,
 }
 
 impl Merger {
@@ -28,6 +31,15 @@ impl Merger {
         Self {
             backend,
             months: BTreeMap::new(),
+            lenient: false,
+        }
+    }
+
+    /// A merger whose months with HLLs of other parameters are marked mixed, not refused.
+    pub(crate) fn lenient(backend: &'static str) -> Self {
+        Self {
+            lenient: true,
+            ..Self::new(backend)
         }
     }
 
@@ -66,7 +78,7 @@ impl Merger {
         node: &str,
         hll: Hll,
     ) -> Result<(), StoreError> {
-        let backend = self.backend;
+        let (backend, lenient) = (self.backend, self.lenient);
         let merged = self.months.entry(month).or_default();
         let slot = if authstat_core::NodeId::is_foreign_id(node) {
             &mut merged.foreign
@@ -75,11 +87,17 @@ impl Merger {
         };
         match slot {
             None => *slot = Some(hll),
-            Some(merged) => merged.union(&hll).map_err(|e| StoreError::Corrupt {
-                backend,
-                message: format!("node {node} month {month}: {e}"),
-                cause: Default::default(),
-            })?,
+            Some(acc) => match acc.union(&hll) {
+                Ok(()) => {}
+                Err(_) if lenient => merged.mixed = true,
+                Err(e) => {
+                    return Err(StoreError::Corrupt {
+                        backend,
+                        message: format!("node {node} month {month}: {e}"),
+                        cause: Default::default(),
+                    });
+                }
+            },
         }
         Ok(())
     }
@@ -128,6 +146,27 @@ impl Merger {
                     .unwrap_or_else(|| Hll::new(HllParams::janssen())),
                 counters: merged.counters,
                 foreign_users: merged.foreign,
+            })
+            .collect()
+    }
+}
+
+impl Merger {
+    /// The merged months as roll-up months (version 0), ascending.
+    pub(crate) fn finish_rolled(self) -> Vec<(Month, crate::rollup::Rolled)> {
+        self.months
+            .into_iter()
+            .map(|(month, m)| {
+                (
+                    month,
+                    crate::rollup::Rolled {
+                        users: m.users,
+                        foreign: m.foreign,
+                        counters: m.counters,
+                        mixed: m.mixed,
+                        version: 0,
+                    },
+                )
             })
             .collect()
     }

@@ -112,6 +112,12 @@ impl StatStore for Settled {
         self.bound(self.inner.data_version()).await
     }
 
+    async fn month_versions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<authstat_core::Month, u64>, StoreError> {
+        self.bound(self.inner.month_versions()).await
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         self.bound(self.inner.health()).await
     }

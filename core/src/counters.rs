@@ -274,11 +274,82 @@ impl Counters {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty() && self.audit.is_empty() && self.authentications.is_empty()
     }
+
+    /// Takes every counter of `other` away (a snapshot replaced by a newer one); a counter that
+    /// reaches 0 is gone. Saturating: a counter never goes below 0.
+    pub fn subtract(&mut self, other: &Counters) {
+        for (key, n) in other.iter() {
+            let left = self.get(&key).saturating_sub(n);
+            self.remove(&key);
+            if left > 0 {
+                self.add(&key, left);
+            }
+        }
+    }
+
+    /// The same counters without those that are 0 (a stored 0 and an absent counter read
+    /// alike).
+    pub fn without_zeros(mut self) -> Self {
+        let zeros: Vec<CounterKey> = self
+            .iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(k, _)| k)
+            .collect();
+        for key in &zeros {
+            self.remove(key);
+        }
+        self
+    }
+
+    fn remove(&mut self, key: &CounterKey) {
+        match key {
+            CounterKey::Token {
+                grant_type,
+                token_type,
+            } => {
+                if let Some(by_type) = self.tokens.0.get_mut(grant_type.as_str()) {
+                    by_type.remove(token_type.as_str());
+                    if by_type.is_empty() {
+                        self.tokens.0.remove(grant_type.as_str());
+                    }
+                }
+            }
+            CounterKey::Audit { action, outcome } => {
+                self.audit.remove(&(action.clone(), *outcome));
+            }
+            CounterKey::Authentication(outcome) => {
+                self.authentications.remove(outcome);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtracting_takes_counters_away_and_drops_those_at_zero() {
+        let key = |g: &str| CounterKey::Token {
+            grant_type: g.into(),
+            token_type: "access_token".into(),
+        };
+        let mut total = Counters::default();
+        total.add(&key("a"), 5);
+        total.add(&key("b"), 2);
+        total.add(&CounterKey::Authentication(Outcome::Success), 3);
+        let mut old = Counters::default();
+        old.add(&key("a"), 2);
+        old.add(&key("b"), 2);
+        old.add(&CounterKey::Authentication(Outcome::Failure), 1);
+        total.subtract(&old);
+        assert_eq!(total.get(&key("a")), 3);
+        assert!(!total.tokens.as_map().contains_key("b"), "{total:?}");
+        assert_eq!(total.authentications.len(), 1, "nothing below 0");
+        let mut zero = Counters::default();
+        zero.add(&key("z"), 0);
+        assert!(zero.without_zeros().is_empty());
+    }
 
     #[test]
     fn token_counts_serialize_like_janssen() {

@@ -54,6 +54,7 @@
 //! rows, so nothing is lost and nothing is counted twice (its HLL may hold users the folded
 //! HLL holds too: a union does not count them twice).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -461,6 +462,12 @@ pub trait StatStore: Send + Sync + fmt::Debug {
     /// A number that changes whenever any node's flush is applied (caches compare it to know
     /// whether what they hold is still current).
     async fn data_version(&self) -> Result<u64, StoreError>;
+
+    /// The version of every month's merged statistics: it changes whenever a write changes
+    /// what [`StatStore::read_months`] answers for that month (and only then: a flush of the
+    /// current month leaves past months' versions alone), so that a cache keeps what it holds
+    /// of other months. Months nobody stored anything for are absent.
+    async fn month_versions(&self) -> Result<BTreeMap<Month, u64>, StoreError>;
 
     /// A cheap check that the database answers (the health endpoint's `db_status`).
     async fn health(&self) -> Result<(), StoreError>;

@@ -108,6 +108,9 @@ impl Pipeline {
                 }
                 self.acknowledge();
                 self.last_flush = Instant::now();
+                self.stats
+                    .flushing
+                    .wrote(batch.months.iter().map(|m| m.month));
                 self.stats.flushing.applied.fetch_add(1, Ordering::Release);
                 debug!(
                     seq = self.seq,
@@ -155,6 +158,9 @@ impl Pipeline {
             match self.runtime.block_on(self.store.put_snapshot(&snapshot)) {
                 Ok(SnapshotOutcome::Applied) => {
                     counts.applied.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .flushing
+                        .wrote(snapshot.months.iter().map(|m| m.month));
                     if let Ok(month) = authstat_core::Month::from_epoch_millis(now_ms()) {
                         let mut current = counts.current_month.lock().expect("lock");
                         current.record(&snapshot, month);

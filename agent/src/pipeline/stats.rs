@@ -128,6 +128,8 @@ pub struct Flushing {
     pub fenced: AtomicU64,
     /// Retried flushes the backend had applied before (the answer was lost).
     pub already_applied: AtomicU64,
+    /// Applied writes (flushes, snapshots) by month they wrote (the API's cache compares them).
+    pub months: Mutex<BTreeMap<Month, u64>>,
     /// Flush durations in seconds, successful or not.
     pub seconds: Mutex<Histogram>,
 }
@@ -159,6 +161,16 @@ pub struct FlushFailing {
     pub since: std::time::Instant,
     /// The last one's error.
     pub error: String,
+}
+
+impl Flushing {
+    /// Counts an applied write of `months`.
+    pub(crate) fn wrote(&self, months: impl IntoIterator<Item = Month>) {
+        let mut counts = self.months.lock().expect("lock");
+        for month in months {
+            *counts.entry(month).or_default() += 1;
+        }
+    }
 }
 
 impl Health {
@@ -202,8 +214,14 @@ impl authstat_api::AgentStatus for PipelineStats {
         self.health.started.load(Ordering::Acquire)
     }
 
-    fn flushes_applied(&self) -> u64 {
-        self.flushing.applied.load(Ordering::Acquire)
+    fn flushes_of(&self, month: Month) -> u64 {
+        self.flushing
+            .months
+            .lock()
+            .expect("lock")
+            .get(&month)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn problems(&self) -> Vec<String> {

@@ -84,6 +84,9 @@ impl StatStore for Flaky {
     async fn data_version(&self) -> Result<u64, StoreError> {
         self.inner.data_version().await
     }
+    async fn month_versions(&self) -> Result<std::collections::BTreeMap<Month, u64>, StoreError> {
+        self.inner.month_versions().await
+    }
     async fn put_snapshot(
         &self,
         snapshot: &authstat_core::store::Snapshot,

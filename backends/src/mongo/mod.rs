@@ -353,6 +353,10 @@ impl StatStore for MongoStore {
         Ok(sum)
     }
 
+    async fn month_versions(&self) -> Result<std::collections::BTreeMap<Month, u64>, StoreError> {
+        self.read_versions().await
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         self.collection
             .client()

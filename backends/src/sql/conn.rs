@@ -19,6 +19,8 @@ pub enum Bind {
     BigInt(i64),
     Text(String),
     Bytes(Vec<u8>),
+    /// Bytes or NULL.
+    MaybeBytes(Option<Vec<u8>>),
 }
 
 /// A row of the read path: an HLL (`kind = "#hll"`, `k1` = node) or a counter.
@@ -36,6 +38,21 @@ pub(crate) struct StatRow {
     pub value: i64,
     #[diesel(sql_type = Nullable<Binary>)]
     pub hll: Option<Vec<u8>>,
+}
+
+/// A month of the roll-up.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct RollupRow {
+    #[diesel(sql_type = Integer)]
+    pub month: i32,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub hll: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub foreign_hll: Option<Vec<u8>>,
+    #[diesel(sql_type = Integer)]
+    pub mixed: i32,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
 }
 
 #[derive(Debug, QueryableByName)]
@@ -184,6 +201,7 @@ macro_rules! bound_query {
                 Bind::BigInt(v) => query.bind::<BigInt, _>(v),
                 Bind::Text(v) => query.bind::<Text, _>(v),
                 Bind::Bytes(v) => query.bind::<Binary, _>(v),
+                Bind::MaybeBytes(v) => query.bind::<Nullable<Binary>, _>(v),
             };
         }
         query

@@ -1,6 +1,6 @@
-//! The flush transaction: lock the node's row, check the epoch (fencing) and the sequence
-//! number, record the new `seq` and lease, replace the HLLs, add the counter deltas, replace the
-//! positions. Every statement goes through one `step`, which is also where tests inject a
+//! The flush transaction: hold the roll-up's gate, lock the node's row, check the epoch
+//! (fencing) and the sequence number, record the new `seq` and lease, replace the HLLs, add the
+//! counter deltas, add both to the roll-up, replace the positions. Every statement goes through one `step`, which is also where tests inject a
 //! failure at any statement index.
 
 use authstat_core::counters::Counters;
@@ -119,6 +119,7 @@ pub(super) fn apply<C: SqlConnection>(
     let node = || Bind::Text(batch.node.as_str().to_owned());
     let mut step = |conn: &mut C, sql: &str, binds: Vec<Bind>| steps.exec(conn, sql, binds);
 
+    super::rollup::gate(conn, false)?;
     let rows: Vec<NodeRow> = conn.load(&d.lock_node(), vec![node()])?;
     let row = match rows.first() {
         Some(row) if row.epoch as u64 == batch.epoch => row,
@@ -151,6 +152,7 @@ pub(super) fn apply<C: SqlConnection>(
         &d.update_node(),
         vec![
             Bind::BigInt(seq),
+            Bind::BigInt(seq),
             Bind::BigInt(now_ms()),
             Bind::BigInt(batch.lease_until_ms),
             node(),
@@ -168,6 +170,7 @@ pub(super) fn apply<C: SqlConnection>(
             step(conn, &build(d, chunk.len() / columns), chunk.to_vec())?;
         }
     }
+    super::rollup::add_flush(conn, batch, &mut step)?;
     if let Some(positions) = &prepared.positions {
         step(conn, &d.delete_positions(), vec![node()])?;
         for chunk in positions.chunks(4 * Dialect::ROWS_PER_STATEMENT) {

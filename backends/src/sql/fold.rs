@@ -27,6 +27,9 @@ pub(super) fn apply<C: SqlConnection>(
     let d = C::DIALECT;
     let folded = NodeId::folded();
     let folded_bind = || Bind::Text(folded.as_str().to_owned());
+    // A fold leaves the roll-up as it is (unions and sums do not change), but holds the gate
+    // so that a rebuild never reads rows half moved.
+    super::rollup::gate(conn, false)?;
     conn.exec(&d.ensure_node(), vec![folded_bind(), Bind::BigInt(0)])?;
     let _: Vec<NodeRow> = conn.load(&d.lock_node(), vec![folded_bind()])?;
     let silent: Vec<NodeIdRow> = conn.load(

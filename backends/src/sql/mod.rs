@@ -19,6 +19,7 @@ mod fold;
 mod own;
 mod pool;
 mod read;
+mod rollup;
 mod snapshot;
 mod tx;
 
@@ -125,6 +126,52 @@ pub enum FailAt {
     /// After the transaction committed: the flush is applied, but its caller hears of an
     /// error (a connection lost with the answer).
     AfterCommit,
+}
+
+fn tx_error(d: Dialect, e: TxError) -> StoreError {
+    match e {
+        TxError::Db(e) => db_error(d, e),
+        TxError::Store(e) => e,
+    }
+}
+
+/// `months` merged from every node's rows (what the roll-up holds, made anew): rows are merged
+/// as they arrive, so a read holds one row and the per-month results.
+fn merge_months<C: SqlConnection>(
+    conn: &mut C,
+    months: &[Month],
+) -> Result<Vec<MonthStats>, StoreError> {
+    let d = C::DIALECT;
+    let binds: Vec<Bind> = months
+        .iter()
+        .chain(months)
+        .map(|&m| flush::month_bind(m))
+        .collect();
+    let mut merger = Merger::new(d.kind());
+    merge_streamed(conn, &d.read_months(months.len()), binds, &mut merger)
+        .map_err(|e| tx_error(d, e))?;
+    Ok(merger.finish())
+}
+
+/// Builds the roll-up anew when some node's writes are not in it (rows stored before roll-ups
+/// existed, or written by an agent that predates them).
+fn catch_up<C: SqlConnection>(conn: &mut C) -> Result<(), StoreError> {
+    let d = C::DIALECT;
+    if !rollup::behind(conn).map_err(|e| tx_error(d, e))? {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let rebuilt = transaction_with_retries(conn, rollup::rebuild)?;
+    if let Some(months) = rebuilt {
+        tracing::warn!(
+            backend = d.kind(),
+            months,
+            millis = started.elapsed().as_millis() as u64,
+            "the roll-up of all nodes was behind the node rows (rows stored before roll-ups, \
+             or an agent of an older version writes to this database): built anew"
+        );
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -239,21 +286,24 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         if months.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = d.read_months(months.len());
-        let binds: Vec<Bind> = months
-            .iter()
-            .chain(&months)
-            .map(|&m| flush::month_bind(m))
-            .collect();
-        // Rows are merged as they arrive: a read holds one row and the per-month results,
-        // however many nodes wrote them.
         self.blocking(move |conn| {
-            let mut merger = Merger::new(d.kind());
-            merge_streamed(conn, &sql, binds, &mut merger).map_err(|e| match e {
-                TxError::Db(e) => db_error(d, e),
-                TxError::Store(e) => e,
-            })?;
-            Ok(merger.finish())
+            catch_up(conn)?;
+            let (mut stats, mixed) = rollup::read(conn, &months).map_err(|e| tx_error(d, e))?;
+            if !mixed.is_empty() {
+                // HLLs of other parameters: merged from the node rows, which says why.
+                stats.extend(merge_months(conn, &mixed)?);
+                stats.sort_by_key(|s| s.month);
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn month_versions(&self) -> Result<std::collections::BTreeMap<Month, u64>, StoreError> {
+        let d = C::DIALECT;
+        self.blocking(move |conn| {
+            catch_up(conn)?;
+            rollup::versions(conn).map_err(|e| tx_error(d, e))
         })
         .await
     }

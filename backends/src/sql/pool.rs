@@ -281,6 +281,8 @@ impl<C: SqlConnection> SqlStore<C> {
         store
             .blocking(|conn| conn.migrate().map_err(|e| unavailable(C::DIALECT, e)))
             .await?;
+        // The migration that added roll-ups builds them here from the rows already stored.
+        store.blocking(super::catch_up).await?;
         #[cfg(feature = "test-hooks")]
         if std::env::var_os("AUTHSTAT_TEST_FREEZE_IN_FLUSH").is_some() {
             // Test hook: the process stops itself (SIGSTOP, as a paused VM would) inside its

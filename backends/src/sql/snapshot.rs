@@ -3,6 +3,7 @@
 //! foreign node is never claimed), deletes the node's rows of the snapshot's months, writes the
 //! snapshot's HLLs and counters and bumps `seq` (the data version).
 
+use authstat_core::Month;
 use authstat_core::store::{Snapshot, SnapshotOutcome, StoreError};
 
 use super::conn::{Bind, NodeRow, SqlConnection};
@@ -58,6 +59,7 @@ pub(super) fn apply<C: SqlConnection>(
 ) -> Result<SnapshotOutcome, TxError> {
     let d = C::DIALECT;
     let node = || Bind::Text(snapshot.node.as_str().to_owned());
+    super::rollup::gate(conn, false)?;
     conn.exec(&d.ensure_node(), vec![node(), Bind::BigInt(0)])?;
     let rows: Vec<NodeRow> = conn.load(&d.lock_node(), vec![node()])?;
     // A row that has never stored a snapshot has seq 0: any version is newer.
@@ -75,6 +77,12 @@ pub(super) fn apply<C: SqlConnection>(
             node(),
         ],
     )?;
+    let months: Vec<Month> = snapshot.months.iter().map(|m| m.month).collect();
+    let old = if months.is_empty() {
+        Default::default()
+    } else {
+        super::rollup::node_counters(conn, &snapshot.node, &months)?
+    };
     if !prepared.months.is_empty() {
         for table in ["authstat_hll", "authstat_counters"] {
             let mut binds = vec![node()];
@@ -94,5 +102,11 @@ pub(super) fn apply<C: SqlConnection>(
             conn.exec(&build(d, chunk.len() / columns), chunk.to_vec())?;
         }
     }
+    let new: Vec<(Month, &authstat_core::counters::Counters)> = snapshot
+        .months
+        .iter()
+        .map(|m| (m.month, &m.counters))
+        .collect();
+    super::rollup::replace_snapshot(conn, &old, &new)?;
     Ok(SnapshotOutcome::Applied)
 }

@@ -9,9 +9,11 @@ use crate::support::*;
 
 mod fold;
 mod ownership;
+mod rollup;
 pub mod snapshot;
 pub use fold::*;
 pub use ownership::*;
+pub use rollup::*;
 pub use snapshot::*;
 
 /// Instantiates every conformance test for one backend; `$harness` is an async fn returning a
@@ -33,7 +35,7 @@ macro_rules! conformance_tests {
             an_interrupted_fold_changes_no_read_and_is_finished_later,
             snapshots_replace_and_merge_apart, snapshots_are_only_for_foreign_nodes,
             foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest,
-            daily_users_keep_the_largest_figure);
+            daily_users_keep_the_largest_figure, the_rollup_equals_the_merge_of_the_node_rows);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(
@@ -372,12 +374,15 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         b
     };
     let mut expected = Counters::default();
-    // SQL: update node, HLLs, 3 counter statements, delete positions, 3 position statements.
+    // SQL: update node, HLLs, 3 counter statements, the roll-up's 2 months and 3 counter
+    // statements, delete positions, 3 position statements.
     let mut fired = 0;
-    for at in 0..10 {
+    let months = [month("202401"), month("202402")];
+    for at in 0..16 {
         let seq = at as u64 + 1;
         let b = large(seq);
         let before = store.load_node(&node("node-a")).await.unwrap();
+        let read_before = store.read_months(&months).await.unwrap();
         (opened.fail_next_flush)(Fail::Before(at));
         match store.flush(&b).await {
             // Fewer writes than `at`: nothing was injected.
@@ -396,6 +401,11 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
                     before,
                     "a failure before write {at} left something behind"
                 );
+                assert_eq!(
+                    store.read_months(&months).await.unwrap(),
+                    read_before,
+                    "a failure before write {at} left something in the roll-up"
+                );
                 assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
             }
         }
@@ -405,10 +415,12 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         assert_eq!(state.positions.len(), 1100);
         assert_eq!(Some(state.positions), b.positions);
         assert_eq!(state.months[0].counters, expected, "after write {at}");
+        let read = store.read_months(&months).await.unwrap();
+        assert_eq!(read[0].counters, expected, "the roll-up after write {at}");
     }
     assert_eq!(
         fired,
-        opened.flush_points.min(10),
+        opened.flush_points.min(16),
         "every injected fault fired"
     );
 }

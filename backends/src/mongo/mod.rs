@@ -55,6 +55,7 @@ mod daily;
 mod fold;
 mod own;
 mod read;
+mod rollup;
 mod snapshot;
 
 pub use fold::FoldFailAt;
@@ -70,6 +71,8 @@ pub struct MongoStore {
     claims: Collection<Document>,
     /// `<collection>_daily`: per month `{_id: yyyyMM, days: {"d": users}}`.
     daily: Collection<Document>,
+    /// `<collection>_rollup`: per month what a read of all nodes answers (`rollup.rs`).
+    rollup: Collection<Document>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Mutex<Option<FailAt>>,
     /// Test hook: where the next fold stops.
@@ -138,6 +141,7 @@ impl MongoStore {
             collection: database.collection(&config.collection),
             claims: database.collection(&format!("{}_claims", config.collection)),
             daily: database.collection(&format!("{}_daily", config.collection)),
+            rollup: database.collection(&format!("{}_rollup", config.collection)),
             fail_next_flush: Mutex::new(None),
             fail_next_fold: Mutex::new(None),
         })
@@ -182,6 +186,8 @@ fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
                 bytes,
             },
         );
+        // The write that last changed the month (the roll-up compares it: `rollup.rs`).
+        set.insert(format!("months.{}.seq", month.month), seq);
         for (key, delta) in month.counter_deltas.iter() {
             let (kind, k1, k2) = key.parts();
             let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {
@@ -248,15 +254,26 @@ impl StatStore for MongoStore {
             "epoch": batch.epoch as i64,
             "seq": { "$lt": seq },
         };
-        let result = self
+        // The document as it was before (its months' `seq`s: which writes the roll-up must hold
+        // before this one is added to it).
+        let mut before = doc! { "_id": 1 };
+        for month in &batch.months {
+            before.insert(format!("months.{}.seq", month.month), 1);
+        }
+        let previous = self
             .collection
-            .update_one(filter, update)
+            .find_one_and_update(filter, update)
+            .projection(before)
+            .return_document(mongodb::options::ReturnDocument::Before)
             .await
             .map_err(|e| unavailable(e.to_string()).because(e))?;
         if fail == Some(FailAt::AfterApply) {
             return Err(unavailable("injected failure after the update"));
         }
-        if result.matched_count == 1 {
+        if let Some(previous) = previous {
+            // The second step. A failure leaves the roll-up behind (the next read finds and
+            // repairs it) and is said: the caller retries, and hears the flush was applied.
+            self.add_flush(batch, seq, &previous).await?;
             return Ok(FlushOutcome::Applied);
         }
         // Nothing matched: fenced, or this batch was applied before.
@@ -325,14 +342,7 @@ impl StatStore for MongoStore {
         if months.is_empty() {
             return Ok(Vec::new());
         }
-        for _ in 0..read::READ_ATTEMPTS {
-            if let Some(merged) = self.read_once(&months).await? {
-                return Ok(merged);
-            }
-        }
-        Err(unavailable(
-            "folds kept changing the data during the read; try again",
-        ))
+        self.read_rolled(&months).await
     }
 
     async fn data_version(&self) -> Result<u64, StoreError> {
@@ -354,7 +364,7 @@ impl StatStore for MongoStore {
     }
 
     async fn month_versions(&self) -> Result<std::collections::BTreeMap<Month, u64>, StoreError> {
-        self.read_versions().await
+        self.versions().await
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -368,7 +378,14 @@ impl StatStore for MongoStore {
     }
 
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotOutcome, StoreError> {
-        self.snapshot_cas(snapshot).await
+        let outcome = self.snapshot_cas(snapshot).await?;
+        if outcome == SnapshotOutcome::Applied {
+            // Its months' roll-ups made current now, so that readers do not (a failure is said:
+            // the snapshot is stored again, which changes nothing, and this is tried again).
+            let months: Vec<Month> = snapshot.months.iter().map(|m| m.month).collect();
+            self.read_rolled(&distinct_months(&months)).await?;
+        }
+        Ok(outcome)
     }
 
     async fn record_daily_users(

@@ -79,34 +79,3 @@ impl MongoStore {
             .map_err(|e| unavailable(e.to_string()).because(e))
     }
 }
-
-impl MongoStore {
-    /// Every stored month with the whole store's data version (MongoDB keeps no roll-up yet:
-    /// any write changes every month's version).
-    pub(super) async fn read_versions(
-        &self,
-    ) -> Result<std::collections::BTreeMap<Month, u64>, StoreError> {
-        let version = self.data_version().await?;
-        let mut cursor = self
-            .collection
-            .find(doc! {})
-            .projection(doc! { "months": 1 })
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
-        let mut out = std::collections::BTreeMap::new();
-        while let Some(doc) = cursor
-            .try_next()
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?
-        {
-            if let Ok(months) = doc.get_document("months") {
-                for (month, _) in months {
-                    if let Ok(month) = month.parse::<Month>() {
-                        out.insert(month, version);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-}

@@ -11,8 +11,15 @@ impl MongoStore {
     ) -> Result<SnapshotOutcome, StoreError> {
         crate::memory::check_snapshot(KIND, snapshot)?;
         let mut set = doc! { "updated_at_ms": now_ms(), "version": snapshot.version };
+        // A fresh `seq` for each month: the roll-up holding the month's old content is no longer
+        // current (`rollup.rs`).
+        let fresh = -(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
         for month in &snapshot.months {
-            set.insert(format!("months.{}", month.month), codec::month_doc(month)?);
+            let mut stored = codec::month_doc(month)?;
+            stored.insert("seq", fresh);
+            set.insert(format!("months.{}", month.month), stored);
         }
         let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
         let node = snapshot.node.as_str();
@@ -40,7 +47,9 @@ impl MongoStore {
             }
             let mut months = Document::new();
             for month in &snapshot.months {
-                months.insert(month.month.to_string(), codec::month_doc(month)?);
+                let mut stored = codec::month_doc(month)?;
+                stored.insert("seq", fresh);
+                months.insert(month.month.to_string(), stored);
             }
             let created = doc! {
                 "_id": node, "seq": 1_i64, "updated_at_ms": now_ms(),

@@ -35,7 +35,8 @@ macro_rules! conformance_tests {
             an_interrupted_fold_changes_no_read_and_is_finished_later,
             snapshots_replace_and_merge_apart, snapshots_are_only_for_foreign_nodes,
             foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest,
-            daily_users_keep_the_largest_figure, the_rollup_equals_the_merge_of_the_node_rows);
+            daily_users_keep_the_largest_figure, the_rollup_equals_the_merge_of_the_node_rows,
+            a_write_changes_only_its_months_versions);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(

@@ -301,3 +301,62 @@ pub async fn the_rollup_equals_the_merge_of_the_node_rows(h: &dyn Harness) {
         }
     }
 }
+
+/// A month's version changes with every write of that month and with nothing else: a flush of
+/// one month leaves the others' versions (a cache keeps their answers), a fold changes none (the
+/// answers are the same), a snapshot changes its months'.
+pub async fn a_write_changes_only_its_months_versions(h: &dyn Harness) {
+    let store = h.open().await.store;
+    own(store.as_ref(), "node-a").await;
+    own(store.as_ref(), "node-b").await;
+    store
+        .flush(&batch("node-a", 1, &["202401", "202402"], 0, 10, 1))
+        .await
+        .unwrap();
+    store
+        .flush(&batch("node-b", 1, &["202401"], 100, 10, 1))
+        .await
+        .unwrap();
+    let (jan, feb) = (month("202401"), month("202402"));
+    // Read once: a backend may make a month's roll-up when it is first read.
+    store.read_months(&[jan, feb]).await.unwrap();
+    let v0 = store.month_versions().await.unwrap();
+    assert!(v0.contains_key(&jan) && v0.contains_key(&feb), "{v0:?}");
+
+    // A node's users of a month only grow (its HLL holds the earlier ones).
+    store
+        .flush(&batch("node-b", 2, &["202401"], 100, 110, 1))
+        .await
+        .unwrap();
+    let v1 = store.month_versions().await.unwrap();
+    assert_ne!(v1[&jan], v0[&jan], "January was written");
+    assert_eq!(v1[&feb], v0[&feb], "February was not");
+
+    let later = now_ms() + 86_400_000 * 2;
+    let read_before = store.read_months(&[jan, feb]).await.unwrap();
+    store
+        .fold_silent(&FoldRequest {
+            silent_before_ms: later,
+            now_ms: later,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.read_months(&[jan, feb]).await.unwrap(), read_before);
+    let v2 = store.month_versions().await.unwrap();
+    assert_eq!(v2[&feb], v1[&feb], "a fold changes no answer");
+
+    let snapshot = Snapshot {
+        node: NodeId::foreign("janssen", "row-1").unwrap(),
+        version: 1,
+        months: vec![MonthStats {
+            month: feb,
+            users: users((0..5).map(|i| format!("j{i}"))),
+            counters: Counters::default(),
+            foreign_users: None,
+        }],
+    };
+    store.put_snapshot(&snapshot).await.unwrap();
+    let v3 = store.month_versions().await.unwrap();
+    assert_ne!(v3[&feb], v2[&feb], "the snapshot wrote February");
+    assert_eq!(v3[&jan], v2[&jan], "and not January");
+}

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use authstat_test_support::janssen::AuditRecord;
+
 use crate::support::*;
 
 /// A token with another scope (its SHA-256 is below) to test the exact scope check.
@@ -320,5 +322,85 @@ async fn a_flush_refreshes_cached_answers() {
         "{}",
         second.body
     );
+    agent.shutdown().await;
+}
+
+/// Cached by month: a flush of the current month makes the answers with that month stale at
+/// once, and leaves the cached answers of past months (their versions did not change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_of_this_month_keeps_past_months_cached() {
+    let mut fixture = Fixture::new("");
+    fixture.add_current_month_users(&["now-1"]);
+    let agent = start_and_flush(&fixture).await;
+    let addr = agent.addr;
+    let now = current_month();
+    let hits = move || {
+        let metrics = get(addr, "/metrics", None).body;
+        crate::metrics::sample_value(
+            &metrics,
+            "authstat_api_cache_requests_total{result=\"hit\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let past = format!("{STAT}?month=202402");
+    let current = format!("{STAT}?month={now}");
+    let (hits_before, users_before) = tokio::task::spawn_blocking({
+        let (past, current) = (past.clone(), current.clone());
+        move || {
+            // Both answers cached: asked until the answer is a hit (the months' versions are
+            // polled every second; an answer made before the first poll is made once more).
+            for target in [&past, &current] {
+                wait_until("the answer cached", || {
+                    let before = hits();
+                    assert_eq!(get(addr, target, Some(TOKEN)).status, 200);
+                    hits() > before
+                });
+            }
+            let users =
+                get(addr, &current, Some(TOKEN)).json()["response"][0]["monthly_active_users"]
+                    .clone();
+            (hits(), users)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(users_before, 1);
+    // A new user this month, flushed.
+    let log = fixture.dir.path().join("logs/jans-auth_audit.log");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    append(
+        &log,
+        &AuditRecord::new("USER_AUTHORIZATION", now_ms, Some("now-2"), true).text(),
+    );
+    let stats = agent.stats.clone();
+    let flushes = stats.flushing.applied.load(Ordering::Acquire);
+    wait_until("the new record to be read", || {
+        stats.reading.records.load(Ordering::Relaxed) > fixture.records
+    });
+    agent.flush_now();
+    wait_until("a flush", || {
+        stats.flushing.applied.load(Ordering::Acquire) > flushes
+    });
+    let (hits_after_past, users_after, hits_after_current) =
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(get(addr, &past, Some(TOKEN)).status, 200);
+            let hits_after_past = hits();
+            let users =
+                get(addr, &current, Some(TOKEN)).json()["response"][0]["monthly_active_users"]
+                    .clone();
+            (hits_after_past, users, hits())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        hits_after_past,
+        hits_before + 1.0,
+        "the past month stayed cached"
+    );
+    assert_eq!(users_after, 2, "this month was read again");
+    assert_eq!(hits_after_current, hits_after_past, "a miss for this month");
     agent.shutdown().await;
 }

@@ -22,13 +22,7 @@ impl Tailer {
     ) -> (usize, Vec<SourceError>) {
         let mut total = 0;
         let mut errors = Vec::new();
-        let mut ids: Vec<StreamId> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| !s.carriers.is_empty() && s.claim == Claim::Confirmed)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
+        let ids = self.readable_streams();
         for sid in ids {
             if total >= budget {
                 break;
@@ -103,9 +97,8 @@ impl Tailer {
         (total, errors)
     }
 
-    /// The file to read of every confirmed stream that has one, and the files that could not
-    /// be checked.
-    fn choose_readers(&mut self) -> (HashMap<StreamId, FileKey>, Vec<SourceError>) {
+    /// The streams that may be read (confirmed, carried by a file), in order.
+    fn readable_streams(&self) -> Vec<StreamId> {
         let mut ids: Vec<StreamId> = self
             .streams
             .iter()
@@ -113,6 +106,13 @@ impl Tailer {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
+        ids
+    }
+
+    /// The file to read of every confirmed stream that has one, and the files that could not
+    /// be checked.
+    fn choose_readers(&mut self) -> (HashMap<StreamId, FileKey>, Vec<SourceError>) {
+        let ids = self.readable_streams();
         let (mut readers, mut errors) = (HashMap::new(), Vec::new());
         for sid in ids {
             match self.choose_reader(sid) {

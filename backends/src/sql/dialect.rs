@@ -340,6 +340,57 @@ impl Dialect {
         )
     }
 
+    /// `months` months of the roll-up without their foreign users, locked for the transaction
+    /// in month order (a flush's). Binds: the months.
+    pub(crate) fn lock_rollups(self, months: usize) -> String {
+        let lock = match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
+        };
+        format!(
+            "SELECT month, hll, {} AS foreign_hll, mixed, version FROM authstat_rollup \
+             WHERE month IN ({}) ORDER BY month{lock}",
+            self.null_blob(),
+            self.list(1, months)
+        )
+    }
+
+    /// Writes `rows` months' users of the roll-up (their foreign users stay), bumping their
+    /// versions. Binds per row: month, hll, mixed.
+    pub(crate) fn upsert_rollup_users(self, rows: usize) -> String {
+        let head = format!(
+            "INSERT INTO authstat_rollup (month, hll, mixed, version) VALUES {}",
+            (0..rows)
+                .map(|r| format!(
+                    "({}, {}, {}, 1)",
+                    self.param(3 * r + 1),
+                    self.param(3 * r + 2),
+                    self.param(3 * r + 3)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "{head} ON CONFLICT (month) DO UPDATE SET hll = excluded.hll, \
+                 mixed = excluded.mixed, version = authstat_rollup.version + 1"
+            ),
+            Dialect::Mysql => format!(
+                "{head} ON DUPLICATE KEY UPDATE hll = VALUES(hll), mixed = VALUES(mixed), \
+                 version = version + 1"
+            ),
+        }
+    }
+
+    /// Bumps the versions of `months` months of the roll-up (their users did not change).
+    /// Binds: the months.
+    pub(crate) fn bump_rollups(self, months: usize) -> String {
+        format!(
+            "UPDATE authstat_rollup SET version = version + 1 WHERE month IN ({})",
+            self.list(1, months)
+        )
+    }
+
     /// Writes a month of the roll-up, bumping its version. Binds: month, hll, foreign_hll,
     /// mixed.
     pub(crate) fn upsert_rollup(self) -> String {

@@ -34,34 +34,24 @@ pub(super) fn gate<C: SqlConnection>(conn: &mut C, exclusive: bool) -> Result<()
     Ok(())
 }
 
-/// A month of the roll-up as stored, locked for the transaction; the foreign users stay bytes.
-struct Locked {
-    rolled: Rolled,
-    foreign: Option<Vec<u8>>,
-}
-
-fn lock<C: SqlConnection>(conn: &mut C, month: Month) -> Result<Locked, TxError> {
+/// A month of the roll-up as stored (its users and whether it is mixed), locked for the
+/// transaction.
+fn lock<C: SqlConnection>(conn: &mut C, month: Month) -> Result<Rolled, TxError> {
     let d = C::DIALECT;
     let rows: Vec<RollupRow> = conn.load(&d.lock_rollup(), vec![month_bind(month)])?;
     let Some(row) = rows.into_iter().next() else {
-        return Ok(Locked {
-            rolled: Rolled::default(),
-            foreign: None,
-        });
+        return Ok(Rolled::default());
     };
     let users = row
         .hll
         .map(|b| Hll::from_bytes(&b))
         .transpose()
         .map_err(|e| corrupt(d, format!("roll-up of {month}: {e}")))?;
-    Ok(Locked {
-        rolled: Rolled {
-            users,
-            mixed: row.mixed != 0,
-            version: row.version as u64,
-            ..Rolled::default()
-        },
-        foreign: row.foreign_hll,
+    Ok(Rolled {
+        users,
+        mixed: row.mixed != 0,
+        version: row.version as u64,
+        ..Rolled::default()
     })
 }
 
@@ -75,7 +65,9 @@ fn bytes(d: Dialect, month: Month, hll: Option<&Hll>) -> Result<Option<Vec<u8>>,
 pub(super) type Step<'a, C> = dyn FnMut(&mut C, &str, Vec<Bind>) -> Result<(), TxError> + 'a;
 
 /// A flush's months added to the roll-up (its HLLs unioned in, its counter deltas added);
-/// `step` runs the writes. Call after the flush's sequence check, under the gate.
+/// `step` runs the writes. Call after the flush's sequence check, under the gate. The months'
+/// rows are locked in one statement; a month whose users did not change keeps its HLL bytes
+/// (only its version is bumped).
 pub(super) fn add_flush<C: SqlConnection>(
     conn: &mut C,
     batch: &FlushBatch,
@@ -84,26 +76,52 @@ pub(super) fn add_flush<C: SqlConnection>(
     let d = C::DIALECT;
     let mut months: Vec<_> = batch.months.iter().collect();
     months.sort_by_key(|m| m.month);
-    let mut counters = Vec::new();
-    for flush in months {
-        let mut locked = lock(conn, flush.month)?;
-        union_into(
-            &mut locked.rolled.users,
-            &flush.users,
-            &mut locked.rolled.mixed,
+    months.dedup_by_key(|m| m.month);
+    if months.is_empty() {
+        return Ok(());
+    }
+    let binds: Vec<Bind> = months.iter().map(|m| month_bind(m.month)).collect();
+    let rows: Vec<RollupRow> = conn.load(&d.lock_rollups(binds.len()), binds)?;
+    let merger = Merger::new(d.kind());
+    let mut stored: BTreeMap<Month, RollupRow> = BTreeMap::new();
+    for row in rows {
+        stored.insert(
+            merger.month(i64::from(row.month)).map_err(TxError::Store)?,
+            row,
         );
-        let users = bytes(d, flush.month, locked.rolled.users.as_ref())?;
-        step(
-            conn,
-            &d.upsert_rollup(),
-            vec![
+    }
+    let (mut changed, mut same, mut counters) = (Vec::new(), Vec::new(), Vec::new());
+    for flush in months {
+        let row = stored.remove(&flush.month);
+        let existed = row.is_some();
+        let (mut users, mut mixed) = match row {
+            None => (None, false),
+            Some(row) => (
+                row.hll
+                    .map(|b| Hll::from_bytes(&b))
+                    .transpose()
+                    .map_err(|e| corrupt(d, format!("roll-up of {}: {e}", flush.month)))?,
+                row.mixed != 0,
+            ),
+        };
+        let before = users.clone();
+        union_into(&mut users, &flush.users, &mut mixed);
+        if existed && users == before {
+            same.push(month_bind(flush.month));
+        } else {
+            changed.extend([
                 month_bind(flush.month),
-                Bind::MaybeBytes(users),
-                Bind::MaybeBytes(locked.foreign),
-                Bind::Int(i32::from(locked.rolled.mixed)),
-            ],
-        )?;
+                Bind::MaybeBytes(bytes(d, flush.month, users.as_ref())?),
+                Bind::Int(i32::from(mixed)),
+            ]);
+        }
         counter_binds(flush.month, &flush.counter_deltas, &mut counters);
+    }
+    if !changed.is_empty() {
+        step(conn, &d.upsert_rollup_users(changed.len() / 3), changed)?;
+    }
+    if !same.is_empty() {
+        step(conn, &d.bump_rollups(same.len()), same)?;
     }
     for chunk in counters.chunks(5 * Dialect::ROWS_PER_STATEMENT) {
         step(
@@ -175,9 +193,9 @@ pub(super) fn replace_snapshot<C: SqlConnection>(
                     .map_err(|e| corrupt(d, format!("node {} month {month}: {e}", row.k1)))?,
             );
         }
-        let mut mixed = locked.rolled.mixed;
+        let mut mixed = locked.mixed;
         let foreign = union_all(&hlls, &mut mixed);
-        let users = bytes(d, month, locked.rolled.users.as_ref())?;
+        let users = bytes(d, month, locked.users.as_ref())?;
         conn.exec(
             &d.upsert_rollup(),
             vec![

@@ -375,7 +375,7 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         b
     };
     let mut expected = Counters::default();
-    // SQL: update node, HLLs, 3 counter statements, the roll-up's 2 months and 3 counter
+    // SQL: update node, HLLs, 3 counter statements, the roll-up's months (one statement) and 3 counter
     // statements, delete positions, 3 position statements.
     let mut fired = 0;
     let months = [month("202401"), month("202402")];

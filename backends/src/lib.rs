@@ -29,6 +29,7 @@ pub mod mongo;
 pub mod options;
 pub mod registry;
 mod rollup;
+mod rules;
 mod settle;
 pub mod sql;
 

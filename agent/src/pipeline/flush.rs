@@ -79,45 +79,7 @@ impl Pipeline {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) => {
-                if let Some(failing) = self.stats.health.flush_failing.lock().expect("lock").take()
-                {
-                    info!(
-                        failures = failing.failures,
-                        after_secs = failing.since.elapsed().as_secs(),
-                        "flushing works again"
-                    );
-                }
-                self.publish_totals(&batch);
-                if outcome == FlushOutcome::AlreadyApplied {
-                    self.stats
-                        .flushing
-                        .already_applied
-                        .fetch_add(1, Ordering::Relaxed);
-                    info!(
-                        seq = batch.seq,
-                        "this flush had been applied before (its answer was lost)"
-                    );
-                }
-                self.seq = batch.seq;
-                if let Some(positions) = batch.positions {
-                    self.last_positions = positions;
-                }
-                if !batch.months.is_empty() && abort_before_acknowledging() {
-                    // Test hook: the worst moment to die, stored but not acknowledged.
-                    std::process::abort();
-                }
-                self.acknowledge();
-                self.last_flush = Instant::now();
-                self.stats
-                    .flushing
-                    .wrote(batch.months.iter().map(|m| m.month));
-                self.stats.flushing.applied.fetch_add(1, Ordering::Release);
-                debug!(
-                    seq = self.seq,
-                    months = batch.months.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "flushed"
-                );
+                self.applied(batch, outcome, started);
                 true
             }
             Err(e @ StoreError::Fenced { .. }) => {
@@ -145,6 +107,48 @@ impl Pipeline {
                 false
             }
         }
+    }
+
+    /// What follows a flush the store applied (or had applied: its answer was lost).
+    fn applied(&mut self, batch: FlushBatch, outcome: FlushOutcome, started: Instant) {
+        if let Some(failing) = self.stats.health.flush_failing.lock().expect("lock").take() {
+            info!(
+                failures = failing.failures,
+                after_secs = failing.since.elapsed().as_secs(),
+                "flushing works again"
+            );
+        }
+        self.publish_totals(&batch);
+        if outcome == FlushOutcome::AlreadyApplied {
+            self.stats
+                .flushing
+                .already_applied
+                .fetch_add(1, Ordering::Relaxed);
+            info!(
+                seq = batch.seq,
+                "this flush had been applied before (its answer was lost)"
+            );
+        }
+        self.seq = batch.seq;
+        if let Some(positions) = batch.positions {
+            self.last_positions = positions;
+        }
+        if !batch.months.is_empty() && abort_before_acknowledging() {
+            // Test hook: the worst moment to die, stored but not acknowledged.
+            std::process::abort();
+        }
+        self.acknowledge();
+        self.last_flush = Instant::now();
+        self.stats
+            .flushing
+            .wrote(batch.months.iter().map(|m| m.month));
+        self.stats.flushing.applied.fetch_add(1, Ordering::Release);
+        debug!(
+            seq = self.seq,
+            months = batch.months.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
     }
 
     /// Stores the snapshots of foreign nodes read since the last flush. They replace what is

@@ -10,7 +10,7 @@ impl MongoStore {
         day: u32,
         users: u64,
     ) -> Result<(), StoreError> {
-        crate::memory::check_day(KIND, day)?;
+        crate::rules::check_day(KIND, day)?;
         let db = |e: mongodb::error::Error| unavailable(e.to_string()).because(e);
         let id = i64::from(month.yyyymm());
         let field = format!("days.{day}");

@@ -288,7 +288,7 @@ impl StatStore for MongoStore {
                 Err(StoreError::Fenced {
                     backend: KIND,
                     node: batch.node.clone(),
-                    holder: crate::memory::holder_text(lease.as_ref()),
+                    holder: crate::rules::holder_text(lease.as_ref()),
                 })
             }
         }

@@ -12,7 +12,7 @@ use mongodb::bson::{Bson, Document, doc};
 
 use super::codec::{self, instance_doc, int, str_field};
 use super::{KIND, corrupt, is_duplicate_key, now_ms, unavailable};
-use crate::memory::may_claim;
+use crate::rules::may_claim;
 
 /// How often a claim is judged again when another claim changed the document meanwhile.
 const CLAIM_ATTEMPTS: usize = 8;

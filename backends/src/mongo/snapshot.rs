@@ -9,7 +9,7 @@ impl MongoStore {
         &self,
         snapshot: &Snapshot,
     ) -> Result<SnapshotOutcome, StoreError> {
-        crate::memory::check_snapshot(KIND, snapshot)?;
+        crate::rules::check_snapshot(KIND, snapshot)?;
         let mut set = doc! { "updated_at_ms": now_ms(), "version": snapshot.version };
         // A fresh `seq` for each month: the roll-up holding the month's old content is no longer
         // current (`rollup.rs`).

@@ -23,6 +23,11 @@ pub enum Bind {
     MaybeBytes(Option<Vec<u8>>),
 }
 
+/// A month as stored (`yyyyMM`).
+pub(crate) fn month_bind(month: authstat_core::Month) -> Bind {
+    Bind::Int(month.yyyymm() as i32)
+}
+
 /// A row of the read path: an HLL (`kind = "#hll"`, `k1` = node) or a counter.
 #[derive(Debug, QueryableByName)]
 pub(crate) struct StatRow {

@@ -7,14 +7,10 @@ use authstat_core::counters::Counters;
 use authstat_core::store::{FlushBatch, FlushOutcome, SourcePosition, StoreError};
 use authstat_core::{Month, NodeId};
 
-use super::conn::{Bind, NodeRow, SqlConnection};
+use super::conn::{Bind, NodeRow, SqlConnection, month_bind};
 use super::dialect::Dialect;
 use super::own::lease_of;
 use super::{MAX_KEY_PART_LEN, Steps, TxError, now_ms};
-
-pub(super) fn month_bind(month: Month) -> Bind {
-    Bind::Int(month.yyyymm() as i32)
-}
 
 /// Appends the rows of `counters` (node, month, kind, k1, k2, value), checked against what the
 /// schema can store.
@@ -128,7 +124,7 @@ pub(super) fn apply<C: SqlConnection>(
                 None => "nobody (the node was never claimed)".to_owned(),
                 Some(row) => {
                     let lease = lease_of(d, &batch.node, row).map_err(TxError::Store)?;
-                    crate::memory::holder_text(Some(&lease))
+                    crate::rules::holder_text(Some(&lease))
                 }
             };
             return Err(TxError::Store(StoreError::Fenced {

@@ -8,9 +8,9 @@
 use authstat_core::NodeId;
 use authstat_core::store::{FoldReport, FoldRequest, StoreError};
 
+use super::conn::month_bind;
 use super::conn::{Bind, NodeIdRow, NodeRow, SqlConnection};
 use super::dialect::Dialect;
-use super::flush::month_bind;
 use super::{Steps, TxError, merge_streamed, now_ms};
 use crate::merge::Merger;
 

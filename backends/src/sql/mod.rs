@@ -145,7 +145,7 @@ fn merge_months<C: SqlConnection>(
     let binds: Vec<Bind> = months
         .iter()
         .chain(months)
-        .map(|&m| flush::month_bind(m))
+        .map(|&m| conn::month_bind(m))
         .collect();
     let mut merger = Merger::new(d.kind());
     merge_streamed(conn, &d.read_months(months.len()), binds, &mut merger)
@@ -341,13 +341,13 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         users: u64,
     ) -> Result<(), StoreError> {
         let d = C::DIALECT;
-        crate::memory::check_day(d.kind(), day)?;
+        crate::rules::check_day(d.kind(), day)?;
         let users = i64::try_from(users).unwrap_or(i64::MAX);
         self.blocking(move |conn| {
             conn.exec(
                 &d.record_daily_users(),
                 vec![
-                    flush::month_bind(month),
+                    conn::month_bind(month),
                     Bind::Int(day as i32),
                     Bind::BigInt(users),
                 ],
@@ -365,7 +365,7 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let d = C::DIALECT;
         self.blocking(move |conn| {
             let rows: Vec<DailyRow> = conn
-                .load(&d.daily_users(), vec![flush::month_bind(month)])
+                .load(&d.daily_users(), vec![conn::month_bind(month)])
                 .map_err(|e| db_error(d, e))?;
             Ok(rows
                 .into_iter()

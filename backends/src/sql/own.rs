@@ -16,7 +16,7 @@ use authstat_core::store::{
 use super::conn::{Bind, ClaimRow, NodeRow, SqlConnection};
 use super::dialect::Dialect;
 use super::{TxError, db_error, now_ms, transaction_with_retries};
-use crate::memory::may_claim;
+use crate::rules::may_claim;
 
 impl Dialect {
     /// Binds: epoch, holder, lease_until_ms, node_id.

@@ -13,9 +13,9 @@ use authstat_core::hll::Hll;
 use authstat_core::store::{FlushBatch, StoreError};
 use authstat_core::{Month, MonthStats, NodeId};
 
+use super::conn::month_bind;
 use super::conn::{Bind, RollupRow, SeqRow, SqlConnection, StatRow};
 use super::dialect::Dialect;
-use super::flush::month_bind;
 use super::{TxError, merge_streamed};
 use crate::merge::Merger;
 use crate::rollup::{Rolled, union_all, union_into};

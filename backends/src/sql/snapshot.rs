@@ -6,9 +6,10 @@
 use authstat_core::Month;
 use authstat_core::store::{Snapshot, SnapshotOutcome, StoreError};
 
+use super::conn::month_bind;
 use super::conn::{Bind, NodeRow, SqlConnection};
 use super::dialect::Dialect;
-use super::flush::{counter_binds, month_bind};
+use super::flush::counter_binds;
 use super::{TxError, now_ms};
 
 /// The binds of a snapshot, checked against what the schema can store before anything is
@@ -20,7 +21,7 @@ pub(super) struct Prepared {
 }
 
 pub(super) fn prepare(dialect: Dialect, snapshot: &Snapshot) -> Result<Prepared, StoreError> {
-    crate::memory::check_snapshot(dialect.kind(), snapshot)?;
+    crate::rules::check_snapshot(dialect.kind(), snapshot)?;
     let reject = |message: String| StoreError::Rejected {
         backend: dialect.kind(),
         message,

@@ -131,3 +131,51 @@ async fn a_fold_of_many_nodes_takes_several_transactions() {
     };
     assert_eq!(rows, 1, "one folded row is left");
 }
+
+/// A write of an agent that predates roll-ups (during a rolling upgrade: it writes the node's
+/// rows and `seq`, not the roll-up) leaves the node's `rollup_seq` behind: the next read builds
+/// the roll-up anew, and answers what the rows hold.
+#[tokio::test]
+async fn a_write_of_an_older_agent_makes_the_next_read_rebuild_the_rollup() {
+    let h = harness().await;
+    let opened = h.open().await;
+    let store = opened.store;
+    own(store.as_ref(), "node-a").await;
+    store
+        .flush(&batch("node-a", 1, &["202401"], 0, 10, 1))
+        .await
+        .unwrap();
+    let month = crate::support::month("202401");
+    let before = store.read_months(&[month]).await.unwrap();
+    // The older agent: 5 more successful authorizations, seq 2, no roll-up.
+    let mut conn = SqliteConnection::establish(h.config.path.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "UPDATE authstat_counters SET value = value + 5 \
+         WHERE node_id = 'node-a' AND month = 202401 AND kind = 'audit' \
+         AND k1 = 'USER_AUTHORIZATION' AND k2 = 'success'",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    diesel::sql_query("UPDATE authstat_nodes SET seq = 2 WHERE node_id = 'node-a'")
+        .execute(&mut conn)
+        .unwrap();
+    let after = store.read_months(&[month]).await.unwrap();
+    let key = crate::support::audit(authstat_core::event::AuditAction::UserAuthorization, true);
+    assert_eq!(
+        after[0].counters.get(&key),
+        before[0].counters.get(&key) + 5,
+        "the read holds the older agent's write"
+    );
+    assert_eq!(after[0].users, before[0].users);
+    // Built once: the node is held again.
+    #[derive(QueryableByName)]
+    struct Behind {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let behind: Vec<Behind> =
+        diesel::sql_query("SELECT COUNT(*) AS n FROM authstat_nodes WHERE rollup_seq <> seq")
+            .load(&mut conn)
+            .unwrap();
+    assert_eq!(behind[0].n, 0);
+}

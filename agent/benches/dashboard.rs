@@ -88,6 +88,7 @@ fn fill(path: &std::path::Path, rt: &tokio::runtime::Runtime) {
                         month,
                         users,
                         counter_deltas: counters(),
+                        clients: None,
                     }
                 })
                 .collect(),

@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
                 month: Month::new(2024, m)?,
                 users,
                 counter_deltas,
+                clients: None,
             });
         }
         store.flush(&batch).await?;

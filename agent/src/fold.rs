@@ -134,6 +134,7 @@ mod tests {
                     month: "202402".parse().unwrap(),
                     users,
                     counter_deltas: counters,
+                    clients: None,
                 }],
                 positions: None,
             })

@@ -158,6 +158,9 @@ pub fn requested_months(p: &StatParams, max_months: u64) -> Result<Vec<Month>, M
 struct Item<'a> {
     month: String,
     monthly_active_users: u64,
+    /// authstat's addition: the distinct clients of successful authorizations and token
+    /// requests.
+    monthly_active_clients: u64,
     token_count_per_granttype: &'a BTreeMap<String, BTreeMap<String, u64>>,
 }
 
@@ -165,6 +168,7 @@ fn item(stats: &MonthStats) -> Item<'_> {
     Item {
         month: stats.month.to_string(),
         monthly_active_users: stats.monthly_active_users(),
+        monthly_active_clients: stats.monthly_active_clients(),
         token_count_per_granttype: stats.counters.tokens.as_map(),
     }
 }
@@ -192,7 +196,8 @@ const TOKEN_FAMILIES: [(&str, &str); 4] = [
     ("uma_token", "UMA Token"),
 ];
 
-/// Prometheus text 0.0.4 with Janssen's five families and label names. Every grant type of a
+/// Prometheus text 0.0.4 with Janssen's five families and label names, and authstat's
+/// `monthly_active_clients`. Every grant type of a
 /// month gets a sample in all four token families (0 where absent).
 pub(crate) fn openmetrics_body(stats: &[MonthStats]) -> String {
     let mut out = String::new();
@@ -205,6 +210,18 @@ pub(crate) fn openmetrics_body(stats: &[MonthStats]) -> String {
             "monthly_active_users{{month=\"{}\"}} {}",
             s.month,
             s.monthly_active_users()
+        );
+    }
+    out.push_str(
+        "# HELP monthly_active_clients Monthly active clients\n\
+         # TYPE monthly_active_clients gauge\n",
+    );
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "monthly_active_clients{{month=\"{}\"}} {}",
+            s.month,
+            s.monthly_active_clients()
         );
     }
     for (family, help) in TOKEN_FAMILIES {

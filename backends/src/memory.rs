@@ -230,6 +230,9 @@ impl StatStore for MemoryStore {
                 .entry(flush.month)
                 .or_insert_with(|| MonthStats::new(flush.month, *flush.users.params()));
             stats.users = flush.users.clone();
+            if let Some(clients) = &flush.clients {
+                stats.clients = Some(clients.clone());
+            }
             stats.counters.merge(&flush.counter_deltas);
         }
         next.months = months.into_values().collect();
@@ -238,7 +241,7 @@ impl StatStore for MemoryStore {
             let r = rolled
                 .entry(flush.month)
                 .or_insert_with(|| inner.rollup.get(&flush.month).cloned().unwrap_or_default());
-            r.add_flush(&flush.users, &flush.counter_deltas);
+            r.add_flush(&flush.users, flush.clients.as_ref(), &flush.counter_deltas);
         }
         inner.rollup.extend(rolled);
         if let Some(positions) = &batch.positions {

@@ -23,6 +23,7 @@ struct Merged {
     users: Option<Hll>,
     foreign: Option<Hll>,
     counters: Counters,
+    clients: Option<Hll>,
     mixed: bool,
 }
 
@@ -102,6 +103,44 @@ impl Merger {
         Ok(())
     }
 
+    /// One node's stored bytes of its active clients of `month`, unioned in.
+    pub(crate) fn add_clients_bytes(
+        &mut self,
+        month: Month,
+        node: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let hll = Hll::from_bytes(bytes)
+            .map_err(|e| self.corrupt(format!("node {node} month {month} clients: {e}")))?;
+        self.add_clients(month, node, &hll)
+    }
+
+    /// One node's active clients of `month`, unioned in.
+    pub(crate) fn add_clients(
+        &mut self,
+        month: Month,
+        node: &str,
+        hll: &Hll,
+    ) -> Result<(), StoreError> {
+        let (backend, lenient) = (self.backend, self.lenient);
+        let merged = self.months.entry(month).or_default();
+        match &mut merged.clients {
+            None => merged.clients = Some(hll.clone()),
+            Some(acc) => match acc.union(hll) {
+                Ok(()) => {}
+                Err(_) if lenient => merged.mixed = true,
+                Err(e) => {
+                    return Err(StoreError::Corrupt {
+                        backend,
+                        message: format!("node {node} month {month} clients: {e}"),
+                        cause: Default::default(),
+                    });
+                }
+            },
+        }
+        Ok(())
+    }
+
     /// A stored counter row (a sum over nodes, or one node's value).
     pub(crate) fn add_counter(
         &mut self,
@@ -126,6 +165,9 @@ impl Merger {
     /// One node's stored month (the memory backend's rows).
     pub(crate) fn add_stats(&mut self, node: &str, stats: &MonthStats) -> Result<(), StoreError> {
         self.add_users(stats.month, node, stats.users.clone())?;
+        if let Some(clients) = &stats.clients {
+            self.add_clients(stats.month, node, clients)?;
+        }
         self.months
             .entry(stats.month)
             .or_default()
@@ -146,6 +188,7 @@ impl Merger {
                     .unwrap_or_else(|| Hll::new(HllParams::janssen())),
                 counters: merged.counters,
                 foreign_users: merged.foreign,
+                clients: merged.clients,
             })
             .collect()
     }
@@ -163,6 +206,7 @@ impl Merger {
                         users: m.users,
                         foreign: m.foreign,
                         counters: m.counters,
+                        clients: m.clients,
                         mixed: m.mixed,
                         version: 0,
                     },

@@ -28,6 +28,8 @@ pub(crate) struct Rolled {
     pub(crate) foreign: Option<Hll>,
     /// Sums over every node.
     pub(crate) counters: Counters,
+    /// The union of every node's active clients.
+    pub(crate) clients: Option<Hll>,
     /// Nodes with different HLL parameters wrote the month: read it from the node rows.
     pub(crate) mixed: bool,
     /// Bumped by every change.
@@ -35,9 +37,12 @@ pub(crate) struct Rolled {
 }
 
 impl Rolled {
-    /// A node's flush of the month: its HLL unioned in, its counter deltas added.
-    pub(crate) fn add_flush(&mut self, users: &Hll, deltas: &Counters) {
+    /// A node's flush of the month: its HLLs unioned in, its counter deltas added.
+    pub(crate) fn add_flush(&mut self, users: &Hll, clients: Option<&Hll>, deltas: &Counters) {
         union_into(&mut self.users, users, &mut self.mixed);
+        if let Some(clients) = clients {
+            union_into(&mut self.clients, clients, &mut self.mixed);
+        }
         self.counters.merge(deltas);
         self.version += 1;
     }
@@ -68,6 +73,7 @@ impl Rolled {
                 .unwrap_or_else(|| Hll::new(HllParams::janssen())),
             counters: self.counters.clone().without_zeros(),
             foreign_users: self.foreign.clone(),
+            clients: self.clients.clone(),
         }
     }
 }
@@ -115,8 +121,8 @@ mod tests {
         let mut r = Rolled::default();
         let mut deltas = Counters::default();
         deltas.add(&CounterKey::Authentication(Outcome::Success), 2);
-        r.add_flush(&hll(&["a", "b"]), &deltas);
-        r.add_flush(&hll(&["a", "b", "c"]), &deltas);
+        r.add_flush(&hll(&["a", "b"]), Some(&hll(&["app-1"])), &deltas);
+        r.add_flush(&hll(&["a", "b", "c"]), None, &deltas);
         assert_eq!(r.version, 2);
         assert_eq!(r.users.as_ref().unwrap().cardinality(), Some(3));
         assert_eq!(
@@ -143,10 +149,12 @@ mod tests {
             7
         );
         assert_eq!(s.foreign_users, Some(hll(&["y"])));
+        assert_eq!(s.monthly_active_clients(), 1);
         assert!(!r.mixed);
 
         r.add_flush(
             &Hll::new(HllParams::new(12, 5).unwrap()),
+            None,
             &Counters::default(),
         );
         assert!(r.mixed, "other parameters cannot be unioned");

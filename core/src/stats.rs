@@ -118,6 +118,10 @@ pub struct MonthStats {
     /// their snapshots: hashed by the foreign system, so kept apart from `users` until
     /// [`MonthStats::settle_foreign`] decides how they combine. `None` when there are none.
     pub foreign_users: Option<Hll>,
+    /// Distinct active clients: those named by a successful authorization or token request
+    /// (with or without a user). `None` when no client was recorded (foreign snapshots, months
+    /// stored before clients were counted).
+    pub clients: Option<Hll>,
 }
 
 /// How [`MonthStats::settle_foreign`] combines foreign users with authstat's own.
@@ -151,6 +155,7 @@ impl MonthStats {
             users: Hll::new(params),
             counters: Counters::default(),
             foreign_users: None,
+            clients: None,
         }
     }
 
@@ -184,6 +189,12 @@ impl MonthStats {
                 None => self.foreign_users = Some(theirs.clone()),
             }
         }
+        if let Some(theirs) = &other.clients {
+            match &mut self.clients {
+                Some(ours) => ours.union(theirs)?,
+                None => self.clients = Some(theirs.clone()),
+            }
+        }
         self.counters.merge(&other.counters);
         Ok(())
     }
@@ -191,6 +202,14 @@ impl MonthStats {
     /// Monthly active users as the API reports them (0 for an UNDEFINED HLL read from storage).
     pub fn monthly_active_users(&self) -> u64 {
         self.users.cardinality().unwrap_or(0)
+    }
+
+    /// Monthly active clients as the API reports them (0 when none was recorded).
+    pub fn monthly_active_clients(&self) -> u64 {
+        self.clients
+            .as_ref()
+            .and_then(Hll::cardinality)
+            .unwrap_or(0)
     }
 }
 
@@ -202,6 +221,8 @@ pub trait UpdateSink {
     fn add_user(&mut self, month: Month, raw_hash: i64);
     /// A counter of `month` grows by `n`.
     fn add_count(&mut self, month: Month, key: &CounterKey, n: u64);
+    /// A client (already hashed) was active in `month`.
+    fn add_client(&mut self, month: Month, raw_hash: i64);
 }
 
 /// Stats per month, built up in memory from events; all months share one HLL setting.
@@ -266,6 +287,14 @@ impl UpdateSink for MonthlyAggregate {
 
     fn add_count(&mut self, month: Month, key: &CounterKey, n: u64) {
         self.month_mut(month).counters.add(key, n);
+    }
+
+    fn add_client(&mut self, month: Month, raw_hash: i64) {
+        let params = self.params;
+        self.month_mut(month)
+            .clients
+            .get_or_insert_with(|| Hll::new(params))
+            .add_raw(raw_hash);
     }
 }
 

@@ -85,6 +85,9 @@ pub struct MonthFlush {
     pub users: Hll,
     /// Counter increments since the previous flush (added to the stored values).
     pub counter_deltas: Counters,
+    /// The node's whole HLL of the month's active clients (replaces the stored one), if it
+    /// recorded any.
+    pub clients: Option<Hll>,
 }
 
 /// Everything one flush writes for one node, applied atomically.

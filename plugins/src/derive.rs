@@ -102,6 +102,21 @@ impl Deriver for RulesDeriver {
                 sink.add_user(month, self.hash.hash(user));
             }
         }
+        // An active client: named by a successful authorization (an authentication: Janssen's
+        // USER_AUTHORIZATION, Keycloak's LOGIN) or token request, or by an event that issued
+        // tokens, with or without a user.
+        let authorizes = e.authentication
+            || matches!(
+                e.action,
+                Some(AuditAction::UserAuthorization | AuditAction::TokenRequest)
+            )
+            || e.tokens.is_some();
+        if let Some(client) = e.client.as_deref().filter(|c| !c.is_empty())
+            && e.success
+            && authorizes
+        {
+            sink.add_client(month, self.hash.hash(client));
+        }
         if let Some(tokens) = &e.tokens {
             let key = CounterKey::Token {
                 grant_type: tokens.grant_type.to_string(),

@@ -20,10 +20,10 @@ const ACTIONS: [&str; 4] = [
     "SESSION_AUTHENTICATED",
 ];
 
-/// What was written, per month: every counter and the distinct active users.
+/// What was written, per month: every counter, the distinct active users and clients.
 #[derive(Default)]
 pub struct Truth {
-    months: BTreeMap<Month, (Counters, BTreeSet<String>)>,
+    months: BTreeMap<Month, (Counters, BTreeSet<String>, BTreeSet<String>)>,
     pub records: u64,
 }
 
@@ -37,7 +37,8 @@ impl Truth {
         let user = (rng.below(4) != 0).then(|| format!("user{}", rng.below(3000)));
         let ts =
             month.start_epoch_millis() + (i % 1_000_000) as i64 * 1000 + rng.below(1000) as i64;
-        self.count(month, action, success, user.as_deref());
+        let client = format!("2000.{:08x}-69d3-458c-9309-4268085fe71c", rng.below(8));
+        self.count(month, action, success, user.as_deref(), &client);
         AuditRecord {
             thread: format!("ForkJoinPool.commonPool-worker-{}", i % 8),
             ip: format!(
@@ -49,7 +50,7 @@ impl Truth {
             action: action.to_owned(),
             timestamp: ts,
             mac_address: Some("02-42-AC-11-00-02".into()),
-            client_id: format!("2000.{:08x}-69d3-458c-9309-4268085fe71c", rng.below(8)),
+            client_id: client,
             username: user,
             scope: Some("openid profile".into()),
             success,
@@ -59,9 +60,16 @@ impl Truth {
 
     /// The derivation rules, written out: every record counts under (action, outcome); a
     /// USER_AUTHORIZATION is a successful authentication, or a failed one if it names a user;
-    /// the user of a successful USER_AUTHORIZATION or TOKEN_REQUEST is active.
-    fn count(&mut self, month: Month, action: &str, success: bool, user: Option<&str>) {
-        let (counters, users) = self.months.entry(month).or_default();
+    /// the user and the client of a successful USER_AUTHORIZATION or TOKEN_REQUEST are active.
+    fn count(
+        &mut self,
+        month: Month,
+        action: &str,
+        success: bool,
+        user: Option<&str>,
+        client: &str,
+    ) {
+        let (counters, users, clients) = self.months.entry(month).or_default();
         let outcome = if success {
             Outcome::Success
         } else {
@@ -77,11 +85,12 @@ impl Truth {
         if action == "USER_AUTHORIZATION" && (success || user.is_some()) {
             counters.add(&CounterKey::Authentication(outcome), 1);
         }
-        if let Some(user) = user
-            && success
-            && (action == "USER_AUTHORIZATION" || action == "TOKEN_REQUEST")
-        {
+        let active = success && (action == "USER_AUTHORIZATION" || action == "TOKEN_REQUEST");
+        if let Some(user) = user.filter(|_| active) {
             users.insert(user.to_owned());
+        }
+        if active {
+            clients.insert(client.to_owned());
         }
     }
 
@@ -89,16 +98,20 @@ impl Truth {
     pub fn expected(&self) -> Vec<MonthStats> {
         self.months
             .iter()
-            .map(|(&month, (counters, users))| {
-                let mut hll = Hll::new(HllParams::janssen());
-                for u in users {
-                    hll.add_raw(HashAlgorithm::Murmur3.hash(u));
-                }
+            .map(|(&month, (counters, users, clients))| {
+                let hll = |names: &BTreeSet<String>| {
+                    let mut hll = Hll::new(HllParams::janssen());
+                    for n in names {
+                        hll.add_raw(HashAlgorithm::Murmur3.hash(n));
+                    }
+                    hll
+                };
                 MonthStats {
                     month,
-                    users: hll,
+                    users: hll(users),
                     counters: counters.clone(),
                     foreign_users: None,
+                    clients: (!clients.is_empty()).then(|| hll(clients)),
                 }
             })
             .collect()
@@ -106,6 +119,6 @@ impl Truth {
 
     /// The exact number of distinct active users of `month`.
     pub fn distinct_users(&self, month: Month) -> usize {
-        self.months.get(&month).map_or(0, |(_, u)| u.len())
+        self.months.get(&month).map_or(0, |(_, u, _)| u.len())
     }
 }

@@ -20,6 +20,8 @@ use authstat_runtime::RateLimited;
 pub(super) struct Aggregate {
     pub params: HllParams,
     pub hlls: BTreeMap<Month, Hll>,
+    /// Per month: the node's whole HLL of active clients.
+    pub clients: BTreeMap<Month, Hll>,
     pub deltas: BTreeMap<Month, Counters>,
     pub touched: BTreeSet<Month>,
     pub records: u64,
@@ -33,6 +35,7 @@ impl Aggregate {
         Self {
             params: self.params,
             hlls: BTreeMap::new(),
+            clients: BTreeMap::new(),
             deltas: BTreeMap::new(),
             touched: BTreeSet::new(),
             records: 0,
@@ -52,17 +55,8 @@ impl Aggregate {
 
     /// Adds what `part` counted: HLLs unioned, counters summed.
     pub(crate) fn absorb(&mut self, part: Aggregate) {
-        for (month, hll) in part.hlls {
-            match self.hlls.entry(month) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(hll);
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => o
-                    .get_mut()
-                    .union(&hll)
-                    .expect("the parts share the HLL parameters"),
-            }
-        }
+        union_all(&mut self.hlls, part.hlls);
+        union_all(&mut self.clients, part.clients);
         for (month, counters) in part.deltas {
             self.deltas.entry(month).or_default().merge(&counters);
         }
@@ -70,6 +64,21 @@ impl Aggregate {
         self.records += part.records;
         for (_, snapshot) in part.snapshots {
             self.add_snapshot(snapshot);
+        }
+    }
+}
+
+/// Unions every HLL of `from` into `into`'s of the same month.
+fn union_all(into: &mut BTreeMap<Month, Hll>, from: BTreeMap<Month, Hll>) {
+    for (month, hll) in from {
+        match into.entry(month) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(hll);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => o
+                .get_mut()
+                .union(&hll)
+                .expect("the parts share the HLL parameters"),
         }
     }
 }
@@ -86,6 +95,15 @@ impl UpdateSink for Aggregate {
 
     fn add_count(&mut self, month: Month, key: &CounterKey, n: u64) {
         self.deltas.entry(month).or_default().add(key, n);
+        self.touched.insert(month);
+    }
+
+    fn add_client(&mut self, month: Month, raw_hash: i64) {
+        let params = self.params;
+        self.clients
+            .entry(month)
+            .or_insert_with(|| Hll::new(params))
+            .add_raw(raw_hash);
         self.touched.insert(month);
     }
 }

@@ -49,6 +49,7 @@ impl Pipeline {
                     .cloned()
                     .unwrap_or_else(|| Hll::new(self.agg.params)),
                 counter_deltas: self.agg.deltas.remove(&month).unwrap_or_default(),
+                clients: self.agg.clients.get(&month).cloned(),
             })
             .collect();
         self.agg.records = 0;

@@ -162,6 +162,11 @@ impl Pipeline {
             .iter()
             .map(|m| (m.month, m.users.clone()))
             .collect();
+        let clients: BTreeMap<Month, Hll> = state
+            .months
+            .iter()
+            .filter_map(|m| Some((m.month, m.clients.clone()?)))
+            .collect();
         // /metrics counters continue from what the backend holds.
         {
             let mut totals = stats.node_totals.lock().expect("lock");
@@ -187,6 +192,7 @@ impl Pipeline {
             agg: Aggregate {
                 params,
                 hlls,
+                clients,
                 deltas: BTreeMap::new(),
                 touched: BTreeSet::new(),
                 records: 0,

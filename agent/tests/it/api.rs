@@ -71,8 +71,10 @@ async fn stat_numbers_match_the_sample_logs_in_every_format() {
     assert_eq!(
         json.json(),
         serde_json::json!({"response": [
-            {"month": "202401", "monthly_active_users": 0, "token_count_per_granttype": {}},
-            {"month": "202402", "monthly_active_users": 2, "token_count_per_granttype": {
+            {"month": "202401", "monthly_active_users": 0, "monthly_active_clients": 0,
+             "token_count_per_granttype": {}},
+            {"month": "202402", "monthly_active_users": 2, "monthly_active_clients": 2,
+             "token_count_per_granttype": {
                 "authorization_code": {"access_token": 1, "id_token": 1, "refresh_token": 1},
                 "client_credentials": {"access_token": 2},
                 "refresh_token": {"access_token": 1}}}
@@ -80,6 +82,7 @@ async fn stat_numbers_match_the_sample_logs_in_every_format() {
     );
     let keyed = month.json();
     assert_eq!(keyed["response"]["202402"]["monthly_active_users"], 2);
+    assert_eq!(keyed["response"]["202402"]["monthly_active_clients"], 2);
     assert_eq!(keyed["response"]["202401"]["month"], "202401");
     assert_eq!(post.json()["response"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -89,6 +92,9 @@ async fn stat_numbers_match_the_sample_logs_in_every_format() {
     for line in [
         "# TYPE monthly_active_users counter",
         "monthly_active_users{month=\"202402\"} 2",
+        "# TYPE monthly_active_clients gauge",
+        "monthly_active_clients{month=\"202402\"} 2",
+        "monthly_active_clients{month=\"202401\"} 0",
         "access_token{month=\"202402\",grantType=\"client_credentials\"} 2",
         "id_token{month=\"202402\",grantType=\"client_credentials\"} 0",
         "# HELP uma_token UMA Token",

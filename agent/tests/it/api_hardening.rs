@@ -184,6 +184,7 @@ async fn another_nodes_writes_refresh_cached_answers() {
         month: m,
         users: Hll::new(HllParams::janssen()),
         counter_deltas: counters.clone(),
+        clients: None,
     };
     use authstat_core::store::StatStore;
     let owner = authstat::own::claim(

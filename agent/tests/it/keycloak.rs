@@ -73,6 +73,9 @@ async fn the_keycloak_example_serves_the_sample_events() {
         serde_json::json!({
             "month": "202402",
             "monthly_active_users": 4,
+            // web (LOGIN, CODE_TO_TOKEN), reporting (CLIENT_LOGIN), portal (LOGIN); admin-cli's
+            // is an admin event.
+            "monthly_active_clients": 3,
             "token_count_per_granttype": {
                 "authorization_code": {"access_token": 2},
                 "client_credentials": {"access_token": 1},

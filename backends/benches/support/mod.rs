@@ -67,6 +67,7 @@ pub fn batch(node: &str, seq: u64, hlls: &[Hll]) -> FlushBatch {
                 month,
                 users: users.clone(),
                 counter_deltas: counters(),
+                clients: None,
             })
             .collect(),
         positions: None,

@@ -81,10 +81,24 @@ pub(super) fn month_doc(month: &MonthStats) -> Result<Document, StoreError> {
         })?;
         counters.insert(counter_field(kind, k1, k2), value);
     }
-    Ok(doc! {
+    let mut stored = doc! {
         "hll": Binary { subtype: BinarySubtype::Generic, bytes },
         "c": counters,
-    })
+    };
+    if let Some(clients) = &month.clients {
+        let bytes = clients.to_bytes().map_err(|e| StoreError::Rejected {
+            backend: super::KIND,
+            message: format!("month {} clients: {e}", month.month),
+        })?;
+        stored.insert(
+            "k",
+            Binary {
+                subtype: BinarySubtype::Generic,
+                bytes,
+            },
+        );
+    }
+    Ok(stored)
 }
 
 /// Adds the `months` sub-document of one node's document (only `wanted` months, if given).
@@ -114,6 +128,9 @@ pub(super) fn merge_months(
                     "node {node} month {key}: hll is {other:?}"
                 )));
             }
+        }
+        if let Some(Bson::Binary(b)) = entry.get("k") {
+            merger.add_clients_bytes(month, node, &b.bytes)?;
         }
         if let Ok(counters) = entry.get_document("c") {
             for (field, _) in counters {

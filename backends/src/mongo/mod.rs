@@ -188,6 +188,19 @@ fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
         );
         // The write that last changed the month (the roll-up compares it: `rollup.rs`).
         set.insert(format!("months.{}.seq", month.month), seq);
+        if let Some(clients) = &month.clients {
+            let bytes = clients.to_bytes().map_err(|e| StoreError::Rejected {
+                backend: KIND,
+                message: format!("month {} clients: {e}", month.month),
+            })?;
+            set.insert(
+                format!("months.{}.k", month.month),
+                Binary {
+                    subtype: BinarySubtype::Generic,
+                    bytes,
+                },
+            );
+        }
         for (key, delta) in month.counter_deltas.iter() {
             let (kind, k1, k2) = key.parts();
             let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {

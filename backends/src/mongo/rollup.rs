@@ -88,6 +88,7 @@ fn rolled_of(doc: &Document) -> Result<Rolled, StoreError> {
         users: hll_of(doc, "hll")?,
         foreign: hll_of(doc, "f")?,
         counters,
+        clients: hll_of(doc, "k")?,
         mixed: false,
         version: int(doc, "version").unwrap_or(0) as u64,
     })
@@ -119,6 +120,7 @@ fn doc_of(month: Month, rolled: &Rolled, seqs: &Seqs) -> Result<Document, StoreE
         "_id": i64::from(month.yyyymm()),
         "hll": bytes(&rolled.users)?,
         "f": bytes(&rolled.foreign)?,
+        "k": bytes(&rolled.clients)?,
         "c": c,
         "seqs": s,
         "version": rolled.version as i64,
@@ -257,6 +259,7 @@ impl MongoStore {
             users: Some(stats.users.clone()),
             foreign: stats.foreign_users.clone(),
             counters: stats.counters.clone(),
+            clients: stats.clients.clone(),
             mixed: false,
             version: version as u64,
         };
@@ -314,7 +317,7 @@ impl MongoStore {
                 }
                 let mut rolled = rolled_of(&doc)?;
                 let version = rolled.version as i64;
-                rolled.add_flush(&flush.users, &flush.counter_deltas);
+                rolled.add_flush(&flush.users, flush.clients.as_ref(), &flush.counter_deltas);
                 if rolled.mixed {
                     // HLLs of other parameters: the month is read from the node documents.
                     self.rollup

@@ -43,6 +43,9 @@ pub(crate) struct StatRow {
     pub value: i64,
     #[diesel(sql_type = Nullable<Binary>)]
     pub hll: Option<Vec<u8>>,
+    /// The node's active clients (HLL rows).
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub clients: Option<Vec<u8>>,
 }
 
 /// A month of the roll-up.
@@ -54,6 +57,8 @@ pub(crate) struct RollupRow {
     pub hll: Option<Vec<u8>>,
     #[diesel(sql_type = Nullable<Binary>)]
     pub foreign_hll: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub clients_hll: Option<Vec<u8>>,
     #[diesel(sql_type = Integer)]
     pub mixed: i32,
     #[diesel(sql_type = BigInt)]

@@ -60,14 +60,25 @@ pub(super) fn prepare(dialect: Dialect, batch: &FlushBatch) -> Result<Prepared, 
         message,
     };
     let node = || Bind::Text(batch.node.as_str().to_owned());
-    let mut hlls = Vec::with_capacity(batch.months.len() * 3);
+    let mut hlls = Vec::with_capacity(batch.months.len() * 4);
     let mut counters = Vec::new();
     for month in &batch.months {
         let bytes = month
             .users
             .to_bytes()
             .map_err(|e| reject(format!("month {}: {e}", month.month)))?;
-        hlls.extend([node(), month_bind(month.month), Bind::Bytes(bytes)]);
+        let clients = month
+            .clients
+            .as_ref()
+            .map(authstat_core::hll::Hll::to_bytes)
+            .transpose()
+            .map_err(|e| reject(format!("month {} clients: {e}", month.month)))?;
+        hlls.extend([
+            node(),
+            month_bind(month.month),
+            Bind::Bytes(bytes),
+            Bind::MaybeBytes(clients),
+        ]);
         counter_binds(
             dialect,
             &batch.node,
@@ -156,7 +167,7 @@ pub(super) fn apply<C: SqlConnection>(
     )?;
     for (columns, binds, build) in [
         (
-            3,
+            4,
             &prepared.hlls,
             Dialect::upsert_hlls as fn(Dialect, usize) -> String,
         ),

@@ -72,10 +72,26 @@ pub(super) fn apply<C: SqlConnection>(
                 message: format!("folded month {}: {e}", month.month),
             })
         })?;
-        hlls.extend([folded_bind(), month_bind(month.month), Bind::Bytes(bytes)]);
+        let clients = month
+            .clients
+            .as_ref()
+            .map(authstat_core::hll::Hll::to_bytes)
+            .transpose()
+            .map_err(|e| {
+                TxError::Store(StoreError::Rejected {
+                    backend: d.kind(),
+                    message: format!("folded month {} clients: {e}", month.month),
+                })
+            })?;
+        hlls.extend([
+            folded_bind(),
+            month_bind(month.month),
+            Bind::Bytes(bytes),
+            Bind::MaybeBytes(clients),
+        ]);
     }
-    for chunk in hlls.chunks(3 * Dialect::ROWS_PER_STATEMENT) {
-        step(conn, &d.upsert_hlls(chunk.len() / 3), chunk.to_vec())?;
+    for chunk in hlls.chunks(4 * Dialect::ROWS_PER_STATEMENT) {
+        step(conn, &d.upsert_hlls(chunk.len() / 4), chunk.to_vec())?;
     }
     step(
         conn,

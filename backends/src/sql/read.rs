@@ -15,6 +15,9 @@ pub(super) fn merge_rows(
 
 pub(super) fn merge_row(merger: &mut Merger, row: StatRow) -> Result<(), StoreError> {
     let month = merger.month(i64::from(row.month))?;
+    if let Some(bytes) = &row.clients {
+        merger.add_clients_bytes(month, &row.k1, bytes)?;
+    }
     match (row.kind.as_str(), row.hll) {
         ("#hll", Some(bytes)) => merger.add_hll(month, &row.k1, &bytes)?,
         ("#hll", None) => {}

@@ -94,31 +94,34 @@ pub(super) fn add_flush<C: SqlConnection>(
     for flush in months {
         let row = stored.remove(&flush.month);
         let existed = row.is_some();
-        let (mut users, mut mixed) = match row {
-            None => (None, false),
-            Some(row) => (
-                row.hll
-                    .map(|b| Hll::from_bytes(&b))
-                    .transpose()
-                    .map_err(|e| corrupt(d, format!("roll-up of {}: {e}", flush.month)))?,
-                row.mixed != 0,
-            ),
+        let decode = |b: Option<Vec<u8>>| {
+            b.map(|b| Hll::from_bytes(&b))
+                .transpose()
+                .map_err(|e| corrupt(d, format!("roll-up of {}: {e}", flush.month)))
         };
-        let before = users.clone();
+        let (mut users, mut clients, mut mixed) = match row {
+            None => (None, None, false),
+            Some(row) => (decode(row.hll)?, decode(row.clients_hll)?, row.mixed != 0),
+        };
+        let before = (users.clone(), clients.clone());
         union_into(&mut users, &flush.users, &mut mixed);
-        if existed && users == before {
+        if let Some(theirs) = &flush.clients {
+            union_into(&mut clients, theirs, &mut mixed);
+        }
+        if existed && (users.clone(), clients.clone()) == before {
             same.push(month_bind(flush.month));
         } else {
             changed.extend([
                 month_bind(flush.month),
                 Bind::MaybeBytes(bytes(d, flush.month, users.as_ref())?),
+                Bind::MaybeBytes(bytes(d, flush.month, clients.as_ref())?),
                 Bind::Int(i32::from(mixed)),
             ]);
         }
         counter_binds(flush.month, &flush.counter_deltas, &mut counters);
     }
     if !changed.is_empty() {
-        step(conn, &d.upsert_rollup_users(changed.len() / 3), changed)?;
+        step(conn, &d.upsert_rollup_users(changed.len() / 4), changed)?;
     }
     if !same.is_empty() {
         step(conn, &d.bump_rollups(same.len()), same)?;
@@ -260,6 +263,7 @@ pub(super) fn read<C: SqlConnection>(
             Rolled {
                 users: decode(row.hll)?,
                 foreign: decode(row.foreign_hll)?,
+                clients: decode(row.clients_hll)?,
                 ..Rolled::default()
             },
         );
@@ -321,6 +325,7 @@ pub(super) fn rebuild<C: SqlConnection>(conn: &mut C) -> Result<Option<usize>, T
                 month_bind(*month),
                 Bind::MaybeBytes(bytes(d, *month, rolled.users.as_ref())?),
                 Bind::MaybeBytes(bytes(d, *month, rolled.foreign.as_ref())?),
+                Bind::MaybeBytes(bytes(d, *month, rolled.clients.as_ref())?),
                 Bind::Int(i32::from(rolled.mixed)),
                 Bind::BigInt(i64::try_from(version).unwrap_or(i64::MAX)),
             ],

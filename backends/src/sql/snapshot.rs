@@ -38,9 +38,12 @@ pub(super) fn prepare(dialect: Dialect, snapshot: &Snapshot) -> Result<Prepared,
             .to_bytes()
             .map_err(|e| reject(format!("month {}: {e}", month.month)))?;
         prepared.months.push(month_bind(month.month));
-        prepared
-            .hlls
-            .extend([node(), month_bind(month.month), Bind::Bytes(bytes)]);
+        prepared.hlls.extend([
+            node(),
+            month_bind(month.month),
+            Bind::Bytes(bytes),
+            Bind::MaybeBytes(None),
+        ]);
         counter_binds(
             dialect,
             &snapshot.node,
@@ -93,7 +96,7 @@ pub(super) fn apply<C: SqlConnection>(
     }
     for (columns, binds, build) in [
         (
-            3,
+            4,
             &prepared.hlls,
             Dialect::upsert_hlls as fn(Dialect, usize) -> String,
         ),

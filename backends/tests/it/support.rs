@@ -194,6 +194,7 @@ pub fn batch(
                     (first_user..first_user + users_per_month).map(|i| format!("{m}-user{i}")),
                 ),
                 counter_deltas: counters(k),
+                clients: Some(users((0..3).map(|c| format!("{m}-client{c}")))),
             })
             .collect(),
         positions: Some(vec![

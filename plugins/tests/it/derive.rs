@@ -236,3 +236,42 @@ fn keycloak_realms_filter_by_name_or_id() {
     );
     assert_eq!(feb.monthly_active_users(), 3);
 }
+
+/// Active clients: the clients named by a successful USER_AUTHORIZATION or TOKEN_REQUEST, or by
+/// an event that issued tokens, with or without a user; never by a failure or another action.
+#[test]
+fn active_clients_follow_the_rule() {
+    use authstat_core::event::{Tenant, Tokens, UserActivity};
+    let deriver = RulesDeriver::new(&DeriveConfig::default(), HashAlgorithm::Murmur3);
+    let at = 1_706_745_600_000; // 2024-02-01
+    let event = |action: Option<AuditAction>, success: bool, client: &'static str| Event {
+        timestamp: at,
+        action,
+        success,
+        authentication: false,
+        user: None,
+        user_activity: UserActivity::ByAction,
+        client: Some(client.into()),
+        tenant: Tenant::None,
+        tokens: None,
+        ip: None,
+    };
+    let mut agg = MonthlyAggregate::new(HllParams::janssen());
+    let mut derive = |e: Event<'_>| deriver.derive(&e, &mut agg).unwrap();
+    derive(event(Some(AuditAction::UserAuthorization), true, "web"));
+    derive(event(Some(AuditAction::TokenRequest), true, "service")); // no user
+    derive(event(Some(AuditAction::TokenRequest), true, "service")); // the same client
+    derive(event(Some(AuditAction::UserAuthorization), false, "failed"));
+    derive(event(Some(AuditAction::UserInfo), true, "userinfo"));
+    let mut issued = event(None, true, "tokens");
+    issued.tokens = Some(Tokens {
+        grant_type: "client_credentials".into(),
+        token_type: "access_token".into(),
+    });
+    derive(issued);
+    let mut nameless = event(Some(AuditAction::TokenRequest), true, "");
+    nameless.client = Some("".into());
+    derive(nameless);
+    let feb = agg.get(m("202402")).unwrap();
+    assert_eq!(feb.monthly_active_clients(), 3, "web, service, tokens");
+}

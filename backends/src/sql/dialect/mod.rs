@@ -12,7 +12,7 @@ pub enum Dialect {
 }
 
 /// Columns of the tables (used to build multi-row statements).
-const HLL_COLUMNS: usize = 3;
+const HLL_COLUMNS: usize = 4;
 const COUNTER_COLUMNS: usize = 6;
 const POSITION_COLUMNS: usize = 4;
 
@@ -130,12 +130,18 @@ impl Dialect {
     /// Replaces HLLs. Binds per row: node_id, month, hll.
     pub(crate) fn upsert_hlls(self, rows: usize) -> String {
         let values = self.value_rows(1, rows, HLL_COLUMNS);
-        let head = format!("INSERT INTO authstat_hll (node_id, month, hll) VALUES {values}");
+        let head =
+            format!("INSERT INTO authstat_hll (node_id, month, hll, clients) VALUES {values}");
+        // A flush without clients keeps the stored ones.
         match self {
-            Dialect::Sqlite | Dialect::Postgres => {
-                format!("{head} ON CONFLICT (node_id, month) DO UPDATE SET hll = excluded.hll")
-            }
-            Dialect::Mysql => format!("{head} ON DUPLICATE KEY UPDATE hll = VALUES(hll)"),
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "{head} ON CONFLICT (node_id, month) DO UPDATE SET hll = excluded.hll, \
+                 clients = COALESCE(excluded.clients, authstat_hll.clients)"
+            ),
+            Dialect::Mysql => format!(
+                "{head} ON DUPLICATE KEY UPDATE hll = VALUES(hll), \
+                 clients = COALESCE(VALUES(clients), clients)"
+            ),
         }
     }
 
@@ -191,10 +197,11 @@ impl Dialect {
             ),
         };
         format!(
-            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {zero} AS value, hll \
-             FROM authstat_hll WHERE month IN ({first}) \
+            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {zero} AS value, hll, \
+             clients FROM authstat_hll WHERE month IN ({first}) \
              UNION ALL \
-             SELECT month, kind, k1, k2, {sum} AS value, {null_blob} AS hll \
+             SELECT month, kind, k1, k2, {sum} AS value, {null_blob} AS hll, \
+             {null_blob} AS clients \
              FROM authstat_counters WHERE month IN ({second}) GROUP BY month, kind, k1, k2"
         )
     }
@@ -202,8 +209,8 @@ impl Dialect {
     /// The HLL rows of `nodes` nodes, in the read path's row shape. Binds: the node ids.
     pub(crate) fn hlls_of(self, nodes: usize) -> String {
         format!(
-            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {} AS value, hll \
-             FROM authstat_hll WHERE node_id IN ({})",
+            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {} AS value, hll, \
+             clients FROM authstat_hll WHERE node_id IN ({})",
             match self {
                 Dialect::Sqlite => "0",
                 Dialect::Postgres => "CAST(0 AS BIGINT)",
@@ -216,13 +223,10 @@ impl Dialect {
     /// One node's counter rows. Binds: node_id.
     pub(crate) fn node_counters(self) -> String {
         format!(
-            "SELECT month, kind, k1, k2, value, {} AS hll FROM authstat_counters WHERE node_id = {}",
-            match self {
-                Dialect::Sqlite => "NULL",
-                Dialect::Postgres => "CAST(NULL AS BYTEA)",
-                Dialect::Mysql => "CAST(NULL AS BINARY)",
-            },
-            self.param(1)
+            "SELECT month, kind, k1, k2, value, {b} AS hll, {b} AS clients FROM authstat_counters \
+             WHERE node_id = {}",
+            self.param(1),
+            b = self.null_blob(),
         )
     }
 
@@ -384,13 +388,16 @@ mod tests {
     fn placeholders_per_dialect() {
         assert_eq!(
             Dialect::Postgres.upsert_hlls(2),
-            "INSERT INTO authstat_hll (node_id, month, hll) VALUES ($1, $2, $3), ($4, $5, $6) \
-             ON CONFLICT (node_id, month) DO UPDATE SET hll = excluded.hll"
+            "INSERT INTO authstat_hll (node_id, month, hll, clients) \
+             VALUES ($1, $2, $3, $4), ($5, $6, $7, $8) \
+             ON CONFLICT (node_id, month) DO UPDATE SET hll = excluded.hll, \
+             clients = COALESCE(excluded.clients, authstat_hll.clients)"
         );
         assert_eq!(
             Dialect::Mysql.upsert_hlls(1),
-            "INSERT INTO authstat_hll (node_id, month, hll) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE hll = VALUES(hll)"
+            "INSERT INTO authstat_hll (node_id, month, hll, clients) VALUES (?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE hll = VALUES(hll), \
+             clients = COALESCE(VALUES(clients), clients)"
         );
         assert_eq!(
             Dialect::Sqlite.ensure_node(),

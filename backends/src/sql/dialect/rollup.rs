@@ -22,7 +22,7 @@ impl Dialect {
             Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
         };
         format!(
-            "SELECT month, hll, foreign_hll, mixed, version FROM authstat_rollup \
+            "SELECT month, hll, foreign_hll, clients_hll, mixed, version FROM authstat_rollup \
              WHERE month = {}{lock}",
             self.param(1)
         )
@@ -36,24 +36,25 @@ impl Dialect {
             Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
         };
         format!(
-            "SELECT month, hll, {} AS foreign_hll, mixed, version FROM authstat_rollup \
-             WHERE month IN ({}) ORDER BY month{lock}",
+            "SELECT month, hll, {} AS foreign_hll, clients_hll, mixed, version \
+             FROM authstat_rollup WHERE month IN ({}) ORDER BY month{lock}",
             self.null_blob(),
             self.list(1, months)
         )
     }
 
-    /// Writes `rows` months' users of the roll-up (their foreign users stay), bumping their
-    /// versions. Binds per row: month, hll, mixed.
+    /// Writes `rows` months' users and clients of the roll-up (their foreign users stay),
+    /// bumping their versions. Binds per row: month, hll, clients_hll, mixed.
     pub(crate) fn upsert_rollup_users(self, rows: usize) -> String {
         let head = format!(
-            "INSERT INTO authstat_rollup (month, hll, mixed, version) VALUES {}",
+            "INSERT INTO authstat_rollup (month, hll, clients_hll, mixed, version) VALUES {}",
             (0..rows)
                 .map(|r| format!(
-                    "({}, {}, {}, 1)",
-                    self.param(3 * r + 1),
-                    self.param(3 * r + 2),
-                    self.param(3 * r + 3)
+                    "({}, {}, {}, {}, 1)",
+                    self.param(4 * r + 1),
+                    self.param(4 * r + 2),
+                    self.param(4 * r + 3),
+                    self.param(4 * r + 4)
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -61,11 +62,12 @@ impl Dialect {
         match self {
             Dialect::Sqlite | Dialect::Postgres => format!(
                 "{head} ON CONFLICT (month) DO UPDATE SET hll = excluded.hll, \
-                 mixed = excluded.mixed, version = authstat_rollup.version + 1"
+                 clients_hll = excluded.clients_hll, mixed = excluded.mixed, \
+                 version = authstat_rollup.version + 1"
             ),
             Dialect::Mysql => format!(
-                "{head} ON DUPLICATE KEY UPDATE hll = VALUES(hll), mixed = VALUES(mixed), \
-                 version = version + 1"
+                "{head} ON DUPLICATE KEY UPDATE hll = VALUES(hll), \
+                 clients_hll = VALUES(clients_hll), mixed = VALUES(mixed), version = version + 1"
             ),
         }
     }
@@ -103,11 +105,13 @@ impl Dialect {
         }
     }
 
-    /// Inserts a rebuilt month of the roll-up. Binds: month, hll, foreign_hll, mixed, version.
+    /// Inserts a rebuilt month of the roll-up. Binds: month, hll, foreign_hll, clients_hll,
+    /// mixed, version.
     pub(crate) fn insert_rollup(self) -> String {
         format!(
-            "INSERT INTO authstat_rollup (month, hll, foreign_hll, mixed, version) VALUES {}",
-            self.value_rows(1, 1, 5)
+            "INSERT INTO authstat_rollup (month, hll, foreign_hll, clients_hll, mixed, version) \
+             VALUES {}",
+            self.value_rows(1, 1, 6)
         )
     }
 
@@ -152,7 +156,7 @@ impl Dialect {
     /// The roll-up's months among `months`. Binds: the months.
     pub(crate) fn read_rollup(self, months: usize) -> String {
         format!(
-            "SELECT month, hll, foreign_hll, mixed, version FROM authstat_rollup \
+            "SELECT month, hll, foreign_hll, clients_hll, mixed, version FROM authstat_rollup \
              WHERE month IN ({})",
             self.list(1, months)
         )
@@ -161,17 +165,18 @@ impl Dialect {
     /// The roll-up's counters of `months` months (as read rows). Binds: the months.
     pub(crate) fn read_rollup_counters(self, months: usize) -> String {
         format!(
-            "SELECT month, kind, k1, k2, value, {} AS hll FROM authstat_rollup_counters \
-             WHERE month IN ({})",
-            self.null_blob(),
-            self.list(1, months)
+            "SELECT month, kind, k1, k2, value, {b} AS hll, {b} AS clients \
+             FROM authstat_rollup_counters WHERE month IN ({})",
+            self.list(1, months),
+            b = self.null_blob()
         )
     }
 
     /// Every month's version (with NULL HLLs: only the versions are read).
     pub(crate) fn rollup_versions(self) -> String {
         format!(
-            "SELECT month, {b} AS hll, {b} AS foreign_hll, mixed, version FROM authstat_rollup",
+            "SELECT month, {b} AS hll, {b} AS foreign_hll, {b} AS clients_hll, mixed, version \
+             FROM authstat_rollup",
             b = self.null_blob()
         )
     }
@@ -194,19 +199,19 @@ impl Dialect {
             Dialect::Mysql => ("CAST(0 AS SIGNED)", "CAST(SUM(value) AS SIGNED)"),
         };
         format!(
-            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {zero} AS value, hll \
-             FROM authstat_hll \
+            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {zero} AS value, hll, \
+             clients FROM authstat_hll \
              UNION ALL \
-             SELECT month, kind, k1, k2, {sum} AS value, {} AS hll \
+             SELECT month, kind, k1, k2, {sum} AS value, {b} AS hll, {b} AS clients \
              FROM authstat_counters GROUP BY month, kind, k1, k2",
-            self.null_blob()
+            b = self.null_blob()
         )
     }
 
     /// The foreign nodes' HLL rows of a month (`k1`: the node). Binds: month.
     pub(crate) fn foreign_hlls(self) -> String {
         format!(
-            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {} AS value, hll \
+            "SELECT month, '#hll' AS kind, node_id AS k1, '' AS k2, {} AS value, hll, clients \
              FROM authstat_hll WHERE month = {} AND node_id LIKE 'authstat:%:%'",
             match self {
                 Dialect::Sqlite => "0",
@@ -220,11 +225,11 @@ impl Dialect {
     /// One node's counter rows of `months` months. Binds: node_id, the months.
     pub(crate) fn node_counters_of(self, months: usize) -> String {
         format!(
-            "SELECT month, kind, k1, k2, value, {} AS hll FROM authstat_counters \
+            "SELECT month, kind, k1, k2, value, {b} AS hll, {b} AS clients FROM authstat_counters \
              WHERE node_id = {} AND month IN ({})",
-            self.null_blob(),
             self.param(1),
-            self.list(2, months)
+            self.list(2, months),
+            b = self.null_blob()
         )
     }
 }

@@ -36,13 +36,16 @@ struct Agent {
     seq: u64,
     /// The node's users per month (they only grow, as in an agent).
     users: BTreeMap<Month, Hll>,
+    /// The node's active clients per month (they only grow too).
+    clients: BTreeMap<Month, Hll>,
     last: Option<FlushBatch>,
 }
 
 /// What `months` merged from every node's rows answer: own users unioned, foreign users
 /// unioned apart, counters summed (zeros dropped).
 async fn merged_by_hand(store: &dyn StatStore, months: &[Month]) -> Vec<MonthStats> {
-    let mut out: BTreeMap<Month, (Option<Hll>, Option<Hll>, Counters)> = BTreeMap::new();
+    type Merged = (Option<Hll>, Option<Hll>, Counters, Option<Hll>);
+    let mut out: BTreeMap<Month, Merged> = BTreeMap::new();
     for summary in store.nodes().await.unwrap() {
         let state = store.load_node(&summary.node).await.unwrap();
         for stats in state.months.iter().filter(|m| months.contains(&m.month)) {
@@ -61,14 +64,21 @@ async fn merged_by_hand(store: &dyn StatStore, months: &[Month]) -> Vec<MonthSta
                 Some(acc) => acc.union(users).unwrap(),
             }
             entry.2.merge(&stats.counters);
+            if let Some(clients) = &stats.clients {
+                match &mut entry.3 {
+                    None => entry.3 = Some(clients.clone()),
+                    Some(acc) => acc.union(clients).unwrap(),
+                }
+            }
         }
     }
     out.into_iter()
-        .map(|(month, (users, foreign, counters))| MonthStats {
+        .map(|(month, (users, foreign, counters, clients))| MonthStats {
             month,
             users: users.unwrap_or_else(|| Hll::new(HllParams::janssen())),
             counters: counters.without_zeros(),
             foreign_users: foreign,
+            clients,
         })
         .collect()
 }
@@ -93,6 +103,12 @@ fn assert_same(read: &[MonthStats], by_hand: &[MonthStats], after: &str) {
             r.counters.clone().without_zeros(),
             b.counters,
             "{}: counters after {after}",
+            r.month
+        );
+        assert_eq!(
+            r.clients.as_ref().map(|h| h.to_bytes().unwrap()),
+            b.clients.as_ref().map(|h| h.to_bytes().unwrap()),
+            "{}: clients after {after}",
             r.month
         );
     }
@@ -175,6 +191,7 @@ pub async fn the_rollup_equals_the_merge_of_the_node_rows(h: &dyn Harness) {
                 epoch: 0,
                 seq: 0,
                 users: BTreeMap::new(),
+                clients: BTreeMap::new(),
                 last: None,
             };
             claim(opened.store.as_ref(), &mut agent, now_ms()).await;
@@ -198,10 +215,26 @@ pub async fn the_rollup_equals_the_merge_of_the_node_rows(h: &dyn Harness) {
                                 .entry(*m)
                                 .or_insert_with(|| Hll::new(HllParams::janssen()));
                             add_users(hll, &mut rng, &a.id);
+                            let users = hll.clone();
+                            // Sometimes a client or two (the node's whole set is sent, as an
+                            // agent sends it, once it has any).
+                            if rng.below(2) == 0 {
+                                let clients = a
+                                    .clients
+                                    .entry(*m)
+                                    .or_insert_with(|| Hll::new(HllParams::janssen()));
+                                for _ in 0..rng.below(3) + 1 {
+                                    clients.add_raw(
+                                        authstat_core::hash::HashAlgorithm::Murmur3
+                                            .hash(&format!("client-{}", rng.below(20))),
+                                    );
+                                }
+                            }
                             flush.push(MonthFlush {
                                 month: *m,
-                                users: hll.clone(),
+                                users,
                                 counter_deltas: counters(&mut rng),
+                                clients: a.clients.get(m).cloned(),
                             });
                         }
                     }
@@ -254,6 +287,7 @@ pub async fn the_rollup_equals_the_merge_of_the_node_rows(h: &dyn Harness) {
                                 users,
                                 counters: counters(&mut rng),
                                 foreign_users: None,
+                                clients: None,
                             });
                         }
                     }
@@ -353,6 +387,7 @@ pub async fn a_write_changes_only_its_months_versions(h: &dyn Harness) {
             users: users((0..5).map(|i| format!("j{i}"))),
             counters: Counters::default(),
             foreign_users: None,
+            clients: None,
         }],
     };
     store.put_snapshot(&snapshot).await.unwrap();

@@ -44,6 +44,7 @@ pub fn snapshot(doc_id: &str, version: i64, users: usize, counters: Counters) ->
             users: janssen_users((0..users).map(|i| format!("{doc_id}-user{i}"))),
             counters,
             foreign_users: None,
+            clients: None,
         }],
     }
 }

@@ -133,6 +133,7 @@ impl StatEntry {
                     users,
                     counters,
                     foreign_users: None,
+                    clients: None,
                 }],
             },
             bad_users,

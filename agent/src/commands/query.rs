@@ -78,6 +78,7 @@ fn month_json(s: &MonthStats) -> Value {
     json!({
         "month": s.month.to_string(),
         "monthly_active_users": s.monthly_active_users(),
+        "monthly_active_clients": s.monthly_active_clients(),
         "authentications": {
             "success": c.get(&CounterKey::Authentication(Outcome::Success)),
             "failure": c.get(&CounterKey::Authentication(Outcome::Failure)),

@@ -41,6 +41,15 @@ fn backfill_twice_counts_once() {
     }
     // admin and jose active; 2 successful and 1 failed authentication, counted once.
     assert_eq!(&february(&fixture)[..4], ["202402", "2", "2", "1"]);
+    // The audit log's two clients of successful authorizations and token requests.
+    let months = query_json(&fixture)["months"].clone();
+    let february = months
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["month"] == "202402")
+        .unwrap();
+    assert_eq!(february["monthly_active_clients"], 2, "{february}");
 }
 
 /// Compressed rotated files are read too, and runs over different sets of files never count a

@@ -64,32 +64,7 @@ pub(super) fn apply<C: SqlConnection>(
         &d.delete_rows_of("authstat_counters", ids.len()),
         binds().collect(),
     )?;
-    let mut hlls = Vec::new();
-    for month in unions.finish() {
-        let bytes = month.users.to_bytes().map_err(|e| {
-            TxError::Store(StoreError::Rejected {
-                backend: d.kind(),
-                message: format!("folded month {}: {e}", month.month),
-            })
-        })?;
-        let clients = month
-            .clients
-            .as_ref()
-            .map(authstat_core::hll::Hll::to_bytes)
-            .transpose()
-            .map_err(|e| {
-                TxError::Store(StoreError::Rejected {
-                    backend: d.kind(),
-                    message: format!("folded month {} clients: {e}", month.month),
-                })
-            })?;
-        hlls.extend([
-            folded_bind(),
-            month_bind(month.month),
-            Bind::Bytes(bytes),
-            Bind::MaybeBytes(clients),
-        ]);
-    }
+    let hlls = folded_binds(d, &folded, unions)?;
     for chunk in hlls.chunks(4 * Dialect::ROWS_PER_STATEMENT) {
         step(conn, &d.upsert_hlls(chunk.len() / 4), chunk.to_vec())?;
     }
@@ -111,4 +86,34 @@ pub(super) fn apply<C: SqlConnection>(
         })
         .collect::<Result<_, _>>()?;
     Ok(FoldReport { nodes, node_months })
+}
+
+/// The folded node's merged months as HLL row binds (node, month, users, clients).
+fn folded_binds(d: Dialect, folded: &NodeId, unions: Merger) -> Result<Vec<Bind>, TxError> {
+    let reject = |month, what: &str, e: authstat_core::Error| {
+        TxError::Store(StoreError::Rejected {
+            backend: d.kind(),
+            message: format!("folded month {month}{what}: {e}"),
+        })
+    };
+    let mut hlls = Vec::new();
+    for month in unions.finish() {
+        let bytes = month
+            .users
+            .to_bytes()
+            .map_err(|e| reject(month.month, "", e))?;
+        let clients = month
+            .clients
+            .as_ref()
+            .map(authstat_core::hll::Hll::to_bytes)
+            .transpose()
+            .map_err(|e| reject(month.month, " clients", e))?;
+        hlls.extend([
+            Bind::Text(folded.as_str().to_owned()),
+            month_bind(month.month),
+            Bind::Bytes(bytes),
+            Bind::MaybeBytes(clients),
+        ]);
+    }
+    Ok(hlls)
 }

@@ -16,6 +16,14 @@ pub(crate) struct Merger {
     lenient: bool,
 }
 
+/// Which HLL of a month a node's HLL goes into.
+#[derive(Clone, Copy)]
+enum Slot {
+    Users,
+    Foreign,
+    Clients,
+}
+
 /// One month so far: the union of authstat's own HLLs, the union of foreign nodes' HLLs
 /// (hashed by their upstream: never unioned with authstat's here), the counter sums.
 #[derive(Debug, Default)]
@@ -79,28 +87,12 @@ impl Merger {
         node: &str,
         hll: Hll,
     ) -> Result<(), StoreError> {
-        let (backend, lenient) = (self.backend, self.lenient);
-        let merged = self.months.entry(month).or_default();
         let slot = if authstat_core::NodeId::is_foreign_id(node) {
-            &mut merged.foreign
+            Slot::Foreign
         } else {
-            &mut merged.users
+            Slot::Users
         };
-        match slot {
-            None => *slot = Some(hll),
-            Some(acc) => match acc.union(&hll) {
-                Ok(()) => {}
-                Err(_) if lenient => merged.mixed = true,
-                Err(e) => {
-                    return Err(StoreError::Corrupt {
-                        backend,
-                        message: format!("node {node} month {month}: {e}"),
-                        cause: Default::default(),
-                    });
-                }
-            },
-        }
-        Ok(())
+        self.union_in(month, node, slot, hll)
     }
 
     /// One node's stored bytes of its active clients of `month`, unioned in.
@@ -112,7 +104,7 @@ impl Merger {
     ) -> Result<(), StoreError> {
         let hll = Hll::from_bytes(bytes)
             .map_err(|e| self.corrupt(format!("node {node} month {month} clients: {e}")))?;
-        self.add_clients(month, node, &hll)
+        self.union_in(month, node, Slot::Clients, hll)
     }
 
     /// One node's active clients of `month`, unioned in.
@@ -122,17 +114,34 @@ impl Merger {
         node: &str,
         hll: &Hll,
     ) -> Result<(), StoreError> {
+        self.union_in(month, node, Slot::Clients, hll.clone())
+    }
+
+    /// Unions `hll` into `month`'s `slot`: HLLs of other parameters are refused (or, lenient,
+    /// mark the month mixed).
+    fn union_in(
+        &mut self,
+        month: Month,
+        node: &str,
+        slot: Slot,
+        hll: Hll,
+    ) -> Result<(), StoreError> {
         let (backend, lenient) = (self.backend, self.lenient);
         let merged = self.months.entry(month).or_default();
-        match &mut merged.clients {
-            None => merged.clients = Some(hll.clone()),
-            Some(acc) => match acc.union(hll) {
+        let (into, what) = match slot {
+            Slot::Users => (&mut merged.users, ""),
+            Slot::Foreign => (&mut merged.foreign, ""),
+            Slot::Clients => (&mut merged.clients, " clients"),
+        };
+        match into {
+            None => *into = Some(hll),
+            Some(acc) => match acc.union(&hll) {
                 Ok(()) => {}
                 Err(_) if lenient => merged.mixed = true,
                 Err(e) => {
                     return Err(StoreError::Corrupt {
                         backend,
-                        message: format!("node {node} month {month} clients: {e}"),
+                        message: format!("node {node} month {month}{what}: {e}"),
                         cause: Default::default(),
                     });
                 }

@@ -215,6 +215,7 @@ impl Pipeline {
             totals.add(month.month, &month.counter_deltas);
         }
         totals.current_month = Some(current_month_users(&self.agg.hlls));
+        totals.current_month_clients = Some(current_month_users(&self.agg.clients));
     }
 }
 

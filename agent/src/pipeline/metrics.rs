@@ -53,6 +53,16 @@ authstat_core::family!(
 );
 
 authstat_core::family!(
+    MONTHLY_ACTIVE_CLIENTS,
+    "authstat_monthly_active_clients",
+    Gauge,
+    "{client}",
+    true,
+    ["month"],
+    "Distinct active clients (of successful authorizations and token requests) of the current month on this node (stored)."
+);
+
+authstat_core::family!(
     RECORDS_READ,
     "authstat_records_read_total",
     Counter,
@@ -311,6 +321,14 @@ impl PipelineStats {
         out.push((
             &MONTHLY_ACTIVE_USERS,
             labelled(totals.current_month.map(|(m, u)| ([m.to_string()], u))),
+        ));
+        out.push((
+            &MONTHLY_ACTIVE_CLIENTS,
+            labelled(
+                totals
+                    .current_month_clients
+                    .map(|(m, c)| ([m.to_string()], c)),
+            ),
         ));
         let janssen = self.snapshots.current_month.lock().expect("lock").totals();
         if let Some((month, users, counters)) = janssen {

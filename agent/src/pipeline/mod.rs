@@ -174,6 +174,7 @@ impl Pipeline {
                 totals.add(m.month, &m.counters);
             }
             totals.current_month = Some(current_month_users(&hlls));
+            totals.current_month_clients = Some(current_month_users(&clients));
         }
         let claims = Claims {
             role,
@@ -350,8 +351,8 @@ impl Pipeline {
     }
 }
 
-/// The current month (by the wall clock, UTC) and this node's distinct users in it: a record
-/// stamped far in the future must not become the "newest month".
+/// The current month (by the wall clock, UTC) and this node's distinct users (or clients) in
+/// it: a record stamped far in the future must not become the "newest month".
 fn current_month_users(hlls: &BTreeMap<Month, Hll>) -> (Month, u64) {
     let month = Month::from_epoch_millis(now_ms()).expect("the clock is within years 0-9999");
     let users = hlls.get(&month).and_then(Hll::cardinality).unwrap_or(0);

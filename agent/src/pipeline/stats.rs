@@ -276,6 +276,8 @@ pub struct NodeTotals {
     pub counters: Counters,
     /// The month of the newest data and its distinct users on this node.
     pub current_month: Option<(Month, u64)>,
+    /// The current month's distinct active clients on this node.
+    pub current_month_clients: Option<(Month, u64)>,
     /// The earliest month with counts of this node: the counters count from its first
     /// instant, which OTLP reports as their start time (the same after every restart).
     pub first_month: Option<Month>,

@@ -44,6 +44,11 @@ async fn metrics_in_both_formats_and_across_a_restart() {
         "authstat_monthly_active_users{{month=\"{}\"}}",
         current_month()
     );
+    // The users' records name one client.
+    let clients = format!(
+        "authstat_monthly_active_clients{{month=\"{}\"}}",
+        current_month()
+    );
     let agent = start_and_flush(&fixture).await;
     let addr = agent.addr;
     let (text, open) = tokio::task::spawn_blocking(move || {
@@ -81,6 +86,7 @@ async fn metrics_in_both_formats_and_across_a_restart() {
             2.0,
         ),
         (mau.as_str(), 2.0),
+        (clients.as_str(), 1.0),
         ("authstat_records_read_total", 18.0),
         ("authstat_records_skipped_total{reason=\"garbage\"}", 0.0),
         ("authstat_files_watched", 2.0),

@@ -288,6 +288,11 @@ async fn this_month_is_compared_with_the_same_day_of_last_month() {
             tile = page[start..start + page[start..].find("</section>").unwrap()].to_owned();
             tile.contains("<p class=\"value\">3</p>")
         });
+        // The three users' records name one client.
+        let page = page(addr, "/dashboard", &cookie).body;
+        let start = page.find("id=\"tile-clients\"").unwrap();
+        let clients = &page[start..start + page[start..].find("</section>").unwrap()];
+        assert!(clients.contains("<p class=\"value\">1</p>"), "{clients}");
         tile
     })
     .await

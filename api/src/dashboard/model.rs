@@ -3,13 +3,15 @@
 use authstat_core::Month;
 use authstat_core::counters::Counters;
 
-/// One month's figures: its distinct users and its counters (no HLL is kept).
+/// One month's figures: its distinct users and clients and its counters (no HLL is kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthFigures {
     /// The month.
     pub month: Month,
     /// Distinct active users.
     pub users: u64,
+    /// Distinct active clients.
+    pub clients: u64,
     /// Counters.
     pub counters: Counters,
 }
@@ -20,6 +22,7 @@ impl MonthFigures {
         Self {
             month: stats.month,
             users: stats.monthly_active_users(),
+            clients: stats.monthly_active_clients(),
             counters: stats.counters.clone(),
         }
     }
@@ -29,6 +32,7 @@ impl MonthFigures {
         Self {
             month,
             users: 0,
+            clients: 0,
             counters: Counters::default(),
         }
     }

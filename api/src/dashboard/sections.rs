@@ -85,8 +85,8 @@ fn same(name: &str) -> &str {
     name
 }
 
-/// The tiles: this month's active users (against the same day of last month), authentications
-/// and tokens.
+/// The tiles: this month's active users (against the same day of last month), authentications,
+/// tokens and active clients.
 pub(super) fn tiles(out: &mut String, d: &PageData) {
     // Tiles: this month.
     let this = d.months.iter().find(|m| m.month == d.current);
@@ -155,6 +155,13 @@ pub(super) fn tiles(out: &mut String, d: &PageData) {
         "Tokens issued this month",
         this.map_or(0, tokens).to_string(),
         "all grant types".into(),
+    );
+    tile(
+        out,
+        "tile-clients",
+        "Active clients this month",
+        this.map_or(0, |m| m.clients).to_string(),
+        "with a successful authorization or token request".into(),
     );
     out.push_str("</div>");
 }

@@ -201,28 +201,25 @@ const TOKEN_FAMILIES: [(&str, &str); 4] = [
 /// month gets a sample in all four token families (0 where absent).
 pub(crate) fn openmetrics_body(stats: &[MonthStats]) -> String {
     let mut out = String::new();
-    out.push_str(
-        "# HELP monthly_active_users Monthly active users\n# TYPE monthly_active_users counter\n",
-    );
-    for s in stats {
-        let _ = writeln!(
-            out,
-            "monthly_active_users{{month=\"{}\"}} {}",
-            s.month,
-            s.monthly_active_users()
-        );
-    }
-    out.push_str(
-        "# HELP monthly_active_clients Monthly active clients\n\
-         # TYPE monthly_active_clients gauge\n",
-    );
-    for s in stats {
-        let _ = writeln!(
-            out,
-            "monthly_active_clients{{month=\"{}\"}} {}",
-            s.month,
-            s.monthly_active_clients()
-        );
+    let monthly = [
+        (
+            "monthly_active_users",
+            "Monthly active users",
+            "counter",
+            MonthStats::monthly_active_users as fn(&MonthStats) -> u64,
+        ),
+        (
+            "monthly_active_clients",
+            "Monthly active clients",
+            "gauge",
+            MonthStats::monthly_active_clients,
+        ),
+    ];
+    for (family, help, kind, value) in monthly {
+        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+        for s in stats {
+            let _ = writeln!(out, "{family}{{month=\"{}\"}} {}", s.month, value(s));
+        }
     }
     for (family, help) in TOKEN_FAMILIES {
         let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");

@@ -68,6 +68,18 @@ impl Merger {
             .ok_or_else(|| self.corrupt(format!("stored month {yyyymm} is not a valid yyyyMM")))
     }
 
+    /// Stored HLL bytes, or why they are not an HLL (`what`: which HLL of the month).
+    fn decode(
+        &self,
+        bytes: &[u8],
+        month: Month,
+        node: &str,
+        what: &str,
+    ) -> Result<Hll, StoreError> {
+        Hll::from_bytes(bytes)
+            .map_err(|e| self.corrupt(format!("node {node} month {month}{what}: {e}")))
+    }
+
     /// One node's stored HLL bytes for `month`, unioned in.
     pub(crate) fn add_hll(
         &mut self,
@@ -75,8 +87,7 @@ impl Merger {
         node: &str,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let hll = Hll::from_bytes(bytes)
-            .map_err(|e| self.corrupt(format!("node {node} month {month}: {e}")))?;
+        let hll = self.decode(bytes, month, node, "")?;
         self.add_users(month, node, hll)
     }
 
@@ -102,8 +113,7 @@ impl Merger {
         node: &str,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let hll = Hll::from_bytes(bytes)
-            .map_err(|e| self.corrupt(format!("node {node} month {month} clients: {e}")))?;
+        let hll = self.decode(bytes, month, node, " clients")?;
         self.union_in(month, node, Slot::Clients, hll)
     }
 

@@ -89,6 +89,7 @@ fn fill(path: &std::path::Path, rt: &tokio::runtime::Runtime) {
                         users,
                         counter_deltas: counters(),
                         clients: None,
+                        dims: Vec::new(),
                     }
                 })
                 .collect(),

@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
                 users,
                 counter_deltas,
                 clients: None,
+                dims: Vec::new(),
             });
         }
         store.flush(&batch).await?;

@@ -135,6 +135,7 @@ mod tests {
                     users,
                     counter_deltas: counters,
                     clients: None,
+                    dims: Vec::new(),
                 }],
                 positions: None,
             })

@@ -226,6 +226,7 @@ pub async fn pipeline(
         sources,
         deriver: Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
         params,
+        max_dims_per_month: config.derive.per_client.max_per_month as usize,
         max_pending_records: config.max_pending_records,
         max_future: Duration::from_secs(config.max_future_secs),
         stats,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use authstat_core::dims::{DimKind, MonthDims};
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
     NodeClaim, NodeState, NodeSummary, Snapshot, SnapshotOutcome, StatStore, StoreError,
@@ -45,6 +46,8 @@ struct Inner {
     daily_users: BTreeMap<(Month, u32), u64>,
     /// What a read of all nodes answers, by month (`rollup.rs`).
     rollup: BTreeMap<Month, Rolled>,
+    /// Every node's clients and realms merged, by month.
+    rollup_dims: BTreeMap<Month, MonthDims>,
     version: u64,
 }
 
@@ -121,19 +124,33 @@ impl MemoryStore {
                     None => {
                         into.insert(stats.month, stats.clone());
                     }
-                    Some(acc) => acc.merge(stats).map_err(|e| StoreError::Corrupt {
-                        backend: KIND,
-                        message: format!("node {node}: {e}"),
-                        cause: Default::default(),
-                    })?,
+                    Some(acc) => acc.merge(stats).map_err(|e| corrupt(node, e))?,
+                }
+            }
+        }
+        let mut dims: BTreeMap<Month, MonthDims> = inner
+            .nodes
+            .get(&folded)
+            .map(|s| s.dims.iter().map(|m| (m.month, m.clone())).collect())
+            .unwrap_or_default();
+        for node in &silent {
+            for month in &inner.nodes[node].dims {
+                let into = dims
+                    .entry(month.month)
+                    .or_insert_with(|| MonthDims::new(month.month));
+                for (dim, stats) in &month.dims {
+                    into.add(dim, stats).map_err(|e| corrupt(node, e))?;
                 }
             }
         }
         for node in &silent {
-            inner.nodes.get_mut(node).expect("listed").months.clear();
+            let state = inner.nodes.get_mut(node).expect("listed");
+            state.months.clear();
+            state.dims.clear();
         }
         let state = inner.nodes.entry(folded.clone()).or_default();
         state.months = into.into_values().collect();
+        state.dims = dims.into_values().collect();
         state.seq += 1;
         inner.updated_at_ms.insert(folded, crate::sql_now_ms());
         inner.version += 1;
@@ -141,6 +158,14 @@ impl MemoryStore {
             nodes: silent,
             node_months,
         })
+    }
+}
+
+fn corrupt(node: &NodeId, e: authstat_core::Error) -> StoreError {
+    StoreError::Corrupt {
+        backend: KIND,
+        message: format!("node {node}: {e}"),
+        cause: Default::default(),
     }
 }
 
@@ -236,6 +261,26 @@ impl StatStore for MemoryStore {
             stats.counters.merge(&flush.counter_deltas);
         }
         next.months = months.into_values().collect();
+        let mut dims: BTreeMap<Month, MonthDims> =
+            next.dims.into_iter().map(|m| (m.month, m)).collect();
+        let mut rolled_dims: BTreeMap<Month, MonthDims> = BTreeMap::new();
+        for flush in batch.months.iter().filter(|m| !m.dims.is_empty()) {
+            let month = flush.month;
+            let ours = dims.entry(month).or_insert_with(|| MonthDims::new(month));
+            let all = rolled_dims.entry(month).or_insert_with(|| {
+                inner
+                    .rollup_dims
+                    .get(&month)
+                    .cloned()
+                    .unwrap_or_else(|| MonthDims::new(month))
+            });
+            for dim in &flush.dims {
+                ours.add_flush(dim).map_err(|e| corrupt(&batch.node, e))?;
+                all.add_flush(dim).map_err(|e| corrupt(&batch.node, e))?;
+            }
+        }
+        next.dims = dims.into_values().collect();
+        inner.rollup_dims.extend(rolled_dims);
         let mut rolled: BTreeMap<Month, Rolled> = BTreeMap::new();
         for flush in &batch.months {
             let r = rolled
@@ -298,6 +343,20 @@ impl StatStore for MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    async fn read_dims(
+        &self,
+        months: &[Month],
+        kind: DimKind,
+    ) -> Result<Vec<MonthDims>, StoreError> {
+        let inner = self.lock();
+        Ok(distinct_months(months)
+            .into_iter()
+            .filter_map(|m| inner.rollup_dims.get(&m))
+            .map(|m| m.clone().of_kind(kind))
+            .filter(|m| !m.dims.is_empty())
+            .collect())
     }
 
     async fn month_versions(&self) -> Result<BTreeMap<Month, u64>, StoreError> {

@@ -108,6 +108,14 @@ impl StatStore for Settled {
         Ok(self.settle(self.bound(self.inner.read_months(months)).await?))
     }
 
+    async fn read_dims(
+        &self,
+        months: &[Month],
+        kind: authstat_core::dims::DimKind,
+    ) -> Result<Vec<authstat_core::dims::MonthDims>, StoreError> {
+        self.bound(self.inner.read_dims(months, kind)).await
+    }
+
     async fn data_version(&self) -> Result<u64, StoreError> {
         self.bound(self.inner.data_version()).await
     }

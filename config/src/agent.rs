@@ -137,6 +137,9 @@ pub struct DeriveConfig {
     /// Keycloak events of these realms only (by name or id); empty (the default): every realm.
     #[serde(default)]
     pub keycloak_realms: Vec<String>,
+    /// Statistics per client (application) and per realm.
+    #[serde(default)]
+    pub per_client: PerClientConfig,
 }
 
 impl Default for DeriveConfig {
@@ -145,8 +148,72 @@ impl Default for DeriveConfig {
             failed_authentication: FailedAuthRule::default(),
             active_user_actions: default_active_user_actions(),
             keycloak_realms: Vec::new(),
+            per_client: PerClientConfig::default(),
         }
     }
+}
+
+/// Statistics per client and per realm (`docs/metrics.md`, "Per client").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerClientConfig {
+    /// Keep them (default true).
+    #[serde(default = "crate::values::yes")]
+    pub enabled: bool,
+    /// At most this many distinct clients (and, apart, realms) per node and month (1–1,000,000,
+    /// default 10,000); the rest is counted together as `other_clients`.
+    #[serde(
+        default = "default_max_clients_per_month",
+        deserialize_with = "max_clients_per_month"
+    )]
+    pub max_per_month: u32,
+    /// Per-client series on `/metrics` and OTLP (default false: their cardinality is the
+    /// number of clients).
+    #[serde(default)]
+    pub metrics: bool,
+    /// At most this many clients get series, the first seen (1–10,000, default 100).
+    #[serde(
+        default = "default_max_metric_clients",
+        deserialize_with = "max_metric_clients"
+    )]
+    pub max_metric_clients: u32,
+}
+
+impl Default for PerClientConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_per_month: default_max_clients_per_month(),
+            metrics: false,
+            max_metric_clients: default_max_metric_clients(),
+        }
+    }
+}
+
+fn default_max_clients_per_month() -> u32 {
+    10_000
+}
+
+fn default_max_metric_clients() -> u32 {
+    100
+}
+
+fn bounded_u32<'de, D: Deserializer<'de>>(d: D, max: u32) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if !(1..=max).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is outside 1..={max}"
+        )));
+    }
+    Ok(v)
+}
+
+fn max_clients_per_month<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 1_000_000)
+}
+
+fn max_metric_clients<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 10_000)
 }
 
 /// See [`DeriveConfig::failed_authentication`].

@@ -41,7 +41,9 @@ pub mod options;
 mod source;
 mod values;
 
-pub use agent::{AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig};
+pub use agent::{
+    AgentConfig, DeriveConfig, FailedAuthRule, HllConfig, LogFormat, LoggingConfig, PerClientConfig,
+};
 pub use api::{
     ApiConfig, AuthConfig, DashboardConfig, IntrospectionConfig, JWT_ALGORITHMS, JwtConfig,
     StaticToken,

@@ -52,6 +52,9 @@ pub enum Error {
     /// An unknown name of a hash algorithm.
     #[error("unknown hash algorithm '{0}' (expected murmur3 or java_string_hashcode)")]
     UnknownHash(String),
+    /// A stored dimension (`c:<client id>`, `r:<realm>`, `c`, `r`) that does not read back.
+    #[error("invalid stored dimension {0:?}")]
+    InvalidDim(String),
     /// A counter key whose stored form cannot be read back.
     #[error("invalid counter key {kind}/{first}/{second}: {reason}")]
     InvalidCounterKey {

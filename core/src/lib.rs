@@ -47,6 +47,7 @@
 //! ```
 
 pub mod counters;
+pub mod dims;
 mod error;
 pub mod event;
 pub mod hash;

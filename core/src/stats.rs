@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::counters::{CounterKey, Counters};
+use crate::dims::DimKind;
 use crate::hll::{Hll, HllParams};
 use crate::{Error, Month};
 
@@ -223,6 +224,20 @@ pub trait UpdateSink {
     fn add_count(&mut self, month: Month, key: &CounterKey, n: u64);
     /// A client (already hashed) was active in `month`.
     fn add_client(&mut self, month: Month, raw_hash: i64);
+    /// A user (already hashed) was active in `month` through the client or realm `id` (not
+    /// yet checked: the sink bounds it). Ignored unless the sink keeps dimensions.
+    fn add_dim_user(&mut self, _month: Month, _kind: DimKind, _id: &str, _raw_hash: i64) {}
+    /// A counter of the client or realm `id` grows by `n` in `month`. Ignored unless the sink
+    /// keeps dimensions.
+    fn add_dim_count(
+        &mut self,
+        _month: Month,
+        _kind: DimKind,
+        _id: &str,
+        _key: &CounterKey,
+        _n: u64,
+    ) {
+    }
 }
 
 /// Stats per month, built up in memory from events; all months share one HLL setting.

@@ -61,6 +61,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::counters::Counters;
+use crate::dims::{DimFlush, DimKind, MonthDims};
 use crate::hll::Hll;
 use crate::{Month, MonthStats, NodeId};
 
@@ -88,6 +89,10 @@ pub struct MonthFlush {
     /// The node's whole HLL of the month's active clients (replaces the stored one), if it
     /// recorded any.
     pub clients: Option<Hll>,
+    /// The clients and realms touched since the previous flush, ascending and without
+    /// duplicates: per dimension the users seen since then (unioned into the stored HLL: a
+    /// retry or a replay adds nobody twice) and the counter increments (added).
+    pub dims: Vec<DimFlush>,
 }
 
 /// Everything one flush writes for one node, applied atomically.
@@ -127,6 +132,8 @@ pub struct NodeState {
     pub months: Vec<MonthStats>,
     /// The node's source positions, ordered by source and key.
     pub positions: Vec<SourcePosition>,
+    /// The node's own clients and realms per month, ascending (months without any are absent).
+    pub dims: Vec<MonthDims>,
 }
 
 /// One running agent process: who holds (or held) a node's lease.
@@ -461,6 +468,15 @@ pub trait StatStore: Send + Sync + fmt::Debug {
     /// duplicates. Months nobody stored anything for are absent. One
     /// database round trip where the database allows it.
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError>;
+
+    /// The clients (or realms) of `months`, merged over all nodes like
+    /// [`StatStore::read_months`] (HLL union, counter sums), in ascending month order; months
+    /// without any are absent. Foreign snapshots have none.
+    async fn read_dims(
+        &self,
+        months: &[Month],
+        kind: DimKind,
+    ) -> Result<Vec<MonthDims>, StoreError>;
 
     /// A number that changes whenever any node's flush is applied (caches compare it to know
     /// whether what they hold is still current).

@@ -4,6 +4,7 @@
 use authstat_config::{DeriveConfig, FailedAuthRule};
 use authstat_core::Error;
 use authstat_core::counters::{CounterKey, Outcome};
+use authstat_core::dims::DimKind;
 use authstat_core::event::{AuditAction, Event, Tenant, UserActivity};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::ingest::Deriver;
@@ -24,11 +25,14 @@ use authstat_core::stats::UpdateSink;
 ///   under the same rule as `USER_AUTHORIZATION` (with a `userId`, or always); the `userId` of a
 ///   successful event is an active user (not of `CLIENT_LOGIN`: a service account); an event
 ///   that issued tokens counts one `access_token` under its grant type.
+/// - Per client and per realm (`per_client.enabled`, the default): an event's authentication,
+///   active user and tokens count also under the client it names and under its realm.
 #[derive(Debug, Clone)]
 pub struct RulesDeriver {
     failed_authentication: FailedAuthRule,
     active_user_actions: Vec<AuditAction>,
     keycloak_realms: Vec<String>,
+    per_client: bool,
     hash: HashAlgorithm,
 }
 
@@ -43,6 +47,7 @@ impl RulesDeriver {
                 .map(|a| AuditAction::parse(a))
                 .collect(),
             keycloak_realms: config.keycloak_realms.clone(),
+            per_client: config.per_client.enabled,
             hash,
         }
     }
@@ -84,10 +89,22 @@ impl Deriver for RulesDeriver {
             );
         }
         let user = e.user.as_deref().filter(|u| !u.is_empty());
+        // The client and the realm the event's figures are also counted under.
+        let client = e.client.as_deref().filter(|c| !c.is_empty());
+        let mut dims = [(DimKind::Client, client), (DimKind::Realm, None)];
+        if let Tenant::Named { name, id } = &e.tenant {
+            dims[1].1 = name.as_deref().or(id.as_deref());
+        }
+        let dims = dims.into_iter().filter_map(|(kind, id)| Some((kind, id?)));
+        let dims = dims.filter(|_| self.per_client);
         if e.authentication
             && (e.success || user.is_some() || self.failed_authentication == FailedAuthRule::All)
         {
-            sink.add_count(month, &CounterKey::Authentication(outcome), 1);
+            let key = CounterKey::Authentication(outcome);
+            sink.add_count(month, &key, 1);
+            for (kind, id) in dims.clone() {
+                sink.add_dim_count(month, kind, id, &key, 1);
+            }
         }
         if let Some(user) = user.filter(|_| e.success) {
             let active = match e.user_activity {
@@ -99,7 +116,11 @@ impl Deriver for RulesDeriver {
                 UserActivity::Never => false,
             };
             if active {
-                sink.add_user(month, self.hash.hash(user));
+                let hash = self.hash.hash(user);
+                sink.add_user(month, hash);
+                for (kind, id) in dims.clone() {
+                    sink.add_dim_user(month, kind, id, hash);
+                }
             }
         }
         // An active client: named by a successful authorization (an authentication: Janssen's
@@ -111,7 +132,7 @@ impl Deriver for RulesDeriver {
                 Some(AuditAction::UserAuthorization | AuditAction::TokenRequest)
             )
             || e.tokens.is_some();
-        if let Some(client) = e.client.as_deref().filter(|c| !c.is_empty())
+        if let Some(client) = client
             && e.success
             && authorizes
         {
@@ -123,6 +144,9 @@ impl Deriver for RulesDeriver {
                 token_type: tokens.token_type.to_string(),
             };
             sink.add_count(month, &key, 1);
+            for (kind, id) in dims {
+                sink.add_dim_count(month, kind, id, &key, 1);
+            }
         }
         Ok(())
     }

@@ -13,7 +13,9 @@ use authstat_core::store::Snapshot;
 use authstat_core::{Month, NodeId};
 use tracing::{debug, warn};
 
+use super::dims::DimTable;
 use super::stats::PipelineStats;
+use authstat_core::dims::DimKind;
 use authstat_runtime::RateLimited;
 
 /// Per month: the node's whole HLL, and the counters since the last flush.
@@ -27,6 +29,8 @@ pub(super) struct Aggregate {
     pub records: u64,
     /// Snapshots of foreign nodes read since the last flush, the newest per node.
     pub snapshots: BTreeMap<NodeId, Snapshot>,
+    /// Per client and realm.
+    pub dims: DimTable,
 }
 
 impl Aggregate {
@@ -40,6 +44,7 @@ impl Aggregate {
             touched: BTreeSet::new(),
             records: 0,
             snapshots: BTreeMap::new(),
+            dims: self.dims.empty_like(),
         }
     }
 
@@ -62,6 +67,7 @@ impl Aggregate {
         }
         self.touched.extend(part.touched);
         self.records += part.records;
+        self.dims.absorb(part.dims);
         for (_, snapshot) in part.snapshots {
             self.add_snapshot(snapshot);
         }
@@ -104,6 +110,16 @@ impl UpdateSink for Aggregate {
             .entry(month)
             .or_insert_with(|| Hll::new(params))
             .add_raw(raw_hash);
+        self.touched.insert(month);
+    }
+
+    fn add_dim_user(&mut self, month: Month, kind: DimKind, id: &str, raw_hash: i64) {
+        self.dims.add_user(month, kind, id, raw_hash);
+        self.touched.insert(month);
+    }
+
+    fn add_dim_count(&mut self, month: Month, kind: DimKind, id: &str, key: &CounterKey, n: u64) {
+        self.dims.add_count(month, kind, id, key, n);
         self.touched.insert(month);
     }
 }

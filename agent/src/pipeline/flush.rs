@@ -50,9 +50,18 @@ impl Pipeline {
                     .unwrap_or_else(|| Hll::new(self.agg.params)),
                 counter_deltas: self.agg.deltas.remove(&month).unwrap_or_default(),
                 clients: self.agg.clients.get(&month).cloned(),
+                dims: self.agg.dims.take(month),
             })
             .collect();
         self.agg.records = 0;
+        let dims = &mut self.agg.dims;
+        let reading = &self.stats.reading;
+        reading
+            .dim_ids_too_long
+            .fetch_add(std::mem::take(&mut dims.skipped), Ordering::Relaxed);
+        reading
+            .dim_ids_over_cap
+            .fetch_add(std::mem::take(&mut dims.over_cap), Ordering::Relaxed);
         let batch = FlushBatch {
             node: self.owner.node.clone(),
             epoch: self.owner.epoch,

@@ -83,6 +83,16 @@ authstat_core::family!(
 );
 
 authstat_core::family!(
+    DIMENSIONS_SET_APART,
+    "authstat_client_figures_set_apart_total",
+    Counter,
+    "{figure}",
+    true,
+    ["reason"],
+    "Figures (a user, an authentication, a token) of a client or realm not kept under its own id: `too_long` (an id over 256 bytes: kept only in the cluster's figures) or `over_cap` (beyond derive.per_client.max_per_month: kept under other_clients)."
+);
+
+authstat_core::family!(
     READ_BYTES,
     "authstat_read_bytes_total",
     Counter,
@@ -356,6 +366,13 @@ impl PipelineStats {
         out.extend([
             (&RECORDS_READ, one(load(&r.records))),
             (&RECORDS_SKIPPED, labelled(skipped)),
+            (
+                &DIMENSIONS_SET_APART,
+                labelled([
+                    (["too_long".to_owned()], load(&r.dim_ids_too_long)),
+                    (["over_cap".to_owned()], load(&r.dim_ids_over_cap)),
+                ]),
+            ),
             (&READ_BYTES, one(load(&r.bytes))),
             (&FILES_WATCHED, one(load(&r.files))),
             (

@@ -15,6 +15,7 @@
 
 mod aggregate;
 mod claims;
+mod dims;
 mod flush;
 mod inputs;
 pub mod metrics;
@@ -38,9 +39,11 @@ use tracing::{info, warn};
 
 use crate::own::Ownership;
 use aggregate::{Aggregate, SkipLog};
+use authstat_core::dims::dim_params;
 use authstat_core::month::now_ms;
 use claims::Claims;
 pub use claims::{Refusal, Role};
+use dims::DimTable;
 pub use stats::{Folding, Histogram, NodeTotals, PipelineStats, Snapshots};
 
 /// Builds new sources from the current positions (a reload of the sources).
@@ -84,6 +87,8 @@ pub struct Parts {
     pub deriver: Box<dyn Deriver>,
     /// The HLL setting.
     pub params: HllParams,
+    /// At most this many distinct clients (and realms) per month are kept apart.
+    pub max_dims_per_month: usize,
     /// Backpressure limit.
     pub max_pending_records: u64,
     /// Records further in the future are skipped.
@@ -151,12 +156,15 @@ impl Pipeline {
             sources,
             deriver,
             params,
+            max_dims_per_month,
             max_pending_records,
             max_future,
             stats,
             role,
             runtime,
         } = parts;
+        let mut dims = DimTable::new(dim_params(&params), max_dims_per_month);
+        dims.know(&state.dims);
         let hlls: BTreeMap<Month, Hll> = state
             .months
             .iter()
@@ -198,6 +206,7 @@ impl Pipeline {
                 touched: BTreeSet::new(),
                 records: 0,
                 snapshots: BTreeMap::new(),
+                dims,
             },
             seq: state.seq,
             pending: None,

@@ -185,6 +185,7 @@ async fn another_nodes_writes_refresh_cached_answers() {
         users: Hll::new(HllParams::janssen()),
         counter_deltas: counters.clone(),
         clients: None,
+        dims: Vec::new(),
     };
     use authstat_core::store::StatStore;
     let owner = authstat::own::claim(

@@ -66,6 +66,13 @@ impl StatStore for Flaky {
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
         self.inner.read_months(months).await
     }
+    async fn read_dims(
+        &self,
+        months: &[Month],
+        kind: authstat_core::dims::DimKind,
+    ) -> Result<Vec<authstat_core::dims::MonthDims>, StoreError> {
+        self.inner.read_dims(months, kind).await
+    }
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }

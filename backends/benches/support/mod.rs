@@ -68,6 +68,7 @@ pub fn batch(node: &str, seq: u64, hlls: &[Hll]) -> FlushBatch {
                 users: users.clone(),
                 counter_deltas: counters(),
                 clients: None,
+                dims: Vec::new(),
             })
             .collect(),
         positions: None,

@@ -52,6 +52,7 @@ use crate::merge::{Merger, distinct_months};
 
 mod codec;
 mod daily;
+mod dims;
 mod fold;
 mod own;
 mod read;
@@ -73,6 +74,8 @@ pub struct MongoStore {
     daily: Collection<Document>,
     /// `<collection>_rollup`: per month what a read of all nodes answers (`rollup.rs`).
     rollup: Collection<Document>,
+    /// `<collection>_dims`: per node, month and bucket its clients and realms (`dims.rs`).
+    dims: Collection<Document>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Mutex<Option<FailAt>>,
     /// Test hook: where the next fold stops.
@@ -137,11 +140,19 @@ impl MongoStore {
             .run_command(doc! { "ping": 1 })
             .await
             .map_err(|e| unavailable(format!("connecting to {}: {e}", redact_url(&config.uri))))?;
+        let dims: Collection<Document> =
+            database.collection(&format!("{}_dims", config.collection));
+        for keys in [doc! { "m": 1 }, doc! { "n": 1 }] {
+            dims.create_index(mongodb::IndexModel::builder().keys(keys).build())
+                .await
+                .map_err(|e| unavailable(format!("creating an index of the dimensions: {e}")))?;
+        }
         Ok(Self {
             collection: database.collection(&config.collection),
             claims: database.collection(&format!("{}_claims", config.collection)),
             daily: database.collection(&format!("{}_daily", config.collection)),
             rollup: database.collection(&format!("{}_rollup", config.collection)),
+            dims,
             fail_next_flush: Mutex::new(None),
             fail_next_fold: Mutex::new(None),
         })
@@ -257,15 +268,25 @@ impl StatStore for MongoStore {
             backend: KIND,
             message: "seq too large".into(),
         })?;
-        let update = update_of(batch, seq)?;
+        let mut update = update_of(batch, seq)?;
+        let pending = dims::pending_of(batch, seq)?;
+        if let Some(pending) = &pending {
+            update
+                .get_document_mut("$set")
+                .expect("an update sets")
+                .insert("pending", pending.clone());
+        }
         let fail = self.fail_next_flush.lock().expect("lock").take();
         if fail == Some(FailAt::BeforeSend) {
             return Err(unavailable("injected failure"));
         }
+        self.add_dim_users(batch).await?;
         let filter = doc! {
             "_id": batch.node.as_str(),
             "epoch": batch.epoch as i64,
             "seq": { "$lt": seq },
+            // An earlier flush's counters of clients and realms are applied first.
+            "pending": { "$exists": false },
         };
         // The document as it was before (its months' `seq`s: which writes the roll-up must hold
         // before this one is added to it).
@@ -273,19 +294,38 @@ impl StatStore for MongoStore {
         for month in &batch.months {
             before.insert(format!("months.{}.seq", month.month), 1);
         }
-        let previous = self
-            .collection
-            .find_one_and_update(filter, update)
-            .projection(before)
-            .return_document(mongodb::options::ReturnDocument::Before)
-            .await
-            .map_err(|e| unavailable(e.to_string()).because(e))?;
+        let mut previous = None;
+        for _ in 0..2 {
+            previous = self
+                .collection
+                .find_one_and_update(filter.clone(), update.clone())
+                .projection(before.clone())
+                .return_document(mongodb::options::ReturnDocument::Before)
+                .await
+                .map_err(|e| unavailable(e.to_string()).because(e))?;
+            if previous.is_some() {
+                break;
+            }
+            // Not applied: if an earlier flush's counters wait in the document (its later
+            // steps were interrupted), they are applied now, and this flush is tried again.
+            match self.node_doc(&batch.node).await? {
+                Some(doc) if doc.contains_key("pending") => {
+                    self.finish_pending_of(&batch.node, &doc).await?
+                }
+                _ => break,
+            }
+        }
         if fail == Some(FailAt::AfterApply) {
             return Err(unavailable("injected failure after the update"));
         }
         if let Some(previous) = previous {
-            // The second step. A failure leaves the roll-up behind (the next read finds and
-            // repairs it) and is said: the caller retries, and hears the flush was applied.
+            // The later steps. A failure leaves the counters of clients and realms pending
+            // (readers add them; the next flush applies them) or the roll-up behind (the next
+            // read finds and repairs it), and is said: the caller retries, and hears the flush
+            // was applied.
+            if let Some(pending) = &pending {
+                self.finish_pending(&batch.node, pending).await?;
+            }
             self.add_flush(batch, seq, &previous).await?;
             return Ok(FlushOutcome::Applied);
         }
@@ -311,6 +351,7 @@ impl StatStore for MongoStore {
         let Some(doc) = self.node_doc(node).await? else {
             return Ok(NodeState::default());
         };
+        self.finish_pending_of(node, &doc).await?;
         let mut merger = Merger::new(KIND);
         if let Ok(months) = doc.get_document("months") {
             merge_months(&mut merger, node.as_str(), months, None)?;
@@ -319,6 +360,7 @@ impl StatStore for MongoStore {
             seq: int(&doc, "seq")? as u64,
             months: merger.finish(),
             positions: codec::positions(&doc)?,
+            dims: self.read_dim_docs(Some(node), None, None).await?,
         })
     }
 
@@ -356,6 +398,18 @@ impl StatStore for MongoStore {
             return Ok(Vec::new());
         }
         self.read_rolled(&months).await
+    }
+
+    async fn read_dims(
+        &self,
+        months: &[Month],
+        kind: authstat_core::dims::DimKind,
+    ) -> Result<Vec<authstat_core::dims::MonthDims>, StoreError> {
+        let months = distinct_months(months);
+        if months.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read_dim_docs(None, Some(&months), Some(kind)).await
     }
 
     async fn data_version(&self) -> Result<u64, StoreError> {

@@ -48,6 +48,25 @@ pub(crate) struct StatRow {
     pub clients: Option<Vec<u8>>,
 }
 
+/// A row of clients and realms: an HLL (`kind = "#hll"`) or a counter of one dimension.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct DimRow {
+    #[diesel(sql_type = Integer)]
+    pub month: i32,
+    #[diesel(sql_type = Text)]
+    pub dim: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub k1: String,
+    #[diesel(sql_type = Text)]
+    pub k2: String,
+    #[diesel(sql_type = BigInt)]
+    pub value: i64,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub hll: Option<Vec<u8>>,
+}
+
 /// A month of the roll-up.
 #[derive(Debug, QueryableByName)]
 pub(crate) struct RollupRow {

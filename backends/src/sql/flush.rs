@@ -178,6 +178,7 @@ pub(super) fn apply<C: SqlConnection>(
         }
     }
     super::rollup::add_flush(conn, batch, &mut step)?;
+    super::dims::add_flush(conn, batch, &mut step)?;
     if let Some(positions) = &prepared.positions {
         step(conn, &d.delete_positions(), vec![node()])?;
         for chunk in positions.chunks(4 * Dialect::ROWS_PER_STATEMENT) {

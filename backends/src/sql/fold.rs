@@ -64,6 +64,7 @@ pub(super) fn apply<C: SqlConnection>(
         &d.delete_rows_of("authstat_counters", ids.len()),
         binds().collect(),
     )?;
+    super::dims::fold(conn, &folded, &ids, &mut step)?;
     let hlls = folded_binds(d, &folded, unions)?;
     for chunk in hlls.chunks(4 * Dialect::ROWS_PER_STATEMENT) {
         step(conn, &d.upsert_hlls(chunk.len() / 4), chunk.to_vec())?;

@@ -14,6 +14,7 @@
 
 mod conn;
 mod dialect;
+mod dims;
 mod flush;
 mod fold;
 mod own;
@@ -27,6 +28,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use authstat_core::dims::{DimKind, MonthDims};
 use authstat_core::month::now_ms;
 use authstat_core::store::{
     ClaimRequest, FlushBatch, FlushOutcome, FoldReport, FoldRequest, KeyClaim, KeyOwner, Lease,
@@ -226,15 +228,16 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
         let node = node.as_str().to_owned();
         self.blocking(move |conn| {
             let bind = || vec![Bind::Text(node.clone())];
-            let load = |conn: &mut C| -> diesel::QueryResult<_> {
+            let load = |conn: &mut C| -> Result<_, TxError> {
                 let seq: Vec<NodeRow> = conn.load(&d.node_row(), bind())?;
                 let mut rows: Vec<StatRow> = conn.load(&d.hlls_of(1), bind())?;
                 rows.extend(conn.load::<StatRow>(&d.node_counters(), bind())?);
                 let positions: Vec<PositionRow> = conn.load(&d.node_positions(), bind())?;
-                Ok((seq, rows, positions))
+                let dims = dims::load_node(conn, &node)?;
+                Ok((seq, rows, positions, dims))
             };
-            let (seq, rows, positions) =
-                conn.write_transaction(load).map_err(|e| db_error(d, e))?;
+            let (seq, rows, positions, dims) =
+                conn.write_transaction(load).map_err(|e| tx_error(d, e))?;
             Ok(NodeState {
                 seq: seq.first().map_or(0, |r| r.seq as u64),
                 months: merge_rows(d, rows)?,
@@ -246,6 +249,7 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                         data: r.data,
                     })
                     .collect(),
+                dims,
             })
         })
         .await
@@ -295,6 +299,20 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                 stats.sort_by_key(|s| s.month);
             }
             Ok(stats)
+        })
+        .await
+    }
+
+    async fn read_dims(
+        &self,
+        months: &[Month],
+        kind: DimKind,
+    ) -> Result<Vec<MonthDims>, StoreError> {
+        let d = C::DIALECT;
+        let months = distinct_months(months);
+        self.blocking(move |conn| {
+            catch_up(conn)?;
+            dims::read(conn, &months, kind).map_err(|e| tx_error(d, e))
         })
         .await
     }

@@ -81,7 +81,12 @@ pub(super) fn add_flush<C: SqlConnection>(
         return Ok(());
     }
     let binds: Vec<Bind> = months.iter().map(|m| month_bind(m.month)).collect();
-    let rows: Vec<RollupRow> = conn.load(&d.lock_rollups(binds.len()), binds)?;
+    let mut rows: Vec<RollupRow> = conn.load(&d.lock_rollups(binds.len()), binds.clone())?;
+    if rows.len() < months.len() {
+        // A month new to the roll-up: its row is made (empty) and locked before it is written.
+        step(conn, &d.ensure_rollups(binds.len()), binds.clone())?;
+        rows = conn.load(&d.lock_rollups(binds.len()), binds)?;
+    }
     let merger = Merger::new(d.kind());
     let mut stored: BTreeMap<Month, RollupRow> = BTreeMap::new();
     for row in rows {
@@ -335,6 +340,7 @@ pub(super) fn rebuild<C: SqlConnection>(conn: &mut C) -> Result<Option<usize>, T
     for chunk in counters.chunks(5 * Dialect::ROWS_PER_STATEMENT) {
         conn.exec(&d.upsert_rollup_counters(chunk.len() / 5), chunk.to_vec())?;
     }
+    super::dims::rebuild(conn)?;
     conn.exec(
         "UPDATE authstat_nodes SET rollup_seq = seq WHERE rollup_seq <> seq",
         Vec::new(),

@@ -115,7 +115,7 @@ async fn sqlite_checkpoints_become_positions_and_claims() {
         diesel::sql_query("SELECT version FROM __diesel_schema_migrations ORDER BY version")
             .load(&mut conn)
             .unwrap();
-    assert_eq!(versions.len(), 5, "the newer migrations are recorded");
+    assert_eq!(versions.len(), 6, "the newer migrations are recorded");
     assert_eq!(versions[0].version, "20261125000000");
 }
 

@@ -195,6 +195,7 @@ pub fn batch(
                 ),
                 counter_deltas: counters(k),
                 clients: Some(users((0..3).map(|c| format!("{m}-client{c}")))),
+                dims: Vec::new(),
             })
             .collect(),
         positions: Some(vec![

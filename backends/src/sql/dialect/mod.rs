@@ -1,7 +1,10 @@
 //! The SQL text of every statement, per dialect. Plain string building, no diesel types, so the
 //! three dialects sit side by side and every difference between them is visible here.
 
+mod dims;
 mod rollup;
+
+pub(crate) use dims::NODE_DIM_TABLES;
 
 /// The SQL dialects authstat speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -43,6 +43,27 @@ impl Dialect {
         )
     }
 
+    /// Creates the roll-up rows of `months` months that do not exist yet (empty), so that a
+    /// lock can hold them: two flushes of a new month take turns instead of both writing a row
+    /// (the second would replace the first one's users). Binds: the months.
+    pub(crate) fn ensure_rollups(self, months: usize) -> String {
+        let values = (1..=months)
+            .map(|i| format!("({})", self.param(i)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self {
+            Dialect::Sqlite => {
+                format!("INSERT OR IGNORE INTO authstat_rollup (month) VALUES {values}")
+            }
+            Dialect::Postgres => {
+                format!(
+                    "INSERT INTO authstat_rollup (month) VALUES {values} ON CONFLICT DO NOTHING"
+                )
+            }
+            Dialect::Mysql => format!("INSERT IGNORE INTO authstat_rollup (month) VALUES {values}"),
+        }
+    }
+
     /// Writes `rows` months' users and clients of the roll-up (their foreign users stay),
     /// bumping their versions. Binds per row: month, hll, clients_hll, mixed.
     pub(crate) fn upsert_rollup_users(self, rows: usize) -> String {

@@ -261,7 +261,7 @@ pub async fn an_interrupted_fold_changes_no_read_and_is_finished_later(h: &dyn H
     let store = opened.store.clone();
     let mut ranges = Vec::new();
     let mut ks = 0;
-    let points = (0..8).map(Fail::Before).chain([Fail::AfterCommit]);
+    let points = (0..9).map(Fail::Before).chain([Fail::AfterCommit]);
     let mut fired = 0;
     for (i, at) in points.enumerate() {
         // Two new silent nodes for every failure point.
@@ -304,6 +304,6 @@ pub async fn an_interrupted_fold_changes_no_read_and_is_finished_later(h: &dyn H
             assert!(state.months.is_empty(), "{at:?}: pod-{i}-{j} folded");
         }
     }
-    let points = opened.fold_points.min(8) + usize::from(opened.fold_after_commit);
+    let points = opened.fold_points.min(9) + usize::from(opened.fold_after_commit);
     assert_eq!(fired, points, "every injected fault fired");
 }

@@ -7,10 +7,12 @@ use authstat_core::store::{FlushOutcome, NodeState, StatStore, StoreError};
 
 use crate::support::*;
 
+mod dims;
 mod fold;
 mod ownership;
 mod rollup;
 pub mod snapshot;
+pub use dims::*;
 pub use fold::*;
 pub use ownership::*;
 pub use rollup::*;
@@ -36,7 +38,8 @@ macro_rules! conformance_tests {
             snapshots_replace_and_merge_apart, snapshots_are_only_for_foreign_nodes,
             foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest,
             daily_users_keep_the_largest_figure, the_rollup_equals_the_merge_of_the_node_rows,
-            a_write_changes_only_its_months_versions);
+            a_write_changes_only_its_months_versions,
+            clients_and_realms_merge_over_nodes_and_survive_retries_and_folds);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(
@@ -332,14 +335,31 @@ pub async fn a_lost_answer_is_retried_and_applied_once(h: &dyn Harness) {
     let opened = h.open().await;
     let store = opened.store;
     own(store.as_ref(), "node-a").await;
-    let b = batch("node-a", 1, &["202401", "202402"], 0, 100, 2);
+    let mut b = batch("node-a", 1, &["202401", "202402"], 0, 100, 2);
+    for m in &mut b.months {
+        m.dims = dims::some_clients(5, 2);
+    }
+    let months = [month("202401"), month("202402")];
+    let kind = authstat_core::dims::DimKind::Client;
+    let authentications = |read: Vec<authstat_core::dims::MonthDims>| -> u64 {
+        read.iter()
+            .flat_map(|m| m.dims.values())
+            .map(|d| d.counters.authentications.values().sum::<u64>())
+            .sum()
+    };
     (opened.fail_next_flush)(Fail::AfterCommit);
     let err = store.flush(&b).await.unwrap_err();
     assert!(
         err.is_retryable() && injected(&err),
         "the injected fault fired: {err}"
     );
+    // (MongoDB: the clients' counters wait in the node's document; readers add them.)
+    let once = 2 * 5 * (2 + 1);
+    let read = store.read_dims(&months, kind).await.unwrap();
+    assert_eq!(authentications(read), once, "stored once before the retry");
     assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::AlreadyApplied);
+    let read = store.read_dims(&months, kind).await.unwrap();
+    assert_eq!(authentications(read), once, "and once after it");
     let state = store.load_node(&node("node-a")).await.unwrap();
     assert_eq!(state.seq, 1);
     assert_eq!(Some(state.positions), b.positions);
@@ -366,6 +386,7 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
                 m.counter_deltas
                     .add(&token(&format!("grant-{g}"), "access_token"), 1);
             }
+            m.dims = dims::some_clients(10, seq);
         }
         let mut positions: Vec<_> = (0..1100)
             .map(|k| position("audit", k, seq * 10 + k))
@@ -376,14 +397,17 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
     };
     let mut expected = Counters::default();
     // SQL: update node, HLLs, 3 counter statements, the roll-up's months (one statement) and 3 counter
-    // statements, delete positions, 3 position statements.
+    // statements, the clients' HLLs and counters (4 statements), delete positions, 3 position
+    // statements.
     let mut fired = 0;
     let months = [month("202401"), month("202402")];
-    for at in 0..16 {
+    let clients = authstat_core::dims::DimKind::Client;
+    for at in 0..19 {
         let seq = at as u64 + 1;
         let b = large(seq);
         let before = store.load_node(&node("node-a")).await.unwrap();
         let read_before = store.read_months(&months).await.unwrap();
+        let clients_before = store.read_dims(&months, clients).await.unwrap();
         (opened.fail_next_flush)(Fail::Before(at));
         match store.flush(&b).await {
             // Fewer writes than `at`: nothing was injected.
@@ -407,6 +431,11 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
                     read_before,
                     "a failure before write {at} left something in the roll-up"
                 );
+                assert_eq!(
+                    store.read_dims(&months, clients).await.unwrap(),
+                    clients_before,
+                    "a failure before write {at} left clients behind"
+                );
                 assert_eq!(store.flush(&b).await.unwrap(), FlushOutcome::Applied);
             }
         }
@@ -418,10 +447,21 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         assert_eq!(state.months[0].counters, expected, "after write {at}");
         let read = store.read_months(&months).await.unwrap();
         assert_eq!(read[0].counters, expected, "the roll-up after write {at}");
+        let auths = |read: &[authstat_core::dims::MonthDims]| -> u64 {
+            read.iter()
+                .flat_map(|m| m.dims.values())
+                .map(|d| d.counters.authentications.values().sum::<u64>())
+                .sum()
+        };
+        assert_eq!(
+            auths(&store.read_dims(&months, clients).await.unwrap()),
+            auths(&clients_before) + 2 * 10 * (seq + seq / 2),
+            "the clients' counters after write {at}"
+        );
     }
     assert_eq!(
         fired,
-        opened.flush_points.min(16),
+        opened.flush_points.min(19),
         "every injected fault fired"
     );
 }

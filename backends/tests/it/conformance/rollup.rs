@@ -234,6 +234,7 @@ pub async fn the_rollup_equals_the_merge_of_the_node_rows(h: &dyn Harness) {
                                 users,
                                 counter_deltas: counters(&mut rng),
                                 clients: a.clients.get(m).cloned(),
+                                dims: Vec::new(),
                             });
                         }
                     }

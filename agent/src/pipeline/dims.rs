@@ -1,0 +1,213 @@
+//! Per client and per realm, between two flushes: the users seen and the counter increments of
+//! every dimension touched, and the ids the node already holds per month (for the cap).
+
+use std::collections::{BTreeMap, HashMap};
+
+use authstat_core::Month;
+use authstat_core::counters::{CounterKey, Counters};
+use authstat_core::dims::{Dim, DimFlush, DimKind, MAX_DIM_ID_LEN, MonthDims};
+use authstat_core::hll::{Hll, HllParams};
+use tracing::warn;
+
+/// What one dimension gathered since the last flush (`None`/empty once flushed: the id stays
+/// known, for the cap).
+#[derive(Debug, Default)]
+struct Gathered {
+    users: Option<Hll>,
+    deltas: Counters,
+    dirty: bool,
+}
+
+/// The dimensions of one month and kind: by id (the other bucket under the empty id, which no
+/// client can have).
+type Ids = HashMap<String, Gathered>;
+
+/// Every month's dimensions, bounded per month and kind.
+#[derive(Debug)]
+pub(crate) struct DimTable {
+    params: HllParams,
+    /// At most this many distinct ids per month and kind; the rest go to the other bucket.
+    cap: usize,
+    months: BTreeMap<Month, [Ids; 2]>,
+    /// Ids skipped since the last flush: longer than [`MAX_DIM_ID_LEN`] bytes.
+    pub skipped: u64,
+    /// Figures counted under the other bucket because of the cap, since the last flush.
+    pub over_cap: u64,
+    /// The (month, kind) pairs whose cap was reported already.
+    warned: Vec<(Month, DimKind)>,
+}
+
+fn index(kind: DimKind) -> usize {
+    match kind {
+        DimKind::Client => 0,
+        DimKind::Realm => 1,
+    }
+}
+
+impl DimTable {
+    /// No dimensions yet; HLLs of users with `params`, at most `cap` ids per month and kind.
+    pub fn new(params: HllParams, cap: usize) -> Self {
+        Self {
+            params,
+            cap,
+            months: BTreeMap::new(),
+            skipped: 0,
+            over_cap: 0,
+            warned: Vec::new(),
+        }
+    }
+
+    /// The same parameters, nothing gathered, no cap (a reading thread's part: the cap applies
+    /// when the part is absorbed).
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.params, usize::MAX)
+    }
+
+    /// Knows the node's stored ids (after a restart), for the cap.
+    pub fn know(&mut self, stored: &[MonthDims]) {
+        for m in stored {
+            let ids = self.months.entry(m.month).or_default();
+            for dim in m.dims.keys() {
+                let id = dim.id().unwrap_or("");
+                ids[index(dim.kind())].entry(id.to_owned()).or_default();
+            }
+        }
+    }
+
+    /// The gathered entry of `id`: its own, or the other bucket's when the month has `cap` ids
+    /// of the kind already; `None` for an id too long.
+    fn entry(&mut self, month: Month, kind: DimKind, id: &str) -> Option<&mut Gathered> {
+        if id.len() > MAX_DIM_ID_LEN {
+            self.skipped += 1;
+            return None;
+        }
+        let ids = &mut self.months.entry(month).or_default()[index(kind)];
+        let known = ids.contains_key(id);
+        let id = if known || ids.len() < self.cap {
+            id
+        } else {
+            self.over_cap += 1;
+            if !self.warned.contains(&(month, kind)) {
+                self.warned.push((month, kind));
+                warn!(
+                    %month,
+                    kind = kind.as_str(),
+                    cap = self.cap,
+                    "too many distinct {kind}s this month: the figures of the rest are counted together as other_{kind}s (derive.per_client.max_per_month)"
+                );
+            }
+            ""
+        };
+        if !ids.contains_key(id) {
+            ids.insert(id.to_owned(), Gathered::default());
+        }
+        let gathered = ids.get_mut(id).expect("inserted");
+        gathered.dirty = true;
+        Some(gathered)
+    }
+
+    pub fn add_user(&mut self, month: Month, kind: DimKind, id: &str, raw_hash: i64) {
+        let params = self.params;
+        if let Some(g) = self.entry(month, kind, id) {
+            g.users
+                .get_or_insert_with(|| Hll::new(params))
+                .add_raw(raw_hash);
+        }
+    }
+
+    pub fn add_count(&mut self, month: Month, kind: DimKind, id: &str, key: &CounterKey, n: u64) {
+        if let Some(g) = self.entry(month, kind, id) {
+            g.deltas.add(key, n);
+        }
+    }
+
+    /// Adds what `part` gathered (the cap applies here).
+    pub fn absorb(&mut self, part: DimTable) {
+        self.skipped += part.skipped;
+        self.over_cap += part.over_cap;
+        for (month, kinds) in part.months {
+            for (kind, ids) in DimKind::ALL.into_iter().zip(kinds) {
+                for (id, g) in ids {
+                    let Some(ours) = self.entry(month, kind, &id) else {
+                        continue;
+                    };
+                    if let Some(users) = g.users {
+                        match &mut ours.users {
+                            Some(u) => u.union(&users).expect("the parts share the HLL parameters"),
+                            None => ours.users = Some(users),
+                        }
+                    }
+                    ours.deltas.merge(&g.deltas);
+                }
+            }
+        }
+    }
+
+    /// Takes what `month`'s dimensions gathered since the last flush, in ascending order.
+    pub fn take(&mut self, month: Month) -> Vec<DimFlush> {
+        let Some(kinds) = self.months.get_mut(&month) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (kind, ids) in DimKind::ALL.into_iter().zip(kinds.iter_mut()) {
+            for (id, g) in ids.iter_mut().filter(|(_, g)| g.dirty) {
+                let dim = if id.is_empty() {
+                    Dim::other(kind)
+                } else {
+                    Dim::of(kind, id).expect("ids are checked when gathered")
+                };
+                out.push(DimFlush {
+                    dim,
+                    users: g.users.take().unwrap_or_else(|| Hll::new(self.params)),
+                    counter_deltas: std::mem::take(&mut g.deltas),
+                });
+                g.dirty = false;
+            }
+        }
+        out.sort_by(|a, b| a.dim.cmp(&b.dim));
+        out
+    }
+
+    /// The records gathered but not flushed count in the aggregate already; this is only for
+    /// tests: how many ids `month` knows of `kind` (the other bucket included).
+    #[cfg(test)]
+    pub fn known(&self, month: Month, kind: DimKind) -> usize {
+        self.months.get(&month).map_or(0, |k| k[index(kind)].len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authstat_core::counters::Outcome;
+
+    #[test]
+    fn ids_beyond_the_cap_go_to_the_other_bucket_and_long_ones_are_skipped() {
+        let month: Month = "202403".parse().unwrap();
+        let mut t = DimTable::new(HllParams::new(11, 5).unwrap(), 2);
+        let ok = CounterKey::Authentication(Outcome::Success);
+        for id in ["a", "b", "c", "d", "a"] {
+            t.add_count(month, DimKind::Client, id, &ok, 1);
+        }
+        t.add_user(month, DimKind::Client, &"x".repeat(MAX_DIM_ID_LEN + 1), 7);
+        assert_eq!((t.skipped, t.over_cap), (1, 2));
+        let flushed = t.take(month);
+        let dims: Vec<_> = flushed.iter().map(|f| f.dim.as_str()).collect();
+        assert_eq!(dims, ["c", "c:a", "c:b"]);
+        assert_eq!(flushed[0].counter_deltas.get(&ok), 2, "c and d, together");
+        assert_eq!(flushed[1].counter_deltas.get(&ok), 2);
+        assert!(t.take(month).is_empty(), "nothing new since");
+        // A part has no cap; absorbing applies it.
+        let mut part = t.empty_like();
+        part.add_count(month, DimKind::Client, "e", &ok, 1);
+        part.add_count(month, DimKind::Realm, "r1", &ok, 1);
+        t.absorb(part);
+        let dims: Vec<_> = t
+            .take(month)
+            .into_iter()
+            .map(|f| f.dim.to_string())
+            .collect();
+        assert_eq!(dims, ["c", "r:r1"]);
+        assert_eq!(t.known(month, DimKind::Client), 3);
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE authstat_rollup_dim_counters;
+DROP TABLE authstat_rollup_dims;
+DROP TABLE authstat_dim_counters;
+DROP TABLE authstat_dim_hll;

@@ -1,0 +1,190 @@
+//! The statements of clients and realms (`super::super::dims`). Every read answers
+//! [`DimRow`](super::super::conn::DimRow)s: an HLL row (`kind` `#hll`, the bytes in `hll`) or a
+//! counter row.
+
+use super::Dialect;
+
+/// The node tables and their roll-up twins.
+const NODE_HLL: &str = "authstat_dim_hll";
+const NODE_COUNTERS: &str = "authstat_dim_counters";
+const ROLLUP_HLL: &str = "authstat_rollup_dims";
+const ROLLUP_COUNTERS: &str = "authstat_rollup_dim_counters";
+
+impl Dialect {
+    /// The dimension as text (MySQL stores its bytes).
+    fn dim_text(self) -> &'static str {
+        match self {
+            Dialect::Mysql => "CAST(dim AS CHAR CHARACTER SET utf8mb4)",
+            Dialect::Sqlite | Dialect::Postgres => "dim",
+        }
+    }
+
+    fn zero_and_sum(self) -> (&'static str, &'static str) {
+        match self {
+            Dialect::Sqlite => ("0", "SUM(value)"),
+            Dialect::Postgres => ("CAST(0 AS BIGINT)", "CAST(SUM(value) AS BIGINT)"),
+            Dialect::Mysql => ("CAST(0 AS SIGNED)", "CAST(SUM(value) AS SIGNED)"),
+        }
+    }
+
+    /// HLL rows of `table` matching `filter`.
+    fn dim_hll_rows(self, table: &str, filter: &str) -> String {
+        format!(
+            "SELECT month, {} AS dim, '#hll' AS kind, '' AS k1, '' AS k2, {} AS value, hll \
+             FROM {table} WHERE {filter}",
+            self.dim_text(),
+            self.zero_and_sum().0
+        )
+    }
+
+    /// Counter rows of `table` matching `filter`.
+    fn dim_counter_rows(self, table: &str, filter: &str) -> String {
+        format!(
+            "SELECT month, {} AS dim, kind, k1, k2, value, {} AS hll FROM {table} WHERE {filter}",
+            self.dim_text(),
+            self.null_blob()
+        )
+    }
+
+    /// One month's HLL rows of `dims` dimensions of a node (`roll_up`: of the roll-up, with no
+    /// node bind). Binds: [node_id,] month, the dimensions.
+    pub(crate) fn dim_hlls(self, roll_up: bool, dims: usize) -> String {
+        let (table, filter) = if roll_up {
+            (
+                ROLLUP_HLL,
+                format!(
+                    "month = {} AND dim IN ({})",
+                    self.param(1),
+                    self.list(2, dims)
+                ),
+            )
+        } else {
+            (
+                NODE_HLL,
+                format!(
+                    "node_id = {} AND month = {} AND dim IN ({})",
+                    self.param(1),
+                    self.param(2),
+                    self.list(3, dims)
+                ),
+            )
+        };
+        self.dim_hll_rows(table, &filter)
+    }
+
+    /// Replaces HLL rows. Binds per row: [node_id,] month, dim, hll.
+    pub(crate) fn upsert_dim_hlls(self, roll_up: bool, rows: usize) -> String {
+        let (table, key, columns) = if roll_up {
+            (ROLLUP_HLL, "month, dim", 3)
+        } else {
+            (NODE_HLL, "node_id, month, dim", 4)
+        };
+        let head = format!(
+            "INSERT INTO {table} ({key}, hll) VALUES {}",
+            self.value_rows(1, rows, columns)
+        );
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!("{head} ON CONFLICT ({key}) DO UPDATE SET hll = excluded.hll")
+            }
+            Dialect::Mysql => format!("{head} ON DUPLICATE KEY UPDATE hll = VALUES(hll)"),
+        }
+    }
+
+    /// Adds counter deltas. Binds per row: [node_id,] month, dim, kind, k1, k2, value.
+    pub(crate) fn upsert_dim_counters(self, roll_up: bool, rows: usize) -> String {
+        let (table, key, columns) = if roll_up {
+            (ROLLUP_COUNTERS, "month, dim, kind, k1, k2", 6)
+        } else {
+            (NODE_COUNTERS, "node_id, month, dim, kind, k1, k2", 7)
+        };
+        let head = format!(
+            "INSERT INTO {table} ({key}, value) VALUES {}",
+            self.value_rows(1, rows, columns)
+        );
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "{head} ON CONFLICT ({key}) DO UPDATE SET value = {table}.value + excluded.value"
+            ),
+            Dialect::Mysql => {
+                format!("{head} ON DUPLICATE KEY UPDATE value = value + VALUES(value)")
+            }
+        }
+    }
+
+    /// Every HLL and counter row of `nodes` nodes. Binds: the nodes, twice.
+    pub(crate) fn node_dims(self, nodes: usize) -> String {
+        let first = format!("node_id IN ({})", self.list(1, nodes));
+        let second = format!("node_id IN ({})", self.list(nodes + 1, nodes));
+        format!(
+            "{} UNION ALL {}",
+            self.dim_hll_rows(NODE_HLL, &first),
+            self.dim_counter_rows(NODE_COUNTERS, &second)
+        )
+    }
+
+    /// Every HLL row of `nodes` nodes. Binds: the nodes.
+    pub(crate) fn node_dim_hlls(self, nodes: usize) -> String {
+        self.dim_hll_rows(NODE_HLL, &format!("node_id IN ({})", self.list(1, nodes)))
+    }
+
+    /// The roll-up's HLL and counter rows of `months` months. Binds: the months, twice.
+    pub(crate) fn read_rollup_dims(self, months: usize) -> String {
+        let first = format!("month IN ({})", self.list(1, months));
+        let second = format!("month IN ({})", self.list(months + 1, months));
+        format!(
+            "{} UNION ALL {}",
+            self.dim_hll_rows(ROLLUP_HLL, &first),
+            self.dim_counter_rows(ROLLUP_COUNTERS, &second)
+        )
+    }
+
+    /// Every node's HLL rows, and the counters summed over nodes (to build the roll-up anew).
+    pub(crate) fn all_dim_rows(self) -> String {
+        let sum = self.zero_and_sum().1;
+        format!(
+            "{} UNION ALL SELECT month, {} AS dim, kind, k1, k2, {sum} AS value, {} AS hll \
+             FROM {NODE_COUNTERS} GROUP BY month, dim, kind, k1, k2",
+            self.dim_hll_rows(NODE_HLL, "1 = 1"),
+            self.dim_text(),
+            self.null_blob()
+        )
+    }
+
+    /// Adds `nodes` nodes' counters to the folded node's. Binds: folded node id, the nodes.
+    pub(crate) fn fold_dim_counters(self, nodes: usize) -> String {
+        let sum = self.zero_and_sum().1;
+        let folded = match self {
+            Dialect::Postgres => "CAST($1 AS VARCHAR(128))",
+            Dialect::Sqlite | Dialect::Mysql => "?",
+        };
+        let select = format!(
+            "SELECT {folded} AS node_id, month, dim, kind, k1, k2, {sum} AS total \
+             FROM {NODE_COUNTERS} WHERE node_id IN ({}) GROUP BY month, dim, kind, k1, k2",
+            self.list(2, nodes)
+        );
+        let head =
+            format!("INSERT INTO {NODE_COUNTERS} (node_id, month, dim, kind, k1, k2, value)");
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "{head} {select} ON CONFLICT (node_id, month, dim, kind, k1, k2) \
+                 DO UPDATE SET value = {NODE_COUNTERS}.value + excluded.value"
+            ),
+            Dialect::Mysql => format!(
+                "{head} SELECT * FROM ({select}) AS folded \
+                 ON DUPLICATE KEY UPDATE value = {NODE_COUNTERS}.value + VALUES(value)"
+            ),
+        }
+    }
+
+    /// Empties the roll-up of clients and realms (before it is built anew).
+    pub(crate) fn clear_rollup_dims(self) -> [String; 2] {
+        [
+            format!("DELETE FROM {ROLLUP_HLL}"),
+            format!("DELETE FROM {ROLLUP_COUNTERS}"),
+        ]
+    }
+}
+
+/// The node tables of clients and realms (a fold deletes a node's rows of both).
+pub(crate) const NODE_DIM_TABLES: [&str; 2] = [NODE_HLL, NODE_COUNTERS];

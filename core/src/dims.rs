@@ -1,0 +1,287 @@
+//! Statistics per client (application) and per realm: *dimensions* of a month.
+//!
+//! Every input names the OAuth client of an event, and Keycloak's name its realm. Per node,
+//! month and dimension authstat keeps the distinct active users (an HLL of a smaller precision
+//! than the cluster's, [`DIM_LOG2M`]) and the authentications and tokens ([`Counters`] without
+//! the raw audit counts). They merge over nodes exactly like the months: HLL union, counter
+//! sums.
+//!
+//! A dimension's id is data from outside, so it is bounded: an id longer than
+//! [`MAX_DIM_ID_LEN`] bytes is skipped (and counted), and a node keeps at most a configured
+//! number of distinct ids per month and kind; the rest is counted together under the kind's
+//! *other* dimension ([`Dim::other`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::counters::Counters;
+use crate::hll::{Hll, HllParams};
+use crate::{Error, Month};
+
+/// The longest client id or realm name kept, in bytes.
+pub const MAX_DIM_ID_LEN: usize = 256;
+
+/// log2 of the registers of a dimension's HLL of users: 2,048 registers, a standard error of
+/// 1.04/√2048 ≈ 2.3 %, at most 1,280 bytes stored (FULL at 5 bits a register; SPARSE or
+/// EXPLICIT, and much smaller, while the client has few users).
+pub const DIM_LOG2M: u8 = 11;
+
+/// What a dimension is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DimKind {
+    /// An OAuth client (application), by its client id.
+    Client,
+    /// A tenant (Keycloak's realm), by its name.
+    Realm,
+}
+
+impl DimKind {
+    /// Both kinds.
+    pub const ALL: [DimKind; 2] = [DimKind::Client, DimKind::Realm];
+
+    /// `client` or `realm` (as in `group_by=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DimKind::Client => "client",
+            DimKind::Realm => "realm",
+        }
+    }
+
+    /// Reads `client` or `realm`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client" => Some(DimKind::Client),
+            "realm" => Some(DimKind::Realm),
+            _ => None,
+        }
+    }
+
+    fn prefix(self) -> char {
+        match self {
+            DimKind::Client => 'c',
+            DimKind::Realm => 'r',
+        }
+    }
+}
+
+impl fmt::Display for DimKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One dimension: a client, a realm, or the kind's *other* bucket (everything beyond the cap).
+///
+/// Stored as text: `c:<client id>`, `r:<realm>`, and `c` / `r` for the other buckets (no id
+/// can make those).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dim(String);
+
+impl Dim {
+    /// The dimension of one id, or `None` when the id is empty or longer than
+    /// [`MAX_DIM_ID_LEN`] bytes.
+    pub fn of(kind: DimKind, id: &str) -> Option<Self> {
+        if id.is_empty() || id.len() > MAX_DIM_ID_LEN {
+            return None;
+        }
+        let mut s = String::with_capacity(id.len() + 2);
+        s.push(kind.prefix());
+        s.push(':');
+        s.push_str(id);
+        Some(Dim(s))
+    }
+
+    /// The kind's bucket of everything beyond the per-month cap.
+    pub fn other(kind: DimKind) -> Self {
+        Dim(kind.prefix().to_string())
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> DimKind {
+        if self.0.starts_with('r') {
+            DimKind::Realm
+        } else {
+            DimKind::Client
+        }
+    }
+
+    /// The id (`None` for the other bucket).
+    pub fn id(&self) -> Option<&str> {
+        self.0.get(2..).filter(|_| self.0.len() > 1)
+    }
+
+    /// Whether it is the other bucket.
+    pub fn is_other(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads the stored text back.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::InvalidDim(s.chars().take(64).collect());
+        let kind = match s.as_bytes().first() {
+            Some(b'c') => DimKind::Client,
+            Some(b'r') => DimKind::Realm,
+            _ => return Err(bad()),
+        };
+        match s.len() {
+            1 => Ok(Dim::other(kind)),
+            _ if s.as_bytes()[1] == b':' => Dim::of(kind, &s[2..]).ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The HLL parameters of a dimension's users, given the cluster's: [`DIM_LOG2M`] registers (or
+/// the cluster's, if fewer) of the same width.
+pub fn dim_params(cluster: &HllParams) -> HllParams {
+    HllParams::new(DIM_LOG2M.min(cluster.log2m()), cluster.regwidth())
+        .expect("a valid log2m and regwidth")
+}
+
+/// One dimension's statistics of a month.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DimStats {
+    /// Distinct active users.
+    pub users: Hll,
+    /// Authentications by outcome and tokens by grant type and token type.
+    pub counters: Counters,
+}
+
+impl DimStats {
+    /// Nothing counted yet.
+    pub fn new(params: HllParams) -> Self {
+        Self {
+            users: Hll::new(params),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Adds another node's statistics of the same dimension: HLL union, counter sums. Users
+    /// counted with other HLL parameters (nodes configured differently) cannot be unioned: the
+    /// larger of the two estimates is kept, a lower bound that never counts a user twice.
+    pub fn merge(&mut self, other: &DimStats) -> Result<(), Error> {
+        self.add(&other.users, &other.counters)
+    }
+
+    /// Adds `users` (unioned) and `counters` (summed); see [`DimStats::merge`].
+    pub fn add(&mut self, users: &Hll, counters: &Counters) -> Result<(), Error> {
+        if self.users.params() == users.params() {
+            self.users.union(users)?;
+        } else if users.cardinality().unwrap_or(0) > self.users.cardinality().unwrap_or(0) {
+            self.users = users.clone();
+        }
+        self.counters.merge(counters);
+        Ok(())
+    }
+
+    /// The distinct active users (0 for an UNDEFINED HLL).
+    pub fn active_users(&self) -> u64 {
+        self.users.cardinality().unwrap_or(0)
+    }
+}
+
+/// Every dimension of one month.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonthDims {
+    /// The month.
+    pub month: Month,
+    /// The dimensions, by their stored text.
+    pub dims: BTreeMap<Dim, DimStats>,
+}
+
+impl MonthDims {
+    /// Nothing yet.
+    pub fn new(month: Month) -> Self {
+        Self {
+            month,
+            dims: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `stats` of `dim` (merged with what is there).
+    pub fn add(&mut self, dim: &Dim, stats: &DimStats) -> Result<(), Error> {
+        self.add_parts(dim, &stats.users, &stats.counters)
+    }
+
+    /// Adds a flush's part of one dimension.
+    pub fn add_flush(&mut self, flush: &DimFlush) -> Result<(), Error> {
+        self.add_parts(&flush.dim, &flush.users, &flush.counter_deltas)
+    }
+
+    fn add_parts(&mut self, dim: &Dim, users: &Hll, counters: &Counters) -> Result<(), Error> {
+        match self.dims.get_mut(dim) {
+            Some(ours) => ours.add(users, counters),
+            None => {
+                self.dims.insert(
+                    dim.clone(),
+                    DimStats {
+                        users: users.clone(),
+                        counters: counters.clone(),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Only the dimensions of `kind`.
+    pub fn of_kind(mut self, kind: DimKind) -> Self {
+        self.dims.retain(|d, _| d.kind() == kind);
+        self
+    }
+}
+
+/// One dimension of a flush: the node's whole HLL of the dimension's users (replaces the stored
+/// one) and the counter increments since the previous flush (added).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DimFlush {
+    /// The dimension.
+    pub dim: Dim,
+    /// The node's whole HLL of the dimension's users this month.
+    pub users: Hll,
+    /// Counter increments since the previous flush.
+    pub counter_deltas: Counters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_round_trip_through_their_text_and_bound_their_ids() {
+        let c = Dim::of(DimKind::Client, "web-app:1").unwrap();
+        assert_eq!(c.as_str(), "c:web-app:1");
+        assert_eq!(Dim::parse(c.as_str()).unwrap(), c);
+        assert_eq!(c.id(), Some("web-app:1"));
+        assert_eq!(c.kind(), DimKind::Client);
+        let r = Dim::of(DimKind::Realm, "master").unwrap();
+        assert_eq!(r.kind(), DimKind::Realm);
+        let other = Dim::other(DimKind::Realm);
+        assert!(other.is_other() && other.id().is_none());
+        assert_eq!(Dim::parse("r").unwrap(), other);
+        assert!(Dim::of(DimKind::Client, "").is_none());
+        assert!(Dim::of(DimKind::Client, &"x".repeat(MAX_DIM_ID_LEN)).is_some());
+        assert!(Dim::of(DimKind::Client, &"x".repeat(MAX_DIM_ID_LEN + 1)).is_none());
+        for bad in ["", "x:a", "cx", "c:", "q"] {
+            assert!(Dim::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_dimensions_precision_is_at_most_the_clusters() {
+        assert_eq!(dim_params(&HllParams::janssen()).log2m(), DIM_LOG2M);
+        let small = HllParams::new(8, 4).unwrap();
+        assert_eq!(dim_params(&small), HllParams::new(8, 4).unwrap());
+    }
+}

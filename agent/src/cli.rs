@@ -86,6 +86,14 @@ pub enum Command {
         /// Also each node's own figures.
         #[arg(long, env = "AUTHSTAT_QUERY_BY_NODE")]
         by_node: bool,
+        /// Also the figures per client or per realm (the top ones by active users, and the
+        /// rest together).
+        #[arg(long, value_enum, env = "AUTHSTAT_QUERY_GROUP_BY")]
+        group_by: Option<GroupBy>,
+        /// With --group-by: how many clients (realms) get figures of their own.
+        #[arg(long, default_value_t = 100, env = "AUTHSTAT_QUERY_TOP",
+              value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        top: u16,
     },
     /// Import the statistics another system keeps, for the history: everything a configured
     /// source's system keeps (Janssen's own statistics rows: `authstat import janssen`), stored
@@ -203,6 +211,15 @@ fn format_values() -> clap::builder::PossibleValuesParser {
         })
         .collect();
     clap::builder::PossibleValuesParser::new(values)
+}
+
+/// `query --group-by`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GroupBy {
+    /// Per OAuth client.
+    Client,
+    /// Per realm (Keycloak).
+    Realm,
 }
 
 /// `query` output.

@@ -215,6 +215,13 @@ pub async fn pipeline(
         .await
         .with_context(|| format!("loading the state of node {node}"))?;
     info!(node = %node, seq = state.seq, months = state.months.len(), positions = state.positions.len(), "resuming");
+    // The clients and realms it holds of this month and the last one count towards its cap.
+    let this_month = authstat_core::Month::from_epoch_millis(authstat_core::month::now_ms())?;
+    let recent: Vec<_> = this_month.pred().into_iter().chain([this_month]).collect();
+    let known_dims = store
+        .node_dims(&node, &recent)
+        .await
+        .with_context(|| format!("loading the clients of node {node}"))?;
     let config = &resolved.config;
     let params = HllParams::new(config.hll.log2m, config.hll.regwidth).expect("validated");
     let sources = sources(&state.positions)
@@ -227,6 +234,7 @@ pub async fn pipeline(
         deriver: Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
         params,
         max_dims_per_month: config.derive.per_client.max_per_month as usize,
+        known_dims,
         max_pending_records: config.max_pending_records,
         max_future: Duration::from_secs(config.max_future_secs),
         stats,

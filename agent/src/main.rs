@@ -93,7 +93,18 @@ async fn run(command: Command) -> Result<(), Failure> {
             month,
             format,
             by_node,
-        } => commands::query(&config, &month, format, by_node).await,
+            group_by,
+            top,
+        } => {
+            let grouping = group_by.map(|g| authstat_api::Grouping {
+                kind: match g {
+                    authstat::cli::GroupBy::Client => authstat_core::dims::DimKind::Client,
+                    authstat::cli::GroupBy::Realm => authstat_core::dims::DimKind::Realm,
+                },
+                top: usize::from(top),
+            });
+            commands::query(&config, &month, format, by_node, grouping).await
+        }
         Command::Import {
             from,
             config,

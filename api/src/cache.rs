@@ -10,7 +10,11 @@ use authstat_core::store::StatStore;
 use authstat_core::{Month, MonthStats};
 
 use super::ApiStats;
-use super::stat::{self, Format};
+use super::stat::{self, Format, Grouping};
+use authstat_core::dims::MonthDims;
+
+/// What an answer is of: its months, and the grouping per client or realm, if any.
+type Key = (Vec<Month>, Option<Grouping>);
 
 /// How often the backend's data version is checked.
 pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
@@ -35,7 +39,7 @@ pub struct StatCache {
     /// Hits, misses and backend errors are counted here.
     counters: Arc<ApiStats>,
     /// Answers by month list, each expiring after its own TTL.
-    entries: moka::sync::Cache<Vec<Month>, Cached>,
+    entries: moka::sync::Cache<Key, Cached>,
     /// Limits the backend reads of cache misses.
     reads: tokio::sync::Semaphore,
     /// Each month's version in the backend (see [`StatStore::month_versions`]) as last seen.
@@ -63,7 +67,7 @@ impl StatCache {
             counters,
             entries: moka::sync::Cache::builder()
                 .max_capacity(CACHE_BYTES)
-                .weigher(|months: &Vec<Month>, cached: &Cached| {
+                .weigher(|(months, _): &Key, cached: &Cached| {
                     let bytes = cached.answer.bytes() + months.len() * 8 + 64;
                     u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
@@ -106,12 +110,14 @@ impl StatCache {
             .collect()
     }
 
-    /// Stats of `months`, from the cache while fresh. An answer including the current month is
-    /// never older than `current_month_ttl_secs`.
+    /// Stats of `months` (per client or realm too, with `grouping`), from the cache while
+    /// fresh. An answer including the current month is never older than
+    /// `current_month_ttl_secs`.
     pub async fn answer(
         &self,
         config: &ApiConfig,
         months: Vec<Month>,
+        grouping: Option<Grouping>,
     ) -> Result<Arc<Answer>, authstat_core::store::StoreError> {
         let now_month = Month::from_epoch_millis(authstat_core::month::now_ms()).ok();
         let ttl_secs = if now_month.is_some_and(|m| months.contains(&m)) {
@@ -121,7 +127,8 @@ impl StatCache {
         };
         let ttl = Duration::from_secs(ttl_secs);
         let generation = self.generation(&months);
-        if let Some(cached) = self.entries.get(&months)
+        let key = (months, grouping);
+        if let Some(cached) = self.entries.get(&key)
             && cached.made.elapsed() < ttl
             && cached.generation == generation
         {
@@ -134,13 +141,23 @@ impl StatCache {
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let read = self.store.read_months(&months).await;
+        let months = &key.0;
+        let read = async {
+            let stats = self.store.read_months(months).await?;
+            let dims = match grouping {
+                Some(g) => Some((g, self.store.read_dims(months, g.kind).await?)),
+                None => None,
+            };
+            Ok::<_, authstat_core::store::StoreError>((stats, dims))
+        }
+        .await;
         if read.is_err() {
             self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
         }
-        let answer = Arc::new(Answer::new(read?));
+        let (stats, dims) = read?;
+        let answer = Arc::new(Answer::new(stats, dims));
         self.entries.insert(
-            months,
+            key,
             Cached {
                 made: Instant::now(),
                 ttl,
@@ -165,10 +182,10 @@ struct Cached {
 /// Each answer expires after its own TTL (shorter when it holds the current month).
 struct OwnTtl;
 
-impl moka::Expiry<Vec<Month>, Cached> for OwnTtl {
+impl moka::Expiry<Key, Cached> for OwnTtl {
     fn expire_after_create(
         &self,
-        _months: &Vec<Month>,
+        _key: &Key,
         cached: &Cached,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -185,22 +202,37 @@ pub struct Answer {
     bodies: [axum::body::Bytes; 3],
     /// Each month's distinct users and counters (the dashboard's figures).
     figures: Vec<super::dashboard::MonthFigures>,
+    /// Per month, the top clients (realms) and the rest, when grouped (the dashboard's table).
+    groups: Vec<super::dashboard::MonthGroup>,
 }
 
 impl Answer {
-    fn new(stats: Vec<MonthStats>) -> Self {
+    fn new(stats: Vec<MonthStats>, grouped: Option<(Grouping, Vec<MonthDims>)>) -> Self {
         let body = |text: String| axum::body::Bytes::from(text);
+        let dims = grouped.as_ref().map(|(g, d)| (*g, d.as_slice()));
         Self {
             bodies: [
-                body(stat::json_body(&stats, Format::Json)),
-                body(stat::json_body(&stats, Format::JsonMonth)),
+                body(stat::json_body(&stats, Format::Json, dims)),
+                body(stat::json_body(&stats, Format::JsonMonth, dims)),
                 body(stat::openmetrics_body(&stats)),
             ],
             figures: stats
                 .iter()
                 .map(super::dashboard::MonthFigures::of)
                 .collect(),
+            groups: match &grouped {
+                Some((g, dims)) => dims
+                    .iter()
+                    .map(|d| super::dashboard::MonthGroup::of(d, g.top))
+                    .collect(),
+                None => Vec::new(),
+            },
         }
+    }
+
+    /// Per month, the top clients (or realms) and the rest, if the answer is grouped.
+    pub fn groups(&self) -> &[super::dashboard::MonthGroup] {
+        &self.groups
     }
 
     /// What it weighs in the cache (the figures: about 64 bytes per counter).
@@ -209,7 +241,8 @@ impl Answer {
             .figures
             .iter()
             .map(|f| 64 + 64 * f.counters.iter().count())
-            .sum();
+            .sum::<usize>()
+            + self.groups.iter().map(|g| 64 + 96 * g.rows.len()).sum::<usize>();
         self.bodies
             .iter()
             .map(axum::body::Bytes::len)

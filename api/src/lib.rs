@@ -30,7 +30,10 @@ use axum::routing::get;
 
 pub use auth::{Authenticator, Denied};
 pub use cache::{Answer, DATA_VERSION_EVERY, StatCache};
-pub use stat::{Format, MonthsError, StatParams, requested_months};
+pub use stat::{
+    DEFAULT_TOP, Format, Grouping, MAX_TOP, MonthsError, StatParams, grouped_json,
+    requested_months,
+};
 
 /// What the agent tells its API about itself (the API knows nothing else of the agent).
 pub trait AgentStatus: Send + Sync + std::fmt::Debug {
@@ -302,7 +305,12 @@ async fn stat(
         Ok(months) => months,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why.to_string()),
     };
-    let answer = match state.cache.answer(&settings.config, months).await {
+    let format = Format::parse(params.format.as_deref());
+    let grouping = match stat::requested_grouping(&params, format) {
+        Ok(grouping) => grouping,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    let answer = match state.cache.answer(&settings.config, months, grouping).await {
         Ok(answer) => answer,
         Err(e) => {
             tracing::warn!(error = %e, "stat request: backend unavailable");
@@ -313,7 +321,6 @@ async fn stat(
             );
         }
     };
-    let format = Format::parse(params.format.as_deref());
     let content_type = match format {
         Format::OpenMetrics => "text/plain; version=0.0.4; charset=utf-8",
         Format::Json | Format::JsonMonth => "application/json",

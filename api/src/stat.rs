@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use authstat_core::counters::{CounterKey, Outcome};
+use authstat_core::dims::{DimKind, DimStats, MonthDims};
 use authstat_core::{Month, MonthRange, MonthStats};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,63 @@ pub struct StatParams {
     pub end_month: Option<String>,
     /// `json` (default), `jsonmonth` or `openmetrics`.
     pub format: Option<String>,
+    /// authstat's: `client` or `realm`, figures per client or realm in each month.
+    pub group_by: Option<String>,
+    /// authstat's: with `group_by`, how many clients (realms) get figures of their own.
+    pub top: Option<String>,
+}
+
+/// Figures per client or per realm (`group_by=client|realm&top=N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Grouping {
+    /// Clients or realms.
+    pub kind: DimKind,
+    /// How many get figures of their own (the rest are `other_clients`).
+    pub top: usize,
+}
+
+/// `top` when not given.
+pub const DEFAULT_TOP: usize = 100;
+/// The largest `top`.
+pub const MAX_TOP: usize = 10_000;
+
+/// The grouping a request asks for (`None`: Janssen's answer), or why it is a bad request.
+pub fn requested_grouping(p: &StatParams, format: Format) -> Result<Option<Grouping>, String> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (group_by, top) = (given(&p.group_by), given(&p.top));
+    let Some(group_by) = group_by else {
+        return match top {
+            Some(_) => Err("top: needs group_by=client or group_by=realm".into()),
+            None => Ok(None),
+        };
+    };
+    let kind = DimKind::parse(&group_by).ok_or_else(|| {
+        format!(
+            "group_by: '{}' is neither client nor realm",
+            group_by.chars().take(64).collect::<String>()
+        )
+    })?;
+    let top = match top {
+        None => DEFAULT_TOP,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_TOP).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "top: '{}' is not a whole number from 1 to {MAX_TOP}",
+                    text.chars().take(64).collect::<String>()
+                ));
+            }
+        },
+    };
+    if format == Format::OpenMetrics {
+        return Err("group_by: answered in format json or jsonmonth, not openmetrics".into());
+    }
+    Ok(Some(Grouping { kind, top }))
 }
 
 /// The response format.
@@ -56,6 +115,8 @@ impl StatParams {
                 "start-month" => &mut params.start_month,
                 "end-month" => &mut params.end_month,
                 "format" => &mut params.format,
+                "group_by" => &mut params.group_by,
+                "top" => &mut params.top,
                 _ => continue,
             };
             slot.get_or_insert(value);
@@ -173,17 +234,77 @@ fn item(stats: &MonthStats) -> Item<'_> {
     }
 }
 
-/// The JSON body for `format`.
-pub(crate) fn json_body(stats: &[MonthStats], format: Format) -> String {
+/// One client's (realm's) figures as the stat API answers them.
+pub fn dim_json(stats: &DimStats) -> serde_json::Value {
+    let c = &stats.counters;
+    serde_json::json!({
+        "monthly_active_users": stats.active_users(),
+        "authentications": {
+            "success": c.get(&CounterKey::Authentication(Outcome::Success)),
+            "failure": c.get(&CounterKey::Authentication(Outcome::Failure)),
+        },
+        "token_count_per_granttype": c.tokens.as_map(),
+    })
+}
+
+/// `clients` (or `realms`): the top `grouping.top` by active users, and `other_clients` (or
+/// `other_realms`): the rest together, of one month.
+pub fn grouped_json(dims: Option<&MonthDims>, grouping: Grouping) -> serde_json::Map<String, serde_json::Value> {
+    let empty;
+    let dims = match dims {
+        Some(dims) => dims,
+        None => {
+            empty = MonthDims::new(Month::from_yyyymm(197001).expect("a month"));
+            &empty
+        }
+    };
+    let ranked = dims.ranked(grouping.top);
+    let kind = grouping.kind.as_str();
+    let top: serde_json::Map<String, serde_json::Value> = ranked
+        .top
+        .iter()
+        .map(|(dim, stats)| (dim.id().unwrap_or_default().to_owned(), dim_json(stats)))
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert(format!("{kind}s"), top.into());
+    out.insert(format!("other_{kind}s"), dim_json(&ranked.others));
+    out
+}
+
+/// The JSON body for `format` (with figures per client or realm when `grouped`).
+pub(crate) fn json_body(
+    stats: &[MonthStats],
+    format: Format,
+    grouped: Option<(Grouping, &[MonthDims])>,
+) -> String {
+    let Some((grouping, dims)) = grouped else {
+        // Janssen's answer, its fields in Janssen's order.
+        let value = match format {
+            Format::JsonMonth => {
+                let map: BTreeMap<String, Item<'_>> = stats
+                    .iter()
+                    .map(|s| (s.month.to_string(), item(s)))
+                    .collect();
+                serde_json::json!({ "response": map })
+            }
+            _ => serde_json::json!({ "response": stats.iter().map(item).collect::<Vec<_>>() }),
+        };
+        return value.to_string();
+    };
+    let items = stats.iter().map(|s| {
+        let mut value = serde_json::to_value(item(s)).expect("an item serializes");
+        if let serde_json::Value::Object(fields) = &mut value {
+            let month = dims.iter().find(|d| d.month == s.month);
+            fields.extend(grouped_json(month, grouping));
+        }
+        (s.month.to_string(), value)
+    });
     let value = match format {
         Format::JsonMonth => {
-            let map: BTreeMap<String, Item<'_>> = stats
-                .iter()
-                .map(|s| (s.month.to_string(), item(s)))
-                .collect();
+            let map: serde_json::Map<String, serde_json::Value> = items.collect();
             serde_json::json!({ "response": map })
         }
-        _ => serde_json::json!({ "response": stats.iter().map(item).collect::<Vec<_>>() }),
+        _ => serde_json::json!({ "response": items.map(|(_, v)| v).collect::<Vec<_>>() }),
     };
     value.to_string()
 }
@@ -254,7 +375,7 @@ mod tests {
             month: month.map(Into::into),
             start_month: start.map(Into::into),
             end_month: end.map(Into::into),
-            format: None,
+            ..StatParams::default()
         }
     }
 

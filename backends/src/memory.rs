@@ -36,6 +36,8 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     nodes: BTreeMap<NodeId, NodeState>,
+    /// Each node's own clients and realms, by month.
+    node_dims: BTreeMap<NodeId, BTreeMap<Month, MonthDims>>,
     /// When each node's last flush was applied.
     updated_at_ms: BTreeMap<NodeId, i64>,
     leases: BTreeMap<NodeId, Lease>,
@@ -128,13 +130,10 @@ impl MemoryStore {
                 }
             }
         }
-        let mut dims: BTreeMap<Month, MonthDims> = inner
-            .nodes
-            .get(&folded)
-            .map(|s| s.dims.iter().map(|m| (m.month, m.clone())).collect())
-            .unwrap_or_default();
+        let mut dims: BTreeMap<Month, MonthDims> =
+            inner.node_dims.get(&folded).cloned().unwrap_or_default();
         for node in &silent {
-            for month in &inner.nodes[node].dims {
+            for month in inner.node_dims.get(node).into_iter().flat_map(|d| d.values()) {
                 let into = dims
                     .entry(month.month)
                     .or_insert_with(|| MonthDims::new(month.month));
@@ -144,13 +143,12 @@ impl MemoryStore {
             }
         }
         for node in &silent {
-            let state = inner.nodes.get_mut(node).expect("listed");
-            state.months.clear();
-            state.dims.clear();
+            inner.nodes.get_mut(node).expect("listed").months.clear();
+            inner.node_dims.remove(node);
         }
+        inner.node_dims.insert(folded.clone(), dims);
         let state = inner.nodes.entry(folded.clone()).or_default();
         state.months = into.into_values().collect();
-        state.dims = dims.into_values().collect();
         state.seq += 1;
         inner.updated_at_ms.insert(folded, crate::sql_now_ms());
         inner.version += 1;
@@ -262,7 +260,7 @@ impl StatStore for MemoryStore {
         }
         next.months = months.into_values().collect();
         let mut dims: BTreeMap<Month, MonthDims> =
-            next.dims.into_iter().map(|m| (m.month, m)).collect();
+            inner.node_dims.get(&batch.node).cloned().unwrap_or_default();
         let mut rolled_dims: BTreeMap<Month, MonthDims> = BTreeMap::new();
         for flush in batch.months.iter().filter(|m| !m.dims.is_empty()) {
             let month = flush.month;
@@ -279,7 +277,7 @@ impl StatStore for MemoryStore {
                 all.add_flush(dim).map_err(|e| corrupt(&batch.node, e))?;
             }
         }
-        next.dims = dims.into_values().collect();
+        inner.node_dims.insert(batch.node.clone(), dims);
         inner.rollup_dims.extend(rolled_dims);
         let mut rolled: BTreeMap<Month, Rolled> = BTreeMap::new();
         for flush in &batch.months {
@@ -315,6 +313,18 @@ impl StatStore for MemoryStore {
 
     async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError> {
         Ok(self.lock().nodes.get(node).cloned().unwrap_or_default())
+    }
+
+    async fn node_dims(
+        &self,
+        node: &NodeId,
+        months: &[Month],
+    ) -> Result<Vec<MonthDims>, StoreError> {
+        let inner = self.lock();
+        Ok(distinct_months(months)
+            .into_iter()
+            .filter_map(|m| inner.node_dims.get(node)?.get(&m).cloned())
+            .collect())
     }
 
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {

@@ -242,6 +242,53 @@ impl MonthDims {
     }
 }
 
+/// A month's dimensions ranked: the `n` with the most active users, and the rest together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ranked {
+    /// The first `n`, by active users (then authentications, then id), descending.
+    pub top: Vec<(Dim, DimStats)>,
+    /// Every other dimension, and the kind's other bucket (beyond the cap): their users
+    /// unioned (not summed), their counters summed.
+    pub others: DimStats,
+}
+
+impl MonthDims {
+    /// The `n` dimensions with the most active users and the rest together.
+    pub fn ranked(&self, n: usize) -> Ranked {
+        let mut all: Vec<(u64, u64, &Dim, &DimStats)> = self
+            .dims
+            .iter()
+            .filter(|(dim, _)| !dim.is_other())
+            .map(|(dim, stats)| {
+                let authentications = stats.counters.authentications.values().sum();
+                (stats.active_users(), authentications, dim, stats)
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+        let params = self
+            .dims
+            .values()
+            .next()
+            .map_or_else(|| dim_params(&HllParams::janssen()), |s| *s.users.params());
+        let mut others = DimStats::new(params);
+        let rest = all.iter().skip(n).map(|(_, _, _, stats)| *stats);
+        let bucket = self.dims.iter().filter(|(d, _)| d.is_other()).map(|(_, s)| s);
+        for stats in rest.chain(bucket) {
+            others
+                .merge(stats)
+                .expect("a union of equal parameters succeeds");
+        }
+        Ranked {
+            top: all
+                .into_iter()
+                .take(n)
+                .map(|(_, _, dim, stats)| (dim.clone(), stats.clone()))
+                .collect(),
+            others,
+        }
+    }
+}
+
 /// One dimension of a flush: the node's whole HLL of the dimension's users (replaces the stored
 /// one) and the counter increments since the previous flush (added).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,6 +323,31 @@ mod tests {
         for bad in ["", "x:a", "cx", "c:", "q"] {
             assert!(Dim::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ranking_keeps_the_largest_and_unions_the_rest() {
+        let params = dim_params(&HllParams::janssen());
+        let mut month = MonthDims::new("202403".parse().unwrap());
+        let stats = |users: std::ops::Range<i64>| {
+            let mut s = DimStats::new(params);
+            for u in users {
+                s.users.add_raw(crate::hash::HashAlgorithm::Murmur3.hash(&u.to_string()));
+            }
+            s
+        };
+        month.add(&Dim::of(DimKind::Client, "big").unwrap(), &stats(0..50)).unwrap();
+        month.add(&Dim::of(DimKind::Client, "mid").unwrap(), &stats(0..20)).unwrap();
+        month.add(&Dim::of(DimKind::Client, "a").unwrap(), &stats(100..105)).unwrap();
+        month.add(&Dim::of(DimKind::Client, "b").unwrap(), &stats(100..105)).unwrap();
+        month.add(&Dim::other(DimKind::Client), &stats(200..203)).unwrap();
+        let ranked = month.ranked(2);
+        let top: Vec<_> = ranked.top.iter().map(|(d, _)| d.id().unwrap()).collect();
+        assert_eq!(top, ["big", "mid"]);
+        assert_eq!(ranked.others.active_users(), 8, "a and b share their users: a union");
+        let ties = month.ranked(3);
+        assert_eq!(ties.top[2].0.id(), Some("a"), "ties by id");
+        assert_eq!(month.ranked(10).top.len(), 4, "the bucket is never ranked");
     }
 
     #[test]

@@ -132,8 +132,6 @@ pub struct NodeState {
     pub months: Vec<MonthStats>,
     /// The node's source positions, ordered by source and key.
     pub positions: Vec<SourcePosition>,
-    /// The node's own clients and realms per month, ascending (months without any are absent).
-    pub dims: Vec<MonthDims>,
 }
 
 /// One running agent process: who holds (or held) a node's lease.
@@ -459,6 +457,11 @@ pub trait StatStore: Send + Sync + fmt::Debug {
     /// The stored state of one node (its own rows only), to resume after a restart. A node
     /// that never flushed gets the default (empty) state.
     async fn load_node(&self, node: &NodeId) -> Result<NodeState, StoreError>;
+
+    /// One node's own clients and realms of `months` (to resume after a restart: the ids it
+    /// holds count towards its cap), ascending; months without any are absent.
+    async fn node_dims(&self, node: &NodeId, months: &[Month])
+    -> Result<Vec<MonthDims>, StoreError>;
 
     /// Every node that claimed its id or stored anything, ordered by node id.
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError>;

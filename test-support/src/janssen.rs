@@ -56,18 +56,34 @@ impl AuditRecord {
         let opt = |v: &Option<String>| v.as_ref().map_or("null".to_owned(), |s| format!("\"{s}\""));
         format!(
             "{{\n  \"ip\" : \"{}\",\n  \"action\" : \"{}\",\n  \"timestamp\" : {},\n  \
-             \"macAddress\" : {},\n  \"clientId\" : \"{}\",\n  \"username\" : {},\n  \
+             \"macAddress\" : {},\n  \"clientId\" : {},\n  \"username\" : {},\n  \
              \"scope\" : {},\n  \"success\" : {}\n}}",
             self.ip,
             self.action,
             self.timestamp,
             opt(&self.mac_address),
-            self.client_id,
+            json_string(&self.client_id),
             opt(&self.username),
             opt(&self.scope),
             self.success
         )
     }
+}
+
+/// `s` as a JSON string, escaped as Jackson writes it.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One token event line (docs/token-events.md).

@@ -20,16 +20,45 @@ const ACTIONS: [&str; 4] = [
     "SESSION_AUTHENTICATED",
 ];
 
-/// What was written, per month: every counter, the distinct active users and clients.
+/// One client's figures of a month, counted by the rules.
+#[derive(Default, Clone, Debug)]
+pub struct ClientTruth {
+    /// Its distinct active users.
+    pub users: BTreeSet<String>,
+    /// Its successful authentications.
+    pub success: u64,
+    /// Its failed authentications.
+    pub failure: u64,
+}
+
+/// What was written, per month: every counter, the distinct active users and clients, and
+/// each client's figures.
 #[derive(Default)]
 pub struct Truth {
     months: BTreeMap<Month, (Counters, BTreeSet<String>, BTreeSet<String>)>,
+    per_client: BTreeMap<Month, BTreeMap<String, ClientTruth>>,
     pub records: u64,
+    /// How many clients the records name (0: 8), the first ones far more often than the last.
+    pub clients: u64,
 }
 
 impl Truth {
     /// A random record in `month`, counted here; its text (Janssen's pretty-printed form).
     pub fn record(&mut self, month: Month, rng: &mut Rng) -> String {
+        let client = match self.clients {
+            0 => format!("2000.{:08x}-69d3-458c-9309-4268085fe71c", rng.below(8)),
+            n => {
+                // Skewed: a cube of a uniform draw puts most records on the first clients.
+                let x = rng.below(1 << 20) as f64 / (1u64 << 20) as f64;
+                format!("app-{:05}", (x * x * x * n as f64) as u64)
+            }
+        };
+        self.record_of(month, rng, &client)
+    }
+
+    /// A random record in `month` naming `client`, counted here; its text.
+    pub fn record_of(&mut self, month: Month, rng: &mut Rng, client: &str) -> String {
+        let client = client.to_owned();
         let i = self.records;
         self.records += 1;
         let action = ACTIONS[rng.below(4) as usize];
@@ -37,7 +66,6 @@ impl Truth {
         let user = (rng.below(4) != 0).then(|| format!("user{}", rng.below(3000)));
         let ts =
             month.start_epoch_millis() + (i % 1_000_000) as i64 * 1000 + rng.below(1000) as i64;
-        let client = format!("2000.{:08x}-69d3-458c-9309-4268085fe71c", rng.below(8));
         self.count(month, action, success, user.as_deref(), &client);
         AuditRecord {
             thread: format!("ForkJoinPool.commonPool-worker-{}", i % 8),
@@ -82,16 +110,38 @@ impl Truth {
             },
             1,
         );
+        // Per client: its authentications and its active users, by the same rules.
+        let of_client = self
+            .per_client
+            .entry(month)
+            .or_default()
+            .entry(client.to_owned())
+            .or_default();
         if action == "USER_AUTHORIZATION" && (success || user.is_some()) {
             counters.add(&CounterKey::Authentication(outcome), 1);
+            match outcome {
+                Outcome::Success => of_client.success += 1,
+                Outcome::Failure => of_client.failure += 1,
+            }
         }
         let active = success && (action == "USER_AUTHORIZATION" || action == "TOKEN_REQUEST");
         if let Some(user) = user.filter(|_| active) {
             users.insert(user.to_owned());
+            of_client.users.insert(user.to_owned());
         }
         if active {
             clients.insert(client.to_owned());
         }
+    }
+
+    /// Each client's figures of `month` (clients whose records counted nothing included).
+    pub fn per_client(&self, month: Month) -> BTreeMap<String, ClientTruth> {
+        self.per_client.get(&month).cloned().unwrap_or_default()
+    }
+
+    /// The exact number of distinct active clients of `month`.
+    pub fn distinct_clients(&self, month: Month) -> usize {
+        self.months.get(&month).map_or(0, |(_, _, c)| c.len())
     }
 
     /// The expected stored stats: counters and the HLL of the distinct users (murmur3).

@@ -20,6 +20,7 @@ pub async fn query(
     months: &[String],
     format: QueryFormat,
     by_node: bool,
+    grouping: Option<authstat_api::Grouping>,
 ) -> Result<(), Failure> {
     let resolved = load_config(path)?;
     let mut wanted = Vec::new();
@@ -38,6 +39,13 @@ pub async fn query(
         .read_months(&wanted)
         .await
         .context("reading statistics")?;
+    let dims = match grouping {
+        Some(g) => store
+            .read_dims(&wanted, g.kind)
+            .await
+            .context("reading the figures per client")?,
+        None => Vec::new(),
+    };
     let mut per_node = Vec::new();
     if by_node {
         for summary in store.nodes().await.context("listing the nodes")? {
@@ -54,9 +62,23 @@ pub async fn query(
         }
     }
     match format {
-        QueryFormat::Json => println!("{}", to_json(&merged, &per_node)),
+        QueryFormat::Json => {
+            let mut out = to_json(&merged, &per_node);
+            if let (Some(g), Some(Value::Array(months))) = (grouping, out.get_mut("months")) {
+                for (month, stats) in months.iter_mut().zip(&merged) {
+                    let of_month = dims.iter().find(|d| d.month == stats.month);
+                    if let Value::Object(fields) = month {
+                        fields.extend(authstat_api::grouped_json(of_month, g));
+                    }
+                }
+            }
+            println!("{out}");
+        }
         QueryFormat::Table => {
             print_table("all nodes", &merged);
+            if let Some(g) = grouping {
+                print_groups(g, &dims);
+            }
             for (node, months) in &per_node {
                 print_table(&format!("node {node}"), months);
             }
@@ -127,6 +149,35 @@ fn print_table(title: &str, stats: &[MonthStats]) {
                 "         audit {} {}: {n}",
                 action.as_str(),
                 outcome.as_str()
+            );
+        }
+    }
+}
+
+/// The top clients (realms) of each month and the rest together, as a table.
+fn print_groups(grouping: authstat_api::Grouping, dims: &[authstat_core::dims::MonthDims]) {
+    let kind = grouping.kind.as_str();
+    for month in dims {
+        let ranked = month.ranked(grouping.top);
+        println!("{kind}s of {}", month.month);
+        println!(
+            "  {:<40} {:>12} {:>10} {:>10}",
+            kind, "active users", "auth ok", "auth fail"
+        );
+        let others = format!("(all other {kind}s)");
+        let rows = ranked
+            .top
+            .iter()
+            .map(|(dim, stats)| (dim.id().unwrap_or_default(), stats))
+            .chain([(others.as_str(), &ranked.others)]);
+        for (name, stats) in rows {
+            let c = &stats.counters;
+            println!(
+                "  {:<40} {:>12} {:>10} {:>10}",
+                name,
+                stats.active_users(),
+                c.get(&CounterKey::Authentication(Outcome::Success)),
+                c.get(&CounterKey::Authentication(Outcome::Failure)),
             );
         }
     }

@@ -89,6 +89,9 @@ pub struct Parts {
     pub params: HllParams,
     /// At most this many distinct clients (and realms) per month are kept apart.
     pub max_dims_per_month: usize,
+    /// The clients and realms the node holds already of the months it is likely to write
+    /// (they count towards the cap).
+    pub known_dims: Vec<authstat_core::dims::MonthDims>,
     /// Backpressure limit.
     pub max_pending_records: u64,
     /// Records further in the future are skipped.
@@ -157,6 +160,7 @@ impl Pipeline {
             deriver,
             params,
             max_dims_per_month,
+            known_dims,
             max_pending_records,
             max_future,
             stats,
@@ -164,7 +168,7 @@ impl Pipeline {
             runtime,
         } = parts;
         let mut dims = DimTable::new(dim_params(&params), max_dims_per_month);
-        dims.know(&state.dims);
+        dims.know(&known_dims);
         let hlls: BTreeMap<Month, Hll> = state
             .months
             .iter()

@@ -7,6 +7,7 @@ mod auth;
 mod backfill;
 mod binary;
 mod browser;
+mod clients;
 mod clock;
 mod crash;
 mod dashboard;

@@ -66,6 +66,13 @@ impl StatStore for Flaky {
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
         self.inner.read_months(months).await
     }
+    async fn node_dims(
+        &self,
+        node: &authstat_core::NodeId,
+        months: &[authstat_core::Month],
+    ) -> Result<Vec<authstat_core::dims::MonthDims>, StoreError> {
+        self.inner.node_dims(node, months).await
+    }
     async fn read_dims(
         &self,
         months: &[Month],

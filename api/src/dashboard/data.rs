@@ -8,6 +8,9 @@ use authstat_core::store::StoreError;
 use axum::http::StatusCode;
 
 use super::*;
+
+/// Clients in the table of the top clients.
+const TOP_CLIENTS: usize = 10;
 use crate::ApiState;
 
 /// The pipeline's families the page shows (by name: the pipeline registers them).
@@ -67,20 +70,35 @@ pub(super) async fn page_data(
     // The merged months through the stat API's cache (or one node's own), and every listed
     // node's months, read at once.
     let settings = state.settings();
+    let grouping = crate::stat::Grouping {
+        kind: authstat_core::dims::DimKind::Client,
+        top: TOP_CLIENTS,
+    };
+    let last = months.last().copied();
     let stats = async {
         match &node {
             None => state
                 .cache
-                .answer(&settings.config, months.clone())
+                .answer(&settings.config, months.clone(), Some(grouping))
                 .await
-                .map(|answer| answer.figures().to_vec()),
+                .map(|answer| {
+                    let top = answer.groups().iter().find(|g| Some(g.month) == last);
+                    let top = top.cloned().or_else(|| {
+                        last.map(|month| MonthGroup {
+                            month,
+                            rows: Vec::new(),
+                            others: GroupRow::default(),
+                        })
+                    });
+                    (answer.figures().to_vec(), top)
+                }),
             Some(id) => {
                 let id = authstat_core::NodeId::stored(id.clone()).expect("a listed node");
                 state
                     .store
                     .load_node(&id)
                     .await
-                    .map(|s| s.months.iter().map(MonthFigures::of).collect::<Vec<_>>())
+                    .map(|s| (s.months.iter().map(MonthFigures::of).collect::<Vec<_>>(), None))
             }
         }
     };
@@ -94,7 +112,7 @@ pub(super) async fn page_data(
     for (i, result) in loaded {
         listed[i] = Some(result);
     }
-    let stored = stored.map_err(|e| failed(e, node.is_none()))?;
+    let (stored, top_clients) = stored.map_err(|e| failed(e, node.is_none()))?;
     let filled = fill(&months, &stored);
     let nodes = node_lines(&summaries, listed).map_err(unavailable)?;
     let same_day_last_month = match node {
@@ -115,6 +133,7 @@ pub(super) async fn page_data(
         logout,
         now_ms,
         same_day_last_month,
+        top_clients,
     })
 }
 

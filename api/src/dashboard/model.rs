@@ -90,6 +90,9 @@ pub struct PageData {
     /// Last month's users up to the same day of the month, over all nodes, as recorded then:
     /// (the day recorded, its figure); `None` when nothing was recorded (or one node is shown).
     pub same_day_last_month: Option<(u32, u64)>,
+    /// The top clients of the last month shown, all nodes merged (`None` when one node is
+    /// shown).
+    pub top_clients: Option<MonthGroup>,
 }
 
 /// A grant type's short name (`urn:…:device_code` → `device_code`).
@@ -138,5 +141,67 @@ mod tests {
     fn times_are_utc() {
         assert_eq!(utc(1_706_745_600_123), "2024-02-01 00:00 UTC");
         assert_eq!(utc(0), "never");
+    }
+}
+
+/// One client's (realm's) figures in a month, for the table of the top clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRow {
+    /// The client id (realm); `None` for the rest together.
+    pub id: Option<String>,
+    /// Distinct active users.
+    pub users: u64,
+    /// Successful authentications.
+    pub success: u64,
+    /// Failed authentications.
+    pub failure: u64,
+}
+
+impl GroupRow {
+    fn of(id: Option<String>, stats: &authstat_core::dims::DimStats) -> Self {
+        use authstat_core::counters::{CounterKey, Outcome};
+        Self {
+            id,
+            users: stats.active_users(),
+            success: stats
+                .counters
+                .get(&CounterKey::Authentication(Outcome::Success)),
+            failure: stats
+                .counters
+                .get(&CounterKey::Authentication(Outcome::Failure)),
+        }
+    }
+
+    /// Failed over all authentications, in percent (`None` without any).
+    pub fn failure_rate(&self) -> Option<f64> {
+        let all = self.success + self.failure;
+        (all > 0).then(|| 100.0 * self.failure as f64 / all as f64)
+    }
+}
+
+/// A month's top clients (realms) by active users, and the rest together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthGroup {
+    /// The month.
+    pub month: Month,
+    /// The top ones, most active users first.
+    pub rows: Vec<GroupRow>,
+    /// The rest together (users unioned).
+    pub others: GroupRow,
+}
+
+impl MonthGroup {
+    /// The top `n` of `dims` and the rest.
+    pub fn of(dims: &authstat_core::dims::MonthDims, n: usize) -> Self {
+        let ranked = dims.ranked(n);
+        Self {
+            month: dims.month,
+            rows: ranked
+                .top
+                .iter()
+                .map(|(dim, stats)| GroupRow::of(dim.id().map(str::to_owned), stats))
+                .collect(),
+            others: GroupRow::of(None, &ranked.others),
+        }
     }
 }

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use super::model::PageData;
-use super::sections::{audit_table, charts, health_and_footer, nodes_table, tiles};
+use super::sections::{
+    audit_table, charts, clients_table, health_and_footer, nodes_table, tiles,
+};
 use super::svg::escape;
 
 /// The page.
@@ -67,6 +69,7 @@ pub fn render(d: &PageData) -> String {
     tiles(&mut out, d);
     let range = format!("{first} to {last}, {scope}");
     charts(&mut out, d, &range);
+    clients_table(&mut out, d);
     audit_table(&mut out, d);
     nodes_table(&mut out, d, &path, &first, &last);
     health_and_footer(&mut out, d);

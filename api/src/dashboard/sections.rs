@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use authstat_core::counters::{CounterKey, Outcome};
 
+use super::model::GroupRow;
 use super::model::{MonthFigures, PageData, short_grant, utc};
 use super::svg::{BarChart, Series, escape, per_mille_text};
 
@@ -301,6 +302,44 @@ pub(super) fn audit_table(out: &mut String, d: &PageData) {
         }
         out.push_str("</tbody></table></section>");
     }
+}
+
+/// The clients with the most active users in the last month shown (all nodes merged), with
+/// their authentications and failure rate, and the rest together.
+pub(super) fn clients_table(out: &mut String, d: &PageData) {
+    let Some(group) = &d.top_clients else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "<section><h2>Top clients by active users, {}</h2><table id=\"clients\"><thead><tr>\
+         <th scope=\"col\">client</th><th scope=\"col\">active users</th>\
+         <th scope=\"col\">authentications</th><th scope=\"col\">failed</th>\
+         <th scope=\"col\">failure rate</th></tr></thead><tbody>",
+        group.month
+    );
+    if group.rows.is_empty() {
+        out.push_str("<tr><td colspan=\"5\">none</td></tr>");
+    }
+    let mut row = |name: String, r: &GroupRow| {
+        let rate = r
+            .failure_rate()
+            .map_or_else(|| "-".to_owned(), |p| format!("{p:.1} %"));
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td></tr>",
+            r.users,
+            r.success + r.failure,
+            r.failure
+        );
+    };
+    for r in &group.rows {
+        row(escape(r.id.as_deref().unwrap_or("")), r);
+    }
+    if !group.rows.is_empty() && (group.others.users > 0 || group.others.success + group.others.failure > 0) {
+        row("<em>all other clients</em>".to_owned(), &group.others);
+    }
+    out.push_str("</tbody></table></section>");
 }
 
 /// The nodes, each a link to the page of that node.

@@ -287,7 +287,7 @@ impl MongoStore {
     pub(super) async fn read_dim_docs(
         &self,
         node: Option<&NodeId>,
-        months: Option<&[Month]>,
+        months: &[Month],
         kind: Option<DimKind>,
     ) -> Result<Vec<MonthDims>, StoreError> {
         // The nodes' pending increments first (see the module docs: read in this order, a
@@ -309,11 +309,8 @@ impl MongoStore {
                 pendings.insert(escape(&id), p.clone());
             }
         }
-        let mut filter = Document::new();
-        if let Some(months) = months {
-            let yyyymm: Vec<i64> = months.iter().map(|m| i64::from(m.yyyymm())).collect();
-            filter.insert("m", doc! { "$in": yyyymm });
-        }
+        let yyyymm: Vec<i64> = months.iter().map(|m| i64::from(m.yyyymm())).collect();
+        let mut filter = doc! { "m": { "$in": yyyymm } };
         if let Some(node) = node {
             filter.insert("n", node.as_str());
         }

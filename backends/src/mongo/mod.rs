@@ -360,8 +360,22 @@ impl StatStore for MongoStore {
             seq: int(&doc, "seq")? as u64,
             months: merger.finish(),
             positions: codec::positions(&doc)?,
-            dims: self.read_dim_docs(Some(node), None, None).await?,
         })
+    }
+
+    async fn node_dims(
+        &self,
+        node: &NodeId,
+        months: &[Month],
+    ) -> Result<Vec<authstat_core::dims::MonthDims>, StoreError> {
+        let months = distinct_months(months);
+        if months.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(doc) = self.node_doc(node).await? {
+            self.finish_pending_of(node, &doc).await?;
+        }
+        self.read_dim_docs(Some(node), &months, None).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
@@ -409,7 +423,7 @@ impl StatStore for MongoStore {
         if months.is_empty() {
             return Ok(Vec::new());
         }
-        self.read_dim_docs(None, Some(&months), Some(kind)).await
+        self.read_dim_docs(None, &months, Some(kind)).await
     }
 
     async fn data_version(&self) -> Result<u64, StoreError> {

@@ -230,14 +230,22 @@ fn gather(
     Ok(out)
 }
 
-/// One node's clients and realms (to resume after a restart).
+/// One node's clients and realms of `months` (to resume after a restart).
 pub(super) fn load_node<C: SqlConnection>(
     conn: &mut C,
     node: &str,
+    months: &[Month],
 ) -> Result<Vec<MonthDims>, TxError> {
     let d = C::DIALECT;
-    let node = || Bind::Text(node.to_owned());
-    let rows: Vec<DimRow> = conn.load(&d.node_dims(1), vec![node(), node()])?;
+    if months.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Vec::new();
+    for _ in 0..2 {
+        binds.push(Bind::Text(node.to_owned()));
+        binds.extend(months.iter().map(|&m| month_bind(m)));
+    }
+    let rows: Vec<DimRow> = conn.load(&d.node_dims_of(months.len()), binds)?;
     Ok(gather(d, rows, None)?.into_values().collect())
 }
 

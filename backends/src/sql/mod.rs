@@ -233,10 +233,9 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                 let mut rows: Vec<StatRow> = conn.load(&d.hlls_of(1), bind())?;
                 rows.extend(conn.load::<StatRow>(&d.node_counters(), bind())?);
                 let positions: Vec<PositionRow> = conn.load(&d.node_positions(), bind())?;
-                let dims = dims::load_node(conn, &node)?;
-                Ok((seq, rows, positions, dims))
+                Ok((seq, rows, positions))
             };
-            let (seq, rows, positions, dims) =
+            let (seq, rows, positions) =
                 conn.write_transaction(load).map_err(|e| tx_error(d, e))?;
             Ok(NodeState {
                 seq: seq.first().map_or(0, |r| r.seq as u64),
@@ -249,10 +248,21 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
                         data: r.data,
                     })
                     .collect(),
-                dims,
             })
         })
         .await
+    }
+
+    async fn node_dims(
+        &self,
+        node: &NodeId,
+        months: &[Month],
+    ) -> Result<Vec<MonthDims>, StoreError> {
+        let d = C::DIALECT;
+        let node = node.as_str().to_owned();
+        let months = distinct_months(months);
+        self.blocking(move |conn| dims::load_node(conn, &node, &months).map_err(|e| tx_error(d, e)))
+            .await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {

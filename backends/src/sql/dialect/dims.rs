@@ -112,14 +112,20 @@ impl Dialect {
         }
     }
 
-    /// Every HLL and counter row of `nodes` nodes. Binds: the nodes, twice.
-    pub(crate) fn node_dims(self, nodes: usize) -> String {
-        let first = format!("node_id IN ({})", self.list(1, nodes));
-        let second = format!("node_id IN ({})", self.list(nodes + 1, nodes));
+    /// One node's HLL and counter rows of `months` months. Binds: the node and the months,
+    /// twice.
+    pub(crate) fn node_dims_of(self, months: usize) -> String {
+        let filter = |first: usize| {
+            format!(
+                "node_id = {} AND month IN ({})",
+                self.param(first),
+                self.list(first + 1, months)
+            )
+        };
         format!(
             "{} UNION ALL {}",
-            self.dim_hll_rows(NODE_HLL, &first),
-            self.dim_counter_rows(NODE_COUNTERS, &second)
+            self.dim_hll_rows(NODE_HLL, &filter(1)),
+            self.dim_counter_rows(NODE_COUNTERS, &filter(months + 2))
         )
     }
 

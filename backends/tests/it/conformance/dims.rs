@@ -167,10 +167,20 @@ pub async fn clients_and_realms_merge_over_nodes_and_survive_retries_and_folds(h
     );
 
     // A node resumes with its own dimensions.
-    let state = store.load_node(&node("node-b")).await.unwrap();
     let mut own_b = BTreeMap::new();
     expect(&mut own_b, &b1);
-    assert_eq!(state.dims, own_b.into_values().collect::<Vec<_>>());
+    assert_eq!(
+        store
+            .node_dims(&node("node-b"), &MONTHS.map(month))
+            .await
+            .unwrap(),
+        own_b.into_values().collect::<Vec<_>>()
+    );
+    let march_only = store
+        .node_dims(&node("node-b"), &[month("202403"), month("202001")])
+        .await
+        .unwrap();
+    assert_eq!(march_only.len(), 1, "only the months asked for");
 
     // Folding the (stopped) nodes changes no read.
     store.release_node(&node("node-a"), epoch_a).await.unwrap();

@@ -406,6 +406,7 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
         let seq = at as u64 + 1;
         let b = large(seq);
         let before = store.load_node(&node("node-a")).await.unwrap();
+        let own_before = store.node_dims(&node("node-a"), &months).await.unwrap();
         let read_before = store.read_months(&months).await.unwrap();
         let clients_before = store.read_dims(&months, clients).await.unwrap();
         (opened.fail_next_flush)(Fail::Before(at));
@@ -425,6 +426,11 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
                     store.load_node(&node("node-a")).await.unwrap(),
                     before,
                     "a failure before write {at} left something behind"
+                );
+                assert_eq!(
+                    store.node_dims(&node("node-a"), &months).await.unwrap(),
+                    own_before,
+                    "a failure before write {at} left the node's clients changed"
                 );
                 assert_eq!(
                     store.read_months(&months).await.unwrap(),

@@ -1,0 +1,319 @@
+//! Statistics per client on a generated corpus whose truth is counted independently
+//! (`authstat_test_support::truth`): three nodes on one database, the stat API's `group_by`,
+//! `authstat query --group-by`, the cap and hostile client ids.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use authstat::RunningAgent;
+use authstat::resolve::resolve;
+use authstat_core::Month;
+use authstat_test_support::rng::Rng;
+use authstat_test_support::truth::{ClientTruth, Truth};
+use serde_json::Value;
+
+use crate::support::*;
+
+const STAT: &str = "/jans-auth/restv1/internal/stat";
+const MONTHS: [&str; 2] = ["202402", "202403"];
+
+/// Three standard errors of a client's HLL (2,048 registers): 3 × 1.04 / √2048.
+const THREE_SIGMA: f64 = 3.0 * 1.04 / 45.254_833_995_939_04;
+/// Up to this many users a client's HLL holds them exactly (EXPLICIT).
+const EXACT_UP_TO: usize = 160;
+
+fn month(s: &str) -> Month {
+    s.parse().unwrap()
+}
+
+/// Writes an agent's configuration: `node`, its own logs folder, the shared SQLite database.
+fn config(dir: &Path, node: &str, extra: &str) -> std::path::PathBuf {
+    let logs = dir.join(format!("logs-{node}"));
+    std::fs::create_dir_all(&logs).unwrap();
+    let path = dir.join(format!("{node}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "node_id: {node}\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [{}/*.log]}}\n\
+             backend: {{type: sqlite, path: {}}}\n\
+             api:\n  scope: jans_stat\n  auth:\n    type: static\n    tokens:\n      - name: t\n        sha256: {}\n        scopes: [jans_stat]\n{extra}",
+            logs.display(),
+            dir.join("db.sqlite").display(),
+            authstat_test_support::token::sha256_hex(TOKEN),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts the agent of `path` in-process and waits until it read `records` records and flushed.
+async fn start(path: &Path, records: u64) -> RunningAgent {
+    let config = authstat_config::load(path, &std::collections::HashMap::new()).unwrap();
+    let agent = authstat::start(resolve(path, config).unwrap(), Default::default())
+        .await
+        .unwrap();
+    let stats = agent.stats.clone();
+    wait_until("the log to be read", || {
+        stats.reading.records.load(Ordering::Relaxed) >= records
+    });
+    agent.flush_now();
+    wait_until("a flush", || {
+        stats.flushing.applied.load(Ordering::Acquire) >= 1
+    });
+    agent
+}
+
+/// `GET` of the stat endpoint with the token, in a blocking task.
+async fn stat(agent: &RunningAgent, query: &str) -> Response {
+    let (addr, target) = (agent.addr, format!("{STAT}?{query}"));
+    tokio::task::spawn_blocking(move || get(addr, &target, Some(TOKEN)))
+        .await
+        .unwrap()
+}
+
+/// The API's figures of one client equal the truth: users exact while few, else within three
+/// standard errors; authentications exact.
+fn assert_client(id: &str, got: &Value, want: &ClientTruth) {
+    let users = got["monthly_active_users"].as_u64().unwrap() as f64;
+    let truth = want.users.len() as f64;
+    if want.users.len() <= EXACT_UP_TO {
+        assert_eq!(users, truth, "{id}: users (exact while few)");
+    } else {
+        assert!(
+            (users - truth).abs() <= THREE_SIGMA * truth,
+            "{id}: {users} users, truth {truth}"
+        );
+    }
+    assert_eq!(got["authentications"]["success"], want.success, "{id}");
+    assert_eq!(got["authentications"]["failure"], want.failure, "{id}");
+}
+
+/// Three nodes read a third of a corpus each (400 clients, most records on a few of them); the
+/// merged figures per client equal the independent count, for the whole list and for the top
+/// ten with the rest together; `authstat query --group-by client` says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_figures_of_three_nodes_match_an_independent_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut truth = Truth::default();
+    truth.clients = 400;
+    let mut rng = Rng(0xc11e_475);
+    let nodes = ["node-a", "node-b", "node-c"];
+    let mut texts: BTreeMap<&str, String> = BTreeMap::new();
+    for i in 0..24_000 {
+        let m = month(MONTHS[i % 2]);
+        let text = truth.record(m, &mut rng);
+        texts.entry(nodes[i % 3]).or_default().push_str(&text);
+    }
+    let mut agents = Vec::new();
+    for node in nodes {
+        let path = config(dir.path(), node, "");
+        std::fs::write(
+            dir.path().join(format!("logs-{node}/audit.log")),
+            &texts[node],
+        )
+        .unwrap();
+        agents.push(start(&path, 8_000).await);
+    }
+    let api = &agents[0];
+    let months = "month=202402%20202403";
+    let all = stat(api, &format!("{months}&group_by=client&top=10000")).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let body = all.json();
+    for (i, m) in MONTHS.iter().enumerate() {
+        let got = &body["response"][i];
+        assert_eq!(got["month"], *m);
+        let want = truth.per_client(month(m));
+        assert_eq!(
+            got["monthly_active_clients"].as_u64().unwrap() as usize,
+            truth.distinct_clients(month(m)),
+            "{m}: active clients (exact for so few)"
+        );
+        let clients = got["clients"].as_object().unwrap();
+        let counted: Vec<_> = want
+            .iter()
+            .filter(|(_, t)| !t.users.is_empty() || t.success + t.failure > 0)
+            .collect();
+        assert_eq!(clients.len(), counted.len(), "{m}: every client with a figure");
+        for (id, t) in counted {
+            assert_client(id, &clients[id.as_str()], t);
+        }
+        assert_eq!(got["other_clients"]["monthly_active_users"], 0);
+    }
+
+    // The top ten, most active users first, and the rest together (a union of their users).
+    let top = stat(api, &format!("{months}&group_by=client&top=10&format=jsonmonth")).await;
+    let body = top.json();
+    for m in MONTHS {
+        let got = &body["response"][m];
+        let clients = got["clients"].as_object().unwrap();
+        assert_eq!(clients.len(), 10);
+        let mut want: Vec<(String, ClientTruth)> = truth.per_client(month(m)).into_iter().collect();
+        want.sort_by_key(|(_, t)| std::cmp::Reverse(t.users.len()));
+        let smallest_top = clients
+            .values()
+            .map(|c| c["monthly_active_users"].as_u64().unwrap())
+            .min()
+            .unwrap() as f64;
+        // The 10th client by truth is within the HLL's error of the smallest one shown.
+        assert!(smallest_top >= want[9].1.users.len() as f64 * (1.0 - THREE_SIGMA));
+        let mut rest = ClientTruth::default();
+        for (id, t) in &want {
+            if let Some(c) = clients.get(id) {
+                assert_client(id, c, t);
+            } else {
+                rest.users.extend(t.users.iter().cloned());
+                rest.success += t.success;
+                rest.failure += t.failure;
+            }
+        }
+        assert_client("other_clients", &got["other_clients"], &rest);
+        assert!(got["token_count_per_granttype"].is_object());
+    }
+
+    // Realms: Janssen has none.
+    let realms = stat(api, &format!("{months}&group_by=realm")).await.json();
+    assert_eq!(realms["response"][0]["realms"], serde_json::json!({}));
+    assert_eq!(
+        realms["response"][0]["other_realms"]["monthly_active_users"],
+        0
+    );
+    // Without group_by, Janssen's answer: no clients.
+    let plain = stat(api, months).await.json();
+    assert!(plain["response"][0].get("clients").is_none());
+
+    // authstat query --group-by client answers the same figures.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"))
+        .args([
+            "query", "--month", "202402", "--format", "json", "--group-by", "client", "--top",
+            "10000", "--config",
+        ])
+        .arg(dir.path().join("node-a.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api_feb = all.json()["response"][0]["clients"].clone();
+    assert_eq!(json["months"][0]["clients"], api_feb);
+    for agent in agents {
+        agent.shutdown().await;
+    }
+}
+
+/// Bad requests: a JSON error naming the parameter, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_mistakes_are_400_with_the_parameter_named() {
+    let fixture = Fixture::new("");
+    let agent = start_and_flush(&fixture).await;
+    for (query, names) in [
+        ("month=202402&group_by=application", "group_by"),
+        ("month=202402&group_by=client&top=0", "top"),
+        ("month=202402&group_by=client&top=10001", "top"),
+        ("month=202402&group_by=client&top=ten", "top"),
+        ("month=202402&top=5", "top"),
+        ("month=202402&group_by=client&format=openmetrics", "group_by"),
+    ] {
+        let r = stat(&agent, query).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        let description = r.json()["error_description"].as_str().unwrap().to_owned();
+        assert!(description.starts_with(names), "{query}: {description}");
+    }
+    agent.shutdown().await;
+}
+
+/// A node keeps at most `max_per_month` clients a month apart (the rest's figures go to
+/// `other_clients`, counted and nothing lost); an id over 256 bytes is kept only in the cluster
+/// figures (counted); ids with quotes, markup and non-ASCII come back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_and_hostile_client_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(
+        dir.path(),
+        "capped",
+        "derive:\n  per_client:\n    max_per_month: 20\n",
+    );
+    let mut truth = Truth::default();
+    truth.clients = 100;
+    let mut rng = Rng(0xca9);
+    let feb = month("202402");
+    let hostile = "\"><script>alert('é')</script>\\";
+    let long = "x".repeat(300);
+    let mut text = String::new();
+    // The hostile id first (it is among the 20 kept), then the long one, then the rest.
+    for _ in 0..40 {
+        text.push_str(&truth.record_of(feb, &mut rng, hostile));
+        text.push_str(&truth.record_of(feb, &mut rng, &long));
+    }
+    for _ in 0..4_000 {
+        text.push_str(&truth.record(feb, &mut rng));
+    }
+    std::fs::write(dir.path().join("logs-capped/audit.log"), text).unwrap();
+    let agent = start(&path, 4_080).await;
+    let body = stat(&agent, "month=202402&group_by=client&top=10000")
+        .await
+        .json();
+    let got = &body["response"][0];
+    let clients = got["clients"].as_object().unwrap();
+    assert_eq!(clients.len(), 20, "the cap");
+    assert!(!clients.contains_key(&long), "too long to keep apart");
+    let want = truth.per_client(feb);
+    assert_client(hostile, &clients[hostile], &want[hostile]);
+    // Nothing lost: the named clients and the rest add up to the cluster's authentications.
+    let auths = |c: &Value| {
+        c["authentications"]["success"].as_u64().unwrap()
+            + c["authentications"]["failure"].as_u64().unwrap()
+    };
+    let named: u64 = clients.values().map(auths).sum();
+    let all: u64 = want.values().map(|t| t.success + t.failure).sum();
+    let long_ones = want[&long].success + want[&long].failure;
+    assert_eq!(named + auths(&got["other_clients"]), all - long_ones);
+    let metrics = {
+        let addr = agent.addr;
+        tokio::task::spawn_blocking(move || get(addr, "/metrics", None).body)
+            .await
+            .unwrap()
+    };
+    let set_apart = |reason: &str| -> u64 {
+        let prefix = format!("authstat_client_figures_set_apart_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{reason} in {metrics}")) as u64
+    };
+    assert!(set_apart("too_long") >= long_ones.max(1), "{metrics}");
+    assert!(set_apart("over_cap") > 0, "{metrics}");
+    // The dashboard's table of the top clients shows the hostile id escaped.
+    let page = {
+        let addr = agent.addr;
+        tokio::task::spawn_blocking(move || {
+            let login = request(
+                addr,
+                "POST",
+                "/dashboard/login",
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("origin", "http://test"),
+                ],
+                &format!("token={TOKEN}"),
+            );
+            let cookie = login.header("set-cookie").expect("a session").to_owned();
+            let cookie = cookie.split(';').next().unwrap().to_owned();
+            request(
+                addr,
+                "GET",
+                "/dashboard?from=202402&to=202402",
+                &[("cookie", &cookie)],
+                "",
+            )
+            .body
+        })
+        .await
+        .unwrap()
+    };
+    assert!(page.contains("<table id=\"clients\">"), "{page}");
+    assert!(page.contains("&quot;&gt;&lt;script&gt;"), "escaped: {page}");
+    assert!(!page.contains("<script>alert"), "escaped");
+    agent.shutdown().await;
+}

@@ -119,6 +119,10 @@ pub async fn start_on(
         );
     }
     let stats = Arc::new(PipelineStats::default());
+    let per_client = config.derive.per_client;
+    stats.node_totals.lock().expect("lock").client_series = (per_client.enabled
+        && per_client.metrics)
+        .then_some(per_client.max_metric_clients as usize);
     let (store, owner, pipeline) = ready_to_read(&resolved, options, &stats, &front).await?;
     info!(backend = %resolved.backends.location(&config.backend), node = %resolved.node, "backend ready");
 

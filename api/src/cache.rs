@@ -242,7 +242,11 @@ impl Answer {
             .iter()
             .map(|f| 64 + 64 * f.counters.iter().count())
             .sum::<usize>()
-            + self.groups.iter().map(|g| 64 + 96 * g.rows.len()).sum::<usize>();
+            + self
+                .groups
+                .iter()
+                .map(|g| 64 + 96 * g.rows.len())
+                .sum::<usize>();
         self.bodies
             .iter()
             .map(axum::body::Bytes::len)

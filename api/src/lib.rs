@@ -31,8 +31,7 @@ use axum::routing::get;
 pub use auth::{Authenticator, Denied};
 pub use cache::{Answer, DATA_VERSION_EVERY, StatCache};
 pub use stat::{
-    DEFAULT_TOP, Format, Grouping, MAX_TOP, MonthsError, StatParams, grouped_json,
-    requested_months,
+    DEFAULT_TOP, Format, Grouping, MAX_TOP, MonthsError, StatParams, grouped_json, requested_months,
 };
 
 /// What the agent tells its API about itself (the API knows nothing else of the agent).

@@ -249,7 +249,10 @@ pub fn dim_json(stats: &DimStats) -> serde_json::Value {
 
 /// `clients` (or `realms`): the top `grouping.top` by active users, and `other_clients` (or
 /// `other_realms`): the rest together, of one month.
-pub fn grouped_json(dims: Option<&MonthDims>, grouping: Grouping) -> serde_json::Map<String, serde_json::Value> {
+pub fn grouped_json(
+    dims: Option<&MonthDims>,
+    grouping: Grouping,
+) -> serde_json::Map<String, serde_json::Value> {
     let empty;
     let dims = match dims {
         Some(dims) => dims,

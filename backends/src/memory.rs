@@ -133,7 +133,12 @@ impl MemoryStore {
         let mut dims: BTreeMap<Month, MonthDims> =
             inner.node_dims.get(&folded).cloned().unwrap_or_default();
         for node in &silent {
-            for month in inner.node_dims.get(node).into_iter().flat_map(|d| d.values()) {
+            for month in inner
+                .node_dims
+                .get(node)
+                .into_iter()
+                .flat_map(|d| d.values())
+            {
                 let into = dims
                     .entry(month.month)
                     .or_insert_with(|| MonthDims::new(month.month));
@@ -259,8 +264,11 @@ impl StatStore for MemoryStore {
             stats.counters.merge(&flush.counter_deltas);
         }
         next.months = months.into_values().collect();
-        let mut dims: BTreeMap<Month, MonthDims> =
-            inner.node_dims.get(&batch.node).cloned().unwrap_or_default();
+        let mut dims: BTreeMap<Month, MonthDims> = inner
+            .node_dims
+            .get(&batch.node)
+            .cloned()
+            .unwrap_or_default();
         let mut rolled_dims: BTreeMap<Month, MonthDims> = BTreeMap::new();
         for flush in batch.months.iter().filter(|m| !m.dims.is_empty()) {
             let month = flush.month;

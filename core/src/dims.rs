@@ -272,7 +272,11 @@ impl MonthDims {
             .map_or_else(|| dim_params(&HllParams::janssen()), |s| *s.users.params());
         let mut others = DimStats::new(params);
         let rest = all.iter().skip(n).map(|(_, _, _, stats)| *stats);
-        let bucket = self.dims.iter().filter(|(d, _)| d.is_other()).map(|(_, s)| s);
+        let bucket = self
+            .dims
+            .iter()
+            .filter(|(d, _)| d.is_other())
+            .map(|(_, s)| s);
         for stats in rest.chain(bucket) {
             others
                 .merge(stats)
@@ -332,19 +336,34 @@ mod tests {
         let stats = |users: std::ops::Range<i64>| {
             let mut s = DimStats::new(params);
             for u in users {
-                s.users.add_raw(crate::hash::HashAlgorithm::Murmur3.hash(&u.to_string()));
+                s.users
+                    .add_raw(crate::hash::HashAlgorithm::Murmur3.hash(&u.to_string()));
             }
             s
         };
-        month.add(&Dim::of(DimKind::Client, "big").unwrap(), &stats(0..50)).unwrap();
-        month.add(&Dim::of(DimKind::Client, "mid").unwrap(), &stats(0..20)).unwrap();
-        month.add(&Dim::of(DimKind::Client, "a").unwrap(), &stats(100..105)).unwrap();
-        month.add(&Dim::of(DimKind::Client, "b").unwrap(), &stats(100..105)).unwrap();
-        month.add(&Dim::other(DimKind::Client), &stats(200..203)).unwrap();
+        month
+            .add(&Dim::of(DimKind::Client, "big").unwrap(), &stats(0..50))
+            .unwrap();
+        month
+            .add(&Dim::of(DimKind::Client, "mid").unwrap(), &stats(0..20))
+            .unwrap();
+        month
+            .add(&Dim::of(DimKind::Client, "a").unwrap(), &stats(100..105))
+            .unwrap();
+        month
+            .add(&Dim::of(DimKind::Client, "b").unwrap(), &stats(100..105))
+            .unwrap();
+        month
+            .add(&Dim::other(DimKind::Client), &stats(200..203))
+            .unwrap();
         let ranked = month.ranked(2);
         let top: Vec<_> = ranked.top.iter().map(|(d, _)| d.id().unwrap()).collect();
         assert_eq!(top, ["big", "mid"]);
-        assert_eq!(ranked.others.active_users(), 8, "a and b share their users: a union");
+        assert_eq!(
+            ranked.others.active_users(),
+            8,
+            "a and b share their users: a union"
+        );
         let ties = month.ranked(3);
         assert_eq!(ties.top[2].0.id(), Some("a"), "ties by id");
         assert_eq!(month.ranked(10).top.len(), 4, "the bucket is never ranked");

@@ -460,8 +460,11 @@ pub trait StatStore: Send + Sync + fmt::Debug {
 
     /// One node's own clients and realms of `months` (to resume after a restart: the ids it
     /// holds count towards its cap), ascending; months without any are absent.
-    async fn node_dims(&self, node: &NodeId, months: &[Month])
-    -> Result<Vec<MonthDims>, StoreError>;
+    async fn node_dims(
+        &self,
+        node: &NodeId,
+        months: &[Month],
+    ) -> Result<Vec<MonthDims>, StoreError>;
 
     /// Every node that claimed its id or stored anything, ordered by node id.
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError>;

@@ -222,6 +222,7 @@ impl Pipeline {
         let mut totals = self.stats.node_totals.lock().expect("lock");
         for month in &batch.months {
             totals.add(month.month, &month.counter_deltas);
+            totals.add_clients(&month.dims);
         }
         totals.current_month = Some(current_month_users(&self.agg.hlls));
         totals.current_month_clients = Some(current_month_users(&self.agg.clients));

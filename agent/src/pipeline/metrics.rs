@@ -43,6 +43,26 @@ authstat_core::family!(
 );
 
 authstat_core::family!(
+    CLIENT_AUTHENTICATIONS,
+    "authstat_client_authentications_total",
+    Counter,
+    "{authentication}",
+    true,
+    ["client", "outcome"],
+    "User authentications of this node per client by outcome, since the agent started (derive.per_client.metrics; at most max_metric_clients clients, the rest under client=\"\")."
+);
+
+authstat_core::family!(
+    CLIENT_TOKENS,
+    "authstat_client_tokens_issued_total",
+    Counter,
+    "{token}",
+    true,
+    ["client", "grant_type", "token_type"],
+    "Tokens issued on this node per client by grant type and token type, since the agent started (derive.per_client.metrics; at most max_metric_clients clients, the rest under client=\"\")."
+);
+
+authstat_core::family!(
     MONTHLY_ACTIVE_USERS,
     "authstat_monthly_active_users",
     Gauge,
@@ -328,6 +348,25 @@ impl PipelineStats {
                     .map(|(g, t, n)| ([g.to_owned(), t.to_owned()], n)),
             ),
         ));
+        if totals.client_series.is_some() {
+            let per_client = || totals.clients.iter();
+            out.push((
+                &CLIENT_AUTHENTICATIONS,
+                labelled(per_client().flat_map(|(client, c)| {
+                    c.authentications
+                        .iter()
+                        .map(move |(o, n)| ([client.clone(), o.as_str().to_owned()], *n))
+                })),
+            ));
+            out.push((
+                &CLIENT_TOKENS,
+                labelled(per_client().flat_map(|(client, c)| {
+                    c.tokens
+                        .iter()
+                        .map(move |(g, t, n)| ([client.clone(), g.to_owned(), t.to_owned()], n))
+                })),
+            ));
+        }
         out.push((
             &MONTHLY_ACTIVE_USERS,
             labelled(totals.current_month.map(|(m, u)| ([m.to_string()], u))),

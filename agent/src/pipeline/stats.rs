@@ -1,6 +1,8 @@
 //! What the pipeline reports: counters and gauges read by the API, `/metrics` and OTLP.
 
 use std::collections::BTreeMap;
+
+use authstat_core::dims::DimKind;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -285,9 +287,36 @@ pub struct NodeTotals {
     /// The earliest month with counts of this node: the counters count from its first
     /// instant, which OTLP reports as their start time (the same after every restart).
     pub first_month: Option<Month>,
+    /// Per-client series (`derive.per_client.metrics`): at most this many clients, `None`: off.
+    pub client_series: Option<usize>,
+    /// Each client's authentications and tokens flushed since the agent started (the rest
+    /// beyond [`NodeTotals::client_series`] under the empty id).
+    pub clients: BTreeMap<String, Counters>,
 }
 
 impl NodeTotals {
+    /// Adds a flushed month's counts of clients to their series (if they are on).
+    pub fn add_clients(&mut self, dims: &[authstat_core::dims::DimFlush]) {
+        let Some(cap) = self.client_series else {
+            return;
+        };
+        for d in dims.iter().filter(|d| d.dim.kind() == DimKind::Client) {
+            let id = d.dim.id().unwrap_or_default();
+            let key = if self.clients.contains_key(id) || self.clients.len() < cap {
+                id
+            } else {
+                ""
+            };
+            match self.clients.get_mut(key) {
+                Some(c) => c.merge(&d.counter_deltas),
+                None => {
+                    self.clients
+                        .insert(key.to_owned(), d.counter_deltas.clone());
+                }
+            }
+        }
+    }
+
     /// Adds one month's stored counts.
     pub fn add(&mut self, month: Month, counters: &Counters) {
         self.counters.merge(counters);

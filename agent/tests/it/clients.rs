@@ -135,7 +135,11 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
             .iter()
             .filter(|(_, t)| !t.users.is_empty() || t.success + t.failure > 0)
             .collect();
-        assert_eq!(clients.len(), counted.len(), "{m}: every client with a figure");
+        assert_eq!(
+            clients.len(),
+            counted.len(),
+            "{m}: every client with a figure"
+        );
         for (id, t) in counted {
             assert_client(id, &clients[id.as_str()], t);
         }
@@ -143,7 +147,11 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
     }
 
     // The top ten, most active users first, and the rest together (a union of their users).
-    let top = stat(api, &format!("{months}&group_by=client&top=10&format=jsonmonth")).await;
+    let top = stat(
+        api,
+        &format!("{months}&group_by=client&top=10&format=jsonmonth"),
+    )
+    .await;
     let body = top.json();
     for m in MONTHS {
         let got = &body["response"][m];
@@ -186,13 +194,25 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
     // authstat query --group-by client answers the same figures.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"))
         .args([
-            "query", "--month", "202402", "--format", "json", "--group-by", "client", "--top",
-            "10000", "--config",
+            "query",
+            "--month",
+            "202402",
+            "--format",
+            "json",
+            "--group-by",
+            "client",
+            "--top",
+            "10000",
+            "--config",
         ])
         .arg(dir.path().join("node-a.yaml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let api_feb = all.json()["response"][0]["clients"].clone();
     assert_eq!(json["months"][0]["clients"], api_feb);
@@ -212,7 +232,10 @@ async fn group_by_mistakes_are_400_with_the_parameter_named() {
         ("month=202402&group_by=client&top=10001", "top"),
         ("month=202402&group_by=client&top=ten", "top"),
         ("month=202402&top=5", "top"),
-        ("month=202402&group_by=client&format=openmetrics", "group_by"),
+        (
+            "month=202402&group_by=client&format=openmetrics",
+            "group_by",
+        ),
     ] {
         let r = stat(&agent, query).await;
         assert_eq!(r.status, 400, "{query}: {}", r.body);
@@ -316,4 +339,58 @@ async fn the_cap_and_hostile_client_ids() {
     assert!(page.contains("&quot;&gt;&lt;script&gt;"), "escaped: {page}");
     assert!(!page.contains("<script>alert"), "escaped");
     agent.shutdown().await;
+}
+
+/// Per-client series on `/metrics` only when enabled, at most `max_metric_clients` clients (the
+/// rest under `client=""`), adding up to the node's authentications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_series_only_when_enabled_and_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut truth = Truth::default();
+    truth.clients = 6;
+    let mut rng = Rng(0x5e41e5);
+    let mut text = String::new();
+    for _ in 0..600 {
+        text.push_str(&truth.record(month("202402"), &mut rng));
+    }
+    let metrics_of = |agent: &RunningAgent| {
+        let addr = agent.addr;
+        tokio::task::spawn_blocking(move || get(addr, "/metrics", None).body)
+    };
+    let sum = |metrics: &str, prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    for (node, extra) in [
+        (
+            "series",
+            "derive:\n  per_client:\n    metrics: true\n    max_metric_clients: 3\n",
+        ),
+        ("plain", ""),
+    ] {
+        let path = config(dir.path(), node, extra);
+        std::fs::write(dir.path().join(format!("logs-{node}/audit.log")), &text).unwrap();
+        let agent = start(&path, 600).await;
+        let metrics = metrics_of(&agent).await.unwrap();
+        let series: std::collections::BTreeSet<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("authstat_client_authentications_total{"))
+            .filter_map(|l| l.split("client=\"").nth(1)?.split('"').next())
+            .collect();
+        if extra.is_empty() {
+            assert!(series.is_empty(), "off by default: {metrics}");
+        } else {
+            assert_eq!(series.len(), 4, "3 clients and the rest: {series:?}");
+            assert!(series.contains(""), "{series:?}");
+            assert_eq!(
+                sum(&metrics, "authstat_client_authentications_total{"),
+                sum(&metrics, "authstat_authentications_total{"),
+                "nothing lost"
+            );
+        }
+        agent.shutdown().await;
+    }
 }

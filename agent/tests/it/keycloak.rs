@@ -64,6 +64,48 @@ async fn the_keycloak_example_serves_the_sample_events() {
             Some(TOKEN),
         );
         assert_eq!(r.status, 200, "{}", r.body);
+        let realms = get(
+            addr,
+            "/jans-auth/restv1/internal/stat?month=202402&group_by=realm",
+            Some(TOKEN),
+        );
+        // Per realm: by name, or by id where the event logs no name (older Keycloak).
+        let figures = |users: u64, ok: u64, failed: u64| {
+            serde_json::json!({"monthly_active_users": users,
+                "authentications": {"success": ok, "failure": failed}})
+        };
+        let realms = &realms.json()["response"][0]["realms"];
+        for (realm, want) in [
+            ("acme", figures(2, 2, 1)),
+            ("0b1c2d3e-acme", figures(1, 1, 0)),
+            ("other", figures(1, 1, 0)),
+        ] {
+            let got = &realms[realm];
+            assert_eq!(
+                got["monthly_active_users"], want["monthly_active_users"],
+                "{realm}"
+            );
+            assert_eq!(got["authentications"], want["authentications"], "{realm}");
+        }
+        assert_eq!(realms.as_object().unwrap().len(), 3, "{realms}");
+        // Per client: the service account's token counts, its login makes no active user.
+        let clients = get(
+            addr,
+            "/jans-auth/restv1/internal/stat?month=202402&group_by=client",
+            Some(TOKEN),
+        )
+        .json();
+        let clients = &clients["response"][0]["clients"];
+        assert_eq!(clients["web"]["monthly_active_users"], 3);
+        assert_eq!(
+            clients["web"]["authentications"],
+            figures(0, 3, 1)["authentications"]
+        );
+        assert_eq!(clients["reporting"]["monthly_active_users"], 0);
+        assert_eq!(
+            clients["reporting"]["token_count_per_granttype"],
+            serde_json::json!({"client_credentials": {"access_token": 1}})
+        );
         (r.json(), get(addr, "/metrics", None).body)
     })
     .await

@@ -94,11 +94,12 @@ pub(super) async fn page_data(
                 }),
             Some(id) => {
                 let id = authstat_core::NodeId::stored(id.clone()).expect("a listed node");
-                state
-                    .store
-                    .load_node(&id)
-                    .await
-                    .map(|s| (s.months.iter().map(MonthFigures::of).collect::<Vec<_>>(), None))
+                state.store.load_node(&id).await.map(|s| {
+                    (
+                        s.months.iter().map(MonthFigures::of).collect::<Vec<_>>(),
+                        None,
+                    )
+                })
             }
         }
     };

@@ -3,9 +3,7 @@
 use std::fmt::Write as _;
 
 use super::model::PageData;
-use super::sections::{
-    audit_table, charts, clients_table, health_and_footer, nodes_table, tiles,
-};
+use super::sections::{audit_table, charts, clients_table, health_and_footer, nodes_table, tiles};
 use super::svg::escape;
 
 /// The page.

@@ -336,7 +336,9 @@ pub(super) fn clients_table(out: &mut String, d: &PageData) {
     for r in &group.rows {
         row(escape(r.id.as_deref().unwrap_or("")), r);
     }
-    if !group.rows.is_empty() && (group.others.users > 0 || group.others.success + group.others.failure > 0) {
+    if !group.rows.is_empty()
+        && (group.others.users > 0 || group.others.success + group.others.failure > 0)
+    {
         row("<em>all other clients</em>".to_owned(), &group.others);
     }
     out.push_str("</tbody></table></section>");

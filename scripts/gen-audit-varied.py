@@ -3,6 +3,9 @@
 
     gen-audit-varied.py N multi [SEED]     log4j header + pretty-printed JSON (~440 bytes a record)
     gen-audit-varied.py N compact [SEED]   one JSON object per line (~230 bytes)
+    gen-audit-varied.py N FORM SEED CLIENTS  with CLIENTS clients (default 8), the first ones
+                                           far more often than the last (a few large
+                                           applications, many small ones)
 
 Seeded (default seed 1): the same arguments always give the same bytes. Over three months
 (2024-01 to 2024-03), with:
@@ -23,7 +26,14 @@ n = int(sys.argv[1])
 form = sys.argv[2]
 rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 
-clients = ["2000." + str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(8)]
+n_clients = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+clients = ["2000." + str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_clients)]
+
+
+def pick_client():
+    if n_clients == 8:
+        return rng.choice(clients)  # the original draw: the same bytes as before
+    return clients[int(rng.random() ** 3 * n_clients)]
 domains = ["example.com", "mail.example.org", "corp.example.net", "users.example.io", "x.test"]
 first = ["anna", "bob", "chen", "dmitri", "eve", "fatima", "gustav", "hiro", "ines", "jamal",
          "kaito", "lena", "marta", "nikolai", "olga", "pedro", "qin", "rahul", "sofia", "tomas"]
@@ -77,7 +87,7 @@ for i in range(n):
         "action": action,
         "timestamp": ts,
         "macAddress": "02-42-AC-11-00-02",
-        "clientId": rng.choice(clients),
+        "clientId": pick_client(),
         "username": username,
         "scope": rng.choice(scopes),
         "success": success,

@@ -139,9 +139,12 @@ impl Truth {
         self.per_client.get(&month).cloned().unwrap_or_default()
     }
 
-    /// The exact number of distinct active clients of `month`.
-    pub fn distinct_clients(&self, month: Month) -> usize {
-        self.months.get(&month).map_or(0, |(_, _, c)| c.len())
+    /// The distinct active clients of `month`.
+    pub fn active_clients(&self, month: Month) -> BTreeSet<String> {
+        self.months
+            .get(&month)
+            .map(|(_, _, c)| c.clone())
+            .unwrap_or_default()
     }
 
     /// The expected stored stats: counters and the HLL of the distinct users (murmur3).

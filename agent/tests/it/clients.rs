@@ -36,12 +36,13 @@ fn config(dir: &Path, node: &str, extra: &str) -> std::path::PathBuf {
         &path,
         format!(
             "node_id: {node}\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
-             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [{}/*.log]}}\n\
-             backend: {{type: sqlite, path: {}}}\n\
-             api:\n  scope: jans_stat\n  auth:\n    type: static\n    tokens:\n      - name: t\n        sha256: {}\n        scopes: [jans_stat]\n{extra}",
-            logs.display(),
-            dir.join("db.sqlite").display(),
-            authstat_test_support::token::sha256_hex(TOKEN),
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [{logs}/*.log]}}\n\
+             \x20 - {{name: tokens, type: file, format: token_events, paths: [{logs}/*.jsonl]}}\n\
+             backend: {{type: sqlite, path: {db}}}\n\
+             api:\n  scope: jans_stat\n  auth:\n    type: static\n    tokens:\n      - name: t\n        sha256: {sha}\n        scopes: [jans_stat]\n{extra}",
+            logs = logs.display(),
+            db = dir.join("db.sqlite").display(),
+            sha = authstat_test_support::token::sha256_hex(TOKEN),
         ),
     )
     .unwrap();
@@ -98,7 +99,7 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
     let dir = tempfile::tempdir().unwrap();
     let mut truth = Truth::default();
     truth.clients = 400;
-    let mut rng = Rng(0xc11e_475);
+    let mut rng = Rng(0x0c11_e475);
     let nodes = ["node-a", "node-b", "node-c"];
     let mut texts: BTreeMap<&str, String> = BTreeMap::new();
     for i in 0..24_000 {
@@ -106,15 +107,35 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
         let text = truth.record(m, &mut rng);
         texts.entry(nodes[i % 3]).or_default().push_str(&text);
     }
+    // Token events: 300 a node, over 20 of the clients, counted here.
+    const GRANTS: [(&str, &str); 3] = [
+        ("authorization_code", "access_token"),
+        ("client_credentials", "access_token"),
+        ("refresh_token", "refresh_token"),
+    ];
+    let mut tokens: BTreeMap<(String, String), BTreeMap<(String, String), u64>> = BTreeMap::new();
     let mut agents = Vec::new();
     for node in nodes {
         let path = config(dir.path(), node, "");
-        std::fs::write(
-            dir.path().join(format!("logs-{node}/audit.log")),
-            &texts[node],
-        )
-        .unwrap();
-        agents.push(start(&path, 8_000).await);
+        let logs = dir.path().join(format!("logs-{node}"));
+        std::fs::write(logs.join("audit.log"), &texts[node]).unwrap();
+        let mut events = String::new();
+        for i in 0..300u64 {
+            let m = month(MONTHS[(i % 2) as usize]);
+            let client = format!("app-{:05}", rng.below(20));
+            let (grant, kind) = GRANTS[rng.below(3) as usize];
+            let ts = m.start_epoch_millis() + i as i64 * 1000;
+            events.push_str(&authstat_test_support::janssen::token_event(
+                ts, grant, kind, &client,
+            ));
+            *tokens
+                .entry((m.to_string(), client))
+                .or_default()
+                .entry((grant.to_owned(), kind.to_owned()))
+                .or_default() += 1;
+        }
+        std::fs::write(logs.join("tokens.jsonl"), events).unwrap();
+        agents.push(start(&path, 8_300).await);
     }
     let api = &agents[0];
     let months = "month=202402%20202403";
@@ -125,9 +146,17 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
         let got = &body["response"][i];
         assert_eq!(got["month"], *m);
         let want = truth.per_client(month(m));
+        // Active: named by a successful authorization or token request, or issuing tokens.
+        let mut active = truth.active_clients(month(m));
+        active.extend(
+            tokens
+                .keys()
+                .filter(|(tm, _)| tm == m)
+                .map(|(_, id)| id.clone()),
+        );
         assert_eq!(
             got["monthly_active_clients"].as_u64().unwrap() as usize,
-            truth.distinct_clients(month(m)),
+            active.len(),
             "{m}: active clients (exact for so few)"
         );
         let clients = got["clients"].as_object().unwrap();
@@ -135,13 +164,31 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
             .iter()
             .filter(|(_, t)| !t.users.is_empty() || t.success + t.failure > 0)
             .collect();
+        let mut with_figures: std::collections::BTreeSet<&str> =
+            counted.iter().map(|(id, _)| id.as_str()).collect();
+        with_figures.extend(
+            tokens
+                .keys()
+                .filter(|(tm, _)| tm == m)
+                .map(|(_, id)| id.as_str()),
+        );
         assert_eq!(
             clients.len(),
-            counted.len(),
+            with_figures.len(),
             "{m}: every client with a figure"
         );
         for (id, t) in counted {
             assert_client(id, &clients[id.as_str()], t);
+        }
+        // Tokens per client: exact.
+        for ((of_month, id), by_grant) in tokens.iter().filter(|((tm, _), _)| tm == m) {
+            for ((grant, kind), n) in by_grant {
+                assert_eq!(
+                    clients[id.as_str()]["token_count_per_granttype"][grant][kind],
+                    *n,
+                    "{of_month} {id} {grant} {kind}"
+                );
+            }
         }
         assert_eq!(got["other_clients"]["monthly_active_users"], 0);
     }
@@ -348,7 +395,7 @@ async fn per_client_series_only_when_enabled_and_capped() {
     let dir = tempfile::tempdir().unwrap();
     let mut truth = Truth::default();
     truth.clients = 6;
-    let mut rng = Rng(0x5e41e5);
+    let mut rng = Rng(0x005e_41e5);
     let mut text = String::new();
     for _ in 0..600 {
         text.push_str(&truth.record(month("202402"), &mut rng));

@@ -29,15 +29,34 @@ pub async fn once(store: &dyn StatStore) -> Result<(Month, u32, u64), StoreError
     Ok((month, day, users))
 }
 
-/// Records now and every [`EVERY`] until the agent stops; failures wait for the next turn.
-pub async fn run(store: Arc<dyn StatStore>) {
+/// The first month whose days are kept when today is `today_ms`: the month of the day
+/// `retention_days` ago (so at least that many days are kept).
+pub fn first_kept_month(today_ms: i64, retention_days: u32) -> Month {
+    let oldest = today_ms - i64::from(retention_days) * authstat_core::dims::MILLIS_PER_DAY;
+    Month::from_epoch_millis(oldest).expect("the clock is within years 0-9999")
+}
+
+/// Records now and every [`EVERY`] until the agent stops; failures wait for the next turn. The
+/// days older than `retention_days` are removed at start and whenever a month falls out.
+pub async fn run(store: Arc<dyn StatStore>, retention_days: u32) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut kept_from: Option<Month> = None;
     loop {
         tick.tick().await;
         match once(store.as_ref()).await {
             Ok((month, day, users)) => debug!(%month, day, users, "daily users recorded"),
             Err(e) => debug!(error = %e, "daily users not recorded; trying again later"),
+        }
+        let first = first_kept_month(now_ms(), retention_days);
+        if kept_from != Some(first) {
+            match store.drop_days_before(first).await {
+                Ok(dropped) => {
+                    debug!(%first, dropped, "days before the retention removed");
+                    kept_from = Some(first);
+                }
+                Err(e) => debug!(error = %e, "old days not removed; trying again later"),
+            }
         }
     }
 }
@@ -45,6 +64,14 @@ pub async fn run(store: Arc<dyn StatStore>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_least_the_retention_is_kept() {
+        // 2025-02-04: 400 days back is 2024-01-01, so January 2024 is the first month kept.
+        let today = 1_738_627_200_000;
+        assert_eq!(first_kept_month(today, 400).to_string(), "202401");
+        assert_eq!(first_kept_month(today, 31).to_string(), "202501");
+    }
 
     #[tokio::test]
     async fn today_is_recorded_with_the_cluster_figure() {

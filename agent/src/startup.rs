@@ -190,7 +190,7 @@ fn background(
             crate::fold::run(store.clone(), silent_for, stats.clone()),
         )
     });
-    let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone()));
+    let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone(), config.daily_retention_days));
     (fold, daily)
 }
 

@@ -377,6 +377,23 @@ impl StatStore for MemoryStore {
             .collect())
     }
 
+    async fn drop_days_before(&self, month: Month) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut dropped = 0;
+        let mut drop_in = |m: &mut MonthDims| {
+            if m.month < month {
+                let before = m.dims.len();
+                m.dims.retain(|d, _| d.kind() != DimKind::Day);
+                dropped += (before - m.dims.len()) as u64;
+            }
+        };
+        for months in inner.node_dims.values_mut() {
+            months.values_mut().for_each(&mut drop_in);
+        }
+        inner.rollup_dims.values_mut().for_each(&mut drop_in);
+        Ok(dropped)
+    }
+
     async fn month_versions(&self) -> Result<BTreeMap<Month, u64>, StoreError> {
         Ok(self
             .lock()

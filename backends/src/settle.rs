@@ -108,6 +108,10 @@ impl StatStore for Settled {
         Ok(self.settle(self.bound(self.inner.read_months(months)).await?))
     }
 
+    async fn drop_days_before(&self, month: authstat_core::Month) -> Result<u64, StoreError> {
+        self.inner.drop_days_before(month).await
+    }
+
     async fn node_dims(
         &self,
         node: &authstat_core::NodeId,

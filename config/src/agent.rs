@@ -59,6 +59,13 @@ pub struct AgentConfig {
     /// ever seen (docs/storage.md, "Folding silent nodes").
     #[serde(default = "default_fold_silent_nodes_after_secs")]
     pub fold_silent_nodes_after_secs: u64,
+    /// The active users of each day are kept for at least this many days (31–3,660, default
+    /// 400; whole months older than that are removed). Months are kept forever.
+    #[serde(
+        default = "default_daily_retention_days",
+        deserialize_with = "daily_retention_days"
+    )]
+    pub daily_retention_days: u32,
     /// The files to read.
     pub sources: Vec<SourceConfig>,
     /// Where statistics are stored.
@@ -188,6 +195,18 @@ impl Default for PerClientConfig {
             max_metric_clients: default_max_metric_clients(),
         }
     }
+}
+
+fn default_daily_retention_days() -> u32 {
+    400
+}
+
+fn daily_retention_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if !(31..=3660).contains(&v) {
+        return Err(serde::de::Error::custom(format!("{v} is outside 31..=3660")));
+    }
+    Ok(v)
 }
 
 fn default_max_clients_per_month() -> u32 {

@@ -227,6 +227,9 @@ pub trait UpdateSink {
     /// A user (already hashed) was active in `month` through the client or realm `id` (not
     /// yet checked: the sink bounds it). Ignored unless the sink keeps dimensions.
     fn add_dim_user(&mut self, _month: Month, _kind: DimKind, _id: &str, _raw_hash: i64) {}
+    /// A user (already hashed) was active on a UTC day (days since 1970-01-01) of `month`.
+    /// Ignored unless the sink keeps days.
+    fn add_day_user(&mut self, _month: Month, _day: i64, _raw_hash: i64) {}
     /// A counter of the client or realm `id` grows by `n` in `month`. Ignored unless the sink
     /// keeps dimensions.
     fn add_dim_count(

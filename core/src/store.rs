@@ -484,6 +484,12 @@ pub trait StatStore: Send + Sync + fmt::Debug {
         kind: DimKind,
     ) -> Result<Vec<MonthDims>, StoreError>;
 
+    /// Removes the per-day users (dimensions of kind [`DimKind::Day`]) of every month before
+    /// `month`, of every node and of the roll-up (the retention of the daily detail). Months
+    /// and the other dimensions stay. Returns how many stored items it removed (rows, or fields
+    /// of documents). Idempotent.
+    async fn drop_days_before(&self, month: Month) -> Result<u64, StoreError>;
+
     /// A number that changes whenever any node's flush is applied (caches compare it to know
     /// whether what they hold is still current).
     async fn data_version(&self) -> Result<u64, StoreError>;

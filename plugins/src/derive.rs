@@ -4,7 +4,7 @@
 use authstat_config::{DeriveConfig, FailedAuthRule};
 use authstat_core::Error;
 use authstat_core::counters::{CounterKey, Outcome};
-use authstat_core::dims::DimKind;
+use authstat_core::dims::{DimKind, day_of_millis};
 use authstat_core::event::{AuditAction, Event, Tenant, UserActivity};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::ingest::Deriver;
@@ -27,6 +27,7 @@ use authstat_core::stats::UpdateSink;
 ///   that issued tokens counts one `access_token` under its grant type.
 /// - Per client and per realm (`per_client.enabled`, the default): an event's authentication,
 ///   active user and tokens count also under the client it names and under its realm.
+/// - An active user is also active on the event's UTC day.
 #[derive(Debug, Clone)]
 pub struct RulesDeriver {
     failed_authentication: FailedAuthRule,
@@ -118,6 +119,7 @@ impl Deriver for RulesDeriver {
             if active {
                 let hash = self.hash.hash(user);
                 sink.add_user(month, hash);
+                sink.add_day_user(month, day_of_millis(e.timestamp), hash);
                 for (kind, id) in dims.clone() {
                     sink.add_dim_user(month, kind, id, hash);
                 }

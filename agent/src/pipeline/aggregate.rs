@@ -118,6 +118,11 @@ impl UpdateSink for Aggregate {
         self.touched.insert(month);
     }
 
+    fn add_day_user(&mut self, month: Month, day: i64, raw_hash: i64) {
+        self.dims.add_day_user(month, day, raw_hash);
+        self.touched.insert(month);
+    }
+
     fn add_dim_count(&mut self, month: Month, kind: DimKind, id: &str, key: &CounterKey, n: u64) {
         self.dims.add_count(month, kind, id, key, n);
         self.touched.insert(month);

@@ -22,10 +22,13 @@ struct Gathered {
 /// client can have).
 type Ids = HashMap<String, Gathered>;
 
-/// Every month's dimensions, bounded per month and kind.
+/// Every month's dimensions, bounded per month and kind, and the users of each day seen since the
+/// last flush.
 #[derive(Debug)]
 pub(crate) struct DimTable {
     params: HllParams,
+    day_params: HllParams,
+    days: BTreeMap<Month, BTreeMap<i64, Hll>>,
     /// At most this many distinct ids per month and kind; the rest go to the other bucket.
     cap: usize,
     months: BTreeMap<Month, [Ids; 2]>,
@@ -41,14 +44,18 @@ fn index(kind: DimKind) -> usize {
     match kind {
         DimKind::Client => 0,
         DimKind::Realm => 1,
+        DimKind::Day => unreachable!("days are kept apart"),
     }
 }
 
 impl DimTable {
-    /// No dimensions yet; HLLs of users with `params`, at most `cap` ids per month and kind.
-    pub fn new(params: HllParams, cap: usize) -> Self {
+    /// No dimensions yet; HLLs of users with `params` (days: `day_params`), at most `cap` ids
+    /// per month and kind.
+    pub fn new(params: HllParams, day_params: HllParams, cap: usize) -> Self {
         Self {
             params,
+            day_params,
+            days: BTreeMap::new(),
             cap,
             months: BTreeMap::new(),
             skipped: 0,
@@ -60,7 +67,17 @@ impl DimTable {
     /// The same parameters, nothing gathered, no cap (a reading thread's part: the cap applies
     /// when the part is absorbed).
     pub fn empty_like(&self) -> Self {
-        Self::new(self.params, usize::MAX)
+        Self::new(self.params, self.day_params, usize::MAX)
+    }
+
+    pub fn add_day_user(&mut self, month: Month, day: i64, raw_hash: i64) {
+        let params = self.day_params;
+        self.days
+            .entry(month)
+            .or_default()
+            .entry(day)
+            .or_insert_with(|| Hll::new(params))
+            .add_raw(raw_hash);
     }
 
     /// Knows the node's stored ids (after a restart), for the cap.
@@ -125,6 +142,17 @@ impl DimTable {
     pub fn absorb(&mut self, part: DimTable) {
         self.skipped += part.skipped;
         self.over_cap += part.over_cap;
+        for (month, days) in part.days {
+            let ours = self.days.entry(month).or_default();
+            for (day, users) in days {
+                match ours.get_mut(&day) {
+                    Some(u) => u.union(&users).expect("the parts share the HLL parameters"),
+                    None => {
+                        ours.insert(day, users);
+                    }
+                }
+            }
+        }
         for (month, kinds) in part.months {
             for (kind, ids) in DimKind::ALL.into_iter().zip(kinds) {
                 for (id, g) in ids {
@@ -143,12 +171,23 @@ impl DimTable {
         }
     }
 
-    /// Takes what `month`'s dimensions gathered since the last flush, in ascending order.
+    /// Takes what `month`'s dimensions (and days) gathered since the last flush, in ascending
+    /// order.
     pub fn take(&mut self, month: Month) -> Vec<DimFlush> {
+        let mut out: Vec<DimFlush> = self
+            .days
+            .remove(&month)
+            .into_iter()
+            .flatten()
+            .map(|(day, users)| DimFlush {
+                dim: Dim::day(day),
+                users,
+                counter_deltas: Counters::default(),
+            })
+            .collect();
         let Some(kinds) = self.months.get_mut(&month) else {
-            return Vec::new();
+            return out;
         };
-        let mut out = Vec::new();
         for (kind, ids) in DimKind::ALL.into_iter().zip(kinds.iter_mut()) {
             for (id, g) in ids.iter_mut().filter(|(_, g)| g.dirty) {
                 let dim = if id.is_empty() {
@@ -184,7 +223,7 @@ mod tests {
     #[test]
     fn ids_beyond_the_cap_go_to_the_other_bucket_and_long_ones_are_skipped() {
         let month: Month = "202403".parse().unwrap();
-        let mut t = DimTable::new(HllParams::new(11, 5).unwrap(), 2);
+        let mut t = DimTable::new(HllParams::new(11, 5).unwrap(), HllParams::new(13, 5).unwrap(), 2);
         let ok = CounterKey::Authentication(Outcome::Success);
         for id in ["a", "b", "c", "d", "a"] {
             t.add_count(month, DimKind::Client, id, &ok, 1);

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 use crate::own::Ownership;
 use aggregate::{Aggregate, SkipLog};
-use authstat_core::dims::dim_params;
+use authstat_core::dims::{day_params, dim_params};
 use authstat_core::month::now_ms;
 use claims::Claims;
 pub use claims::{Refusal, Role};
@@ -167,7 +167,7 @@ impl Pipeline {
             role,
             runtime,
         } = parts;
-        let mut dims = DimTable::new(dim_params(&params), max_dims_per_month);
+        let mut dims = DimTable::new(dim_params(&params), day_params(&params), max_dims_per_month);
         dims.know(&known_dims);
         let hlls: BTreeMap<Month, Hll> = state
             .months

@@ -66,6 +66,10 @@ impl StatStore for Flaky {
     async fn read_months(&self, months: &[Month]) -> Result<Vec<MonthStats>, StoreError> {
         self.inner.read_months(months).await
     }
+    async fn drop_days_before(&self, month: authstat_core::Month) -> Result<u64, StoreError> {
+        self.inner.drop_days_before(month).await
+    }
+
     async fn node_dims(
         &self,
         node: &authstat_core::NodeId,

@@ -271,6 +271,36 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Removes the days of the months before `month` from every bucket document.
+    pub(super) async fn drop_days(&self, month: Month) -> Result<u64, StoreError> {
+        let mut cursor = self
+            .dims
+            .find(doc! { "m": { "$lt": i64::from(month.yyyymm()) } })
+            .projection(doc! { "d": 1 })
+            .await
+            .map_err(db)?;
+        let mut dropped = 0;
+        while let Some(doc) = cursor.try_next().await.map_err(db)? {
+            let Ok(d) = doc.get_document("d") else {
+                continue;
+            };
+            let mut unset = Document::new();
+            for field in d.keys().filter(|f| f.starts_with("d:")) {
+                unset.insert(format!("d.{field}"), "");
+            }
+            if unset.is_empty() {
+                continue;
+            }
+            dropped += unset.len() as u64;
+            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+            self.dims
+                .update_one(doc! { "_id": id }, doc! { "$unset": unset })
+                .await
+                .map_err(db)?;
+        }
+        Ok(dropped)
+    }
+
     /// Finishes the node's pending increments, if its document has any.
     pub(super) async fn finish_pending_of(
         &self,

@@ -426,6 +426,10 @@ impl StatStore for MongoStore {
         self.read_dim_docs(None, &months, Some(kind)).await
     }
 
+    async fn drop_days_before(&self, month: Month) -> Result<u64, StoreError> {
+        self.drop_days(month).await
+    }
+
     async fn data_version(&self) -> Result<u64, StoreError> {
         let mut cursor = self
             .collection

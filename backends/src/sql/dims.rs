@@ -261,7 +261,7 @@ pub(super) fn read<C: SqlConnection>(
     }
     let mut binds: Vec<Bind> = months.iter().map(|&m| month_bind(m)).collect();
     binds.extend(months.iter().map(|&m| month_bind(m)));
-    let rows: Vec<DimRow> = conn.load(&d.read_rollup_dims(months.len()), binds)?;
+    let rows: Vec<DimRow> = conn.load(&d.read_rollup_dims(months.len(), kind.prefix()), binds)?;
     Ok(gather(d, rows, Some(kind))?
         .into_values()
         .filter(|m| !m.dims.is_empty())

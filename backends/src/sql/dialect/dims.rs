@@ -134,10 +134,15 @@ impl Dialect {
         self.dim_hll_rows(NODE_HLL, &format!("node_id IN ({})", self.list(1, nodes)))
     }
 
-    /// The roll-up's HLL and counter rows of `months` months. Binds: the months, twice.
-    pub(crate) fn read_rollup_dims(self, months: usize) -> String {
-        let first = format!("month IN ({})", self.list(1, months));
-        let second = format!("month IN ({})", self.list(months + 1, months));
+    /// The roll-up's HLL and counter rows of `months` months, of the dimensions whose text starts
+    /// with `prefix` (a kind's letter). Binds: the months, twice.
+    pub(crate) fn read_rollup_dims(self, months: usize, prefix: char) -> String {
+        debug_assert!(prefix.is_ascii_lowercase());
+        let first = format!("month IN ({}) AND dim LIKE '{prefix}%'", self.list(1, months));
+        let second = format!(
+            "month IN ({}) AND dim LIKE '{prefix}%'",
+            self.list(months + 1, months)
+        );
         format!(
             "{} UNION ALL {}",
             self.dim_hll_rows(ROLLUP_HLL, &first),
@@ -181,6 +186,17 @@ impl Dialect {
                  ON DUPLICATE KEY UPDATE value = {NODE_COUNTERS}.value + VALUES(value)"
             ),
         }
+    }
+
+    /// Deletes the days' rows of the months before one (node rows and roll-up). Binds: the
+    /// month.
+    pub(crate) fn drop_days_before(self) -> [String; 4] {
+        [NODE_HLL, NODE_COUNTERS, ROLLUP_HLL, ROLLUP_COUNTERS].map(|table| {
+            format!(
+                "DELETE FROM {table} WHERE month < {} AND dim LIKE 'd%'",
+                self.param(1)
+            )
+        })
     }
 
     /// Empties the roll-up of clients and realms (before it is built anew).

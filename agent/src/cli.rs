@@ -73,8 +73,22 @@ pub enum Command {
         #[arg(long, short, env = "AUTHSTAT_CONFIG")]
         config: PathBuf,
         /// Months (yyyyMM); repeat the option or separate them with spaces.
-        #[arg(long, required = true, num_args = 1.., value_delimiter = ' ', env = "AUTHSTAT_QUERY_MONTH")]
+        #[arg(long, required_unless_present = "from", num_args = 1.., value_delimiter = ' ', env = "AUTHSTAT_QUERY_MONTH")]
         month: Vec<String>,
+        /// Instead of months: the active users from this UTC day (YYYY-MM-DD) …
+        #[arg(
+            long,
+            requires = "to",
+            conflicts_with = "month",
+            env = "AUTHSTAT_QUERY_FROM"
+        )]
+        from: Option<String>,
+        /// … to this one (inclusive, at most 400 days).
+        #[arg(long, requires = "from", env = "AUTHSTAT_QUERY_TO")]
+        to: Option<String>,
+        /// With --from and --to: also each day's, week's (ISO, Monday to Sunday) or month's.
+        #[arg(long, value_parser = ["day", "week", "month"], requires = "from", env = "AUTHSTAT_QUERY_BY")]
+        by: Option<String>,
         /// Output format.
         #[arg(
             long,

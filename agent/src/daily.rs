@@ -29,12 +29,7 @@ pub async fn once(store: &dyn StatStore) -> Result<(Month, u32, u64), StoreError
     Ok((month, day, users))
 }
 
-/// The first month whose days are kept when today is `today_ms`: the month of the day
-/// `retention_days` ago (so at least that many days are kept).
-pub fn first_kept_month(today_ms: i64, retention_days: u32) -> Month {
-    let oldest = today_ms - i64::from(retention_days) * authstat_core::dims::MILLIS_PER_DAY;
-    Month::from_epoch_millis(oldest).expect("the clock is within years 0-9999")
-}
+use authstat_core::dims::first_kept_month;
 
 /// Records now and every [`EVERY`] until the agent stops; failures wait for the next turn. The
 /// days older than `retention_days` are removed at start and whenever a month falls out.

@@ -95,7 +95,13 @@ async fn run(command: Command) -> Result<(), Failure> {
             by_node,
             group_by,
             top,
+            from,
+            to,
+            by,
         } => {
+            if let (Some(from), Some(to)) = (from, to) {
+                return commands::query_days(&config, &from, &to, by.as_deref(), format).await;
+            }
             let grouping = group_by.map(|g| authstat_api::Grouping {
                 kind: match g {
                     authstat::cli::GroupBy::Client => authstat_core::dims::DimKind::Client,

@@ -147,6 +147,10 @@ pub async fn start_on(
         api_stats,
         registry,
     ));
+    state.daily_retention_days.store(
+        config.daily_retention_days,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let data_version = {
         let state = state.clone();
         authstat_runtime::tasks::spawn("data-version", async move {
@@ -190,7 +194,10 @@ fn background(
             crate::fold::run(store.clone(), silent_for, stats.clone()),
         )
     });
-    let daily = authstat_runtime::tasks::spawn("daily-users", crate::daily::run(store.clone(), config.daily_retention_days));
+    let daily = authstat_runtime::tasks::spawn(
+        "daily-users",
+        crate::daily::run(store.clone(), config.daily_retention_days),
+    );
     (fold, daily)
 }
 

@@ -11,7 +11,11 @@ use authstat_core::{Month, MonthStats};
 
 use super::ApiStats;
 use super::stat::{self, Format, Grouping};
+use crate::active::{Active, Range};
 use authstat_core::dims::MonthDims;
+
+/// A range's answer: when it was made, how long it may be used, what it depends on, the answer.
+type CachedRange = (Instant, Duration, Vec<(u64, u64)>, Arc<Active>);
 
 /// What an answer is of: its months, and the grouping per client or realm, if any.
 type Key = (Vec<Month>, Option<Grouping>);
@@ -22,6 +26,9 @@ pub const DATA_VERSION_EVERY: Duration = Duration::from_secs(1);
 /// The cache holds at most this many bytes of answers (rendered bodies; no HLL is kept);
 /// beyond, moka evicts the answers least likely to be asked again (TinyLFU), one at a time.
 const CACHE_BYTES: u64 = 32 << 20;
+
+/// Ranges of days whose answers are kept (an answer is a few numbers per period).
+const RANGES_KEPT: u64 = 1_000;
 
 /// Backend reads for answers that are not cached, at most this many at once: each holds the
 /// rows of its months while it merges them, so memory stays bounded under a burst of distinct
@@ -44,6 +51,8 @@ pub struct StatCache {
     reads: tokio::sync::Semaphore,
     /// Each month's version in the backend (see [`StatStore::month_versions`]) as last seen.
     versions: std::sync::RwLock<std::collections::BTreeMap<Month, u64>>,
+    /// Active users of ranges of days, by range (they depend on their months like the answers).
+    ranges: moka::sync::Cache<Range, CachedRange>,
 }
 
 impl std::fmt::Debug for StatCache {
@@ -75,12 +84,65 @@ impl StatCache {
                 .build(),
             reads: tokio::sync::Semaphore::new(CONCURRENT_READS),
             versions: Default::default(),
+            ranges: moka::sync::Cache::builder()
+                .max_capacity(RANGES_KEPT)
+                .build(),
         }
+    }
+
+    /// The active users of `range`, from the cache while fresh (a range including today: at
+    /// most `current_month_ttl_secs` old).
+    pub async fn active_users(
+        &self,
+        config: &ApiConfig,
+        range: Range,
+    ) -> Result<Arc<Active>, authstat_core::store::StoreError> {
+        let today = authstat_core::dims::day_of_millis(authstat_core::month::now_ms());
+        let ttl = Duration::from_secs(if range.to >= today {
+            config.cache_ttl_secs.min(config.current_month_ttl_secs)
+        } else {
+            config.cache_ttl_secs
+        });
+        let months = range.months();
+        let generation = self.generation(&months);
+        if let Some((made, kept, made_of, answer)) = self.ranges.get(&range)
+            && made.elapsed() < kept.min(ttl)
+            && made_of == generation
+        {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(answer);
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let read = self
+            .store
+            .read_dims(&months, authstat_core::dims::DimKind::Day)
+            .await;
+        if read.is_err() {
+            self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut days = std::collections::BTreeMap::new();
+        for month in read? {
+            for (dim, stats) in month.dims {
+                if let Some(day) = dim.as_day() {
+                    days.insert(day, stats.users);
+                }
+            }
+        }
+        let answer = Arc::new(crate::active::active(range, &days));
+        self.ranges
+            .insert(range, (Instant::now(), ttl, generation, answer.clone()));
+        Ok(answer)
     }
 
     /// Drops every answer (a reload: TTLs may differ).
     pub fn clear(&self) {
         self.entries.invalidate_all();
+        self.ranges.invalidate_all();
     }
 
     /// Keeps the months' versions current (a task the agent runs until it stops).

@@ -4,6 +4,7 @@
 //! The API knows the agent only through [`AgentStatus`], the backend through
 //! `authstat_core::store::StatStore` and the metrics through `authstat_core::metrics::Registry`.
 
+pub mod active;
 mod auth;
 mod cache;
 mod dashboard;
@@ -76,6 +77,8 @@ pub struct ApiState {
     pub cache: StatCache,
     /// The dashboard's logins.
     pub sessions: dashboard::Sessions,
+    /// How many days the active users of each day are kept (`daily_retention_days`).
+    pub daily_retention_days: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -103,6 +106,7 @@ impl ApiState {
         Self {
             cache: StatCache::new(store.clone(), status.clone(), api_stats.clone()),
             sessions: dashboard::Sessions::default(),
+            daily_retention_days: std::sync::atomic::AtomicU32::new(400),
             store,
             settings,
             status,
@@ -136,6 +140,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(dashboard::routes(&state))
         .route(&stat_path, get(stat_get).post(stat_post))
         .route(&health_path, get(health).post(health))
+        .route(ACTIVE_USERS_PATH, get(active_users))
         .route("/livez", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_endpoint))
@@ -329,6 +334,56 @@ async fn stat(
         answer.body(format),
     )
         .into_response()
+}
+
+/// Where the active users of a range of days are served.
+pub const ACTIVE_USERS_PATH: &str = "/authstat/v1/active-users";
+
+async fn active_users(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let settings = state.settings();
+    if let Some(denied) = check_access(&settings, &headers).await {
+        return denied;
+    }
+    let Ok(Query(pairs)) = params else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the query string cannot be read",
+        );
+    };
+    let retention = state
+        .daily_retention_days
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let first_kept =
+        authstat_core::dims::first_kept_month(authstat_core::month::now_ms(), retention)
+            .start_epoch_millis()
+            .div_euclid(authstat_core::dims::MILLIS_PER_DAY);
+    let range = match active::requested_range(&pairs, first_kept) {
+        Ok(range) => range,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    match state.cache.active_users(&settings.config, range).await {
+        Ok(answer) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            active::body(&answer),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "active users request: backend unavailable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the statistics backend is unavailable",
+            )
+        }
+    }
 }
 
 async fn db_online(state: &ApiState) -> bool {

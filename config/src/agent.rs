@@ -204,7 +204,9 @@ fn default_daily_retention_days() -> u32 {
 fn daily_retention_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if !(31..=3660).contains(&v) {
-        return Err(serde::de::Error::custom(format!("{v} is outside 31..=3660")));
+        return Err(serde::de::Error::custom(format!(
+            "{v} is outside 31..=3660"
+        )));
     }
     Ok(v)
 }

@@ -83,6 +83,14 @@ pub fn day_params(cluster: &HllParams) -> HllParams {
         .expect("a valid log2m and regwidth")
 }
 
+/// The first month whose days are kept at `now_ms` with a retention of `retention_days`: the
+/// month of the day that many days ago (so at least that many days are kept; older months'
+/// days are removed whole).
+pub fn first_kept_month(now_ms: i64, retention_days: u32) -> Month {
+    let oldest = now_ms - i64::from(retention_days) * MILLIS_PER_DAY;
+    Month::from_epoch_millis(oldest).expect("the clock is within years 0-9999")
+}
+
 /// The UTC day of a time (days since 1970-01-01).
 pub fn day_of_millis(ms: i64) -> i64 {
     ms.div_euclid(MILLIS_PER_DAY)

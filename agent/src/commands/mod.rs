@@ -7,7 +7,7 @@ mod query;
 
 pub use backfill::backfill;
 pub use import::import;
-pub use query::{hll_inspect, query};
+pub use query::{hll_inspect, query, query_days};
 
 use std::path::Path;
 

@@ -154,6 +154,68 @@ fn print_table(title: &str, stats: &[MonthStats]) {
     }
 }
 
+/// `authstat query --from --to [--by]`: the active users of a range of UTC days (and of its
+/// periods), merged over all nodes, checked like the API's requests.
+pub async fn query_days(
+    path: &Path,
+    from: &str,
+    to: &str,
+    by: Option<&str>,
+    format: QueryFormat,
+) -> Result<(), Failure> {
+    use authstat_api::active;
+    let resolved = load_config(path)?;
+    let mut pairs = vec![
+        ("from".to_owned(), from.to_owned()),
+        ("to".to_owned(), to.to_owned()),
+    ];
+    if let Some(by) = by {
+        pairs.push(("by".to_owned(), by.to_owned()));
+    }
+    let first_kept = authstat_core::dims::first_kept_month(
+        authstat_core::month::now_ms(),
+        resolved.config.daily_retention_days,
+    )
+    .start_epoch_millis()
+    .div_euclid(authstat_core::dims::MILLIS_PER_DAY);
+    let range = active::requested_range(&pairs, first_kept)
+        .map_err(|why| Failure::Usage(format!("--{why}")))?;
+    let store = crate::connect(&resolved).await?;
+    let mut days = std::collections::BTreeMap::new();
+    for month in store
+        .read_dims(&range.months(), authstat_core::dims::DimKind::Day)
+        .await
+        .context("reading the active users of the days")?
+    {
+        for (dim, stats) in month.dims {
+            if let Some(day) = dim.as_day() {
+                days.insert(day, stats.users);
+            }
+        }
+    }
+    let answer = active::active(range, &days);
+    match format {
+        QueryFormat::Json => println!("{}", active::body(&answer)),
+        QueryFormat::Table => {
+            println!(
+                "{} to {}: {} active users",
+                active::day_text(range.from),
+                active::day_text(range.to),
+                answer.users
+            );
+            for (first, last, users) in &answer.periods {
+                println!(
+                    "  {} to {} {:>12}",
+                    active::day_text(*first),
+                    active::day_text(*last),
+                    users
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The top clients (realms) of each month and the rest together, as a table.
 fn print_groups(grouping: authstat_api::Grouping, dims: &[authstat_core::dims::MonthDims]) {
     let kind = grouping.kind.as_str();

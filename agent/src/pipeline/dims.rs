@@ -223,7 +223,11 @@ mod tests {
     #[test]
     fn ids_beyond_the_cap_go_to_the_other_bucket_and_long_ones_are_skipped() {
         let month: Month = "202403".parse().unwrap();
-        let mut t = DimTable::new(HllParams::new(11, 5).unwrap(), HllParams::new(13, 5).unwrap(), 2);
+        let mut t = DimTable::new(
+            HllParams::new(11, 5).unwrap(),
+            HllParams::new(13, 5).unwrap(),
+            2,
+        );
         let ok = CounterKey::Authentication(Outcome::Success);
         for id in ["a", "b", "c", "d", "a"] {
             t.add_count(month, DimKind::Client, id, &ok, 1);

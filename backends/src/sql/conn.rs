@@ -67,6 +67,19 @@ pub(crate) struct DimRow {
     pub hll: Option<Vec<u8>>,
 }
 
+/// A dimension's month in the roll-up: its users and its counters (JSON).
+#[derive(Debug, QueryableByName)]
+pub(crate) struct RollupDimRow {
+    #[diesel(sql_type = Integer)]
+    pub month: i32,
+    #[diesel(sql_type = Text)]
+    pub dim: String,
+    #[diesel(sql_type = Binary)]
+    pub hll: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    pub counters: String,
+}
+
 /// A month of the roll-up.
 #[derive(Debug, QueryableByName)]
 pub(crate) struct RollupRow {

@@ -17,7 +17,7 @@ use authstat_core::store::{FlushBatch, StoreError};
 use authstat_core::{Month, NodeId};
 
 use super::TxError;
-use super::conn::{Bind, DimRow, SqlConnection, month_bind};
+use super::conn::{Bind, DimRow, RollupDimRow, SqlConnection, month_bind};
 use super::dialect::{Dialect, NODE_DIM_TABLES};
 use super::rollup::Step;
 use crate::merge::Merger;
@@ -61,19 +61,11 @@ fn unite(stored: Option<Hll>, seen: &Hll) -> (Hll, bool) {
     (stats.users, changed)
 }
 
-/// Binds of counter rows: [node,] month, dim, kind, k1, k2, value.
-fn counter_binds(
-    node: Option<&NodeId>,
-    month: Month,
-    dim: &Dim,
-    counters: &Counters,
-    out: &mut Vec<Bind>,
-) {
+/// Binds of a node's counter rows: node, month, dim, kind, k1, k2, value.
+fn counter_binds(node: &NodeId, month: Month, dim: &Dim, counters: &Counters, out: &mut Vec<Bind>) {
     for (key, value) in counters.iter() {
         let (kind, k1, k2) = key.parts();
-        if let Some(node) = node {
-            out.push(Bind::Text(node.as_str().to_owned()));
-        }
+        out.push(Bind::Text(node.as_str().to_owned()));
         out.extend([
             month_bind(month),
             Bind::Text(dim.as_str().to_owned()),
@@ -100,21 +92,17 @@ fn write_rows<C: SqlConnection>(
     Ok(())
 }
 
-/// The HLLs stored for `dims` of one month (the node's, or the roll-up's with `node` `None`).
+/// The node's HLLs stored for `dims` of one month.
 fn stored_hlls<C: SqlConnection>(
     conn: &mut C,
-    node: Option<&NodeId>,
+    node: &NodeId,
     month: Month,
     dims: &[DimFlush],
 ) -> Result<BTreeMap<String, Hll>, TxError> {
     let d = C::DIALECT;
-    let mut binds: Vec<Bind> = node
-        .map(|n| Bind::Text(n.as_str().to_owned()))
-        .into_iter()
-        .collect();
-    binds.push(month_bind(month));
+    let mut binds = vec![Bind::Text(node.as_str().to_owned()), month_bind(month)];
     binds.extend(dims.iter().map(|f| Bind::Text(f.dim.as_str().to_owned())));
-    let rows: Vec<DimRow> = conn.load(&d.dim_hlls(node.is_none(), dims.len()), binds)?;
+    let rows: Vec<DimRow> = conn.load(&d.dim_hlls(dims.len()), binds)?;
     let mut out = BTreeMap::new();
     for row in rows {
         if let Some(bytes) = &row.hll {
@@ -123,6 +111,69 @@ fn stored_hlls<C: SqlConnection>(
         }
     }
     Ok(out)
+}
+
+/// The roll-up's rows of `dims` of one month, decoded.
+fn stored_rollup<C: SqlConnection>(
+    conn: &mut C,
+    month: Month,
+    dims: &[DimFlush],
+) -> Result<BTreeMap<String, DimStats>, TxError> {
+    let d = C::DIALECT;
+    let mut binds = vec![month_bind(month)];
+    binds.extend(dims.iter().map(|f| Bind::Text(f.dim.as_str().to_owned())));
+    let rows: Vec<RollupDimRow> = conn.load(&d.rollup_dims_of(dims.len()), binds)?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let stats = rollup_stats(d, month, &row)?;
+        out.insert(row.dim, stats);
+    }
+    Ok(out)
+}
+
+/// Counters as stored in the roll-up: `[[kind, k1, k2, value], …]`.
+fn counters_json(counters: &Counters) -> String {
+    let rows: Vec<serde_json::Value> = counters
+        .iter()
+        .map(|(key, n)| {
+            let (kind, k1, k2) = key.parts();
+            serde_json::json!([kind, k1, k2, n])
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// A roll-up row read back.
+fn rollup_stats(d: Dialect, month: Month, row: &RollupDimRow) -> Result<DimStats, TxError> {
+    let bad = |why: String| corrupt(d, format!("month {month} dimension {}: {why}", row.dim));
+    let rows: Vec<(String, String, String, u64)> =
+        serde_json::from_str(&row.counters).map_err(|e| bad(e.to_string()))?;
+    let mut counters = Counters::default();
+    for (kind, k1, k2, n) in rows {
+        let key = CounterKey::from_parts(&kind, &k1, &k2).map_err(|e| bad(e.to_string()))?;
+        counters.add(&key, n);
+    }
+    Ok(DimStats {
+        users: decode(d, month, &row.dim, &row.hll)?,
+        counters,
+    })
+}
+
+/// A roll-up row's binds: month, dim, hll, counters.
+fn rollup_binds(
+    d: Dialect,
+    month: Month,
+    dim: &Dim,
+    stats: &DimStats,
+    out: &mut Vec<Bind>,
+) -> Result<(), TxError> {
+    out.extend([
+        month_bind(month),
+        Bind::Text(dim.as_str().to_owned()),
+        Bind::Bytes(encode(d, month, dim, &stats.users)?),
+        Bind::Text(counters_json(&stats.counters)),
+    ]);
+    Ok(())
 }
 
 /// A flush's clients and realms added to the node's rows and to the roll-up. Call after
@@ -134,13 +185,12 @@ pub(super) fn add_flush<C: SqlConnection>(
 ) -> Result<(), TxError> {
     let d = C::DIALECT;
     let node = &batch.node;
-    let (mut node_hlls, mut rollup_hlls) = (Vec::new(), Vec::new());
-    let (mut node_counters, mut rollup_counters) = (Vec::new(), Vec::new());
+    let (mut node_hlls, mut node_counters, mut rolled) = (Vec::new(), Vec::new(), Vec::new());
     for flush in &batch.months {
         let month = flush.month;
         for dims in flush.dims.chunks(Dialect::ROWS_PER_STATEMENT) {
-            let mut ours = stored_hlls(conn, Some(node), month, dims)?;
-            let mut all = stored_hlls(conn, None, month, dims)?;
+            let mut ours = stored_hlls(conn, node, month, dims)?;
+            let mut all = stored_rollup(conn, month, dims)?;
             for f in dims {
                 let (hll, changed) = unite(ours.remove(f.dim.as_str()), &f.users);
                 if changed {
@@ -151,33 +201,25 @@ pub(super) fn add_flush<C: SqlConnection>(
                         Bind::Bytes(encode(d, month, &f.dim, &hll)?),
                     ]);
                 }
-                let (hll, changed) = unite(all.remove(f.dim.as_str()), &f.users);
-                if changed {
-                    rollup_hlls.extend([
-                        month_bind(month),
-                        Bind::Text(f.dim.as_str().to_owned()),
-                        Bind::Bytes(encode(d, month, &f.dim, &hll)?),
-                    ]);
+                counter_binds(node, month, &f.dim, &f.counter_deltas, &mut node_counters);
+                let stored = all.remove(f.dim.as_str());
+                let unchanged_users = stored
+                    .as_ref()
+                    .is_some_and(|s| !unite(Some(s.users.clone()), &f.users).1);
+                if unchanged_users && f.counter_deltas.is_empty() {
+                    continue;
                 }
-                counter_binds(
-                    Some(node),
-                    month,
-                    &f.dim,
-                    &f.counter_deltas,
-                    &mut node_counters,
-                );
-                counter_binds(None, month, &f.dim, &f.counter_deltas, &mut rollup_counters);
+                let mut stats = stored.unwrap_or_else(|| DimStats::new(*f.users.params()));
+                stats
+                    .add(&f.users, &f.counter_deltas)
+                    .map_err(|e| corrupt(d, e.to_string()))?;
+                rollup_binds(d, month, &f.dim, &stats, &mut rolled)?;
             }
         }
     }
-    write_rows(conn, step, &node_hlls, 4, |n| d.upsert_dim_hlls(false, n))?;
-    write_rows(conn, step, &rollup_hlls, 3, |n| d.upsert_dim_hlls(true, n))?;
-    write_rows(conn, step, &node_counters, 7, |n| {
-        d.upsert_dim_counters(false, n)
-    })?;
-    write_rows(conn, step, &rollup_counters, 6, |n| {
-        d.upsert_dim_counters(true, n)
-    })?;
+    write_rows(conn, step, &node_hlls, 4, |n| d.upsert_dim_hlls(n))?;
+    write_rows(conn, step, &node_counters, 7, |n| d.upsert_dim_counters(n))?;
+    write_rows(conn, step, &rolled, 4, |n| d.upsert_rollup_dims(n))?;
     Ok(())
 }
 
@@ -190,40 +232,68 @@ fn gather(
 ) -> Result<BTreeMap<Month, MonthDims>, TxError> {
     let merger = Merger::new(d.kind());
     let mut out: BTreeMap<Month, MonthDims> = BTreeMap::new();
+    // A dimension's counters may come before its HLL: it starts with no users.
+    let no_users = || {
+        Hll::new(authstat_core::dims::dim_params(
+            &authstat_core::hll::HllParams::janssen(),
+        ))
+    };
+    let mut last_month: Option<(i32, Month)> = None;
     for row in rows {
-        let month = merger.month(i64::from(row.month)).map_err(TxError::Store)?;
+        let month = match last_month {
+            Some((stored, month)) if stored == row.month => month,
+            _ => {
+                let month = merger.month(i64::from(row.month)).map_err(TxError::Store)?;
+                last_month = Some((row.month, month));
+                month
+            }
+        };
         let dim = Dim::parse(&row.dim).map_err(|e| corrupt(d, format!("month {month}: {e}")))?;
         if kind.is_some_and(|k| k != dim.kind()) {
             continue;
         }
-        let mut stats = match &row.hll {
-            Some(bytes) => DimStats {
-                users: decode(d, month, &row.dim, bytes)?,
-                counters: Counters::default(),
-            },
+        let into = out.entry(month).or_insert_with(|| MonthDims::new(month));
+        match &row.hll {
+            Some(bytes) => {
+                let users = decode(d, month, &row.dim, bytes)?;
+                match into.dims.get_mut(&dim) {
+                    None => {
+                        into.dims.insert(
+                            dim,
+                            DimStats {
+                                users,
+                                counters: Counters::default(),
+                            },
+                        );
+                    }
+                    Some(ours) => {
+                        let counters = std::mem::take(&mut ours.counters);
+                        let mut merged = DimStats { users, counters };
+                        merged
+                            .add(&ours.users, &Counters::default())
+                            .map_err(|e| corrupt(d, e.to_string()))?;
+                        *ours = merged;
+                    }
+                }
+            }
             None => {
                 let key = CounterKey::from_parts(&row.kind, &row.k1, &row.k2)
                     .map_err(|e| corrupt(d, format!("month {month} dimension {dim}: {e}")))?;
-                let mut counters = Counters::default();
-                counters.add(&key, u64::try_from(row.value).unwrap_or(0));
-                DimStats {
-                    users: Hll::new(authstat_core::dims::dim_params(
-                        &authstat_core::hll::HllParams::janssen(),
-                    )),
-                    counters,
+                let value = u64::try_from(row.value).unwrap_or(0);
+                match into.dims.get_mut(&dim) {
+                    Some(ours) => ours.counters.add(&key, value),
+                    None => {
+                        let mut counters = Counters::default();
+                        counters.add(&key, value);
+                        into.dims.insert(
+                            dim,
+                            DimStats {
+                                users: no_users(),
+                                counters,
+                            },
+                        );
+                    }
                 }
-            }
-        };
-        let into = out.entry(month).or_insert_with(|| MonthDims::new(month));
-        match into.dims.get_mut(&dim) {
-            Some(ours) if row.hll.is_some() && ours.users.is_empty() => {
-                // The counters came first: the HLL row is the users.
-                std::mem::swap(&mut ours.users, &mut stats.users);
-                ours.merge(&stats).map_err(|e| corrupt(d, e.to_string()))?;
-            }
-            Some(ours) => ours.merge(&stats).map_err(|e| corrupt(d, e.to_string()))?,
-            None => {
-                into.dims.insert(dim, stats);
             }
         }
     }
@@ -249,7 +319,7 @@ pub(super) fn load_node<C: SqlConnection>(
     Ok(gather(d, rows, None)?.into_values().collect())
 }
 
-/// The roll-up's clients (or realms) of `months`.
+/// The roll-up's clients (or realms, or days) of `months`.
 pub(super) fn read<C: SqlConnection>(
     conn: &mut C,
     months: &[Month],
@@ -259,13 +329,24 @@ pub(super) fn read<C: SqlConnection>(
     if months.is_empty() {
         return Ok(Vec::new());
     }
-    let mut binds: Vec<Bind> = months.iter().map(|&m| month_bind(m)).collect();
-    binds.extend(months.iter().map(|&m| month_bind(m)));
-    let rows: Vec<DimRow> = conn.load(&d.read_rollup_dims(months.len(), kind.prefix()), binds)?;
-    Ok(gather(d, rows, Some(kind))?
-        .into_values()
-        .filter(|m| !m.dims.is_empty())
-        .collect())
+    let binds: Vec<Bind> = months.iter().map(|&m| month_bind(m)).collect();
+    let rows: Vec<RollupDimRow> =
+        conn.load(&d.read_rollup_dims(months.len(), kind.prefix()), binds)?;
+    let merger = Merger::new(d.kind());
+    let mut out: BTreeMap<Month, MonthDims> = BTreeMap::new();
+    for row in rows {
+        let month = merger.month(i64::from(row.month)).map_err(TxError::Store)?;
+        let dim = Dim::parse(&row.dim).map_err(|e| corrupt(d, format!("month {month}: {e}")))?;
+        if dim.kind() != kind {
+            continue;
+        }
+        let stats = rollup_stats(d, month, &row)?;
+        out.entry(month)
+            .or_insert_with(|| MonthDims::new(month))
+            .dims
+            .insert(dim, stats);
+    }
+    Ok(out.into_values().collect())
 }
 
 /// Moves `ids` nodes' rows into the folded node's (HLLs unioned, counters summed). The
@@ -300,7 +381,7 @@ pub(super) fn fold<C: SqlConnection>(
             ]);
         }
     }
-    write_rows(conn, step, &binds, 4, |n| d.upsert_dim_hlls(false, n))
+    write_rows(conn, step, &binds, 4, |n| d.upsert_dim_hlls(n))
 }
 
 /// Builds the roll-up of clients and realms anew from every node's rows (under the gate held
@@ -309,26 +390,16 @@ pub(super) fn rebuild<C: SqlConnection>(conn: &mut C) -> Result<(), TxError> {
     let d = C::DIALECT;
     let rows: Vec<DimRow> = conn.load(&d.all_dim_rows(), Vec::new())?;
     let months = gather(d, rows, None)?;
-    for sql in d.clear_rollup_dims() {
-        conn.exec(&sql, Vec::new())?;
-    }
-    let (mut hlls, mut counters) = (Vec::new(), Vec::new());
+    conn.exec(&d.clear_rollup_dims(), Vec::new())?;
+    let mut binds = Vec::new();
     for (month, dims) in &months {
         for (dim, stats) in &dims.dims {
-            hlls.extend([
-                month_bind(*month),
-                Bind::Text(dim.as_str().to_owned()),
-                Bind::Bytes(encode(d, *month, dim, &stats.users)?),
-            ]);
-            counter_binds(None, *month, dim, &stats.counters, &mut counters);
+            rollup_binds(d, *month, dim, stats, &mut binds)?;
         }
     }
     let mut exec = |conn: &mut C, sql: &str, binds: Vec<Bind>| -> Result<(), TxError> {
         conn.exec(sql, binds)?;
         Ok(())
     };
-    write_rows(conn, &mut exec, &hlls, 3, |n| d.upsert_dim_hlls(true, n))?;
-    write_rows(conn, &mut exec, &counters, 6, |n| {
-        d.upsert_dim_counters(true, n)
-    })
+    write_rows(conn, &mut exec, &binds, 4, |n| d.upsert_rollup_dims(n))
 }

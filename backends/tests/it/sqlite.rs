@@ -25,7 +25,7 @@ impl Harness for Sqlite {
             store,
             fail_next_flush: Box::new(move |at| hook.inject_flush_failure(sql_fail(at))),
             fail_next_fold: Box::new(move |at| fold_hook.inject_fold_failure(sql_fail(at))),
-            flush_points: 17,
+            flush_points: 16,
             // Fold counters, delete HLLs, delete counters, upsert the HLLs (one statement for
             // the tests' months), bump the folded node.
             fold_points: 8,

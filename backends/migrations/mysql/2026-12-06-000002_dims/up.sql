@@ -24,14 +24,6 @@ CREATE TABLE IF NOT EXISTS authstat_rollup_dims (
     month INTEGER NOT NULL,
     dim VARBINARY(258) NOT NULL,
     hll LONGBLOB NOT NULL,
+    counters MEDIUMTEXT NOT NULL,         -- [[kind, k1, k2, value], …] (JSON)
     PRIMARY KEY (month, dim)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
-CREATE TABLE IF NOT EXISTS authstat_rollup_dim_counters (
-    month INTEGER NOT NULL,
-    dim VARBINARY(258) NOT NULL,
-    kind VARCHAR(16) NOT NULL,
-    k1 VARCHAR(255) NOT NULL,
-    k2 VARCHAR(255) NOT NULL,
-    value BIGINT NOT NULL,
-    PRIMARY KEY (month, dim, kind, k1, k2)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

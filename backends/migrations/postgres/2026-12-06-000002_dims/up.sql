@@ -22,16 +22,8 @@ CREATE TABLE IF NOT EXISTS authstat_rollup_dims (
     month INTEGER NOT NULL,
     dim VARCHAR(258) NOT NULL,
     hll BYTEA NOT NULL,
+    counters TEXT NOT NULL,               -- [[kind, k1, k2, value], …] (JSON)
     PRIMARY KEY (month, dim)
-);
-CREATE TABLE IF NOT EXISTS authstat_rollup_dim_counters (
-    month INTEGER NOT NULL,
-    dim VARCHAR(258) NOT NULL,
-    kind VARCHAR(16) NOT NULL,
-    k1 VARCHAR(255) NOT NULL,
-    k2 VARCHAR(255) NOT NULL,
-    value BIGINT NOT NULL,
-    PRIMARY KEY (month, dim, kind, k1, k2)
 );
 ALTER TABLE authstat_dim_hll ALTER COLUMN hll SET STORAGE EXTERNAL;
 ALTER TABLE authstat_rollup_dims ALTER COLUMN hll SET STORAGE EXTERNAL;

@@ -1,4 +1,3 @@
-DROP TABLE authstat_rollup_dim_counters;
 DROP TABLE authstat_rollup_dims;
 DROP TABLE authstat_dim_counters;
 DROP TABLE authstat_dim_hll;

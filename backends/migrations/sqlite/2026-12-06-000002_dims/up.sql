@@ -22,14 +22,6 @@ CREATE TABLE IF NOT EXISTS authstat_rollup_dims (
     month INTEGER NOT NULL,
     dim VARCHAR(258) NOT NULL,
     hll BLOB NOT NULL,
+    counters TEXT NOT NULL,               -- [[kind, k1, k2, value], …] (JSON)
     PRIMARY KEY (month, dim)
-);
-CREATE TABLE IF NOT EXISTS authstat_rollup_dim_counters (
-    month INTEGER NOT NULL,
-    dim VARCHAR(258) NOT NULL,
-    kind VARCHAR(16) NOT NULL,
-    k1 VARCHAR(255) NOT NULL,
-    k2 VARCHAR(255) NOT NULL,
-    value BIGINT NOT NULL,
-    PRIMARY KEY (month, dim, kind, k1, k2)
 );

@@ -397,7 +397,7 @@ pub async fn a_failure_at_any_write_of_a_large_flush_changes_nothing(h: &dyn Har
     };
     let mut expected = Counters::default();
     // SQL: update node, HLLs, 3 counter statements, the roll-up's months (one statement) and 3 counter
-    // statements, the clients' HLLs and counters (4 statements), delete positions, 3 position
+    // statements, the clients' HLLs and counters and their roll-up (3 statements), delete positions, 3 position
     // statements.
     let mut fired = 0;
     let months = [month("202401"), month("202402")];

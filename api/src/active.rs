@@ -1,0 +1,325 @@
+//! `GET /authstat/v1/active-users`: the distinct users of any range of UTC days, and of its
+//! days, weeks or months (docs/api.md).
+
+use authstat_core::Month;
+use authstat_core::dims::MILLIS_PER_DAY;
+use authstat_core::hll::Hll;
+use authstat_core::month::{civil_from_days, days_from_civil};
+use std::collections::BTreeMap;
+
+/// The longest range, in days.
+pub const MAX_RANGE_DAYS: i64 = 400;
+
+/// How a range is cut into periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum By {
+    /// Each day.
+    Day,
+    /// ISO 8601 weeks (Monday to Sunday), the first and last cut at the range.
+    Week,
+    /// Calendar months, the first and last cut at the range.
+    Month,
+}
+
+/// A request: its days (days since 1970-01-01, inclusive) and periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Range {
+    /// The first day.
+    pub from: i64,
+    /// The last day.
+    pub to: i64,
+    /// The periods asked for, if any.
+    pub by: Option<By>,
+}
+
+/// A day as `YYYY-MM-DD`.
+pub fn day_text(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Reads a `YYYY-MM-DD` date that exists (`parameter` names it in the error).
+pub fn parse_day(parameter: &str, text: &str) -> Result<i64, String> {
+    let shown: String = text.chars().take(32).collect();
+    let bad = || format!("{parameter}: '{shown}' is not a date YYYY-MM-DD");
+    let b = text.as_bytes();
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !b
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let (y, m, d): (i64, u32, u32) = (
+        text[..4].parse().map_err(|_| bad())?,
+        text[5..7].parse().map_err(|_| bad())?,
+        text[8..].parse().map_err(|_| bad())?,
+    );
+    let day = days_from_civil(y, m, d);
+    if !(1..=12).contains(&m) || civil_from_days(day) != (y, m, d) {
+        return Err(format!("{parameter}: {shown} does not exist"));
+    }
+    Ok(day)
+}
+
+/// The range a request asks for, checked: both dates exist, `from` is not after `to`, at most
+/// [`MAX_RANGE_DAYS`] days, not before `first_kept` (the retention), `by` is known.
+pub fn requested_range(pairs: &[(String, String)], first_kept: i64) -> Result<Range, String> {
+    let first = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let from = parse_day(
+        "from",
+        first("from").ok_or("from: missing (a date YYYY-MM-DD)")?,
+    )?;
+    let to = parse_day("to", first("to").ok_or("to: missing (a date YYYY-MM-DD)")?)?;
+    if from > to {
+        return Err(format!(
+            "from: {} is after to ({})",
+            day_text(from),
+            day_text(to)
+        ));
+    }
+    if to - from + 1 > MAX_RANGE_DAYS {
+        return Err(format!(
+            "to: the range has {} days, more than {MAX_RANGE_DAYS}",
+            to - from + 1
+        ));
+    }
+    if from < first_kept {
+        return Err(format!(
+            "from: {} is before {}, the first day kept (daily_retention_days)",
+            day_text(from),
+            day_text(first_kept)
+        ));
+    }
+    let by = match first("by") {
+        None => None,
+        Some("day") => Some(By::Day),
+        Some("week") => Some(By::Week),
+        Some("month") => Some(By::Month),
+        Some(other) => {
+            let shown: String = other.chars().take(32).collect();
+            return Err(format!("by: '{shown}' is none of day, week, month"));
+        }
+    };
+    if let Some(group_by) = first("group_by") {
+        let shown: String = group_by.chars().take(32).collect();
+        return Err(format!(
+            "group_by: '{shown}': active users per client are kept per month, not per day \
+             (the stat API's group_by=client)"
+        ));
+    }
+    Ok(Range { from, to, by })
+}
+
+impl Range {
+    /// The months its days fall in, ascending.
+    pub fn months(&self) -> Vec<Month> {
+        let first = Month::from_epoch_millis(self.from * MILLIS_PER_DAY).expect("a valid date");
+        let last = Month::from_epoch_millis(self.to * MILLIS_PER_DAY).expect("a valid date");
+        authstat_core::MonthRange::new(first, last)
+            .expect("from is not after to")
+            .iter()
+            .collect()
+    }
+
+    /// Its periods `(first day, last day)`, ascending (empty without `by`).
+    pub fn periods(&self) -> Vec<(i64, i64)> {
+        let Some(by) = self.by else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut start = self.from;
+        while start <= self.to {
+            let end = match by {
+                By::Day => start,
+                // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
+                By::Week => start + 6 - (start + 3).rem_euclid(7),
+                By::Month => {
+                    let (y, m, _) = civil_from_days(start);
+                    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                    days_from_civil(ny, nm, 1) - 1
+                }
+            }
+            .min(self.to);
+            out.push((start, end));
+            start = end + 1;
+        }
+        out
+    }
+}
+
+/// The answer: the union over the range and over each period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    /// The range asked for.
+    pub range: Range,
+    /// Distinct users over the whole range.
+    pub users: u64,
+    /// Each period's `(first day, last day, distinct users)`.
+    pub periods: Vec<(i64, i64, u64)>,
+}
+
+/// Unions the days' HLLs of `range` (`days`: the stored days, by day); days nobody stored are
+/// empty. HLLs of other parameters than the first (nodes configured differently) count by the
+/// larger estimate.
+pub fn active(range: Range, days: &BTreeMap<i64, Hll>) -> Active {
+    let union = |from: i64, to: i64| -> u64 {
+        let mut acc: Option<Hll> = None;
+        for (_, hll) in days.range(from..=to) {
+            match &mut acc {
+                None => acc = Some(hll.clone()),
+                Some(a) if a.params() == hll.params() => {
+                    a.union(hll).expect("equal parameters");
+                }
+                Some(a) => {
+                    if hll.cardinality() > a.cardinality() {
+                        *a = hll.clone();
+                    }
+                }
+            }
+        }
+        acc.and_then(|a| a.cardinality()).unwrap_or(0)
+    };
+    Active {
+        range,
+        users: union(range.from, range.to),
+        periods: range
+            .periods()
+            .into_iter()
+            .map(|(a, b)| (a, b, union(a, b)))
+            .collect(),
+    }
+}
+
+/// The JSON body.
+pub fn body(a: &Active) -> String {
+    let mut value = serde_json::json!({
+        "from": day_text(a.range.from),
+        "to": day_text(a.range.to),
+        "active_users": a.users,
+    });
+    if a.range.by.is_some() {
+        value["periods"] = a
+            .periods
+            .iter()
+            .map(|&(f, t, n)| {
+                serde_json::json!({"from": day_text(f), "to": day_text(t), "active_users": n})
+            })
+            .collect();
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    fn day(s: &str) -> i64 {
+        parse_day("x", s).unwrap()
+    }
+
+    #[test]
+    fn dates_are_strict_and_must_exist() {
+        assert_eq!(day("1970-01-01"), 0);
+        assert_eq!(day("2024-02-29") - day("2024-02-28"), 1);
+        for bad in ["2024-2-01", "2024/02/01", "20240201", "2024-02-01T00", ""] {
+            assert!(
+                parse_day("from", bad).unwrap_err().starts_with("from:"),
+                "{bad}"
+            );
+        }
+        for missing in [
+            "2023-02-29",
+            "2024-02-30",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-04-31",
+        ] {
+            assert!(
+                parse_day("to", missing)
+                    .unwrap_err()
+                    .contains("does not exist"),
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_are_checked_and_name_the_parameter() {
+        let kept = day("2023-01-01");
+        let err = |q: &[(&str, &str)]| requested_range(&pairs(q), kept).unwrap_err();
+        assert!(err(&[("to", "2024-01-01")]).starts_with("from:"));
+        assert!(err(&[("from", "2024-01-02"), ("to", "2024-01-01")]).starts_with("from:"));
+        assert!(err(&[("from", "2023-01-01"), ("to", "2024-02-05")]).starts_with("to:"));
+        assert!(err(&[("from", "2022-12-31"), ("to", "2023-01-05")]).starts_with("from:"));
+        assert!(
+            err(&[("from", "2024-01-01"), ("to", "2024-01-05"), ("by", "year")]).starts_with("by:")
+        );
+        let ok = requested_range(
+            &pairs(&[
+                ("from", "2023-01-01"),
+                ("to", "2024-02-04"),
+                ("by", "month"),
+            ]),
+            kept,
+        )
+        .unwrap();
+        assert_eq!(ok.to - ok.from + 1, 400, "400 days are allowed");
+        assert_eq!(ok.months().len(), 14);
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_periods_are_cut_at_the_range() {
+        // 2024-01-05 is a Friday; 2024-02-03 a Saturday.
+        let range = Range {
+            from: day("2024-01-05"),
+            to: day("2024-02-03"),
+            by: Some(By::Week),
+        };
+        let weeks: Vec<(String, String)> = range
+            .periods()
+            .into_iter()
+            .map(|(a, b)| (day_text(a), day_text(b)))
+            .collect();
+        assert_eq!(
+            weeks.first().unwrap(),
+            &("2024-01-05".into(), "2024-01-07".into())
+        );
+        assert_eq!(weeks[1], ("2024-01-08".into(), "2024-01-14".into()));
+        assert_eq!(
+            weeks.last().unwrap(),
+            &("2024-01-29".into(), "2024-02-03".into())
+        );
+        let months = Range {
+            by: Some(By::Month),
+            ..range
+        };
+        assert_eq!(
+            months.periods(),
+            [
+                (day("2024-01-05"), day("2024-01-31")),
+                (day("2024-02-01"), day("2024-02-03"))
+            ]
+        );
+        let days = Range {
+            by: Some(By::Day),
+            ..range
+        };
+        assert_eq!(days.periods().len(), 30);
+    }
+}

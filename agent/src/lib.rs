@@ -55,6 +55,8 @@ pub struct RunningAgent {
     api: Arc<authstat_api::ApiState>,
     /// Keeps the API cache's view of the backend current.
     data_version: tokio::task::JoinHandle<()>,
+    /// Reads the cluster's active users of today, 7 and 30 days for `/metrics` and OTLP.
+    recent_users: tokio::task::JoinHandle<()>,
     /// Folds silent nodes now and then (`fold_silent_nodes_after_secs`; none when 0).
     fold: Option<tokio::task::JoinHandle<()>>,
     /// Records the cluster's month-to-date users each day (for the dashboard).
@@ -142,6 +144,7 @@ impl RunningAgent {
         }
         let _ = (&mut self.http).await;
         self.data_version.abort();
+        self.recent_users.abort();
         if let Some(fold) = &self.fold {
             fold.abort();
         }

@@ -157,6 +157,9 @@ pub async fn start_on(
             state.cache.watch_data_version().await
         })
     };
+    let recent = Arc::new(api::active::RecentUsers::default());
+    state.registry.register(recent.clone());
+    let recent_users = authstat_runtime::tasks::spawn("recent-users", recent.run(state.clone()));
     front.ready(api::router(state.clone()));
     info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "serving");
     Ok(RunningAgent {
@@ -166,6 +169,7 @@ pub async fn start_on(
         resolved,
         api: state,
         data_version,
+        recent_users,
         fold,
         daily,
         control,

@@ -323,3 +323,79 @@ mod tests {
         assert_eq!(days.periods().len(), 30);
     }
 }
+
+authstat_core::family!(
+    CLUSTER_ACTIVE_USERS,
+    "authstat_cluster_active_users",
+    Gauge,
+    "{user}",
+    true,
+    ["days"],
+    "Distinct active users over all nodes of today so far (days=\"1\"), the last 7 days and the last 30 days (today included; UTC days; read through the API's cache every minute)."
+);
+
+/// The cluster's active users of today, the last 7 and the last 30 days, as last read (a
+/// collector of the metric registry).
+#[derive(Debug, Default)]
+pub struct RecentUsers(std::sync::Mutex<Vec<(u32, u64)>>);
+
+/// The windows [`RecentUsers`] reports, in days (today included).
+pub const RECENT_WINDOWS: [u32; 3] = [1, 7, 30];
+
+/// How often [`RecentUsers`] is read.
+pub const RECENT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl RecentUsers {
+    /// Reads the windows ending `today` (days since 1970-01-01) through the cache.
+    pub async fn refresh(&self, state: &crate::ApiState, today: i64) {
+        let settings = state.settings();
+        let mut figures = Vec::new();
+        for days in RECENT_WINDOWS {
+            let range = Range {
+                from: today - i64::from(days) + 1,
+                to: today,
+                by: None,
+            };
+            match state.cache.active_users(&settings.config, range).await {
+                Ok(answer) => figures.push((days, answer.users)),
+                Err(e) => tracing::debug!(error = %e, "recent active users not read"),
+            }
+        }
+        if figures.len() == RECENT_WINDOWS.len() {
+            *self.0.lock().expect("lock") = figures;
+        }
+    }
+
+    /// Refreshes every [`RECENT_EVERY`] until the agent stops.
+    pub async fn run(self: std::sync::Arc<Self>, state: std::sync::Arc<crate::ApiState>) {
+        let mut tick = tokio::time::interval(RECENT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let today = authstat_core::dims::day_of_millis(authstat_core::month::now_ms());
+            self.refresh(&state, today).await;
+        }
+    }
+
+    /// The figures as last read: `(days, users)`.
+    pub fn figures(&self) -> Vec<(u32, u64)> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl authstat_core::metrics::Collector for RecentUsers {
+    fn collect(&self, out: &mut authstat_core::metrics::Families) {
+        let figures = self.figures();
+        if !figures.is_empty() {
+            out.push((
+                &CLUSTER_ACTIVE_USERS,
+                figures
+                    .into_iter()
+                    .map(|(days, users)| {
+                        authstat_core::metrics::Sample::int(vec![days.to_string()], users)
+                    })
+                    .collect(),
+            ));
+        }
+    }
+}

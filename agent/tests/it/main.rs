@@ -11,6 +11,7 @@ mod clients;
 mod clock;
 mod crash;
 mod dashboard;
+mod days;
 mod examples;
 mod flood;
 mod fold;

@@ -196,3 +196,85 @@ pub async fn clients_and_realms_merge_over_nodes_and_survive_retries_and_folds(h
         of_kind(&expected, DimKind::Realm)
     );
 }
+
+/// A day's users are a dimension of its month: merged over nodes like the clients, read apart
+/// from them, and removed before the retention (the other dimensions and months stay).
+pub async fn days_merge_and_are_dropped_before_the_retention(h: &dyn Harness) {
+    use authstat_core::dims::{day_of_millis, day_params};
+    let store = h.open().await.store;
+    let days = |text: &str| {
+        let m = month(text).start_epoch_millis();
+        [0i64, 1, 27].map(|d| day_of_millis(m) + d)
+    };
+    let day_flush = |day: i64, first: usize| {
+        let mut users = Hll::new(day_params(&HllParams::janssen()));
+        for u in first..first + 200 {
+            users.add_raw(HashAlgorithm::Murmur3.hash(&format!("day-user{u}")));
+        }
+        DimFlush {
+            dim: Dim::day(day),
+            users,
+            counter_deltas: Counters::default(),
+        }
+    };
+    let mut expected = BTreeMap::new();
+    for (node, first) in [("node-a", 0), ("node-b", 100)] {
+        let epoch = own(store.as_ref(), node).await;
+        let mut b = batch(node, 1, &MONTHS, 0, 10, 1);
+        b.epoch = epoch;
+        for m in &mut b.months {
+            let month_text = m.month.to_string();
+            m.dims = days(&month_text)
+                .into_iter()
+                .map(|d| day_flush(d, first))
+                .chain([dim_flush(&client("c1"), first, 5, 1)])
+                .collect();
+            m.dims.sort_by(|a, b| a.dim.cmp(&b.dim));
+        }
+        store.flush(&b).await.unwrap();
+        expect(&mut expected, &b);
+    }
+    let read_days = store
+        .read_dims(&MONTHS.map(month), DimKind::Day)
+        .await
+        .unwrap();
+    assert_eq!(read_days, of_kind(&expected, DimKind::Day));
+    let first_day = &read_days[0].dims[&Dim::day(days(MONTHS[0])[0])];
+    assert_eq!(
+        first_day.active_users(),
+        300,
+        "200 + 200 users, 100 shared: exact"
+    );
+    assert_eq!(
+        read(store.as_ref(), DimKind::Client).await.len(),
+        2,
+        "clients apart"
+    );
+
+    assert!(store.drop_days_before(month(MONTHS[1])).await.unwrap() > 0);
+    let left = store
+        .read_dims(&MONTHS.map(month), DimKind::Day)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "only the kept month's days");
+    assert_eq!(left[0].month, month(MONTHS[1]));
+    assert!(
+        store
+            .node_dims(&node("node-a"), &[month(MONTHS[0])])
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.dims.keys().all(|d| d.kind() != DimKind::Day)),
+        "the node's days too"
+    );
+    assert_eq!(
+        read(store.as_ref(), DimKind::Client).await,
+        of_kind(&expected, DimKind::Client),
+        "clients stay"
+    );
+    assert_eq!(
+        store.drop_days_before(month(MONTHS[1])).await.unwrap(),
+        0,
+        "idempotent"
+    );
+}

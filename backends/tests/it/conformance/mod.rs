@@ -39,7 +39,8 @@ macro_rules! conformance_tests {
             foreign_nodes_are_never_folded, concurrent_snapshots_keep_the_newest,
             daily_users_keep_the_largest_figure, the_rollup_equals_the_merge_of_the_node_rows,
             a_write_changes_only_its_months_versions,
-            clients_and_realms_merge_over_nodes_and_survive_retries_and_folds);
+            clients_and_realms_merge_over_nodes_and_survive_retries_and_folds,
+            days_merge_and_are_dropped_before_the_retention);
     };
     (@each $harness:path, $($test:ident),*) => {
         $(

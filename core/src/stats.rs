@@ -224,23 +224,21 @@ pub trait UpdateSink {
     fn add_count(&mut self, month: Month, key: &CounterKey, n: u64);
     /// A client (already hashed) was active in `month`.
     fn add_client(&mut self, month: Month, raw_hash: i64);
-    /// A user (already hashed) was active in `month` through the client or realm `id` (not
-    /// yet checked: the sink bounds it). Ignored unless the sink keeps dimensions.
-    fn add_dim_user(&mut self, _month: Month, _kind: DimKind, _id: &str, _raw_hash: i64) {}
+    /// What one event counted in `month`, counted also under the client or realm `id` (not yet
+    /// checked: the sink bounds it). Ignored unless the sink keeps dimensions.
+    fn add_dim(&mut self, _month: Month, _kind: DimKind, _id: &str, _figures: &DimFigures<'_>) {}
     /// A user (already hashed) was active on a UTC day (days since 1970-01-01) of `month`.
     /// Ignored unless the sink keeps days.
     fn add_day_user(&mut self, _month: Month, _day: i64, _raw_hash: i64) {}
-    /// A counter of the client or realm `id` grows by `n` in `month`. Ignored unless the sink
-    /// keeps dimensions.
-    fn add_dim_count(
-        &mut self,
-        _month: Month,
-        _kind: DimKind,
-        _id: &str,
-        _key: &CounterKey,
-        _n: u64,
-    ) {
-    }
+}
+
+/// What one event counted, for a client or realm ([`UpdateSink::add_dim`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DimFigures<'a> {
+    /// The user it made active (already hashed), if any.
+    pub user: Option<i64>,
+    /// The counters it added 1 to (an authentication, tokens).
+    pub counts: &'a [Option<CounterKey>],
 }
 
 /// Stats per month, built up in memory from events; all months share one HLL setting.

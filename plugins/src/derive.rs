@@ -8,7 +8,7 @@ use authstat_core::dims::{DimKind, day_of_millis};
 use authstat_core::event::{AuditAction, Event, Tenant, UserActivity};
 use authstat_core::hash::HashAlgorithm;
 use authstat_core::ingest::Deriver;
-use authstat_core::stats::UpdateSink;
+use authstat_core::stats::{DimFigures, UpdateSink};
 
 /// The configurable rules.
 ///
@@ -96,16 +96,15 @@ impl Deriver for RulesDeriver {
         if let Tenant::Named { name, id } = &e.tenant {
             dims[1].1 = name.as_deref().or(id.as_deref());
         }
-        let dims = dims.into_iter().filter_map(|(kind, id)| Some((kind, id?)));
-        let dims = dims.filter(|_| self.per_client);
+        // What the event counts, counted also under its client and realm (one call each).
+        let mut counted: [Option<CounterKey>; 2] = [None, None];
+        let mut active_user = None;
         if e.authentication
             && (e.success || user.is_some() || self.failed_authentication == FailedAuthRule::All)
         {
             let key = CounterKey::Authentication(outcome);
             sink.add_count(month, &key, 1);
-            for (kind, id) in dims.clone() {
-                sink.add_dim_count(month, kind, id, &key, 1);
-            }
+            counted[0] = Some(key);
         }
         if let Some(user) = user.filter(|_| e.success) {
             let active = match e.user_activity {
@@ -120,9 +119,7 @@ impl Deriver for RulesDeriver {
                 let hash = self.hash.hash(user);
                 sink.add_user(month, hash);
                 sink.add_day_user(month, day_of_millis(e.timestamp), hash);
-                for (kind, id) in dims.clone() {
-                    sink.add_dim_user(month, kind, id, hash);
-                }
+                active_user = Some(hash);
             }
         }
         // An active client: named by a successful authorization (an authentication: Janssen's
@@ -146,8 +143,15 @@ impl Deriver for RulesDeriver {
                 token_type: tokens.token_type.to_string(),
             };
             sink.add_count(month, &key, 1);
-            for (kind, id) in dims {
-                sink.add_dim_count(month, kind, id, &key, 1);
+            counted[1] = Some(key);
+        }
+        if self.per_client && (active_user.is_some() || counted.iter().any(Option::is_some)) {
+            let figures = DimFigures {
+                user: active_user,
+                counts: &counted,
+            };
+            for (kind, id) in dims.into_iter().filter_map(|(kind, id)| Some((kind, id?))) {
+                sink.add_dim(month, kind, id, &figures);
             }
         }
         Ok(())

@@ -8,7 +8,7 @@ use authstat_core::counters::{CounterKey, Counters};
 use authstat_core::hll::{Hll, HllParams};
 use authstat_core::ingest::ParseErrorKind;
 use authstat_core::source::Origin;
-use authstat_core::stats::UpdateSink;
+use authstat_core::stats::{DimFigures, UpdateSink};
 use authstat_core::store::Snapshot;
 use authstat_core::{Month, NodeId};
 use tracing::{debug, warn};
@@ -113,18 +113,13 @@ impl UpdateSink for Aggregate {
         self.touched.insert(month);
     }
 
-    fn add_dim_user(&mut self, month: Month, kind: DimKind, id: &str, raw_hash: i64) {
-        self.dims.add_user(month, kind, id, raw_hash);
+    fn add_dim(&mut self, month: Month, kind: DimKind, id: &str, figures: &DimFigures<'_>) {
+        self.dims.add(month, kind, id, figures);
         self.touched.insert(month);
     }
 
     fn add_day_user(&mut self, month: Month, day: i64, raw_hash: i64) {
         self.dims.add_day_user(month, day, raw_hash);
-        self.touched.insert(month);
-    }
-
-    fn add_dim_count(&mut self, month: Month, kind: DimKind, id: &str, key: &CounterKey, n: u64) {
-        self.dims.add_count(month, kind, id, key, n);
         self.touched.insert(month);
     }
 }

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use authstat_core::Month;
-use authstat_core::counters::{CounterKey, Counters};
+use authstat_core::counters::Counters;
 use authstat_core::dims::{Dim, DimFlush, DimKind, MAX_DIM_ID_LEN, MonthDims};
 use authstat_core::hll::{Hll, HllParams};
+use authstat_core::stats::DimFigures;
 use tracing::warn;
 
 /// What one dimension gathered since the last flush (`None`/empty once flushed: the id stays
@@ -20,7 +21,7 @@ struct Gathered {
 
 /// The dimensions of one month and kind: by id (the other bucket under the empty id, which no
 /// client can have).
-type Ids = HashMap<String, Gathered>;
+type Ids = HashMap<String, Gathered, foldhash::fast::RandomState>;
 
 /// Every month's dimensions, bounded per month and kind, and the users of each day seen since the
 /// last flush.
@@ -29,6 +30,9 @@ pub(crate) struct DimTable {
     params: HllParams,
     day_params: HllParams,
     days: BTreeMap<Month, BTreeMap<i64, Hll>>,
+    /// The day records are counted into now (most records of a flush are of one day): one
+    /// comparison per user instead of two map lookups.
+    today: Option<(Month, i64, Hll)>,
     /// At most this many distinct ids per month and kind; the rest go to the other bucket.
     cap: usize,
     months: BTreeMap<Month, [Ids; 2]>,
@@ -56,6 +60,7 @@ impl DimTable {
             params,
             day_params,
             days: BTreeMap::new(),
+            today: None,
             cap,
             months: BTreeMap::new(),
             skipped: 0,
@@ -71,13 +76,28 @@ impl DimTable {
     }
 
     pub fn add_day_user(&mut self, month: Month, day: i64, raw_hash: i64) {
-        let params = self.day_params;
-        self.days
-            .entry(month)
-            .or_default()
-            .entry(day)
-            .or_insert_with(|| Hll::new(params))
-            .add_raw(raw_hash);
+        match &mut self.today {
+            Some((m, d, users)) if *m == month && *d == day => users.add_raw(raw_hash),
+            _ => {
+                self.park_today();
+                let mut users = Hll::new(self.day_params);
+                users.add_raw(raw_hash);
+                self.today = Some((month, day, users));
+            }
+        }
+    }
+
+    /// Moves the day counted into now to the others.
+    fn park_today(&mut self) {
+        if let Some((month, day, users)) = self.today.take() {
+            let days = self.days.entry(month).or_default();
+            match days.get_mut(&day) {
+                Some(u) => u.union(&users).expect("days share the HLL parameters"),
+                None => {
+                    days.insert(day, users);
+                }
+            }
+        }
     }
 
     /// Knows the node's stored ids (after a restart), for the cap.
@@ -123,23 +143,25 @@ impl DimTable {
         Some(gathered)
     }
 
-    pub fn add_user(&mut self, month: Month, kind: DimKind, id: &str, raw_hash: i64) {
+    /// Adds what one event counted under the client or realm `id`.
+    pub fn add(&mut self, month: Month, kind: DimKind, id: &str, figures: &DimFigures<'_>) {
         let params = self.params;
         if let Some(g) = self.entry(month, kind, id) {
-            g.users
-                .get_or_insert_with(|| Hll::new(params))
-                .add_raw(raw_hash);
-        }
-    }
-
-    pub fn add_count(&mut self, month: Month, kind: DimKind, id: &str, key: &CounterKey, n: u64) {
-        if let Some(g) = self.entry(month, kind, id) {
-            g.deltas.add(key, n);
+            if let Some(user) = figures.user {
+                g.users
+                    .get_or_insert_with(|| Hll::new(params))
+                    .add_raw(user);
+            }
+            for key in figures.counts.iter().flatten() {
+                g.deltas.add(key, 1);
+            }
         }
     }
 
     /// Adds what `part` gathered (the cap applies here).
-    pub fn absorb(&mut self, part: DimTable) {
+    pub fn absorb(&mut self, mut part: DimTable) {
+        part.park_today();
+        self.park_today();
         self.skipped += part.skipped;
         self.over_cap += part.over_cap;
         for (month, days) in part.days {
@@ -174,6 +196,7 @@ impl DimTable {
     /// Takes what `month`'s dimensions (and days) gathered since the last flush, in ascending
     /// order.
     pub fn take(&mut self, month: Month) -> Vec<DimFlush> {
+        self.park_today();
         let mut out: Vec<DimFlush> = self
             .days
             .remove(&month)
@@ -218,7 +241,7 @@ impl DimTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authstat_core::counters::Outcome;
+    use authstat_core::counters::{CounterKey, Outcome};
 
     #[test]
     fn ids_beyond_the_cap_go_to_the_other_bucket_and_long_ones_are_skipped() {
@@ -229,10 +252,24 @@ mod tests {
             2,
         );
         let ok = CounterKey::Authentication(Outcome::Success);
+        let counts = [Some(ok.clone())];
+        let authn = DimFigures {
+            user: None,
+            counts: &counts,
+        };
         for id in ["a", "b", "c", "d", "a"] {
-            t.add_count(month, DimKind::Client, id, &ok, 1);
+            t.add(month, DimKind::Client, id, &authn);
         }
-        t.add_user(month, DimKind::Client, &"x".repeat(MAX_DIM_ID_LEN + 1), 7);
+        let user = DimFigures {
+            user: Some(7),
+            counts: &[],
+        };
+        t.add(
+            month,
+            DimKind::Client,
+            &"x".repeat(MAX_DIM_ID_LEN + 1),
+            &user,
+        );
         assert_eq!((t.skipped, t.over_cap), (1, 2));
         let flushed = t.take(month);
         let dims: Vec<_> = flushed.iter().map(|f| f.dim.as_str()).collect();
@@ -242,8 +279,8 @@ mod tests {
         assert!(t.take(month).is_empty(), "nothing new since");
         // A part has no cap; absorbing applies it.
         let mut part = t.empty_like();
-        part.add_count(month, DimKind::Client, "e", &ok, 1);
-        part.add_count(month, DimKind::Realm, "r1", &ok, 1);
+        part.add(month, DimKind::Client, "e", &authn);
+        part.add(month, DimKind::Realm, "r1", &authn);
         t.absorb(part);
         let dims: Vec<_> = t
             .take(month)

@@ -36,9 +36,9 @@ pub(crate) struct DimTable {
     /// At most this many distinct ids per month and kind; the rest go to the other bucket.
     cap: usize,
     months: BTreeMap<Month, [Ids; 2]>,
-    /// Ids skipped since the last flush: longer than [`MAX_DIM_ID_LEN`] bytes.
+    /// Events whose id was skipped since the last flush: longer than [`MAX_DIM_ID_LEN`] bytes.
     pub skipped: u64,
-    /// Figures counted under the other bucket because of the cap, since the last flush.
+    /// Events counted under the other bucket because of the cap, since the last flush.
     pub over_cap: u64,
     /// The (month, kind) pairs whose cap was reported already.
     warned: Vec<(Month, DimKind)>,
@@ -119,8 +119,10 @@ impl DimTable {
             return None;
         }
         let ids = &mut self.months.entry(month).or_default()[index(kind)];
-        let known = ids.contains_key(id);
-        let id = if known || ids.len() < self.cap {
+        let id = if ids.contains_key(id) {
+            id
+        } else if ids.len() < self.cap {
+            ids.insert(id.to_owned(), Gathered::default());
             id
         } else {
             self.over_cap += 1;
@@ -133,12 +135,12 @@ impl DimTable {
                     "too many distinct {kind}s this month: the figures of the rest are counted together as other_{kind}s (derive.per_client.max_per_month)"
                 );
             }
+            if !ids.contains_key("") {
+                ids.insert(String::new(), Gathered::default());
+            }
             ""
         };
-        if !ids.contains_key(id) {
-            ids.insert(id.to_owned(), Gathered::default());
-        }
-        let gathered = ids.get_mut(id).expect("inserted");
+        let gathered = ids.get_mut(id).expect("known or inserted");
         gathered.dirty = true;
         Some(gathered)
     }

@@ -106,10 +106,10 @@ authstat_core::family!(
     DIMENSIONS_SET_APART,
     "authstat_client_figures_set_apart_total",
     Counter,
-    "{figure}",
+    "{event}",
     true,
     ["reason"],
-    "Figures (a user, an authentication, a token) of a client or realm not kept under its own id: `too_long` (an id over 256 bytes: kept only in the cluster's figures) or `over_cap` (beyond derive.per_client.max_per_month: kept under other_clients)."
+    "Events whose figures (a user, an authentication, tokens) were not kept under their client's or realm's own id: `too_long` (an id over 256 bytes: kept only in the cluster's figures) or `over_cap` (beyond derive.per_client.max_per_month: kept under other_clients)."
 );
 
 authstat_core::family!(

@@ -117,9 +117,9 @@ pub struct Reading {
     pub lag_bytes: AtomicU64,
     /// Files whose claim waits for another reader (`authstat backfill`) to finish.
     pub claims_waiting: AtomicU64,
-    /// Figures of a client or realm whose id is longer than 256 bytes: not kept per client.
+    /// Events naming a client or realm whose id is longer than 256 bytes: not kept per client.
     pub dim_ids_too_long: AtomicU64,
-    /// Figures of clients or realms beyond the per-month cap: kept under `other_clients`.
+    /// Events of clients or realms beyond the per-month cap: kept under `other_clients`.
     pub dim_ids_over_cap: AtomicU64,
 }
 

@@ -358,26 +358,7 @@ async fn the_cap_and_hostile_client_ids() {
     let page = {
         let addr = agent.addr;
         tokio::task::spawn_blocking(move || {
-            let login = request(
-                addr,
-                "POST",
-                "/dashboard/login",
-                &[
-                    ("content-type", "application/x-www-form-urlencoded"),
-                    ("origin", "http://test"),
-                ],
-                &format!("token={TOKEN}"),
-            );
-            let cookie = login.header("set-cookie").expect("a session").to_owned();
-            let cookie = cookie.split(';').next().unwrap().to_owned();
-            request(
-                addr,
-                "GET",
-                "/dashboard?from=202402&to=202402",
-                &[("cookie", &cookie)],
-                "",
-            )
-            .body
+            dashboard_page(addr, "/dashboard?from=202402&to=202402").body
         })
         .await
         .unwrap()

@@ -293,6 +293,30 @@ async fn range_mistakes_and_the_retention() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.json()["active_users"], 1);
     assert!(ok.json().get("periods").is_none(), "periods only with by");
+    // The dashboard: daily active users of the last 30 days (a line), this week's and the 30
+    // days' users, stickiness (one user, active today only: 1/30 of a day on average).
+    let page = {
+        let addr = agent.addr;
+        tokio::task::spawn_blocking(move || dashboard_page(addr, "/dashboard").body)
+            .await
+            .unwrap()
+    };
+    assert!(page.contains("<polyline class=\"line\""), "{page}");
+    assert_eq!(
+        page.matches("<circle class=\"dot s0\"").count(),
+        30,
+        "{page}"
+    );
+    for tile in ["tile-week", "tile-30d"] {
+        let at = page
+            .find(&format!("id=\"{tile}\""))
+            .unwrap_or_else(|| panic!("{tile}: {page}"));
+        assert!(
+            page[at..].contains("<p class=\"value\">1</p>"),
+            "{tile}: {page}"
+        );
+    }
+    assert!(page.contains("stickiness 3.3 %"), "{page}");
     for (query, parameter) in [
         (format!("from={}&to=2024-02-30", text(today)), "to"),
         ("from=2024-1-01&to=2024-01-02".to_owned(), "from"),

@@ -429,3 +429,20 @@ pub fn sqlite_store_blocking(
     let store = rt.block_on(sqlite_store(path));
     (rt, store)
 }
+
+/// The dashboard page at `target`, after a login with the example token (blocking).
+pub fn dashboard_page(addr: SocketAddr, target: &str) -> Response {
+    let login = request(
+        addr,
+        "POST",
+        "/dashboard/login",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "http://test"),
+        ],
+        &format!("token={TOKEN}"),
+    );
+    let cookie = login.header("set-cookie").expect("a session").to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    request(addr, "GET", target, &[("cookie", &cookie)], "")
+}

@@ -123,6 +123,10 @@ pub(super) async fn page_data(
         Some(_) => None,
     };
     let health = health(state);
+    let recent = match node {
+        None => Some(recent_days(state, now_ms).await.map_err(unavailable)?),
+        Some(_) => None,
+    };
     Ok(PageData {
         months: filled,
         current,
@@ -135,6 +139,32 @@ pub(super) async fn page_data(
         now_ms,
         same_day_last_month,
         top_clients,
+        recent,
+    })
+}
+
+/// The last 30 days' daily active users, this week's and the 30 days' (through the cache).
+async fn recent_days(state: &ApiState, now_ms: i64) -> Result<RecentDays, StoreError> {
+    use crate::active::{By, Range};
+    let settings = state.settings();
+    let today = authstat_core::dims::day_of_millis(now_ms);
+    let month = Range {
+        from: today - 29,
+        to: today,
+        by: Some(By::Day),
+    };
+    let thirty = state.cache.active_users(&settings.config, month).await?;
+    // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
+    let week = Range {
+        from: today - (today + 3).rem_euclid(7),
+        to: today,
+        by: None,
+    };
+    let week = state.cache.active_users(&settings.config, week).await?;
+    Ok(RecentDays {
+        daily: thirty.periods.iter().map(|&(d, _, n)| (d, n)).collect(),
+        week: week.users,
+        thirty: thirty.users,
     })
 }
 

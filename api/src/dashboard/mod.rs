@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use data::*;
-pub use model::{GroupRow, Health, MonthFigures, MonthGroup, NodeLine, PageData};
+pub use model::{GroupRow, Health, MonthFigures, MonthGroup, NodeLine, PageData, RecentDays};
 pub use page::render;
 pub use session::Sessions;
 use session::*;

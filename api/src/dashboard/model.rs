@@ -93,6 +93,30 @@ pub struct PageData {
     /// The top clients of the last month shown, all nodes merged (`None` when one node is
     /// shown).
     pub top_clients: Option<MonthGroup>,
+    /// The last 30 days, all nodes merged (`None` when one node is shown).
+    pub recent: Option<RecentDays>,
+}
+
+/// Active users of the last 30 days, all nodes merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentDays {
+    /// Each day's active users, oldest first, today last: `(day, users)` (days since
+    /// 1970-01-01).
+    pub daily: Vec<(i64, u64)>,
+    /// This ISO week's active users so far (Monday to today).
+    pub week: u64,
+    /// The last 30 days' active users (today included).
+    pub thirty: u64,
+}
+
+impl RecentDays {
+    /// Stickiness: the average daily active users over the 30 days' active users, in percent
+    /// (`None` without any).
+    pub fn stickiness(&self) -> Option<f64> {
+        let days = self.daily.len().max(1) as f64;
+        let average = self.daily.iter().map(|d| d.1 as f64).sum::<f64>() / days;
+        (self.thirty > 0).then(|| 100.0 * average / self.thirty as f64)
+    }
 }
 
 /// A grant type's short name (`urn:…:device_code` → `device_code`).

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use super::model::PageData;
-use super::sections::{audit_table, charts, clients_table, health_and_footer, nodes_table, tiles};
+use super::sections::{
+    audit_table, charts, clients_table, daily_chart, health_and_footer, nodes_table, tiles,
+};
 use super::svg::escape;
 
 /// The page.
@@ -66,6 +68,7 @@ pub fn render(d: &PageData) -> String {
 
     tiles(&mut out, d);
     let range = format!("{first} to {last}, {scope}");
+    daily_chart(&mut out, d);
     charts(&mut out, d, &range);
     clients_table(&mut out, d);
     audit_table(&mut out, d);

@@ -7,7 +7,7 @@ use authstat_core::counters::{CounterKey, Outcome};
 
 use super::model::GroupRow;
 use super::model::{MonthFigures, PageData, short_grant, utc};
-use super::svg::{BarChart, Series, escape, per_mille_text};
+use super::svg::{BarChart, LineChart, Series, escape, per_mille_text};
 
 fn auth(stats: &MonthFigures, outcome: Outcome) -> u64 {
     stats.counters.get(&CounterKey::Authentication(outcome))
@@ -164,7 +164,50 @@ pub(super) fn tiles(out: &mut String, d: &PageData) {
         this.map_or(0, |m| m.clients).to_string(),
         "with a successful authorization or token request".into(),
     );
+    if let Some(recent) = &d.recent {
+        tile(
+            out,
+            "tile-week",
+            "Active users this week",
+            recent.week.to_string(),
+            "Monday to today (UTC)".into(),
+        );
+        tile(
+            out,
+            "tile-30d",
+            "Active users, last 30 days",
+            recent.thirty.to_string(),
+            match recent.stickiness() {
+                Some(s) => format!("stickiness {s:.1} % (average daily over 30-day users)"),
+                None => "no active user".into(),
+            },
+        );
+    }
     out.push_str("</div>");
+}
+
+/// Daily active users of the last 30 days, all nodes merged (a line).
+pub(super) fn daily_chart(out: &mut String, d: &PageData) {
+    let Some(recent) = &d.recent else {
+        return;
+    };
+    out.push_str("<section><h2>Daily active users, last 30 days</h2>");
+    let chart = LineChart {
+        id: "dau",
+        title: "Daily active users",
+        description: format!(
+            "Distinct active users of each UTC day of the last 30 days, all nodes; today is not over. Stickiness: {}.",
+            recent
+                .stickiness()
+                .map_or_else(|| "none".to_owned(), |s| format!("{s:.1} %"))
+        ),
+        points: recent
+            .daily
+            .iter()
+            .map(|&(day, users)| (crate::active::day_text(day)[5..].to_owned(), users))
+            .collect(),
+    };
+    let _ = write!(out, "<figure>{}</figure></section>", chart.render());
 }
 
 /// The charts of active users, authentications and tokens over the months shown.

@@ -264,6 +264,84 @@ impl BarChart<'_> {
     }
 }
 
+/// A line chart of one value per labelled point (daily active users): a polyline, a dot per
+/// point with its exact value as the tooltip, a label every few points.
+#[derive(Debug, Clone)]
+pub(crate) struct LineChart<'a> {
+    /// The chart's id.
+    pub id: &'a str,
+    /// Its title.
+    pub title: &'a str,
+    /// What it shows, in words.
+    pub description: String,
+    /// One label and one value per point.
+    pub points: Vec<(String, u64)>,
+}
+
+impl LineChart<'_> {
+    /// The chart as an `<svg>` element.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let top = nice_max(self.points.iter().map(|p| p.1).max().unwrap_or(0));
+        let y = |v: u64| TOP + PLOT_H - v * PLOT_H / top;
+        let n = self.points.len().max(1) as u64;
+        let slot = (WIDTH - LEFT - RIGHT) / n;
+        let x = |i: usize| LEFT + slot * i as u64 + slot / 2;
+        let _ = write!(
+            out,
+            "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+             aria-labelledby=\"{id}-t {id}-d\"><title id=\"{id}-t\">{title}</title>\
+             <desc id=\"{id}-d\">{desc}</desc>",
+            id = escape(self.id),
+            title = escape(self.title),
+            desc = escape(&self.description)
+        );
+        for v in [0, top / 2, top] {
+            let _ = write!(
+                out,
+                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\"/>\
+                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{v}</text>",
+                WIDTH - RIGHT,
+                LEFT - 6,
+                y(v) + 4,
+                y = y(v)
+            );
+        }
+        let path: Vec<String> = self
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{},{}", x(i), y(p.1)))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline class=\"line\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        let every = (self.points.len() / 6).max(1);
+        for (i, (label, v)) in self.points.iter().enumerate() {
+            let _ = write!(
+                out,
+                "<circle class=\"dot s0\" cx=\"{}\" cy=\"{}\" r=\"3\"><title>{}: {v}</title></circle>",
+                x(i),
+                y(*v),
+                escape(label)
+            );
+            if i % every == 0 || i + 1 == self.points.len() {
+                let _ = write!(
+                    out,
+                    "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    x(i),
+                    HEIGHT - BOTTOM + 16,
+                    escape(label)
+                );
+            }
+        }
+        out.push_str("</svg>");
+        out
+    }
+}
+
 /// Per mille as a percentage with one decimal (`25` → `2.5`).
 pub(crate) fn per_mille_text(v: u64) -> String {
     format!("{}.{}", v / 10, v % 10)

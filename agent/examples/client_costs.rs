@@ -100,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..5 {
         let t = Instant::now();
         let stats = store.read_months(&months()).await?;
+        let t1 = t.elapsed();
         let dims = store.read_dims(&months(), DimKind::Client).await?;
+        let t2 = t.elapsed();
         let grouping = authstat_api::Grouping {
             kind: DimKind::Client,
             top: 100,
@@ -111,6 +113,13 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         body_len = serde_json::to_string(&body)?.len();
         read = read.min(t.elapsed());
+        if std::env::var_os("PHASES").is_some() {
+            eprintln!(
+                "months {t1:?} dims {:?} rest {:?}",
+                t2 - t1,
+                t.elapsed() - t2
+            );
+        }
         assert_eq!(dims.len(), 12);
         assert_eq!(dims[0].dims.len(), CLIENTS);
     }

@@ -234,11 +234,11 @@ fn item(stats: &MonthStats) -> Item<'_> {
     }
 }
 
-/// One client's (realm's) figures as the stat API answers them.
-pub fn dim_json(stats: &DimStats) -> serde_json::Value {
+/// One client's (realm's) figures as the stat API answers them (`users`: its active users).
+pub fn dim_json(stats: &DimStats, users: u64) -> serde_json::Value {
     let c = &stats.counters;
     serde_json::json!({
-        "monthly_active_users": stats.active_users(),
+        "monthly_active_users": users,
         "authentications": {
             "success": c.get(&CounterKey::Authentication(Outcome::Success)),
             "failure": c.get(&CounterKey::Authentication(Outcome::Failure)),
@@ -266,11 +266,18 @@ pub fn grouped_json(
     let top: serde_json::Map<String, serde_json::Value> = ranked
         .top
         .iter()
-        .map(|(dim, stats)| (dim.id().unwrap_or_default().to_owned(), dim_json(stats)))
+        .map(|t| {
+            let id = t.dim.id().unwrap_or_default().to_owned();
+            (id, dim_json(t.stats, t.users))
+        })
         .collect();
     let mut out = serde_json::Map::new();
     out.insert(format!("{kind}s"), top.into());
-    out.insert(format!("other_{kind}s"), dim_json(&ranked.others));
+    let others = &ranked.others;
+    out.insert(
+        format!("other_{kind}s"),
+        dim_json(others, others.active_users()),
+    );
     out
 }
 

@@ -298,11 +298,22 @@ impl MonthDims {
     }
 }
 
+/// One of the top dimensions of a month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Top<'a> {
+    /// The dimension.
+    pub dim: &'a Dim,
+    /// Its statistics.
+    pub stats: &'a DimStats,
+    /// Its active users (the estimate, computed once).
+    pub users: u64,
+}
+
 /// A month's dimensions ranked: the `n` with the most active users, and the rest together.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ranked {
+pub struct Ranked<'a> {
     /// The first `n`, by active users (then authentications, then id), descending.
-    pub top: Vec<(Dim, DimStats)>,
+    pub top: Vec<Top<'a>>,
     /// Every other dimension, and the kind's other bucket (beyond the cap): their users
     /// unioned (not summed), their counters summed.
     pub others: DimStats,
@@ -310,7 +321,7 @@ pub struct Ranked {
 
 impl MonthDims {
     /// The `n` dimensions with the most active users and the rest together.
-    pub fn ranked(&self, n: usize) -> Ranked {
+    pub fn ranked(&self, n: usize) -> Ranked<'_> {
         let mut all: Vec<(u64, u64, &Dim, &DimStats)> = self
             .dims
             .iter()
@@ -342,7 +353,7 @@ impl MonthDims {
             top: all
                 .into_iter()
                 .take(n)
-                .map(|(_, _, dim, stats)| (dim.clone(), stats.clone()))
+                .map(|(users, _, dim, stats)| Top { dim, stats, users })
                 .collect(),
             others,
         }
@@ -413,7 +424,7 @@ mod tests {
             .add(&Dim::other(DimKind::Client), &stats(200..203))
             .unwrap();
         let ranked = month.ranked(2);
-        let top: Vec<_> = ranked.top.iter().map(|(d, _)| d.id().unwrap()).collect();
+        let top: Vec<_> = ranked.top.iter().map(|t| t.dim.id().unwrap()).collect();
         assert_eq!(top, ["big", "mid"]);
         assert_eq!(
             ranked.others.active_users(),
@@ -421,7 +432,7 @@ mod tests {
             "a and b share their users: a union"
         );
         let ties = month.ranked(3);
-        assert_eq!(ties.top[2].0.id(), Some("a"), "ties by id");
+        assert_eq!(ties.top[2].dim.id(), Some("a"), "ties by id");
         assert_eq!(month.ranked(10).top.len(), 4, "the bucket is never ranked");
     }
 

@@ -230,14 +230,18 @@ fn print_groups(grouping: authstat_api::Grouping, dims: &[authstat_core::dims::M
         let rows = ranked
             .top
             .iter()
-            .map(|(dim, stats)| (dim.id().unwrap_or_default(), stats))
-            .chain([(others.as_str(), &ranked.others)]);
-        for (name, stats) in rows {
+            .map(|t| (t.dim.id().unwrap_or_default(), t.stats, t.users))
+            .chain([(
+                others.as_str(),
+                &ranked.others,
+                ranked.others.active_users(),
+            )]);
+        for (name, stats, users) in rows {
             let c = &stats.counters;
             println!(
                 "  {:<40} {:>12} {:>10} {:>10}",
                 name,
-                stats.active_users(),
+                users,
                 c.get(&CounterKey::Authentication(Outcome::Success)),
                 c.get(&CounterKey::Authentication(Outcome::Failure)),
             );

@@ -1,7 +1,7 @@
 //! Per client and per realm, between two flushes: the users seen and the counter increments of
 //! every dimension touched, and the ids the node already holds per month (for the cap).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use authstat_core::Month;
 use authstat_core::counters::Counters;
@@ -21,7 +21,7 @@ struct Gathered {
 
 /// The dimensions of one month and kind: by id (the other bucket under the empty id, which no
 /// client can have).
-type Ids = HashMap<String, Gathered, foldhash::fast::RandomState>;
+type Ids = hashbrown::HashMap<String, Gathered, foldhash::fast::RandomState>;
 
 /// Every month's dimensions, bounded per month and kind, and the users of each day seen since the
 /// last flush.
@@ -80,7 +80,7 @@ impl DimTable {
             Some((m, d, users)) if *m == month && *d == day => users.add_raw(raw_hash),
             _ => {
                 self.park_today();
-                let mut users = Hll::new(self.day_params);
+                let mut users = Hll::new(self.day_params.with_sparse(false));
                 users.add_raw(raw_hash);
                 self.today = Some((month, day, users));
             }
@@ -119,12 +119,9 @@ impl DimTable {
             return None;
         }
         let ids = &mut self.months.entry(month).or_default()[index(kind)];
-        let id = if ids.contains_key(id) {
-            id
-        } else if ids.len() < self.cap {
-            ids.insert(id.to_owned(), Gathered::default());
-            id
-        } else {
+        // Below the cap (almost always) one hash of the id: `entry_ref` below.
+        let admitted = ids.len() < self.cap || ids.contains_key(id);
+        if !admitted {
             self.over_cap += 1;
             if !self.warned.contains(&(month, kind)) {
                 self.warned.push((month, kind));
@@ -135,19 +132,19 @@ impl DimTable {
                     "too many distinct {kind}s this month: the figures of the rest are counted together as other_{kind}s (derive.per_client.max_per_month)"
                 );
             }
-            if !ids.contains_key("") {
-                ids.insert(String::new(), Gathered::default());
-            }
-            ""
-        };
-        let gathered = ids.get_mut(id).expect("known or inserted");
+        }
+        let ids = &mut self.months.get_mut(&month).expect("made above")[index(kind)];
+        let gathered = ids
+            .entry_ref(if admitted { id } else { "" })
+            .or_insert_with(Gathered::default);
         gathered.dirty = true;
         Some(gathered)
     }
 
     /// Adds what one event counted under the client or realm `id`.
     pub fn add(&mut self, month: Month, kind: DimKind, id: &str, figures: &DimFigures<'_>) {
-        let params = self.params;
+        // Gathered without SPARSE (cheaper to add to), stored with it (`take`).
+        let params = self.params.with_sparse(false);
         if let Some(g) = self.entry(month, kind, id) {
             if let Some(user) = figures.user {
                 g.users
@@ -206,7 +203,9 @@ impl DimTable {
             .flatten()
             .map(|(day, users)| DimFlush {
                 dim: Dim::day(day),
-                users,
+                users: users
+                    .with_params(self.day_params)
+                    .expect("the same log2m and regwidth"),
                 counter_deltas: Counters::default(),
             })
             .collect();
@@ -222,7 +221,12 @@ impl DimTable {
                 };
                 out.push(DimFlush {
                     dim,
-                    users: g.users.take().unwrap_or_else(|| Hll::new(self.params)),
+                    users: match g.users.take() {
+                        Some(users) => users
+                            .with_params(self.params)
+                            .expect("the same log2m and regwidth"),
+                        None => Hll::new(self.params),
+                    },
                     counter_deltas: std::mem::take(&mut g.deltas),
                 });
                 g.dirty = false;

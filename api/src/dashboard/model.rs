@@ -182,11 +182,11 @@ pub struct GroupRow {
 }
 
 impl GroupRow {
-    fn of(id: Option<String>, stats: &authstat_core::dims::DimStats) -> Self {
+    fn of(id: Option<String>, stats: &authstat_core::dims::DimStats, users: u64) -> Self {
         use authstat_core::counters::{CounterKey, Outcome};
         Self {
             id,
-            users: stats.active_users(),
+            users,
             success: stats
                 .counters
                 .get(&CounterKey::Authentication(Outcome::Success)),
@@ -223,9 +223,9 @@ impl MonthGroup {
             rows: ranked
                 .top
                 .iter()
-                .map(|(dim, stats)| GroupRow::of(dim.id().map(str::to_owned), stats))
+                .map(|t| GroupRow::of(t.dim.id().map(str::to_owned), t.stats, t.users))
                 .collect(),
-            others: GroupRow::of(None, &ranked.others),
+            others: GroupRow::of(None, &ranked.others, ranked.others.active_users()),
         }
     }
 }

@@ -146,12 +146,26 @@ fn counters_json(counters: &Counters) -> String {
 /// A roll-up row read back.
 fn rollup_stats(d: Dialect, month: Month, row: &RollupDimRow) -> Result<DimStats, TxError> {
     let bad = |why: String| corrupt(d, format!("month {month} dimension {}: {why}", row.dim));
-    let rows: Vec<(String, String, String, u64)> =
-        serde_json::from_str(&row.counters).map_err(|e| bad(e.to_string()))?;
     let mut counters = Counters::default();
-    for (kind, k1, k2, n) in rows {
-        let key = CounterKey::from_parts(&kind, &k1, &k2).map_err(|e| bad(e.to_string()))?;
+    let mut add = |kind: &str, k1: &str, k2: &str, n: u64| -> Result<(), TxError> {
+        let key = CounterKey::from_parts(kind, k1, k2).map_err(|e| bad(e.to_string()))?;
         counters.add(&key, n);
+        Ok(())
+    };
+    // Borrowed from the text unless a part has escapes (then owned).
+    match serde_json::from_str::<Vec<(&str, &str, &str, u64)>>(&row.counters) {
+        Ok(rows) => {
+            for (kind, k1, k2, n) in rows {
+                add(kind, k1, k2, n)?;
+            }
+        }
+        Err(_) => {
+            let rows: Vec<(String, String, String, u64)> =
+                serde_json::from_str(&row.counters).map_err(|e| bad(e.to_string()))?;
+            for (kind, k1, k2, n) in rows {
+                add(&kind, &k1, &k2, n)?;
+            }
+        }
     }
     Ok(DimStats {
         users: decode(d, month, &row.dim, &row.hll)?,

@@ -263,6 +263,45 @@ impl Hll {
         }
     }
 
+    /// The same multiset under `params` (the same `log2m` and `regwidth`): what adding its values
+    /// one by one under `params` gives, when this HLL was only ever added to. For HLLs built
+    /// without the SPARSE representation (adding to FULL registers is cheaper than to a sorted
+    /// map) and stored with it: a FULL HLL with at most `params`' sparse threshold of non-zero
+    /// registers becomes SPARSE.
+    pub fn with_params(self, params: HllParams) -> Result<Hll, Error> {
+        let (a, b) = (&self.params, &params);
+        if a.log2m() != b.log2m() || a.regwidth() != b.regwidth() {
+            return Err(Error::HllMismatch {
+                left: (a.log2m(), a.regwidth()),
+                right: (b.log2m(), b.regwidth()),
+            });
+        }
+        let storage = match self.storage {
+            Storage::Full(full)
+                if params.sparse()
+                    && full.iter().filter(|&&r| r != 0).count()
+                        <= params.sparse_threshold() as usize =>
+            {
+                Storage::Sparse(
+                    full.iter()
+                        .enumerate()
+                        .filter(|(_, r)| **r != 0)
+                        .map(|(j, &r)| (j as u32, r))
+                        .collect(),
+                )
+            }
+            Storage::Explicit(values) if values.len() > params.explicit_threshold() as usize => {
+                let mut out = Hll::new(params);
+                for raw in values {
+                    out.add_raw(raw);
+                }
+                return Ok(out);
+            }
+            other => other,
+        };
+        Ok(Hll { params, storage })
+    }
+
     /// Unions `other` into `self`, as java-hll's `union` does for every pair of representations
     /// (the receiver's thresholds decide promotion).
     ///

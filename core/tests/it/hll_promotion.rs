@@ -157,3 +157,42 @@ fn undefined_is_read_and_propagated_but_never_written() {
     let err = u.to_bytes().unwrap_err().to_string();
     assert!(err.contains("undefined"), "{err}");
 }
+
+/// An HLL built without SPARSE (adding to FULL registers is cheaper) and given the SPARSE
+/// parameters afterwards is, value for value and byte for byte, the one built with them, at
+/// every count around both thresholds and for several parameter sets.
+#[test]
+fn built_without_sparse_then_given_sparse_params_equals_built_with_them() {
+    use authstat_core::hash::HashAlgorithm;
+    for (log2m, regwidth) in [(11u8, 5u8), (13, 5), (15, 5), (8, 4)] {
+        let p = HllParams::new(log2m, regwidth).unwrap();
+        let dense = p.with_sparse(false);
+        let (explicit, sparse) = (
+            p.explicit_threshold() as usize,
+            p.sparse_threshold() as usize,
+        );
+        for n in [
+            0,
+            1,
+            explicit,
+            explicit + 1,
+            sparse,
+            sparse + 1,
+            2 * sparse,
+            4 * sparse + 7,
+        ] {
+            let mut canonical = Hll::new(p);
+            let mut fast = Hll::new(dense);
+            for i in 0..n {
+                let raw = HashAlgorithm::Murmur3.hash(&format!("u{i}"));
+                canonical.add_raw(raw);
+                fast.add_raw(raw);
+            }
+            let converted = fast.with_params(p).unwrap();
+            assert_eq!(converted, canonical, "log2m {log2m}, {n} values");
+            assert_eq!(converted.to_bytes().unwrap(), canonical.to_bytes().unwrap());
+        }
+    }
+    let other = HllParams::new(12, 5).unwrap();
+    assert!(Hll::new(HllParams::janssen()).with_params(other).is_err());
+}

@@ -6,6 +6,8 @@
 //! and the HLL bytes stored per client and month.
 //!
 //!     cargo run --release -p authstat --example client_costs -- CONFIG
+//!
+//! With `PHASES=1` each read prints how long the months, the clients and the rest took.
 
 use std::time::{Duration, Instant};
 

@@ -104,7 +104,8 @@ impl DimTable {
     pub fn know(&mut self, stored: &[MonthDims]) {
         for m in stored {
             let ids = self.months.entry(m.month).or_default();
-            for dim in m.dims.keys() {
+            // Days are not capped: only clients and realms count.
+            for dim in m.dims.keys().filter(|d| d.kind() != DimKind::Day) {
                 let id = dim.id().unwrap_or("");
                 ids[index(dim.kind())].entry(id.to_owned()).or_default();
             }
@@ -295,5 +296,16 @@ mod tests {
             .collect();
         assert_eq!(dims, ["c", "r:r1"]);
         assert_eq!(t.known(month, DimKind::Client), 3);
+        // After a restart the stored ids count (days are stored too, and are not capped).
+        let mut stored = authstat_core::dims::MonthDims::new(month);
+        let params = HllParams::new(11, 5).unwrap();
+        for dim in [Dim::day(19_800), Dim::of(DimKind::Client, "a").unwrap()] {
+            stored
+                .add(&dim, &authstat_core::dims::DimStats::new(params))
+                .unwrap();
+        }
+        let mut resumed = DimTable::new(params, HllParams::new(13, 5).unwrap(), 2);
+        resumed.know(&[stored]);
+        assert_eq!(resumed.known(month, DimKind::Client), 1);
     }
 }

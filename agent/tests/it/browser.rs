@@ -338,11 +338,19 @@ async fn the_dashboard_in_a_browser() {
              s.querySelector('title').textContent + '|' + s.querySelector('desc').textContent);",
         )
         .await;
-    assert_eq!(charts.as_array().unwrap().len(), 4, "{charts}");
+    // Monthly users, authentications, tokens by grant and by type, and daily users.
+    assert_eq!(charts.as_array().unwrap().len(), 5, "{charts}");
+    assert!(
+        charts.as_array().unwrap()[0]
+            .as_str()
+            .unwrap()
+            .starts_with("Daily active users|"),
+        "{charts}"
+    );
     let tables = driver
         .js("return document.querySelectorAll('details table').length;")
         .await;
-    assert_eq!(tables, 4);
+    assert_eq!(tables, 5);
 
     // The colour schemes come from the system's preference.
     let background = "return getComputedStyle(document.body).backgroundColor;";

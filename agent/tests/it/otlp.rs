@@ -173,7 +173,7 @@ pub(crate) fn flatten(request: &ExportMetricsServiceRequest) -> (BTreeMap<String
 
 fn otlp_fixture(protocol: &str, endpoint: &str) -> Fixture {
     let mut fixture = Fixture::new(&format!(
-        "export:\n  otlp:\n    protocol: {protocol}\n    endpoint: {endpoint}\n    interval_secs: 1\n    timeout_secs: 2\n    resource_attributes:\n      deployment.environment: test\n"
+        "derive:\n  per_client:\n    metrics: true\nexport:\n  otlp:\n    protocol: {protocol}\n    endpoint: {endpoint}\n    interval_secs: 1\n    timeout_secs: 2\n    resource_attributes:\n      deployment.environment: test\n"
     ));
     fixture.add_current_month_users(&["now-user-1", "now-user-2"]);
     fixture
@@ -247,6 +247,28 @@ fn assert_sample_run(request: &ExportMetricsServiceRequest) {
         2,
         None,
     );
+    // Per-client series (derive.per_client.metrics) and the cluster's recent active users.
+    let of = |name: &str| {
+        points
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|((_, attrs), (value, _))| (attrs.clone(), *value))
+            .collect::<Vec<_>>()
+    };
+    let client_tokens: i64 = of("authstat.client_tokens_issued")
+        .iter()
+        .map(|p| p.1)
+        .sum();
+    let tokens: i64 = of("authstat.tokens_issued").iter().map(|p| p.1).sum();
+    assert_eq!(
+        client_tokens, tokens,
+        "every token under its client: {points:#?}"
+    );
+    let windows: Vec<String> = of("authstat.cluster_active_users")
+        .into_iter()
+        .map(|(attrs, _)| attrs)
+        .collect();
+    assert_eq!(windows, ["days=1", "days=30", "days=7"], "{points:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -207,7 +207,12 @@ pub(super) fn daily_chart(out: &mut String, d: &PageData) {
             .map(|&(day, users)| (crate::active::day_text(day)[5..].to_owned(), users))
             .collect(),
     };
-    let _ = write!(out, "<figure>{}</figure></section>", chart.render());
+    let _ = write!(
+        out,
+        "<figure>{}<details><summary>Data: daily active users</summary>{}</details></figure></section>",
+        chart.render(),
+        chart.table()
+    );
 }
 
 /// The charts of active users, authentications and tokens over the months shown.

@@ -340,6 +340,22 @@ impl LineChart<'_> {
         out.push_str("</svg>");
         out
     }
+
+    /// The same numbers as a table (for the `<details>` beside the chart).
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "<table><thead><tr><th scope=\"col\">day</th><th scope=\"col\">active users</th></tr></thead><tbody>",
+        );
+        for (label, v) in &self.points {
+            let _ = write!(
+                out,
+                "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>",
+                escape(label)
+            );
+        }
+        out.push_str("</tbody></table>");
+        out
+    }
 }
 
 /// Per mille as a percentage with one decimal (`25` → `2.5`).

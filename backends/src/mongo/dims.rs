@@ -13,14 +13,17 @@
 //!    increments as `pending: {seq, c: {<month>: {<bucket>: {<dim>: {<counter>: n}}}}}`,
 //!    atomically with everything else, and only when no earlier `pending` is left;
 //! 2. **apply**: each bucket document gets the increments (`$inc`) and `s: seq`, only if its `s`
-//!    is below `seq` (a retry adds nothing twice: a node's applied `seq`s only grow);
+//!    is below `seq` (a retry adds nothing twice: a node's applied `seq`s only grow); then the
+//!    roll-up of the month and bucket (`<collection>_dims_rollup`, `{_id: "<yyyyMM>|<bucket>",
+//!    m, seqs: {<node>: seq}, v, d}`) gets the node's bucket users unioned and the increments
+//!    added, unless its `seqs` hold the flush already (compare-and-set on `v`);
 //! 3. **clear**: the node's `pending` is removed (if it is still this `seq`'s).
 //!
-//! An interrupted flush is finished by the next flush, by `load_node` or, for reads, by the
-//! readers: a read adds a node's `pending` increments to each bucket whose `s` is below the
-//! pending `seq`. Dimensions have no roll-up document in MongoDB (a read merges the node's
-//! bucket documents of the months asked for: per month, the nodes active in it) and are not
-//! folded.
+//! Every step is guarded, so anyone may finish an interrupted flush: the next flush, the node's
+//! next start, and readers, which finish every pending flush they find before they read the
+//! roll-up (a read costs one roll-up document per month and bucket, whatever the number of
+//! nodes). A node's own dimensions (`node_dims`) are its bucket documents plus its pending
+//! increments. Dimensions are not folded (the roll-up does not need it).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +33,7 @@ use authstat_core::hll::{Hll, HllParams};
 use authstat_core::store::{FlushBatch, StoreError};
 use authstat_core::{Month, NodeId};
 use futures_util::TryStreamExt;
+use mongodb::Collection;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, Document, doc};
 
@@ -85,8 +89,9 @@ fn by_bucket(dims: &[DimFlush]) -> BTreeMap<u32, Vec<&DimFlush>> {
     out
 }
 
-/// The `pending` document of a flush (counter increments by month, bucket and dimension), or
-/// `None` when it counted nothing.
+/// The `pending` document of a flush (counter increments by month, bucket and dimension; every
+/// bucket the flush touched is listed, with no increments if it only saw users), or `None`
+/// when the flush has no dimensions.
 pub(super) fn pending_of(batch: &FlushBatch, seq: i64) -> Result<Option<Document>, StoreError> {
     let mut months = Document::new();
     for flush in &batch.months {
@@ -105,9 +110,7 @@ pub(super) fn pending_of(batch: &FlushBatch, seq: i64) -> Result<Option<Document
                 }
                 of_bucket.insert(escape(f.dim.as_str()), counters);
             }
-            if !of_bucket.is_empty() {
-                buckets.insert(b.to_string(), of_bucket);
-            }
+            buckets.insert(b.to_string(), of_bucket);
         }
         if !buckets.is_empty() {
             months.insert(flush.month.to_string(), buckets);
@@ -252,13 +255,18 @@ impl MongoStore {
                         inc.insert(format!("d.{dim}.c.{field}"), n.clone());
                     }
                 }
+                let mut update = doc! { "$set": { "s": seq } };
+                if !inc.is_empty() {
+                    update.insert("$inc", inc);
+                }
                 self.dims
                     .update_one(
                         doc! { "_id": bucket_id(node, month, b), "s": { "$lt": seq } },
-                        doc! { "$inc": inc, "$set": { "s": seq } },
+                        update,
                     )
                     .await
                     .map_err(db)?;
+                self.add_to_rollup(node, month, b, seq, dims).await?;
             }
         }
         self.collection
@@ -273,8 +281,18 @@ impl MongoStore {
 
     /// Removes the days of the months before `month` from every bucket document.
     pub(super) async fn drop_days(&self, month: Month) -> Result<u64, StoreError> {
-        let mut cursor = self
-            .dims
+        let mut dropped = 0;
+        for collection in [&self.dims, &self.dims_rollup] {
+            dropped += drop_days_in(collection, month).await?;
+        }
+        Ok(dropped)
+    }
+}
+
+/// Removes the days of the months before `month` from every document of `collection`.
+async fn drop_days_in(collection: &Collection<Document>, month: Month) -> Result<u64, StoreError> {
+    {
+        let mut cursor = collection
             .find(doc! { "m": { "$lt": i64::from(month.yyyymm()) } })
             .projection(doc! { "d": 1 })
             .await
@@ -293,12 +311,160 @@ impl MongoStore {
             }
             dropped += unset.len() as u64;
             let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
-            self.dims
+            collection
                 .update_one(doc! { "_id": id }, doc! { "$unset": unset })
                 .await
                 .map_err(db)?;
         }
         Ok(dropped)
+    }
+}
+
+impl MongoStore {
+    /// Step 2b: the node's bucket added to the roll-up of its month and bucket (its users, as
+    /// stored now, unioned; `counters`, the flush's increments, added), unless the roll-up
+    /// holds the node's flush `seq` already. Compare-and-set on `v`.
+    async fn add_to_rollup(
+        &self,
+        node: &NodeId,
+        month: Month,
+        bucket: u32,
+        seq: i64,
+        counters: &Document,
+    ) -> Result<(), StoreError> {
+        let id = format!("{month}|{bucket}");
+        let who = escape(node.as_str());
+        for _ in 0..ATTEMPTS {
+            let stored = self
+                .dims_rollup
+                .find_one(doc! { "_id": &id })
+                .await
+                .map_err(db)?;
+            let seqs = stored
+                .as_ref()
+                .and_then(|d| d.get_document("seqs").ok().cloned())
+                .unwrap_or_default();
+            if int(&seqs, &who).is_ok_and(|applied| applied >= seq) {
+                return Ok(());
+            }
+            let version = stored.as_ref().map_or(0, |d| int(d, "v").unwrap_or(0));
+            let mut rolled = match &stored {
+                Some(doc) => dims_of(month, doc)?,
+                None => BTreeMap::new(),
+            };
+            let ours = self
+                .dims
+                .find_one(doc! { "_id": bucket_id(node, month, bucket) })
+                .await
+                .map_err(db)?;
+            for (dim, stats) in ours
+                .as_ref()
+                .map(|d| dims_of(month, d))
+                .transpose()?
+                .unwrap_or_default()
+            {
+                let into = rolled
+                    .entry(dim)
+                    .or_insert_with(|| DimStats::new(*stats.users.params()));
+                into.add(&stats.users, &Counters::default())
+                    .map_err(|e| corrupt(e.to_string()))?;
+            }
+            for (field, deltas) in counters {
+                let dim = unescape(field)
+                    .and_then(|s| Dim::parse(&s).ok())
+                    .ok_or_else(|| corrupt(format!("pending dimension {field}")))?;
+                let Bson::Document(deltas) = deltas else {
+                    return Err(corrupt(format!("pending {dim} is not a document")));
+                };
+                let into = rolled
+                    .entry(dim)
+                    .or_insert_with(|| DimStats::new(dim_params(&HllParams::janssen())));
+                add_counters(&mut into.counters, deltas).map_err(corrupt)?;
+            }
+            let mut d = Document::new();
+            for (dim, stats) in &rolled {
+                let mut c = Document::new();
+                for (key, n) in stats.counters.iter() {
+                    let (kind, k1, k2) = key.parts();
+                    c.insert(
+                        counter_field(kind, k1, k2),
+                        i64::try_from(n).unwrap_or(i64::MAX),
+                    );
+                }
+                d.insert(
+                    escape(dim.as_str()),
+                    doc! { "h": hll_bytes(month, dim, &stats.users)?, "c": c },
+                );
+            }
+            let mut seqs = seqs;
+            seqs.insert(who.clone(), seq);
+            let replacement = doc! {
+                "_id": &id, "m": i64::from(month.yyyymm()), "seqs": seqs, "v": version + 1, "d": d,
+            };
+            let written = match stored {
+                None => match self.dims_rollup.insert_one(replacement).await {
+                    Ok(_) => true,
+                    Err(e) if is_duplicate_key(&e) => false,
+                    Err(e) => return Err(db(e)),
+                },
+                Some(_) => {
+                    self.dims_rollup
+                        .replace_one(doc! { "_id": &id, "v": version }, replacement)
+                        .await
+                        .map_err(db)?
+                        .matched_count
+                        == 1
+                }
+            };
+            if written {
+                return Ok(());
+            }
+        }
+        Err(unavailable(format!(
+            "the roll-up {id} changed under {ATTEMPTS} attempts to add to it"
+        )))
+    }
+
+    /// Finishes every node's pending increments (anyone may: each step is guarded), so that the
+    /// roll-up holds every applied flush; then the roll-up's dimensions of `months`.
+    pub(super) async fn read_rolled_dims(
+        &self,
+        months: &[Month],
+        kind: DimKind,
+    ) -> Result<Vec<MonthDims>, StoreError> {
+        let mut cursor = self
+            .collection
+            .find(doc! { "pending": { "$exists": true } })
+            .projection(doc! { "pending": 1 })
+            .await
+            .map_err(db)?;
+        let mut pending = Vec::new();
+        while let Some(doc) = cursor.try_next().await.map_err(db)? {
+            pending.push(doc);
+        }
+        for doc in pending {
+            let id = super::codec::str_field(&doc, "_id")?;
+            let node = NodeId::stored(id).map_err(|e| corrupt(e.to_string()))?;
+            self.finish_pending_of(&node, &doc).await?;
+        }
+        let yyyymm: Vec<i64> = months.iter().map(|m| i64::from(m.yyyymm())).collect();
+        let mut cursor = self
+            .dims_rollup
+            .find(doc! { "m": { "$in": yyyymm } })
+            .await
+            .map_err(db)?;
+        let merger = Merger::new(super::KIND);
+        let mut out: BTreeMap<Month, MonthDims> = BTreeMap::new();
+        while let Some(doc) = cursor.try_next().await.map_err(db)? {
+            let month = merger.month(int(&doc, "m")?)?;
+            let into = out.entry(month).or_insert_with(|| MonthDims::new(month));
+            for (dim, stats) in dims_of(month, &doc)? {
+                if dim.kind() == kind {
+                    into.add(&dim, &stats).map_err(|e| corrupt(e.to_string()))?;
+                }
+            }
+        }
+        Ok(out.into_values().filter(|m| !m.dims.is_empty()).collect())
     }
 
     /// Finishes the node's pending increments, if its document has any.

@@ -76,6 +76,8 @@ pub struct MongoStore {
     rollup: Collection<Document>,
     /// `<collection>_dims`: per node, month and bucket its clients and realms (`dims.rs`).
     dims: Collection<Document>,
+    /// `<collection>_dims_rollup`: per month and bucket, every node's (`dims.rs`).
+    dims_rollup: Collection<Document>,
     /// Test hook: where the next flush fails.
     fail_next_flush: Mutex<Option<FailAt>>,
     /// Test hook: where the next fold stops.
@@ -147,12 +149,19 @@ impl MongoStore {
                 .await
                 .map_err(|e| unavailable(format!("creating an index of the dimensions: {e}")))?;
         }
+        let dims_rollup: Collection<Document> =
+            database.collection(&format!("{}_dims_rollup", config.collection));
+        dims_rollup
+            .create_index(mongodb::IndexModel::builder().keys(doc! { "m": 1 }).build())
+            .await
+            .map_err(|e| unavailable(format!("creating an index of the dimensions: {e}")))?;
         Ok(Self {
             collection: database.collection(&config.collection),
             claims: database.collection(&format!("{}_claims", config.collection)),
             daily: database.collection(&format!("{}_daily", config.collection)),
             rollup: database.collection(&format!("{}_rollup", config.collection)),
             dims,
+            dims_rollup,
             fail_next_flush: Mutex::new(None),
             fail_next_fold: Mutex::new(None),
         })
@@ -423,7 +432,7 @@ impl StatStore for MongoStore {
         if months.is_empty() {
             return Ok(Vec::new());
         }
-        self.read_dim_docs(None, &months, Some(kind)).await
+        self.read_rolled_dims(&months, kind).await
     }
 
     async fn drop_days_before(&self, month: Month) -> Result<u64, StoreError> {

@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             from: today - days + 1,
             to: today,
             by: Some(By::Week),
+            clients: None,
         };
         let mut best = Duration::MAX;
         let mut users = 0;

@@ -237,6 +237,7 @@ pub async fn pipeline(
         deriver: Box::new(RulesDeriver::new(&config.derive, config.hll.hash)),
         params,
         max_dims_per_month: config.derive.per_client.max_per_month as usize,
+        per_client_daily: config.derive.per_client.enabled && config.derive.per_client.daily,
         known_dims,
         max_pending_records: config.max_pending_records,
         max_future: Duration::from_secs(config.max_future_secs),

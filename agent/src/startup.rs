@@ -151,6 +151,11 @@ pub async fn start_on(
         config.daily_retention_days,
         std::sync::atomic::Ordering::Relaxed,
     );
+    let per_client = &config.derive.per_client;
+    state.per_client_daily.store(
+        per_client.enabled && per_client.daily,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let data_version = {
         let state = state.clone();
         authstat_runtime::tasks::spawn("data-version", async move {

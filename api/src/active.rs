@@ -30,6 +30,8 @@ pub struct Range {
     pub to: i64,
     /// The periods asked for, if any.
     pub by: Option<By>,
+    /// `group_by=client`: how many clients get their figure (`top`).
+    pub clients: Option<usize>,
 }
 
 /// A day as `YYYY-MM-DD`.
@@ -67,7 +69,11 @@ pub fn parse_day(parameter: &str, text: &str) -> Result<i64, String> {
 
 /// The range a request asks for, checked: both dates exist, `from` is not after `to`, at most
 /// [`MAX_RANGE_DAYS`] days, not before `first_kept` (the retention), `by` is known.
-pub fn requested_range(pairs: &[(String, String)], first_kept: i64) -> Result<Range, String> {
+pub fn requested_range(
+    pairs: &[(String, String)],
+    first_kept: i64,
+    per_client_daily: bool,
+) -> Result<Range, String> {
     let first = |name: &str| {
         pairs
             .iter()
@@ -110,14 +116,39 @@ pub fn requested_range(pairs: &[(String, String)], first_kept: i64) -> Result<Ra
             return Err(format!("by: '{shown}' is none of day, week, month"));
         }
     };
-    if let Some(group_by) = first("group_by") {
-        let shown: String = group_by.chars().take(32).collect();
-        return Err(format!(
-            "group_by: '{shown}': active users per client are kept per month, not per day \
-             (the stat API's group_by=client)"
-        ));
-    }
-    Ok(Range { from, to, by })
+    let clients = match (first("group_by"), first("top")) {
+        (None, None) => None,
+        (None, Some(_)) => return Err("top: needs group_by=client".into()),
+        (Some("client"), _) if !per_client_daily => {
+            return Err("group_by: each client's active users per day are not kept \
+                 (derive.per_client.daily: true keeps them; per month: the stat API's \
+                 group_by=client)"
+                .into());
+        }
+        (Some("client"), top) => Some(match top {
+            None => crate::stat::DEFAULT_TOP,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=crate::stat::MAX_TOP).contains(&n) => n,
+                _ => {
+                    let shown: String = text.chars().take(32).collect();
+                    return Err(format!(
+                        "top: '{shown}' is not a whole number from 1 to {}",
+                        crate::stat::MAX_TOP
+                    ));
+                }
+            },
+        }),
+        (Some(other), _) => {
+            let shown: String = other.chars().take(32).collect();
+            return Err(format!("group_by: '{shown}' is not client"));
+        }
+    };
+    Ok(Range {
+        from,
+        to,
+        by,
+        clients,
+    })
 }
 
 impl Range {
@@ -166,6 +197,65 @@ pub struct Active {
     pub users: u64,
     /// Each period's `(first day, last day, distinct users)`.
     pub periods: Vec<(i64, i64, u64)>,
+    /// With `group_by=client`: the top clients' users over the range, most first, and the
+    /// other clients' together (a union).
+    pub clients: Option<(Vec<(String, u64)>, u64)>,
+}
+
+/// Unions the HLLs of `hlls` (HLLs of other parameters than the first count by the larger
+/// estimate).
+fn union_of<'a>(hlls: impl IntoIterator<Item = &'a Hll>) -> Option<Hll> {
+    let mut acc: Option<Hll> = None;
+    for hll in hlls {
+        match &mut acc {
+            None => acc = Some(hll.clone()),
+            Some(a) if a.params() == hll.params() => {
+                a.union(hll).expect("equal parameters");
+            }
+            Some(a) => {
+                if hll.cardinality() > a.cardinality() {
+                    *a = hll.clone();
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Each client's users over `range` (`days`: by client, its stored days), the top `n` and the
+/// rest together (the kind's other bucket always among the rest).
+pub fn clients_of(
+    range: &Range,
+    n: usize,
+    days: &BTreeMap<authstat_core::dims::Dim, BTreeMap<i64, Hll>>,
+) -> (Vec<(String, u64)>, u64) {
+    let mut all: Vec<(u64, &authstat_core::dims::Dim, Hll)> = days
+        .iter()
+        .filter_map(|(client, by_day)| {
+            let union = union_of(by_day.range(range.from..=range.to).map(|(_, h)| h))?;
+            Some((union.cardinality().unwrap_or(0), client, union))
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        (a.1.is_other(), std::cmp::Reverse(a.0), a.1).cmp(&(
+            b.1.is_other(),
+            std::cmp::Reverse(b.0),
+            b.1,
+        ))
+    });
+    let named = all
+        .iter()
+        .take_while(|(_, client, _)| !client.is_other())
+        .take(n)
+        .count();
+    let top = all[..named]
+        .iter()
+        .map(|(users, client, _)| (client.id().unwrap_or_default().to_owned(), *users))
+        .collect();
+    let others = union_of(all[named..].iter().map(|(_, _, u)| u))
+        .and_then(|u| u.cardinality())
+        .unwrap_or(0);
+    (top, others)
 }
 
 /// Unions the days' HLLs of `range` (`days`: the stored days, by day); days nobody stored are
@@ -173,21 +263,9 @@ pub struct Active {
 /// larger estimate.
 pub fn active(range: Range, days: &BTreeMap<i64, Hll>) -> Active {
     let union = |from: i64, to: i64| -> u64 {
-        let mut acc: Option<Hll> = None;
-        for (_, hll) in days.range(from..=to) {
-            match &mut acc {
-                None => acc = Some(hll.clone()),
-                Some(a) if a.params() == hll.params() => {
-                    a.union(hll).expect("equal parameters");
-                }
-                Some(a) => {
-                    if hll.cardinality() > a.cardinality() {
-                        *a = hll.clone();
-                    }
-                }
-            }
-        }
-        acc.and_then(|a| a.cardinality()).unwrap_or(0)
+        union_of(days.range(from..=to).map(|(_, h)| h))
+            .and_then(|a| a.cardinality())
+            .unwrap_or(0)
     };
     Active {
         range,
@@ -197,6 +275,7 @@ pub fn active(range: Range, days: &BTreeMap<i64, Hll>) -> Active {
             .into_iter()
             .map(|(a, b)| (a, b, union(a, b)))
             .collect(),
+        clients: None,
     }
 }
 
@@ -207,6 +286,14 @@ pub fn body(a: &Active) -> String {
         "to": day_text(a.range.to),
         "active_users": a.users,
     });
+    if let Some((top, others)) = &a.clients {
+        let clients: serde_json::Map<String, serde_json::Value> = top
+            .iter()
+            .map(|(id, n)| (id.clone(), serde_json::json!({ "active_users": n })))
+            .collect();
+        value["clients"] = clients.into();
+        value["other_clients"] = serde_json::json!({ "active_users": others });
+    }
     if a.range.by.is_some() {
         value["periods"] = a
             .periods
@@ -262,7 +349,7 @@ mod tests {
     #[test]
     fn ranges_are_checked_and_name_the_parameter() {
         let kept = day("2023-01-01");
-        let err = |q: &[(&str, &str)]| requested_range(&pairs(q), kept).unwrap_err();
+        let err = |q: &[(&str, &str)]| requested_range(&pairs(q), kept, false).unwrap_err();
         assert!(err(&[("to", "2024-01-01")]).starts_with("from:"));
         assert!(err(&[("from", "2024-01-02"), ("to", "2024-01-01")]).starts_with("from:"));
         assert!(err(&[("from", "2023-01-01"), ("to", "2024-02-05")]).starts_with("to:"));
@@ -277,8 +364,41 @@ mod tests {
                 ("by", "month"),
             ]),
             kept,
+            false,
         )
         .unwrap();
+        let range = [("from", "2024-01-01"), ("to", "2024-01-05")];
+        let with = |extra: &[(&'static str, &'static str)], daily: bool| {
+            let mut q = range.to_vec();
+            q.extend_from_slice(extra);
+            requested_range(&pairs(&q), kept, daily)
+        };
+        assert!(
+            with(&[("group_by", "client")], false)
+                .unwrap_err()
+                .starts_with("group_by:")
+        );
+        assert_eq!(
+            with(&[("group_by", "client")], true).unwrap().clients,
+            Some(100)
+        );
+        assert_eq!(
+            with(&[("group_by", "client"), ("top", "3")], true)
+                .unwrap()
+                .clients,
+            Some(3)
+        );
+        assert!(
+            with(&[("group_by", "realm")], true)
+                .unwrap_err()
+                .starts_with("group_by:")
+        );
+        assert!(with(&[("top", "3")], true).unwrap_err().starts_with("top:"));
+        assert!(
+            with(&[("group_by", "client"), ("top", "0")], true)
+                .unwrap_err()
+                .starts_with("top:")
+        );
         assert_eq!(ok.to - ok.from + 1, 400, "400 days are allowed");
         assert_eq!(ok.months().len(), 14);
     }
@@ -290,6 +410,7 @@ mod tests {
             from: day("2024-01-05"),
             to: day("2024-02-03"),
             by: Some(By::Week),
+            clients: None,
         };
         let weeks: Vec<(String, String)> = range
             .periods()
@@ -355,6 +476,7 @@ impl RecentUsers {
                 from: today - i64::from(days) + 1,
                 to: today,
                 by: None,
+                clients: None,
             };
             match state.cache.active_users(&settings.config, range).await {
                 Ok(answer) => figures.push((days, answer.users)),

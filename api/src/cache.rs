@@ -133,7 +133,30 @@ impl StatCache {
                 }
             }
         }
-        let answer = Arc::new(crate::active::active(range, &days));
+        let mut answer = crate::active::active(range, &days);
+        if let Some(n) = range.clients {
+            let read = self
+                .store
+                .read_dims(&months, authstat_core::dims::DimKind::ClientDay)
+                .await;
+            if read.is_err() {
+                self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut by_client: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> =
+                std::collections::BTreeMap::new();
+            for month in read? {
+                for (dim, stats) in month.dims {
+                    if let Some((day, client)) = dim.as_client_day() {
+                        by_client
+                            .entry(client)
+                            .or_default()
+                            .insert(day, stats.users);
+                    }
+                }
+            }
+            answer.clients = Some(crate::active::clients_of(&range, n, &by_client));
+        }
+        let answer = Arc::new(answer);
         self.ranges
             .insert(range, (Instant::now(), ttl, generation, answer.clone()));
         Ok(answer)

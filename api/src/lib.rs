@@ -79,6 +79,8 @@ pub struct ApiState {
     pub sessions: dashboard::Sessions,
     /// How many days the active users of each day are kept (`daily_retention_days`).
     pub daily_retention_days: std::sync::atomic::AtomicU32,
+    /// Whether each client's users per day are kept (`derive.per_client.daily`).
+    pub per_client_daily: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -107,6 +109,7 @@ impl ApiState {
             cache: StatCache::new(store.clone(), status.clone(), api_stats.clone()),
             sessions: dashboard::Sessions::default(),
             daily_retention_days: std::sync::atomic::AtomicU32::new(400),
+            per_client_daily: std::sync::atomic::AtomicBool::new(false),
             store,
             settings,
             status,
@@ -362,7 +365,10 @@ async fn active_users(
         authstat_core::dims::first_kept_month(authstat_core::month::now_ms(), retention)
             .start_epoch_millis()
             .div_euclid(authstat_core::dims::MILLIS_PER_DAY);
-    let range = match active::requested_range(&pairs, first_kept) {
+    let daily = state
+        .per_client_daily
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let range = match active::requested_range(&pairs, first_kept, daily) {
         Ok(range) => range,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", &why),
     };

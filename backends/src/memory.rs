@@ -383,7 +383,8 @@ impl StatStore for MemoryStore {
         let mut drop_in = |m: &mut MonthDims| {
             if m.month < month {
                 let before = m.dims.len();
-                m.dims.retain(|d, _| d.kind() != DimKind::Day);
+                m.dims
+                    .retain(|d, _| !matches!(d.kind(), DimKind::Day | DimKind::ClientDay));
                 dropped += (before - m.dims.len()) as u64;
             }
         };

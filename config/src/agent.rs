@@ -174,6 +174,10 @@ pub struct PerClientConfig {
         deserialize_with = "max_clients_per_month"
     )]
     pub max_per_month: u32,
+    /// Also each client's active users per UTC day, for `group_by=client` on
+    /// `/authstat/v1/active-users` (default false: a row per client and day).
+    #[serde(default)]
+    pub daily: bool,
     /// Per-client series on `/metrics` and OTLP (default false: their cardinality is the
     /// number of clients).
     #[serde(default)]
@@ -191,6 +195,7 @@ impl Default for PerClientConfig {
         Self {
             enabled: true,
             max_per_month: default_max_clients_per_month(),
+            daily: false,
             metrics: false,
             max_metric_clients: default_max_metric_clients(),
         }

@@ -35,6 +35,9 @@ pub enum DimKind {
     Realm,
     /// A UTC day (`yyyyMMdd`): its active users only.
     Day,
+    /// A client on a UTC day (`yyyyMMdd:c:<client id>`): its active users only
+    /// (`derive.per_client.daily`).
+    ClientDay,
 }
 
 impl DimKind {
@@ -47,6 +50,7 @@ impl DimKind {
             DimKind::Client => "client",
             DimKind::Realm => "realm",
             DimKind::Day => "day",
+            DimKind::ClientDay => "client_day",
         }
     }
 
@@ -65,6 +69,7 @@ impl DimKind {
             DimKind::Client => 'c',
             DimKind::Realm => 'r',
             DimKind::Day => 'd',
+            DimKind::ClientDay => 'e',
         }
     }
 }
@@ -134,6 +139,25 @@ impl Dim {
         Dim(format!("d:{y:04}{m:02}{d:02}"))
     }
 
+    /// A client's dimension on a UTC day: `e:yyyyMMdd:` and the client's text (`c:<id>`, or
+    /// `c` for the other bucket).
+    pub fn client_day(day: i64, client: &Dim) -> Self {
+        let date = &Dim::day(day).0[2..];
+        Dim(format!("e:{date}:{}", client.0))
+    }
+
+    /// The day and the client of a client's dimension on a day.
+    pub fn as_client_day(&self) -> Option<(i64, Dim)> {
+        let rest = self.0.strip_prefix("e:")?;
+        let (date, client) = (rest.get(..8)?, rest.get(9..)?);
+        if rest.as_bytes().get(8) != Some(&b':') {
+            return None;
+        }
+        let day = Dim(format!("d:{date}")).as_day()?;
+        let client = Dim::parse(client).ok()?;
+        (client.kind() == DimKind::Client).then_some((day, client))
+    }
+
     /// The UTC day of a day's dimension (days since 1970-01-01).
     pub fn as_day(&self) -> Option<i64> {
         let text = self.0.strip_prefix("d:")?;
@@ -153,6 +177,7 @@ impl Dim {
         match self.0.as_bytes().first() {
             Some(b'r') => DimKind::Realm,
             Some(b'd') => DimKind::Day,
+            Some(b'e') => DimKind::ClientDay,
             _ => DimKind::Client,
         }
     }
@@ -181,6 +206,10 @@ impl Dim {
             Some(b'd') => {
                 let dim = Dim(s.to_owned());
                 return dim.as_day().map(|_| dim).ok_or_else(bad);
+            }
+            Some(b'e') => {
+                let dim = Dim(s.to_owned());
+                return dim.as_client_day().map(|_| dim).ok_or_else(bad);
             }
             _ => return Err(bad()),
         };
@@ -450,6 +479,28 @@ mod tests {
         }
         assert_eq!(day_of_millis(-1), -1, "before 1970: the day before");
         for bad in ["d:20240230", "d:2024021", "d:2024010x", "d:20241301", "d:"] {
+            assert!(Dim::parse(bad).is_err(), "{bad}");
+        }
+        let web = Dim::of(DimKind::Client, "web:1").unwrap();
+        let day = day_of_millis(1_709_164_800_000);
+        let on_day = Dim::client_day(day, &web);
+        assert_eq!(on_day.as_str(), "e:20240229:c:web:1");
+        assert_eq!(
+            Dim::parse(on_day.as_str()).unwrap().as_client_day(),
+            Some((day, web))
+        );
+        assert_eq!(on_day.kind(), DimKind::ClientDay);
+        let other = Dim::client_day(day, &Dim::other(DimKind::Client));
+        assert_eq!(
+            other.as_client_day().unwrap().1,
+            Dim::other(DimKind::Client)
+        );
+        for bad in [
+            "e:20240229",
+            "e:20240229c:x",
+            "e:20240230:c:x",
+            "e:20240229:r:x",
+        ] {
             assert!(Dim::parse(bad).is_err(), "{bad}");
         }
     }

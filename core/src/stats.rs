@@ -239,6 +239,8 @@ pub struct DimFigures<'a> {
     pub user: Option<i64>,
     /// The counters it added 1 to (an authentication, tokens).
     pub counts: &'a [Option<CounterKey>],
+    /// The UTC day of the event (days since 1970-01-01).
+    pub day: i64,
 }
 
 /// Stats per month, built up in memory from events; all months share one HLL setting.

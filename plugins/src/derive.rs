@@ -149,6 +149,7 @@ impl Deriver for RulesDeriver {
             let figures = DimFigures {
                 user: active_user,
                 counts: &counted,
+                day: day_of_millis(e.timestamp),
             };
             for (kind, id) in dims.into_iter().filter_map(|(kind, id)| Some((kind, id?))) {
                 sink.add_dim(month, kind, id, &figures);

@@ -178,7 +178,7 @@ pub async fn query_days(
     )
     .start_epoch_millis()
     .div_euclid(authstat_core::dims::MILLIS_PER_DAY);
-    let range = active::requested_range(&pairs, first_kept)
+    let range = active::requested_range(&pairs, first_kept, false)
         .map_err(|why| Failure::Usage(format!("--{why}")))?;
     let store = crate::connect(&resolved).await?;
     let mut days = std::collections::BTreeMap::new();

@@ -17,6 +17,8 @@ struct Gathered {
     users: Option<Hll>,
     deltas: Counters,
     dirty: bool,
+    /// A client's users per UTC day since the last flush (`derive.per_client.daily`).
+    days: Vec<(i64, Hll)>,
 }
 
 /// The dimensions of one month and kind: by id (the other bucket under the empty id, which no
@@ -35,6 +37,8 @@ pub(crate) struct DimTable {
     today: Option<(Month, i64, Hll)>,
     /// At most this many distinct ids per month and kind; the rest go to the other bucket.
     cap: usize,
+    /// Also each client's users per day.
+    pub daily: bool,
     months: BTreeMap<Month, [Ids; 2]>,
     /// Events whose id was skipped since the last flush: longer than [`MAX_DIM_ID_LEN`] bytes.
     pub skipped: u64,
@@ -48,7 +52,7 @@ fn index(kind: DimKind) -> usize {
     match kind {
         DimKind::Client => 0,
         DimKind::Realm => 1,
-        DimKind::Day => unreachable!("days are kept apart"),
+        DimKind::Day | DimKind::ClientDay => unreachable!("days are kept apart"),
     }
 }
 
@@ -62,6 +66,7 @@ impl DimTable {
             days: BTreeMap::new(),
             today: None,
             cap,
+            daily: false,
             months: BTreeMap::new(),
             skipped: 0,
             over_cap: 0,
@@ -72,7 +77,9 @@ impl DimTable {
     /// The same parameters, nothing gathered, no cap (a reading thread's part: the cap applies
     /// when the part is absorbed).
     pub fn empty_like(&self) -> Self {
-        Self::new(self.params, self.day_params, usize::MAX)
+        let mut part = Self::new(self.params, self.day_params, usize::MAX);
+        part.daily = self.daily;
+        part
     }
 
     pub fn add_day_user(&mut self, month: Month, day: i64, raw_hash: i64) {
@@ -105,7 +112,7 @@ impl DimTable {
         for m in stored {
             let ids = self.months.entry(m.month).or_default();
             // Days are not capped: only clients and realms count.
-            for dim in m.dims.keys().filter(|d| d.kind() != DimKind::Day) {
+            for dim in m.dims.keys().filter(|d| DimKind::ALL.contains(&d.kind())) {
                 let id = dim.id().unwrap_or("");
                 ids[index(dim.kind())].entry(id.to_owned()).or_default();
             }
@@ -146,11 +153,25 @@ impl DimTable {
     pub fn add(&mut self, month: Month, kind: DimKind, id: &str, figures: &DimFigures<'_>) {
         // Gathered without SPARSE (cheaper to add to), stored with it (`take`).
         let params = self.params.with_sparse(false);
+        let daily = self.daily && kind == DimKind::Client;
         if let Some(g) = self.entry(month, kind, id) {
             if let Some(user) = figures.user {
                 g.users
                     .get_or_insert_with(|| Hll::new(params))
                     .add_raw(user);
+                if daily {
+                    match g.days.last_mut() {
+                        Some((day, users)) if *day == figures.day => users.add_raw(user),
+                        _ => match g.days.iter_mut().find(|(day, _)| *day == figures.day) {
+                            Some((_, users)) => users.add_raw(user),
+                            None => {
+                                let mut users = Hll::new(params);
+                                users.add_raw(user);
+                                g.days.push((figures.day, users));
+                            }
+                        },
+                    }
+                }
             }
             for key in figures.counts.iter().flatten() {
                 g.deltas.add(key, 1);
@@ -188,6 +209,14 @@ impl DimTable {
                         }
                     }
                     ours.deltas.merge(&g.deltas);
+                    for (day, users) in g.days {
+                        match ours.days.iter_mut().find(|(d, _)| *d == day) {
+                            Some((_, u)) => {
+                                u.union(&users).expect("the parts share the HLL parameters")
+                            }
+                            None => ours.days.push((day, users)),
+                        }
+                    }
                 }
             }
         }
@@ -220,6 +249,15 @@ impl DimTable {
                 } else {
                     Dim::of(kind, id).expect("ids are checked when gathered")
                 };
+                for (day, users) in std::mem::take(&mut g.days) {
+                    out.push(DimFlush {
+                        dim: Dim::client_day(day, &dim),
+                        users: users
+                            .with_params(self.params)
+                            .expect("the same log2m and regwidth"),
+                        counter_deltas: Counters::default(),
+                    });
+                }
                 out.push(DimFlush {
                     dim,
                     users: match g.users.take() {
@@ -263,6 +301,7 @@ mod tests {
         let authn = DimFigures {
             user: None,
             counts: &counts,
+            day: 19_800,
         };
         for id in ["a", "b", "c", "d", "a"] {
             t.add(month, DimKind::Client, id, &authn);
@@ -270,6 +309,7 @@ mod tests {
         let user = DimFigures {
             user: Some(7),
             counts: &[],
+            day: 19_800,
         };
         t.add(
             month,

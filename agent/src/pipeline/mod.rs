@@ -89,6 +89,8 @@ pub struct Parts {
     pub params: HllParams,
     /// At most this many distinct clients (and realms) per month are kept apart.
     pub max_dims_per_month: usize,
+    /// Also each client's users per day (`derive.per_client.daily`).
+    pub per_client_daily: bool,
     /// The clients and realms the node holds already of the months it is likely to write
     /// (they count towards the cap).
     pub known_dims: Vec<authstat_core::dims::MonthDims>,
@@ -160,6 +162,7 @@ impl Pipeline {
             deriver,
             params,
             max_dims_per_month,
+            per_client_daily,
             known_dims,
             max_pending_records,
             max_future,
@@ -169,6 +172,7 @@ impl Pipeline {
         } = parts;
         let mut dims = DimTable::new(dim_params(&params), day_params(&params), max_dims_per_month);
         dims.know(&known_dims);
+        dims.daily = per_client_daily;
         let hlls: BTreeMap<Month, Hll> = state
             .months
             .iter()

@@ -88,6 +88,21 @@ fn assert_users(what: &str, got: &Value, truth: usize) {
     }
 }
 
+/// A client's users (an HLL of 2,048 registers): exact up to 160, else within three standard
+/// errors.
+fn assert_client_users(what: &str, got: &Value, truth: usize) {
+    let got = got.as_u64().unwrap_or_else(|| panic!("{what}: {got}")) as f64;
+    if truth <= 160 {
+        assert_eq!(got, truth as f64, "{what} (exact while few)");
+    } else {
+        let t = truth as f64;
+        assert!(
+            (got - t).abs() <= 3.0 * 1.04 / 45.25 * t,
+            "{what}: {got}, truth {t}"
+        );
+    }
+}
+
 /// The distinct users of `days` (inclusive) in the truth.
 fn union(truth: &BTreeMap<i64, BTreeSet<String>>, from: i64, to: i64) -> usize {
     truth
@@ -109,8 +124,23 @@ async fn active_users_of_days_weeks_and_rolling_ranges_match_an_independent_coun
     let mut truth: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
     let mut logs = [String::new(), String::new()];
     let mut records = [0u64; 2];
+    // Each client's users of each day (`derive.per_client.daily`).
+    let mut by_client: BTreeMap<String, BTreeMap<i64, BTreeSet<String>>> = BTreeMap::new();
     let mut write = |node: usize, ts: i64, user: &str, success: bool, logs: &mut [String; 2]| {
-        let record = AuditRecord::new("USER_AUTHORIZATION", ts, Some(user), success);
+        let mut record = AuditRecord::new("USER_AUTHORIZATION", ts, Some(user), success);
+        // Twelve clients, the first ones busier; a user keeps to a few of them.
+        let hash = user.bytes().fold(ts as u64 % 3, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u64::from(b))
+        });
+        record.client_id = format!("app-{}", (hash % 12).min(hash % 7));
+        if success {
+            by_client
+                .entry(record.client_id.clone())
+                .or_default()
+                .entry(ts.div_euclid(DAY_MS))
+                .or_default()
+                .insert(user.to_owned());
+        }
         logs[node].push_str(&record.text());
         records[node] += 1;
     };
@@ -166,7 +196,11 @@ async fn active_users_of_days_weeks_and_rolling_ranges_match_an_independent_coun
     let mut agents = Vec::new();
     for (node, log) in ["day-a", "day-b"].into_iter().zip(&logs) {
         // 2024 is kept: the longest retention.
-        let path = config(dir.path(), node, "daily_retention_days: 3660\n");
+        let path = config(
+            dir.path(),
+            node,
+            "daily_retention_days: 3660\nderive:\n  per_client:\n    daily: true\n",
+        );
         std::fs::write(dir.path().join(format!("logs-{node}/audit.log")), log).unwrap();
         let n = records[agents.len()];
         agents.push(start(&path, n).await);
@@ -237,6 +271,39 @@ async fn active_users_of_days_weeks_and_rolling_ranges_match_an_independent_coun
                 union(&truth, from, end),
             );
         }
+    }
+
+    // Per client over a range of days (derive.per_client.daily): the top 3 and the rest.
+    for (from, to) in [(first, last), (day(2024, 2, 26), day(2024, 3, 3))] {
+        let r = ask(
+            api,
+            &format!("from={}&to={}&group_by=client&top=3", text(from), text(to)),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body = r.json();
+        let clients = body["clients"].as_object().unwrap();
+        assert_eq!(clients.len(), 3, "{body}");
+        let users_of = |id: &str| -> BTreeSet<String> {
+            by_client[id]
+                .range(from..=to)
+                .flat_map(|(_, u)| u.iter().cloned())
+                .collect()
+        };
+        let mut rest = BTreeSet::new();
+        for id in by_client.keys() {
+            let truth = users_of(id);
+            match clients.get(id.as_str()) {
+                Some(got) => assert_client_users(id, &got["active_users"], truth.len()),
+                None => rest.extend(truth),
+            }
+        }
+        assert_client_users(
+            "other_clients",
+            &body["other_clients"]["active_users"],
+            rest.len(),
+        );
     }
 
     // authstat query --from --to --by week answers the same.

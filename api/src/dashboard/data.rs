@@ -152,6 +152,7 @@ async fn recent_days(state: &ApiState, now_ms: i64) -> Result<RecentDays, StoreE
         from: today - 29,
         to: today,
         by: Some(By::Day),
+        clients: None,
     };
     let thirty = state.cache.active_users(&settings.config, month).await?;
     // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
@@ -159,6 +160,7 @@ async fn recent_days(state: &ApiState, now_ms: i64) -> Result<RecentDays, StoreE
         from: today - (today + 3).rem_euclid(7),
         to: today,
         by: None,
+        clients: None,
     };
     let week = state.cache.active_users(&settings.config, week).await?;
     Ok(RecentDays {

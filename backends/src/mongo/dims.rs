@@ -303,7 +303,10 @@ async fn drop_days_in(collection: &Collection<Document>, month: Month) -> Result
                 continue;
             };
             let mut unset = Document::new();
-            for field in d.keys().filter(|f| f.starts_with("d:")) {
+            for field in d
+                .keys()
+                .filter(|f| f.starts_with("d:") || f.starts_with("e:"))
+            {
                 unset.insert(format!("d.{field}"), "");
             }
             if unset.is_empty() {

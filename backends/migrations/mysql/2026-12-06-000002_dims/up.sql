@@ -6,14 +6,14 @@
 CREATE TABLE IF NOT EXISTS authstat_dim_hll (
     node_id VARCHAR(128) NOT NULL,
     month INTEGER NOT NULL,
-    dim VARBINARY(258) NOT NULL,
+    dim VARBINARY(270) NOT NULL,
     hll LONGBLOB NOT NULL,
     PRIMARY KEY (node_id, month, dim)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 CREATE TABLE IF NOT EXISTS authstat_dim_counters (
     node_id VARCHAR(128) NOT NULL,
     month INTEGER NOT NULL,
-    dim VARBINARY(258) NOT NULL,
+    dim VARBINARY(270) NOT NULL,
     kind VARCHAR(16) NOT NULL,
     k1 VARCHAR(255) NOT NULL,
     k2 VARCHAR(255) NOT NULL,
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS authstat_dim_counters (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 CREATE TABLE IF NOT EXISTS authstat_rollup_dims (
     month INTEGER NOT NULL,
-    dim VARBINARY(258) NOT NULL,
+    dim VARBINARY(270) NOT NULL,
     hll LONGBLOB NOT NULL,
     counters MEDIUMTEXT NOT NULL,         -- [[kind, k1, k2, value], …] (JSON)
     PRIMARY KEY (month, dim)

@@ -4,14 +4,14 @@
 CREATE TABLE IF NOT EXISTS authstat_dim_hll (
     node_id VARCHAR(128) NOT NULL,
     month INTEGER NOT NULL,
-    dim VARCHAR(258) NOT NULL,
+    dim VARCHAR(270) NOT NULL,
     hll BYTEA NOT NULL,
     PRIMARY KEY (node_id, month, dim)
 );
 CREATE TABLE IF NOT EXISTS authstat_dim_counters (
     node_id VARCHAR(128) NOT NULL,
     month INTEGER NOT NULL,
-    dim VARCHAR(258) NOT NULL,
+    dim VARCHAR(270) NOT NULL,
     kind VARCHAR(16) NOT NULL,
     k1 VARCHAR(255) NOT NULL,
     k2 VARCHAR(255) NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS authstat_dim_counters (
 );
 CREATE TABLE IF NOT EXISTS authstat_rollup_dims (
     month INTEGER NOT NULL,
-    dim VARCHAR(258) NOT NULL,
+    dim VARCHAR(270) NOT NULL,
     hll BYTEA NOT NULL,
     counters TEXT NOT NULL,               -- [[kind, k1, k2, value], …] (JSON)
     PRIMARY KEY (month, dim)

@@ -200,7 +200,7 @@ impl Dialect {
     pub(crate) fn drop_days_before(self) -> [String; 3] {
         [NODE_HLL, NODE_COUNTERS, ROLLUP].map(|table| {
             format!(
-                "DELETE FROM {table} WHERE month < {} AND dim LIKE 'd%'",
+                "DELETE FROM {table} WHERE month < {} AND (dim LIKE 'd%' OR dim LIKE 'e%')",
                 self.param(1)
             )
         })

@@ -224,10 +224,19 @@ pub async fn days_merge_and_are_dropped_before_the_retention(h: &dyn Harness) {
         b.epoch = epoch;
         for m in &mut b.months {
             let month_text = m.month.to_string();
+            // A client on a day, with the longest id a client may have (the longest dimension).
+            let long = client(&"z".repeat(authstat_core::dims::MAX_DIM_ID_LEN));
+            let mut on_day = day_flush(days(&month_text)[0], first);
+            on_day.dim = Dim::client_day(days(&month_text)[0], &long);
+            on_day.users = {
+                let mut u = Hll::new(dim_params(&HllParams::janssen()));
+                u.add_raw(HashAlgorithm::Murmur3.hash(&format!("{node}-on-day")));
+                u
+            };
             m.dims = days(&month_text)
                 .into_iter()
                 .map(|d| day_flush(d, first))
-                .chain([dim_flush(&client("c1"), first, 5, 1)])
+                .chain([dim_flush(&client("c1"), first, 5, 1), on_day])
                 .collect();
             m.dims.sort_by(|a, b| a.dim.cmp(&b.dim));
         }
@@ -250,6 +259,13 @@ pub async fn days_merge_and_are_dropped_before_the_retention(h: &dyn Harness) {
         2,
         "clients apart"
     );
+    let on_days = store
+        .read_dims(&MONTHS.map(month), DimKind::ClientDay)
+        .await
+        .unwrap();
+    assert_eq!(on_days, of_kind(&expected, DimKind::ClientDay));
+    let both = on_days[0].dims.values().next().unwrap().active_users();
+    assert_eq!(both, 2, "two nodes' users of the client on the day");
 
     assert!(store.drop_days_before(month(MONTHS[1])).await.unwrap() > 0);
     let left = store
@@ -257,6 +273,11 @@ pub async fn days_merge_and_are_dropped_before_the_retention(h: &dyn Harness) {
         .await
         .unwrap();
     assert_eq!(left.len(), 1, "only the kept month's days");
+    let on_days = store
+        .read_dims(&MONTHS.map(month), DimKind::ClientDay)
+        .await
+        .unwrap();
+    assert_eq!(on_days.len(), 1, "clients' days go with the days");
     assert_eq!(left[0].month, month(MONTHS[1]));
     assert!(
         store

@@ -3,11 +3,8 @@
 //! `authstat query --group-by`, the cap and hostile client ids.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use authstat::RunningAgent;
-use authstat::resolve::resolve;
 use authstat_core::Month;
 use authstat_test_support::rng::Rng;
 use authstat_test_support::truth::{ClientTruth, Truth};
@@ -27,44 +24,7 @@ fn month(s: &str) -> Month {
     s.parse().unwrap()
 }
 
-/// Writes an agent's configuration: `node`, its own logs folder, the shared SQLite database.
-fn config(dir: &Path, node: &str, extra: &str) -> std::path::PathBuf {
-    let logs = dir.join(format!("logs-{node}"));
-    std::fs::create_dir_all(&logs).unwrap();
-    let path = dir.join(format!("{node}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "node_id: {node}\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
-             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [{logs}/*.log]}}\n\
-             \x20 - {{name: tokens, type: file, format: token_events, paths: [{logs}/*.jsonl]}}\n\
-             backend: {{type: sqlite, path: {db}}}\n\
-             api:\n  scope: jans_stat\n  auth:\n    type: static\n    tokens:\n      - name: t\n        sha256: {sha}\n        scopes: [jans_stat]\n{extra}",
-            logs = logs.display(),
-            db = dir.join("db.sqlite").display(),
-            sha = authstat_test_support::token::sha256_hex(TOKEN),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Starts the agent of `path` in-process and waits until it read `records` records and flushed.
-async fn start(path: &Path, records: u64) -> RunningAgent {
-    let config = authstat_config::load(path, &std::collections::HashMap::new()).unwrap();
-    let agent = authstat::start(resolve(path, config).unwrap(), Default::default())
-        .await
-        .unwrap();
-    let stats = agent.stats.clone();
-    wait_until("the log to be read", || {
-        stats.reading.records.load(Ordering::Relaxed) >= records
-    });
-    agent.flush_now();
-    wait_until("a flush", || {
-        stats.flushing.applied.load(Ordering::Acquire) >= 1
-    });
-    agent
-}
+use crate::support::{node_config as config, start_node as start};
 
 /// `GET` of the stat endpoint with the token, in a blocking task.
 async fn stat(agent: &RunningAgent, query: &str) -> Response {

@@ -4,11 +4,8 @@
 //! leap day, two nodes merged; the retention; the errors.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use authstat::RunningAgent;
-use authstat::resolve::resolve;
 use authstat_test_support::janssen::AuditRecord;
 use authstat_test_support::rng::Rng;
 use serde_json::Value;
@@ -31,41 +28,7 @@ fn text(day: i64) -> String {
     authstat_api::active::day_text(day)
 }
 
-fn config(dir: &Path, node: &str, extra: &str) -> std::path::PathBuf {
-    let logs = dir.join(format!("logs-{node}"));
-    std::fs::create_dir_all(&logs).unwrap();
-    let path = dir.join(format!("{node}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "node_id: {node}\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n{extra}\
-             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [{logs}/*.log]}}\n\
-             backend: {{type: sqlite, path: {db}}}\n\
-             api:\n  scope: jans_stat\n  auth:\n    type: static\n    tokens:\n      - name: t\n        sha256: {sha}\n        scopes: [jans_stat]\n",
-            logs = logs.display(),
-            db = dir.join("db.sqlite").display(),
-            sha = authstat_test_support::token::sha256_hex(TOKEN),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-async fn start(path: &Path, records: u64) -> RunningAgent {
-    let config = authstat_config::load(path, &std::collections::HashMap::new()).unwrap();
-    let agent = authstat::start(resolve(path, config).unwrap(), Default::default())
-        .await
-        .unwrap();
-    let stats = agent.stats.clone();
-    wait_until("the log to be read", || {
-        stats.reading.records.load(Ordering::Relaxed) >= records
-    });
-    agent.flush_now();
-    wait_until("a flush", || {
-        stats.flushing.applied.load(Ordering::Acquire) >= 1
-    });
-    agent
-}
+use crate::support::{node_config as config, start_node as start};
 
 async fn ask(agent: &RunningAgent, query: &str, token: Option<&'static str>) -> Response {
     let (addr, target) = (agent.addr, format!("{PATH}?{query}"));

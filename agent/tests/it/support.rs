@@ -446,3 +446,45 @@ pub fn dashboard_page(addr: SocketAddr, target: &str) -> Response {
     let cookie = cookie.split(';').next().unwrap().to_owned();
     request(addr, "GET", target, &[("cookie", &cookie)], "")
 }
+
+/// Writes the configuration of one of several agents on one SQLite database: `node`, its own
+/// logs folder `logs-<node>` (audit records `*.log`, token events `*.jsonl`), the example
+/// token; `extra` is appended (top-level keys).
+pub fn node_config(dir: &Path, node: &str, extra: &str) -> PathBuf {
+    let logs = dir.join(format!("logs-{node}"));
+    std::fs::create_dir_all(&logs).unwrap();
+    let path = dir.join(format!("{node}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "node_id: {node}\nlisten_addr: 127.0.0.1:0\nflush_interval_secs: 3600\n\
+             sources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [{logs}/*.log]}}\n\
+             \x20 - {{name: tokens, type: file, format: token_events, paths: [{logs}/*.jsonl]}}\n\
+             backend: {{type: sqlite, path: {db}}}\n\
+             api:\n  scope: jans_stat\n  auth:\n    type: static\n    tokens:\n      - name: t\n        sha256: {sha}\n        scopes: [jans_stat]\n{extra}",
+            logs = logs.display(),
+            db = dir.join("db.sqlite").display(),
+            sha = authstat_test_support::token::sha256_hex(TOKEN),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts the agent of `path` in-process and waits until it read `records` records and flushed.
+pub async fn start_node(path: &Path, records: u64) -> RunningAgent {
+    use std::sync::atomic::Ordering;
+    let config = authstat_config::load(path, &std::collections::HashMap::new()).unwrap();
+    let agent = authstat::start(resolve(path, config).unwrap(), Default::default())
+        .await
+        .unwrap();
+    let stats = agent.stats.clone();
+    wait_until("the log to be read", || {
+        stats.reading.records.load(Ordering::Relaxed) >= records
+    });
+    agent.flush_now();
+    wait_until("a flush", || {
+        stats.flushing.applied.load(Ordering::Acquire) >= 1
+    });
+    agent
+}

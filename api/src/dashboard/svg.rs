@@ -75,33 +75,42 @@ fn nice_max(max: u64) -> u64 {
     }
 }
 
+/// Opens a chart's `<svg>` with its title and description.
+fn open_chart(out: &mut String, id: &str, title: &str, description: &str) {
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+         aria-labelledby=\"{id}-t {id}-d\"><title id=\"{id}-t\">{title}</title>\
+         <desc id=\"{id}-d\">{desc}</desc>",
+        id = escape(id),
+        title = escape(title),
+        desc = escape(description)
+    );
+}
+
+/// The grid and the left axis: 0, half, top.
+fn grid(out: &mut String, top: u64, y: &dyn Fn(u64) -> u64) {
+    for v in [0, top / 2, top] {
+        let _ = write!(
+            out,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\"/>\
+             <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{v}</text>",
+            WIDTH - RIGHT,
+            LEFT - 6,
+            y(v) + 4,
+            y = y(v)
+        );
+    }
+}
+
 impl BarChart<'_> {
     /// The chart as an `<svg>` element.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let top = nice_max(self.column_max());
         let y = |v: u64| TOP + PLOT_H - v * PLOT_H / top;
-        let _ = write!(
-            out,
-            "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-             aria-labelledby=\"{id}-t {id}-d\"><title id=\"{id}-t\">{title}</title>\
-             <desc id=\"{id}-d\">{desc}</desc>",
-            id = escape(self.id),
-            title = escape(self.title),
-            desc = escape(&self.description)
-        );
-        // Grid and left axis: 0, half, top.
-        for v in [0, top / 2, top] {
-            let _ = write!(
-                out,
-                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\"/>\
-                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{v}</text>",
-                WIDTH - RIGHT,
-                LEFT - 6,
-                y(v) + 4,
-                y = y(v)
-            );
-        }
+        open_chart(&mut out, self.id, self.title, &self.description);
+        grid(&mut out, top, &y);
         self.bars(&mut out, &y);
         if let Some((name, rates)) = &self.rate {
             self.rate_line(&mut out, name, rates);
@@ -287,26 +296,8 @@ impl LineChart<'_> {
         let n = self.points.len().max(1) as u64;
         let slot = (WIDTH - LEFT - RIGHT) / n;
         let x = |i: usize| LEFT + slot * i as u64 + slot / 2;
-        let _ = write!(
-            out,
-            "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-             aria-labelledby=\"{id}-t {id}-d\"><title id=\"{id}-t\">{title}</title>\
-             <desc id=\"{id}-d\">{desc}</desc>",
-            id = escape(self.id),
-            title = escape(self.title),
-            desc = escape(&self.description)
-        );
-        for v in [0, top / 2, top] {
-            let _ = write!(
-                out,
-                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\"/>\
-                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{v}</text>",
-                WIDTH - RIGHT,
-                LEFT - 6,
-                y(v) + 4,
-                y = y(v)
-            );
-        }
+        open_chart(&mut out, self.id, self.title, &self.description);
+        grid(&mut out, top, &y);
         let path: Vec<String> = self
             .points
             .iter()

@@ -341,7 +341,7 @@ async fn the_dashboard_in_a_browser() {
     // Monthly users, authentications, tokens by grant and by type, and daily users.
     assert_eq!(charts.as_array().unwrap().len(), 5, "{charts}");
     assert!(
-        charts.as_array().unwrap()[0]
+        charts.as_array().unwrap()[4]
             .as_str()
             .unwrap()
             .starts_with("Daily active users|"),

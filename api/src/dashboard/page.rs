@@ -68,8 +68,8 @@ pub fn render(d: &PageData) -> String {
 
     tiles(&mut out, d);
     let range = format!("{first} to {last}, {scope}");
-    daily_chart(&mut out, d);
     charts(&mut out, d, &range);
+    daily_chart(&mut out, d);
     clients_table(&mut out, d);
     audit_table(&mut out, d);
     nodes_table(&mut out, d, &path, &first, &last);

@@ -38,7 +38,9 @@ impl Pipeline {
             self.acknowledge();
             return;
         }
-        let months = std::mem::take(&mut self.agg.touched)
+        let months = self
+            .agg
+            .take_touched()
             .into_iter()
             .map(|month| MonthFlush {
                 month,

@@ -212,6 +212,7 @@ impl Pipeline {
                 clients,
                 deltas: BTreeMap::new(),
                 touched: BTreeSet::new(),
+                last_touched: None,
                 records: 0,
                 snapshots: BTreeMap::new(),
                 dims,

@@ -98,7 +98,9 @@ pub(super) fn pending_of(batch: &FlushBatch, seq: i64) -> Result<Option<Document
         let mut buckets = Document::new();
         for (b, dims) in by_bucket(&flush.dims) {
             let mut of_bucket = Document::new();
-            for f in dims.into_iter().filter(|f| !f.counter_deltas.is_empty()) {
+            // Every dimension the flush touched (its users go to the roll-up too), with its
+            // counter increments (none for a day).
+            for f in dims {
                 let mut counters = Document::new();
                 for (key, n) in f.counter_deltas.iter() {
                     let (kind, k1, k2) = key.parts();
@@ -167,9 +169,19 @@ impl MongoStore {
             let month = flush.month;
             for (b, dims) in by_bucket(&flush.dims) {
                 let id = bucket_id(&batch.node, month, b);
+                // Only the flushed dimensions are read (a bucket holds many).
+                let mut fields = doc! { "v": 1 };
+                for f in &dims {
+                    fields.insert(format!("d.{}.h", escape(f.dim.as_str())), 1);
+                }
                 let mut done = false;
                 for _ in 0..ATTEMPTS {
-                    let stored = self.dims.find_one(doc! { "_id": &id }).await.map_err(db)?;
+                    let stored = self
+                        .dims
+                        .find_one(doc! { "_id": &id })
+                        .projection(fields.clone())
+                        .await
+                        .map_err(db)?;
                     let version = stored.as_ref().map_or(0, |d| int(d, "v").unwrap_or(0));
                     let mut have = match &stored {
                         Some(doc) => dims_of(month, doc)?,
@@ -337,10 +349,19 @@ impl MongoStore {
     ) -> Result<(), StoreError> {
         let id = format!("{month}|{bucket}");
         let who = escape(node.as_str());
+        // Only the flushed dimensions are read and written (a bucket holds many).
+        let mut fields = doc! { "seqs": 1, "v": 1 };
+        for field in counters.keys() {
+            fields.insert(format!("d.{field}"), 1);
+        }
+        let mut node_fields = fields.clone();
+        node_fields.remove("seqs");
+        node_fields.remove("v");
         for _ in 0..ATTEMPTS {
             let stored = self
                 .dims_rollup
                 .find_one(doc! { "_id": &id })
+                .projection(fields.clone())
                 .await
                 .map_err(db)?;
             let seqs = stored
@@ -358,6 +379,7 @@ impl MongoStore {
             let ours = self
                 .dims
                 .find_one(doc! { "_id": bucket_id(node, month, bucket) })
+                .projection(node_fields.clone())
                 .await
                 .map_err(db)?;
             for (dim, stats) in ours
@@ -399,20 +421,25 @@ impl MongoStore {
                     doc! { "h": hll_bytes(month, dim, &stats.users)?, "c": c },
                 );
             }
-            let mut seqs = seqs;
-            seqs.insert(who.clone(), seq);
-            let replacement = doc! {
-                "_id": &id, "m": i64::from(month.yyyymm()), "seqs": seqs, "v": version + 1, "d": d,
-            };
             let written = match stored {
-                None => match self.dims_rollup.insert_one(replacement).await {
-                    Ok(_) => true,
-                    Err(e) if is_duplicate_key(&e) => false,
-                    Err(e) => return Err(db(e)),
-                },
+                None => {
+                    let fresh = doc! {
+                        "_id": &id, "m": i64::from(month.yyyymm()), "seqs": { &who: seq },
+                        "v": 1i64, "d": d,
+                    };
+                    match self.dims_rollup.insert_one(fresh).await {
+                        Ok(_) => true,
+                        Err(e) if is_duplicate_key(&e) => false,
+                        Err(e) => return Err(db(e)),
+                    }
+                }
                 Some(_) => {
+                    let mut set = doc! { format!("seqs.{who}"): seq, "v": version + 1 };
+                    for (field, value) in d {
+                        set.insert(format!("d.{field}"), value);
+                    }
                     self.dims_rollup
-                        .replace_one(doc! { "_id": &id, "v": version }, replacement)
+                        .update_one(doc! { "_id": &id, "v": version }, doc! { "$set": set })
                         .await
                         .map_err(db)?
                         .matched_count

@@ -87,6 +87,47 @@ fn serve(
     authstat_runtime::tasks::spawn("http", http::serve(server, stopped))
 }
 
+/// The API's state, and the tasks that keep its view of the backend current: the months'
+/// versions and the cluster's recent active users.
+fn api_state(
+    config: &authstat_config::AgentConfig,
+    store: Arc<dyn authstat_core::store::StatStore>,
+    stats: Arc<PipelineStats>,
+    api_stats: Arc<api::ApiStats>,
+    registry: Arc<authstat_core::metrics::Registry>,
+) -> (
+    Arc<api::ApiState>,
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let state = Arc::new(api::ApiState::new(
+        store,
+        config.api.clone(),
+        stats,
+        api_stats,
+        registry,
+    ));
+    state.daily_retention_days.store(
+        config.daily_retention_days,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let per_client = &config.derive.per_client;
+    state.per_client_daily.store(
+        per_client.enabled && per_client.daily,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let data_version = {
+        let state = state.clone();
+        authstat_runtime::tasks::spawn("data-version", async move {
+            state.cache.watch_data_version().await
+        })
+    };
+    let recent = Arc::new(api::active::RecentUsers::default());
+    state.registry.register(recent.clone());
+    let recent_users = authstat_runtime::tasks::spawn("recent-users", recent.run(state.clone()));
+    (state, data_version, recent_users)
+}
+
 /// [`start`] on a socket that is already bound (`listen_addr` is not used): a supervisor that
 /// passes sockets, or a test that must not release a port and bind it again.
 pub async fn start_on(
@@ -140,31 +181,8 @@ pub async fn start_on(
         .exporters
         .start(&config.export, &resolved.node, &registry, &store)?;
     let (fold, daily) = background(&config, &store, &stats);
-    let state = Arc::new(api::ApiState::new(
-        store,
-        config.api.clone(),
-        stats.clone(),
-        api_stats,
-        registry,
-    ));
-    state.daily_retention_days.store(
-        config.daily_retention_days,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let per_client = &config.derive.per_client;
-    state.per_client_daily.store(
-        per_client.enabled && per_client.daily,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let data_version = {
-        let state = state.clone();
-        authstat_runtime::tasks::spawn("data-version", async move {
-            state.cache.watch_data_version().await
-        })
-    };
-    let recent = Arc::new(api::active::RecentUsers::default());
-    state.registry.register(recent.clone());
-    let recent_users = authstat_runtime::tasks::spawn("recent-users", recent.run(state.clone()));
+    let (state, data_version, recent_users) =
+        api_state(&config, store, stats.clone(), api_stats, registry);
     front.ready(api::router(state.clone()));
     info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "serving");
     Ok(RunningAgent {

@@ -72,6 +72,20 @@ impl RulesDeriver {
     }
 }
 
+/// The client and the realm an event's figures are also counted under.
+fn dims_of<'e>(
+    e: &'e Event<'_>,
+    client: Option<&'e str>,
+) -> impl Iterator<Item = (DimKind, &'e str)> {
+    let realm = match &e.tenant {
+        Tenant::Named { name, id } => name.as_deref().or(id.as_deref()),
+        Tenant::None => None,
+    };
+    [(DimKind::Client, client), (DimKind::Realm, realm)]
+        .into_iter()
+        .filter_map(|(kind, id)| Some((kind, id.filter(|id| !id.is_empty())?)))
+}
+
 impl Deriver for RulesDeriver {
     fn derive(&self, e: &Event<'_>, sink: &mut dyn UpdateSink) -> Result<(), Error> {
         let month = e.month()?;
@@ -90,12 +104,7 @@ impl Deriver for RulesDeriver {
             );
         }
         let user = e.user.as_deref().filter(|u| !u.is_empty());
-        // The client and the realm the event's figures are also counted under.
         let client = e.client.as_deref().filter(|c| !c.is_empty());
-        let mut dims = [(DimKind::Client, client), (DimKind::Realm, None)];
-        if let Tenant::Named { name, id } = &e.tenant {
-            dims[1].1 = name.as_deref().or(id.as_deref());
-        }
         // What the event counts, counted also under its client and realm (one call each).
         let mut counted: [Option<CounterKey>; 2] = [None, None];
         let mut active_user = None;
@@ -151,7 +160,7 @@ impl Deriver for RulesDeriver {
                 counts: &counted,
                 day: day_of_millis(e.timestamp),
             };
-            for (kind, id) in dims.into_iter().filter_map(|(kind, id)| Some((kind, id?))) {
+            for (kind, id) in dims_of(e, client) {
                 sink.add_dim(month, kind, id, &figures);
             }
         }

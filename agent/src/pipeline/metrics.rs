@@ -43,26 +43,6 @@ authstat_core::family!(
 );
 
 authstat_core::family!(
-    CLIENT_AUTHENTICATIONS,
-    "authstat_client_authentications_total",
-    Counter,
-    "{authentication}",
-    true,
-    ["client", "outcome"],
-    "User authentications of this node per client by outcome, since the agent started (derive.per_client.metrics; at most max_metric_clients clients, the rest under client=\"\")."
-);
-
-authstat_core::family!(
-    CLIENT_TOKENS,
-    "authstat_client_tokens_issued_total",
-    Counter,
-    "{token}",
-    true,
-    ["client", "grant_type", "token_type"],
-    "Tokens issued on this node per client by grant type and token type, since the agent started (derive.per_client.metrics; at most max_metric_clients clients, the rest under client=\"\")."
-);
-
-authstat_core::family!(
     MONTHLY_ACTIVE_USERS,
     "authstat_monthly_active_users",
     Gauge,
@@ -100,16 +80,6 @@ authstat_core::family!(
     true,
     ["reason"],
     "Records or bytes skipped, by reason."
-);
-
-authstat_core::family!(
-    DIMENSIONS_SET_APART,
-    "authstat_client_figures_set_apart_total",
-    Counter,
-    "{event}",
-    true,
-    ["reason"],
-    "Events whose figures (a user, an authentication, tokens) were not kept under their client's or realm's own id: `too_long` (an id over 256 bytes: kept only in the cluster's figures) or `over_cap` (beyond derive.per_client.max_per_month: kept under other_clients)."
 );
 
 authstat_core::family!(
@@ -286,7 +256,7 @@ pub(crate) fn labelled<const N: usize>(
         .collect()
 }
 
-fn load(a: &AtomicU64) -> u64 {
+pub(super) fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
@@ -348,25 +318,7 @@ impl PipelineStats {
                     .map(|(g, t, n)| ([g.to_owned(), t.to_owned()], n)),
             ),
         ));
-        if totals.client_series.is_some() {
-            let per_client = || totals.clients.iter();
-            out.push((
-                &CLIENT_AUTHENTICATIONS,
-                labelled(per_client().flat_map(|(client, c)| {
-                    c.authentications
-                        .iter()
-                        .map(move |(o, n)| ([client.clone(), o.as_str().to_owned()], *n))
-                })),
-            ));
-            out.push((
-                &CLIENT_TOKENS,
-                labelled(per_client().flat_map(|(client, c)| {
-                    c.tokens
-                        .iter()
-                        .map(move |(g, t, n)| ([client.clone(), g.to_owned(), t.to_owned()], n))
-                })),
-            ));
-        }
+        super::client_metrics::client_series(&totals, out);
         out.push((
             &MONTHLY_ACTIVE_USERS,
             labelled(totals.current_month.map(|(m, u)| ([m.to_string()], u))),
@@ -405,13 +357,7 @@ impl PipelineStats {
         out.extend([
             (&RECORDS_READ, one(load(&r.records))),
             (&RECORDS_SKIPPED, labelled(skipped)),
-            (
-                &DIMENSIONS_SET_APART,
-                labelled([
-                    (["too_long".to_owned()], load(&r.dim_ids_too_long)),
-                    (["over_cap".to_owned()], load(&r.dim_ids_over_cap)),
-                ]),
-            ),
+            super::client_metrics::set_apart(r),
             (&READ_BYTES, one(load(&r.bytes))),
             (&FILES_WATCHED, one(load(&r.files))),
             (

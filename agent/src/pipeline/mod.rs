@@ -15,6 +15,7 @@
 
 mod aggregate;
 mod claims;
+mod client_metrics;
 mod dims;
 mod flush;
 mod inputs;

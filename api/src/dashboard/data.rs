@@ -70,28 +70,9 @@ pub(super) async fn page_data(
     // The merged months through the stat API's cache (or one node's own), and every listed
     // node's months, read at once.
     let settings = state.settings();
-    let grouping = crate::stat::Grouping {
-        kind: authstat_core::dims::DimKind::Client,
-        top: TOP_CLIENTS,
-    };
-    let last = months.last().copied();
     let stats = async {
         match &node {
-            None => state
-                .cache
-                .answer(&settings.config, months.clone(), Some(grouping))
-                .await
-                .map(|answer| {
-                    let top = answer.groups().iter().find(|g| Some(g.month) == last);
-                    let top = top.cloned().or_else(|| {
-                        last.map(|month| MonthGroup {
-                            month,
-                            rows: Vec::new(),
-                            others: GroupRow::default(),
-                        })
-                    });
-                    (answer.figures().to_vec(), top)
-                }),
+            None => merged(state, &settings.config, &months).await,
             Some(id) => {
                 let id = authstat_core::NodeId::stored(id.clone()).expect("a listed node");
                 state.store.load_node(&id).await.map(|s| {
@@ -141,6 +122,33 @@ pub(super) async fn page_data(
         top_clients,
         recent,
     })
+}
+
+/// The months' figures over all nodes and the top clients of the last one (through the stat
+/// API's cache).
+async fn merged(
+    state: &ApiState,
+    config: &authstat_config::ApiConfig,
+    months: &[Month],
+) -> Result<(Vec<MonthFigures>, Option<MonthGroup>), StoreError> {
+    let grouping = crate::stat::Grouping {
+        kind: authstat_core::dims::DimKind::Client,
+        top: TOP_CLIENTS,
+    };
+    let last = months.last().copied();
+    let answer = state
+        .cache
+        .answer(config, months.to_vec(), Some(grouping))
+        .await?;
+    let top = answer.groups().iter().find(|g| Some(g.month) == last);
+    let top = top.cloned().or_else(|| {
+        last.map(|month| MonthGroup {
+            month,
+            rows: Vec::new(),
+            others: GroupRow::default(),
+        })
+    });
+    Ok((answer.figures().to_vec(), top))
 }
 
 /// The last 30 days' daily active users, this week's and the 30 days' (through the cache).

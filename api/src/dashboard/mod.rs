@@ -15,6 +15,7 @@
 mod data;
 mod model;
 mod page;
+mod recent;
 mod sections;
 mod session;
 mod svg;

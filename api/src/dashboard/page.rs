@@ -3,9 +3,8 @@
 use std::fmt::Write as _;
 
 use super::model::PageData;
-use super::sections::{
-    audit_table, charts, clients_table, daily_chart, health_and_footer, nodes_table, tiles,
-};
+use super::recent::{clients_table, daily_chart};
+use super::sections::{audit_table, charts, health_and_footer, nodes_table, tiles};
 use super::svg::escape;
 
 /// The page.

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use authstat_core::counters::{CounterKey, Outcome};
 
-use super::model::GroupRow;
 use super::model::{MonthFigures, PageData, short_grant, utc};
-use super::svg::{BarChart, LineChart, Series, escape, per_mille_text};
+use super::recent::recent_tiles;
+use super::svg::{BarChart, Series, escape, per_mille_text};
 
 fn auth(stats: &MonthFigures, outcome: Outcome) -> u64 {
     stats.counters.get(&CounterKey::Authentication(outcome))
@@ -164,55 +164,8 @@ pub(super) fn tiles(out: &mut String, d: &PageData) {
         this.map_or(0, |m| m.clients).to_string(),
         "with a successful authorization or token request".into(),
     );
-    if let Some(recent) = &d.recent {
-        tile(
-            out,
-            "tile-week",
-            "Active users this week",
-            recent.week.to_string(),
-            "Monday to today (UTC)".into(),
-        );
-        tile(
-            out,
-            "tile-30d",
-            "Active users, last 30 days",
-            recent.thirty.to_string(),
-            match recent.stickiness() {
-                Some(s) => format!("stickiness {s:.1} % (average daily over 30-day users)"),
-                None => "no active user".into(),
-            },
-        );
-    }
+    recent_tiles(out, d, tile);
     out.push_str("</div>");
-}
-
-/// Daily active users of the last 30 days, all nodes merged (a line).
-pub(super) fn daily_chart(out: &mut String, d: &PageData) {
-    let Some(recent) = &d.recent else {
-        return;
-    };
-    out.push_str("<section><h2>Daily active users, last 30 days</h2>");
-    let chart = LineChart {
-        id: "dau",
-        title: "Daily active users",
-        description: format!(
-            "Distinct active users of each UTC day of the last 30 days, all nodes; today is not over. Stickiness: {}.",
-            recent
-                .stickiness()
-                .map_or_else(|| "none".to_owned(), |s| format!("{s:.1} %"))
-        ),
-        points: recent
-            .daily
-            .iter()
-            .map(|&(day, users)| (crate::active::day_text(day)[5..].to_owned(), users))
-            .collect(),
-    };
-    let _ = write!(
-        out,
-        "<figure>{}<details><summary>Data: daily active users</summary>{}</details></figure></section>",
-        chart.render(),
-        chart.table()
-    );
 }
 
 /// The charts of active users, authentications and tokens over the months shown.
@@ -350,46 +303,6 @@ pub(super) fn audit_table(out: &mut String, d: &PageData) {
         }
         out.push_str("</tbody></table></section>");
     }
-}
-
-/// The clients with the most active users in the last month shown (all nodes merged), with
-/// their authentications and failure rate, and the rest together.
-pub(super) fn clients_table(out: &mut String, d: &PageData) {
-    let Some(group) = &d.top_clients else {
-        return;
-    };
-    let _ = write!(
-        out,
-        "<section><h2>Top clients by active users, {}</h2><table id=\"clients\"><thead><tr>\
-         <th scope=\"col\">client</th><th scope=\"col\">active users</th>\
-         <th scope=\"col\">authentications</th><th scope=\"col\">failed</th>\
-         <th scope=\"col\">failure rate</th></tr></thead><tbody>",
-        group.month
-    );
-    if group.rows.is_empty() {
-        out.push_str("<tr><td colspan=\"5\">none</td></tr>");
-    }
-    let mut row = |name: String, r: &GroupRow| {
-        let rate = r
-            .failure_rate()
-            .map_or_else(|| "-".to_owned(), |p| format!("{p:.1} %"));
-        let _ = write!(
-            out,
-            "<tr><th scope=\"row\">{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td></tr>",
-            r.users,
-            r.success + r.failure,
-            r.failure
-        );
-    };
-    for r in &group.rows {
-        row(escape(r.id.as_deref().unwrap_or("")), r);
-    }
-    if !group.rows.is_empty()
-        && (group.others.users > 0 || group.others.success + group.others.failure > 0)
-    {
-        row("<em>all other clients</em>".to_owned(), &group.others);
-    }
-    out.push_str("</tbody></table></section>");
 }
 
 /// The nodes, each a link to the page of that node.

@@ -1,11 +1,11 @@
 //! How statistics, positions and leases are laid out in MongoDB documents.
 
-use authstat_core::store::{Instance, Lease, SourcePosition, StoreError};
+use authstat_core::store::{FlushBatch, Instance, Lease, SourcePosition, StoreError};
 use authstat_core::{Month, MonthStats, NodeId};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, Document, doc};
 
-use super::corrupt;
+use super::{KIND, corrupt};
 use crate::merge::Merger;
 
 /// Percent-encodes what MongoDB field names cannot hold, and our separator.
@@ -226,6 +226,68 @@ pub(super) fn epoch(doc: &Document) -> Result<u64, StoreError> {
         None => Ok(0),
         Some(_) => Ok(int(doc, "epoch")? as u64),
     }
+}
+
+/// The update of a node's document that applies `batch` (`$set` the HLLs, positions, `seq` and
+/// lease, `$inc` the counters).
+pub(super) fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
+    let mut set = doc! {
+        "seq": seq,
+        "updated_at_ms": authstat_core::month::now_ms(),
+        "lease_until_ms": batch.lease_until_ms,
+    };
+    if let Some(positions) = &batch.positions {
+        set.insert("positions", position_docs(positions));
+    }
+    let mut inc = Document::new();
+    for month in &batch.months {
+        let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
+            backend: KIND,
+            message: format!("month {}: {e}", month.month),
+        })?;
+        set.insert(
+            format!("months.{}.hll", month.month),
+            Binary {
+                subtype: BinarySubtype::Generic,
+                bytes,
+            },
+        );
+        // The write that last changed the month (the roll-up compares it: `rollup.rs`).
+        set.insert(format!("months.{}.seq", month.month), seq);
+        if let Some(clients) = &month.clients {
+            let bytes = clients.to_bytes().map_err(|e| StoreError::Rejected {
+                backend: KIND,
+                message: format!("month {} clients: {e}", month.month),
+            })?;
+            set.insert(
+                format!("months.{}.k", month.month),
+                Binary {
+                    subtype: BinarySubtype::Generic,
+                    bytes,
+                },
+            );
+        }
+        for (key, delta) in month.counter_deltas.iter() {
+            let (kind, k1, k2) = key.parts();
+            let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {
+                backend: KIND,
+                message: format!("counter delta {delta} does not fit an Int64"),
+            })?;
+            inc.insert(
+                format!("months.{}.c.{}", month.month, counter_field(kind, k1, k2)),
+                delta,
+            );
+        }
+    }
+    let mut update = doc! { "$set": set };
+    if !inc.is_empty() {
+        update.insert("$inc", inc);
+    }
+    if batch.positions.is_some() {
+        // Positions replace the file checkpoints of documents written before them.
+        update.insert("$unset", doc! { "checkpoints": "" });
+    }
+    Ok(update)
 }
 
 #[cfg(test)]

@@ -45,9 +45,9 @@ use crate::merge::Merger;
 pub(super) const BUCKETS: u32 = 16;
 
 /// How often a compare-and-set of a bucket's users is tried when another write got between.
-const ATTEMPTS: usize = 16;
+pub(super) const ATTEMPTS: usize = 16;
 
-fn db(e: mongodb::error::Error) -> StoreError {
+pub(super) fn db(e: mongodb::error::Error) -> StoreError {
     unavailable(e.to_string()).because(e)
 }
 
@@ -60,7 +60,7 @@ fn bucket(dim: &Dim) -> u32 {
     h % BUCKETS
 }
 
-fn bucket_id(node: &NodeId, month: Month, bucket: u32) -> String {
+pub(super) fn bucket_id(node: &NodeId, month: Month, bucket: u32) -> String {
     format!("{}|{}|{bucket}", escape(node.as_str()), month)
 }
 
@@ -71,7 +71,7 @@ fn binary(bytes: Vec<u8>) -> Bson {
     })
 }
 
-fn hll_bytes(month: Month, dim: &Dim, hll: &Hll) -> Result<Bson, StoreError> {
+pub(super) fn hll_bytes(month: Month, dim: &Dim, hll: &Hll) -> Result<Bson, StoreError> {
     hll.to_bytes()
         .map(binary)
         .map_err(|e| StoreError::Rejected {
@@ -122,7 +122,7 @@ pub(super) fn pending_of(batch: &FlushBatch, seq: i64) -> Result<Option<Document
 }
 
 /// The stored dimensions of a bucket document's `d`.
-fn dims_of(month: Month, doc: &Document) -> Result<BTreeMap<Dim, DimStats>, StoreError> {
+pub(super) fn dims_of(month: Month, doc: &Document) -> Result<BTreeMap<Dim, DimStats>, StoreError> {
     let mut out = BTreeMap::new();
     let Ok(d) = doc.get_document("d") else {
         return Ok(out);
@@ -148,7 +148,7 @@ fn dims_of(month: Month, doc: &Document) -> Result<BTreeMap<Dim, DimStats>, Stor
     Ok(out)
 }
 
-fn add_counters(counters: &mut Counters, c: &Document) -> Result<(), String> {
+pub(super) fn add_counters(counters: &mut Counters, c: &Document) -> Result<(), String> {
     for (field, n) in c {
         let (kind, k1, k2) = parse_counter_field(field).ok_or(format!("counter {field}"))?;
         let key = CounterKey::from_parts(&kind, &k1, &k2).map_err(|e| e.to_string())?;
@@ -336,167 +336,6 @@ async fn drop_days_in(collection: &Collection<Document>, month: Month) -> Result
 }
 
 impl MongoStore {
-    /// Step 2b: the node's bucket added to the roll-up of its month and bucket (its users, as
-    /// stored now, unioned; `counters`, the flush's increments, added), unless the roll-up
-    /// holds the node's flush `seq` already. Compare-and-set on `v`.
-    async fn add_to_rollup(
-        &self,
-        node: &NodeId,
-        month: Month,
-        bucket: u32,
-        seq: i64,
-        counters: &Document,
-    ) -> Result<(), StoreError> {
-        let id = format!("{month}|{bucket}");
-        let who = escape(node.as_str());
-        // Only the flushed dimensions are read and written (a bucket holds many).
-        let mut fields = doc! { "seqs": 1, "v": 1 };
-        for field in counters.keys() {
-            fields.insert(format!("d.{field}"), 1);
-        }
-        let mut node_fields = fields.clone();
-        node_fields.remove("seqs");
-        node_fields.remove("v");
-        for _ in 0..ATTEMPTS {
-            let stored = self
-                .dims_rollup
-                .find_one(doc! { "_id": &id })
-                .projection(fields.clone())
-                .await
-                .map_err(db)?;
-            let seqs = stored
-                .as_ref()
-                .and_then(|d| d.get_document("seqs").ok().cloned())
-                .unwrap_or_default();
-            if int(&seqs, &who).is_ok_and(|applied| applied >= seq) {
-                return Ok(());
-            }
-            let version = stored.as_ref().map_or(0, |d| int(d, "v").unwrap_or(0));
-            let mut rolled = match &stored {
-                Some(doc) => dims_of(month, doc)?,
-                None => BTreeMap::new(),
-            };
-            let ours = self
-                .dims
-                .find_one(doc! { "_id": bucket_id(node, month, bucket) })
-                .projection(node_fields.clone())
-                .await
-                .map_err(db)?;
-            for (dim, stats) in ours
-                .as_ref()
-                .map(|d| dims_of(month, d))
-                .transpose()?
-                .unwrap_or_default()
-            {
-                let into = rolled
-                    .entry(dim)
-                    .or_insert_with(|| DimStats::new(*stats.users.params()));
-                into.add(&stats.users, &Counters::default())
-                    .map_err(|e| corrupt(e.to_string()))?;
-            }
-            for (field, deltas) in counters {
-                let dim = unescape(field)
-                    .and_then(|s| Dim::parse(&s).ok())
-                    .ok_or_else(|| corrupt(format!("pending dimension {field}")))?;
-                let Bson::Document(deltas) = deltas else {
-                    return Err(corrupt(format!("pending {dim} is not a document")));
-                };
-                let into = rolled
-                    .entry(dim)
-                    .or_insert_with(|| DimStats::new(dim_params(&HllParams::janssen())));
-                add_counters(&mut into.counters, deltas).map_err(corrupt)?;
-            }
-            let mut d = Document::new();
-            for (dim, stats) in &rolled {
-                let mut c = Document::new();
-                for (key, n) in stats.counters.iter() {
-                    let (kind, k1, k2) = key.parts();
-                    c.insert(
-                        counter_field(kind, k1, k2),
-                        i64::try_from(n).unwrap_or(i64::MAX),
-                    );
-                }
-                d.insert(
-                    escape(dim.as_str()),
-                    doc! { "h": hll_bytes(month, dim, &stats.users)?, "c": c },
-                );
-            }
-            let written = match stored {
-                None => {
-                    let fresh = doc! {
-                        "_id": &id, "m": i64::from(month.yyyymm()), "seqs": { &who: seq },
-                        "v": 1i64, "d": d,
-                    };
-                    match self.dims_rollup.insert_one(fresh).await {
-                        Ok(_) => true,
-                        Err(e) if is_duplicate_key(&e) => false,
-                        Err(e) => return Err(db(e)),
-                    }
-                }
-                Some(_) => {
-                    let mut set = doc! { format!("seqs.{who}"): seq, "v": version + 1 };
-                    for (field, value) in d {
-                        set.insert(format!("d.{field}"), value);
-                    }
-                    self.dims_rollup
-                        .update_one(doc! { "_id": &id, "v": version }, doc! { "$set": set })
-                        .await
-                        .map_err(db)?
-                        .matched_count
-                        == 1
-                }
-            };
-            if written {
-                return Ok(());
-            }
-        }
-        Err(unavailable(format!(
-            "the roll-up {id} changed under {ATTEMPTS} attempts to add to it"
-        )))
-    }
-
-    /// Finishes every node's pending increments (anyone may: each step is guarded), so that the
-    /// roll-up holds every applied flush; then the roll-up's dimensions of `months`.
-    pub(super) async fn read_rolled_dims(
-        &self,
-        months: &[Month],
-        kind: DimKind,
-    ) -> Result<Vec<MonthDims>, StoreError> {
-        let mut cursor = self
-            .collection
-            .find(doc! { "pending": { "$exists": true } })
-            .projection(doc! { "pending": 1 })
-            .await
-            .map_err(db)?;
-        let mut pending = Vec::new();
-        while let Some(doc) = cursor.try_next().await.map_err(db)? {
-            pending.push(doc);
-        }
-        for doc in pending {
-            let id = super::codec::str_field(&doc, "_id")?;
-            let node = NodeId::stored(id).map_err(|e| corrupt(e.to_string()))?;
-            self.finish_pending_of(&node, &doc).await?;
-        }
-        let yyyymm: Vec<i64> = months.iter().map(|m| i64::from(m.yyyymm())).collect();
-        let mut cursor = self
-            .dims_rollup
-            .find(doc! { "m": { "$in": yyyymm } })
-            .await
-            .map_err(db)?;
-        let merger = Merger::new(super::KIND);
-        let mut out: BTreeMap<Month, MonthDims> = BTreeMap::new();
-        while let Some(doc) = cursor.try_next().await.map_err(db)? {
-            let month = merger.month(int(&doc, "m")?)?;
-            let into = out.entry(month).or_insert_with(|| MonthDims::new(month));
-            for (dim, stats) in dims_of(month, &doc)? {
-                if dim.kind() == kind {
-                    into.add(&dim, &stats).map_err(|e| corrupt(e.to_string()))?;
-                }
-            }
-        }
-        Ok(out.into_values().filter(|m| !m.dims.is_empty()).collect())
-    }
-
     /// Finishes the node's pending increments, if its document has any.
     pub(super) async fn finish_pending_of(
         &self,

@@ -42,8 +42,7 @@ use authstat_core::store::{
 };
 use authstat_core::{Month, MonthStats, NodeId};
 use futures_util::TryStreamExt;
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Document, doc};
+use mongodb::bson::{Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection};
@@ -53,6 +52,7 @@ use crate::merge::{Merger, distinct_months};
 mod codec;
 mod daily;
 mod dims;
+mod dims_rollup;
 mod fold;
 mod own;
 mod read;
@@ -61,7 +61,7 @@ mod snapshot;
 
 pub use fold::FoldFailAt;
 
-use codec::{counter_field, int, merge_months};
+use codec::{int, merge_months, update_of};
 
 pub(super) const KIND: &str = "mongodb";
 
@@ -122,6 +122,38 @@ pub(super) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 }
 
 impl MongoStore {
+    /// Applies a flush's `update` to the node's document if `filter` matches, and returns the
+    /// document as it was before (`before`: the fields wanted). When it does not match because
+    /// an earlier flush's counters still wait in the document (its later steps were
+    /// interrupted), they are applied first and the update is tried again.
+    async fn update_node(
+        &self,
+        node: &NodeId,
+        filter: Document,
+        update: Document,
+        before: Document,
+    ) -> Result<Option<Document>, StoreError> {
+        for _ in 0..2 {
+            let previous = self
+                .collection
+                .find_one_and_update(filter.clone(), update.clone())
+                .projection(before.clone())
+                .return_document(mongodb::options::ReturnDocument::Before)
+                .await
+                .map_err(|e| unavailable(e.to_string()).because(e))?;
+            if previous.is_some() {
+                return Ok(previous);
+            }
+            match self.node_doc(node).await? {
+                Some(doc) if doc.contains_key("pending") => {
+                    self.finish_pending_of(node, &doc).await?
+                }
+                _ => break,
+            }
+        }
+        Ok(None)
+    }
+
     /// Connects, and checks that the server answers.
     pub async fn open(config: &MongoConfig) -> Result<Self, StoreError> {
         let mut options =
@@ -180,68 +212,6 @@ impl MongoStore {
     pub fn inject_fold_failure(&self, at: FoldFailAt) {
         *self.fail_next_fold.lock().expect("lock") = Some(at);
     }
-}
-
-/// The update of a node's document that applies `batch` (`$set` the HLLs, positions, `seq` and
-/// lease, `$inc` the counters).
-fn update_of(batch: &FlushBatch, seq: i64) -> Result<Document, StoreError> {
-    let mut set = doc! {
-        "seq": seq,
-        "updated_at_ms": now_ms(),
-        "lease_until_ms": batch.lease_until_ms,
-    };
-    if let Some(positions) = &batch.positions {
-        set.insert("positions", codec::position_docs(positions));
-    }
-    let mut inc = Document::new();
-    for month in &batch.months {
-        let bytes = month.users.to_bytes().map_err(|e| StoreError::Rejected {
-            backend: KIND,
-            message: format!("month {}: {e}", month.month),
-        })?;
-        set.insert(
-            format!("months.{}.hll", month.month),
-            Binary {
-                subtype: BinarySubtype::Generic,
-                bytes,
-            },
-        );
-        // The write that last changed the month (the roll-up compares it: `rollup.rs`).
-        set.insert(format!("months.{}.seq", month.month), seq);
-        if let Some(clients) = &month.clients {
-            let bytes = clients.to_bytes().map_err(|e| StoreError::Rejected {
-                backend: KIND,
-                message: format!("month {} clients: {e}", month.month),
-            })?;
-            set.insert(
-                format!("months.{}.k", month.month),
-                Binary {
-                    subtype: BinarySubtype::Generic,
-                    bytes,
-                },
-            );
-        }
-        for (key, delta) in month.counter_deltas.iter() {
-            let (kind, k1, k2) = key.parts();
-            let delta = i64::try_from(delta).map_err(|_| StoreError::Rejected {
-                backend: KIND,
-                message: format!("counter delta {delta} does not fit an Int64"),
-            })?;
-            inc.insert(
-                format!("months.{}.c.{}", month.month, counter_field(kind, k1, k2)),
-                delta,
-            );
-        }
-    }
-    let mut update = doc! { "$set": set };
-    if !inc.is_empty() {
-        update.insert("$inc", inc);
-    }
-    if batch.positions.is_some() {
-        // Positions replace the file checkpoints of documents written before them.
-        update.insert("$unset", doc! { "checkpoints": "" });
-    }
-    Ok(update)
 }
 
 #[async_trait]
@@ -303,27 +273,9 @@ impl StatStore for MongoStore {
         for month in &batch.months {
             before.insert(format!("months.{}.seq", month.month), 1);
         }
-        let mut previous = None;
-        for _ in 0..2 {
-            previous = self
-                .collection
-                .find_one_and_update(filter.clone(), update.clone())
-                .projection(before.clone())
-                .return_document(mongodb::options::ReturnDocument::Before)
-                .await
-                .map_err(|e| unavailable(e.to_string()).because(e))?;
-            if previous.is_some() {
-                break;
-            }
-            // Not applied: if an earlier flush's counters wait in the document (its later
-            // steps were interrupted), they are applied now, and this flush is tried again.
-            match self.node_doc(&batch.node).await? {
-                Some(doc) if doc.contains_key("pending") => {
-                    self.finish_pending_of(&batch.node, &doc).await?
-                }
-                _ => break,
-            }
-        }
+        let previous = self
+            .update_node(&batch.node, filter, update, before)
+            .await?;
         if fail == Some(FailAt::AfterApply) {
             return Err(unavailable("injected failure after the update"));
         }

@@ -398,6 +398,15 @@ pub(super) fn fold<C: SqlConnection>(
     write_rows(conn, step, &binds, 4, |n| d.upsert_dim_hlls(n))
 }
 
+/// Deletes the days (and clients' days) of the months before `month`, node rows and roll-up.
+pub(super) fn drop_days<C: SqlConnection>(conn: &mut C, month: Month) -> Result<u64, TxError> {
+    let mut dropped = 0;
+    for sql in C::DIALECT.drop_days_before() {
+        dropped += conn.exec(&sql, vec![month_bind(month)])? as u64;
+    }
+    Ok(dropped)
+}
+
 /// Builds the roll-up of clients and realms anew from every node's rows (under the gate held
 /// alone).
 pub(super) fn rebuild<C: SqlConnection>(conn: &mut C) -> Result<(), TxError> {

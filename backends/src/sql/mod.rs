@@ -328,15 +328,8 @@ impl<C: SqlConnection> StatStore for SqlStore<C> {
     }
 
     async fn drop_days_before(&self, month: Month) -> Result<u64, StoreError> {
-        let d = C::DIALECT;
         self.blocking(move |conn| {
-            transaction_with_retries(conn, |conn| {
-                let mut dropped = 0;
-                for sql in d.drop_days_before() {
-                    dropped += conn.exec(&sql, vec![conn::month_bind(month)])? as u64;
-                }
-                Ok(dropped)
-            })
+            transaction_with_retries(conn, |conn| dims::drop_days(conn, month))
         })
         .await
     }

@@ -15,11 +15,16 @@ use authstat_core::store::{
 };
 use authstat_core::{Month, MonthStats, NodeId};
 
-use crate::merge::{Merger, distinct_months};
+use crate::merge::distinct_months;
 use crate::rollup::{Rolled, union_all};
 use crate::rules::{check_day, check_snapshot, holder_text, may_claim};
 
 const KIND: &str = "memory";
+
+mod fold;
+mod inner;
+
+use inner::Inner;
 
 /// The in-memory backend.
 #[derive(Debug, Default)]
@@ -31,39 +36,6 @@ pub struct MemoryStore {
     /// Test hook: where the next fold fails (a fold is one critical section: before it, any
     /// `AfterMonths`, changing nothing; or after it, the answer lost).
     fail_next_fold: Mutex<Option<FailAt>>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    nodes: BTreeMap<NodeId, NodeState>,
-    /// Each node's own clients and realms, by month.
-    node_dims: BTreeMap<NodeId, BTreeMap<Month, MonthDims>>,
-    /// When each node's last flush was applied.
-    updated_at_ms: BTreeMap<NodeId, i64>,
-    leases: BTreeMap<NodeId, Lease>,
-    claims: BTreeMap<String, KeyOwner>,
-    /// The stored version of each foreign node's snapshot.
-    snapshot_versions: BTreeMap<NodeId, i64>,
-    /// The cluster's month-to-date users by month and day.
-    daily_users: BTreeMap<(Month, u32), u64>,
-    /// What a read of all nodes answers, by month (`rollup.rs`).
-    rollup: BTreeMap<Month, Rolled>,
-    /// Every node's clients and realms merged, by month.
-    rollup_dims: BTreeMap<Month, MonthDims>,
-    version: u64,
-}
-
-impl Inner {
-    /// `month` merged from every node's rows (what the roll-up holds, made anew).
-    fn merge_nodes(&self, month: Month) -> Result<Vec<MonthStats>, StoreError> {
-        let mut merger = Merger::new(KIND);
-        for (node, state) in &self.nodes {
-            if let Some(stats) = state.months.iter().find(|m| m.month == month) {
-                merger.add_stats(node.as_str(), stats)?;
-            }
-        }
-        Ok(merger.finish())
-    }
 }
 
 impl MemoryStore {
@@ -88,79 +60,6 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("lock")
-    }
-
-    /// The fold, in one critical section.
-    fn fold_now(&self, request: &FoldRequest) -> Result<FoldReport, StoreError> {
-        let mut inner = self.lock();
-        let folded = NodeId::folded();
-        let silent: Vec<NodeId> = inner
-            .nodes
-            .iter()
-            .filter(|(node, state)| {
-                !node.is_reserved()
-                    && !state.months.is_empty()
-                    && inner.updated_at_ms.get(*node).copied().unwrap_or(0)
-                        < request.silent_before_ms
-                    && !inner
-                        .leases
-                        .get(*node)
-                        .is_some_and(|l| l.is_live(request.now_ms))
-            })
-            .map(|(node, _)| node.clone())
-            .collect();
-        if silent.is_empty() {
-            return Ok(FoldReport::default());
-        }
-        // Work on a copy of the folded node's months: a union that fails changes nothing.
-        let mut into: BTreeMap<Month, MonthStats> = inner
-            .nodes
-            .get(&folded)
-            .map(|s| s.months.iter().map(|m| (m.month, m.clone())).collect())
-            .unwrap_or_default();
-        let mut node_months = 0;
-        for node in &silent {
-            for stats in &inner.nodes[node].months {
-                node_months += 1;
-                match into.get_mut(&stats.month) {
-                    None => {
-                        into.insert(stats.month, stats.clone());
-                    }
-                    Some(acc) => acc.merge(stats).map_err(|e| corrupt(node, e))?,
-                }
-            }
-        }
-        let mut dims: BTreeMap<Month, MonthDims> =
-            inner.node_dims.get(&folded).cloned().unwrap_or_default();
-        for node in &silent {
-            for month in inner
-                .node_dims
-                .get(node)
-                .into_iter()
-                .flat_map(|d| d.values())
-            {
-                let into = dims
-                    .entry(month.month)
-                    .or_insert_with(|| MonthDims::new(month.month));
-                for (dim, stats) in &month.dims {
-                    into.add(dim, stats).map_err(|e| corrupt(node, e))?;
-                }
-            }
-        }
-        for node in &silent {
-            inner.nodes.get_mut(node).expect("listed").months.clear();
-            inner.node_dims.remove(node);
-        }
-        inner.node_dims.insert(folded.clone(), dims);
-        let state = inner.nodes.entry(folded.clone()).or_default();
-        state.months = into.into_values().collect();
-        state.seq += 1;
-        inner.updated_at_ms.insert(folded, crate::sql_now_ms());
-        inner.version += 1;
-        Ok(FoldReport {
-            nodes: silent,
-            node_months,
-        })
     }
 }
 
@@ -264,27 +163,7 @@ impl StatStore for MemoryStore {
             stats.counters.merge(&flush.counter_deltas);
         }
         next.months = months.into_values().collect();
-        let mut dims: BTreeMap<Month, MonthDims> = inner
-            .node_dims
-            .get(&batch.node)
-            .cloned()
-            .unwrap_or_default();
-        let mut rolled_dims: BTreeMap<Month, MonthDims> = BTreeMap::new();
-        for flush in batch.months.iter().filter(|m| !m.dims.is_empty()) {
-            let month = flush.month;
-            let ours = dims.entry(month).or_insert_with(|| MonthDims::new(month));
-            let all = rolled_dims.entry(month).or_insert_with(|| {
-                inner
-                    .rollup_dims
-                    .get(&month)
-                    .cloned()
-                    .unwrap_or_else(|| MonthDims::new(month))
-            });
-            for dim in &flush.dims {
-                ours.add_flush(dim).map_err(|e| corrupt(&batch.node, e))?;
-                all.add_flush(dim).map_err(|e| corrupt(&batch.node, e))?;
-            }
-        }
+        let (dims, rolled_dims) = inner.add_dims(batch)?;
         inner.node_dims.insert(batch.node.clone(), dims);
         inner.rollup_dims.extend(rolled_dims);
         let mut rolled: BTreeMap<Month, Rolled> = BTreeMap::new();

@@ -275,3 +275,54 @@ fn active_clients_follow_the_rule() {
     let feb = agg.get(m("202402")).unwrap();
     assert_eq!(feb.monthly_active_clients(), 3, "web, service, tokens");
 }
+
+/// Each event's figures are counted once per client and per realm, with its UTC day; an empty
+/// client id or realm name is no dimension (the table keeps the empty id for "the rest").
+#[test]
+fn figures_are_counted_under_the_client_and_the_realm_never_an_empty_one() {
+    use authstat_core::dims::DimKind;
+    use authstat_core::event::{Tenant, UserActivity};
+    use authstat_core::stats::{DimFigures, UpdateSink};
+    use std::borrow::Cow;
+
+    #[derive(Default)]
+    struct Recorder(Vec<(DimKind, String, bool, usize, i64)>);
+    impl UpdateSink for Recorder {
+        fn add_user(&mut self, _: Month, _: i64) {}
+        fn add_count(&mut self, _: Month, _: &CounterKey, _: u64) {}
+        fn add_client(&mut self, _: Month, _: i64) {}
+        fn add_dim(&mut self, _: Month, kind: DimKind, id: &str, f: &DimFigures<'_>) {
+            let counts = f.counts.iter().flatten().count();
+            self.0
+                .push((kind, id.to_owned(), f.user.is_some(), counts, f.day));
+        }
+    }
+    let deriver = RulesDeriver::new(&DeriveConfig::default(), HashAlgorithm::Murmur3);
+    let login = |client: &'static str, realm: &'static str| Event {
+        timestamp: 1_709_251_199_999, // 2024-02-29 23:59:59.999
+        action: Some(AuditAction::Other("LOGIN".into())),
+        success: true,
+        authentication: true,
+        user: Some(Cow::Borrowed("bob")),
+        user_activity: UserActivity::Always,
+        client: Some(Cow::Borrowed(client)),
+        tenant: Tenant::Named {
+            name: Some(Cow::Borrowed(realm)),
+            id: None,
+        },
+        tokens: None,
+        ip: None,
+    };
+    let mut sink = Recorder::default();
+    deriver.derive(&login("web", "acme"), &mut sink).unwrap();
+    deriver.derive(&login("", ""), &mut sink).unwrap();
+    let feb29 = authstat_core::dims::day_of_millis(1_709_251_199_999);
+    assert_eq!(
+        sink.0,
+        [
+            (DimKind::Client, "web".into(), true, 1, feb29),
+            (DimKind::Realm, "acme".into(), true, 1, feb29),
+        ],
+        "one call per dimension, none for empty ids"
+    );
+}

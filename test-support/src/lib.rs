@@ -1,6 +1,7 @@
 //! What authstat's tests share, written once: a dev-dependency of the other crates.
 //!
 //! - [`env`]: the test servers' environment (`required_env`) and names no other test uses;
+//! - [`certs`]: a throwaway CA made in the test, and the certificates it signs;
 //! - [`db`]: throwaway PostgreSQL and MariaDB databases on the servers `scripts/test` starts;
 //! - [`files`]: appending to logs the way an auth server does;
 //! - [`janssen`]: Janssen audit records and token events as the server writes them;
@@ -9,6 +10,7 @@
 //! - [`rng`]: seeded randomness;
 //! - [`token`]: static API tokens as the configuration holds them.
 
+pub mod certs;
 pub mod db;
 pub mod env;
 pub mod files;

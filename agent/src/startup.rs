@@ -67,6 +67,7 @@ fn serve(
     listener: tokio::net::TcpListener,
     front: &Arc<Front>,
     (requests, connections): (Arc<api::ApiStats>, Arc<http::ConnectionStats>),
+    tls: Option<Arc<api::tls::ApiTls>>,
     stopped: oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
     let cap = http::effective_cap(api.max_connections);
@@ -83,6 +84,8 @@ fn serve(
         cap,
         requests,
         connections,
+        tls,
+        probe_paths: vec!["/livez".into(), "/readyz".into(), api.health_path.clone()],
     };
     authstat_runtime::tasks::spawn("http", http::serve(server, stopped))
 }
@@ -144,14 +147,22 @@ pub async fn start_on(
     let registry = telemetry::registry();
     let api_stats = Arc::new(api::ApiStats::default());
     let connections = Arc::new(http::ConnectionStats::default());
+    let tls = match &config.api.tls {
+        Some(tls) => {
+            Some(api::tls::ApiTls::load(tls).map_err(|e| anyhow::anyhow!("api.tls: {e}"))?)
+        }
+        None => None,
+    };
     let http = serve(
         &config.api,
         listener,
         &front,
         (api_stats.clone(), connections.clone()),
+        tls.clone(),
         stopped,
     );
-    info!(%addr, "listening (probes answer now; statistics once the backend is ready)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%addr, scheme, "listening (probes answer now; statistics once the backend is ready)");
 
     if config.api.auth == authstat_config::AuthConfig::Deny {
         warn!(
@@ -181,8 +192,14 @@ pub async fn start_on(
         .exporters
         .start(&config.export, &resolved.node, &registry, &store)?;
     let (fold, daily) = background(&config, &store, &stats);
+    if let Some(tls) = &tls {
+        registry.register(tls.clone());
+    }
     let (state, data_version, recent_users) =
         api_state(&config, store, stats.clone(), api_stats, registry);
+    if let Some(tls) = tls {
+        let _ = state.tls.set(tls);
+    }
     front.ready(api::router(state.clone()));
     info!(%addr, stat = %config.api.stat_path, health = %config.api.health_path, "serving");
     Ok(RunningAgent {

@@ -112,10 +112,19 @@ pub struct Server {
     pub requests: Arc<ApiStats>,
     /// Connection counters.
     pub connections: Arc<ConnectionStats>,
+    /// HTTPS (`api.tls`); plain HTTP without it.
+    pub tls: Option<Arc<crate::tls::ApiTls>>,
+    /// The paths served without a client certificate under `probes_without_client_cert`.
+    pub probe_paths: Vec<String>,
 }
 
 /// Serves until `stopped`, then lets requests in flight finish (at most `timeout` more).
 pub async fn serve(server: Server, mut stopped: oneshot::Receiver<()>) {
+    // The certificate files are read again while the server runs, and no longer.
+    let _reloading = server
+        .tls
+        .clone()
+        .map(|tls| AbortOnDrop(tokio::spawn(tls.reload_forever())));
     let table = Arc::new(Mutex::new(Table::default()));
     let (shutdown, shutting_down) = watch::channel(false);
     let mut accept_errors_logged: Option<tokio::time::Instant> = None;
@@ -161,6 +170,15 @@ pub async fn serve(server: Server, mut stopped: oneshot::Receiver<()>) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -211,69 +229,132 @@ impl Drop for Departure {
     }
 }
 
-/// One connection: served until it ends, is evicted (closed once idle), or the server stops.
+/// What serving one connection's requests needs.
+struct Conn {
+    app: axum::Router,
+    requests: Arc<ApiStats>,
+    busy: Arc<AtomicBool>,
+    peer: std::net::SocketAddr,
+    timeout: Duration,
+    evicted: oneshot::Receiver<()>,
+    shutting_down: watch::Receiver<bool>,
+    tls: Option<Arc<crate::tls::ApiTls>>,
+    probe_paths: Arc<[String]>,
+}
+
+/// One connection: its TLS handshake if the API serves HTTPS, then its requests until it ends,
+/// is evicted (closed once idle), or the server stops.
 fn connection(
     stream: tokio::net::TcpStream,
     server: &Server,
     busy: Arc<AtomicBool>,
-    mut evicted: oneshot::Receiver<()>,
-    mut shutting_down: watch::Receiver<bool>,
+    evicted: oneshot::Receiver<()>,
+    shutting_down: watch::Receiver<bool>,
     departure: Departure,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let app = server.app.clone();
-    let requests = server.requests.clone();
-    let flag = busy.clone();
-    // The client's address, for handlers that need it (the dashboard's login limit).
-    let peer = stream
-        .peer_addr()
-        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut conn = Conn {
+        app: server.app.clone(),
+        requests: server.requests.clone(),
+        busy,
+        // The client's address, for handlers that need it (the dashboard's login limit).
+        peer: stream
+            .peer_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+        timeout: server.timeout,
+        evicted,
+        shutting_down,
+        tls: server.tls.clone(),
+        probe_paths: server.probe_paths.clone().into(),
+    };
+    async move {
+        let _departure = departure;
+        let Some(tls) = conn.tls.clone() else {
+            return serve_requests(TokioIo::new(stream), conn, None).await;
+        };
+        let accepted = tokio::select! {
+            accepted = tls.accept(stream, conn.timeout) => accepted,
+            _ = &mut conn.evicted => None,
+            _ = conn.shutting_down.changed() => None,
+        };
+        if let Some((stream, peer)) = accepted {
+            serve_requests(TokioIo::new(stream), conn, Some(peer)).await;
+        }
+    }
+}
+
+/// The requests of one connection (`tls`: the client's certificate on an HTTPS one).
+async fn serve_requests<I>(io: I, mut conn: Conn, tls: Option<crate::tls::TlsPeer>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (app, flag, peer) = (conn.app.clone(), conn.busy.clone(), conn.peer);
+    let checks = conn.tls.clone().zip(tls);
+    let probe_paths = conn.probe_paths.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         use tower::ServiceExt as _;
+        let refused = checks.as_ref().and_then(|(tls, peer)| {
+            let is_probe = probe_paths.iter().any(|p| p == request.uri().path());
+            tls.needs_client_cert(peer, is_probe)
+                .then(client_cert_required)
+        });
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
+        if let Some((_, peer)) = &checks {
+            request.extensions_mut().insert(peer.clone());
+        }
         flag.store(true, Ordering::Release);
         let flag = flag.clone();
         let app = app.clone();
         async move {
-            let response = app.oneshot(request).await;
+            let response = match refused {
+                Some(response) => Ok(response),
+                None => app.oneshot(request).await,
+            };
             flag.store(false, Ordering::Release);
             response
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(server.timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    async move {
-        let _departure = departure;
-        let mut conn = std::pin::pin!(conn);
-        let mut closing = false;
-        let result = loop {
-            tokio::select! {
-                result = conn.as_mut() => break result,
-                _ = &mut evicted, if !closing => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-                _ = shutting_down.changed(), if !closing => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
+        .header_read_timeout(conn.timeout)
+        .serve_connection(io, service);
+    let mut http = std::pin::pin!(http);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            result = http.as_mut() => break result,
+            _ = &mut conn.evicted, if !closing => {
+                closing = true;
+                http.as_mut().graceful_shutdown();
             }
-        };
-        if let Err(e) = result
-            && let Some(code) = refused_status(&e)
-        {
-            *requests
-                .requests
-                .lock()
-                .expect("lock")
-                .entry(code)
-                .or_default() += 1;
+            _ = conn.shutting_down.changed(), if !closing => {
+                closing = true;
+                http.as_mut().graceful_shutdown();
+            }
         }
-        drop(busy);
+    };
+    if let Err(e) = result
+        && let Some(code) = refused_status(&e)
+    {
+        *conn
+            .requests
+            .requests
+            .lock()
+            .expect("lock")
+            .entry(code)
+            .or_default() += 1;
     }
+}
+
+/// 401 for a request without a client certificate on a port that requires one for all but
+/// the probes.
+fn client_cert_required() -> axum::response::Response {
+    crate::error(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "access_denied",
+        "a client certificate is required (api.tls.client_ca_file)",
+    )
 }
 
 /// The status hyper answered a request it could not parse with (see hyper's `on_error`).

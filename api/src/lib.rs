@@ -14,6 +14,7 @@ pub mod front;
 pub mod http;
 mod metrics;
 mod stat;
+pub mod tls;
 
 pub use metrics::Exposition;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 use authstat_config::ApiConfig;
 use authstat_core::metrics::Registry;
 use authstat_core::store::StatStore;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -81,6 +83,8 @@ pub struct ApiState {
     pub daily_retention_days: std::sync::atomic::AtomicU32,
     /// Whether each client's users per day are kept (`derive.per_client.daily`).
     pub per_client_daily: std::sync::atomic::AtomicBool,
+    /// The listener's TLS, when it serves HTTPS (its reload problems show on `/readyz`).
+    pub tls: std::sync::OnceLock<Arc<tls::ApiTls>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -110,6 +114,7 @@ impl ApiState {
             sessions: dashboard::Sessions::default(),
             daily_retention_days: std::sync::atomic::AtomicU32::new(400),
             per_client_daily: std::sync::atomic::AtomicBool::new(false),
+            tls: std::sync::OnceLock::new(),
             store,
             settings,
             status,
@@ -206,7 +211,7 @@ async fn request_timeout(
 }
 
 /// A JSON error body `{"error": ..., "error_description": ...}`.
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": code, "error_description": description }).to_string();
     (
         status,
@@ -221,25 +226,28 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 
 async fn stat_get(
     state: State<Arc<ApiState>>,
+    peer: Option<Extension<tls::TlsPeer>>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     match params {
-        Ok(Query(p)) => stat(state, headers, StatParams::from_pairs(p)).await,
+        Ok(Query(p)) => stat(state, peer, headers, StatParams::from_pairs(p)).await,
         Err(e) => {
             tracing::debug!(error = %e.body_text(), "stat request: unreadable query string");
-            bad_params(&state, &headers, "the query string cannot be read").await
+            let peer = peer.as_ref().map(|Extension(p)| p);
+            bad_params(&state, &headers, peer, "the query string cannot be read").await
         }
     }
 }
 
 async fn stat_post(
     state: State<Arc<ApiState>>,
+    peer: Option<Extension<tls::TlsPeer>>,
     headers: HeaderMap,
     params: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     match params {
-        Ok(Form(p)) => stat(state, headers, StatParams::from_pairs(p)).await,
+        Ok(Form(p)) => stat(state, peer, headers, StatParams::from_pairs(p)).await,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request",
@@ -252,14 +260,20 @@ async fn stat_post(
             } else {
                 "the form body cannot be read"
             };
-            bad_params(&state, &headers, why).await
+            let peer = peer.as_ref().map(|Extension(p)| p);
+            bad_params(&state, &headers, peer, why).await
         }
     }
 }
 
 /// Unreadable parameters: still 403/401 first (Janssen's order), then 400.
-async fn bad_params(state: &ApiState, headers: &HeaderMap, why: &str) -> Response {
-    if let Some(denied) = check_access(&state.settings(), headers).await {
+async fn bad_params(
+    state: &ApiState,
+    headers: &HeaderMap,
+    peer: Option<&tls::TlsPeer>,
+    why: &str,
+) -> Response {
+    if let Some(denied) = check_access(&state.settings(), headers, peer).await {
         return denied;
     }
     error(StatusCode::BAD_REQUEST, "invalid_request", why)
@@ -267,7 +281,11 @@ async fn bad_params(state: &ApiState, headers: &HeaderMap, why: &str) -> Respons
 
 /// 403 when the endpoint is off, 401 when the token does not pass, 503 when the authorization
 /// server that would tell cannot be reached.
-async fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Response> {
+async fn check_access(
+    settings: &ApiSettings,
+    headers: &HeaderMap,
+    peer: Option<&tls::TlsPeer>,
+) -> Option<Response> {
     if !settings.config.stat_enabled {
         return Some(error(
             StatusCode::FORBIDDEN,
@@ -278,7 +296,11 @@ async fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Res
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match settings.auth.check(header, &settings.config.scope).await {
+    match settings
+        .auth
+        .check_request(header, peer, &settings.config.scope)
+        .await
+    {
         Ok(()) => None,
         Err(Denied::Unavailable) => Some(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -301,11 +323,13 @@ async fn check_access(settings: &ApiSettings, headers: &HeaderMap) -> Option<Res
 
 async fn stat(
     State(state): State<Arc<ApiState>>,
+    peer: Option<Extension<tls::TlsPeer>>,
     headers: HeaderMap,
     params: StatParams,
 ) -> Response {
     let settings = state.settings();
-    if let Some(denied) = check_access(&settings, &headers).await {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    if let Some(denied) = check_access(&settings, &headers, peer).await {
         return denied;
     }
     let months = match requested_months(&params, settings.config.max_months) {
@@ -344,11 +368,13 @@ pub const ACTIVE_USERS_PATH: &str = "/authstat/v1/active-users";
 
 async fn active_users(
     State(state): State<Arc<ApiState>>,
+    peer: Option<Extension<tls::TlsPeer>>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let settings = state.settings();
-    if let Some(denied) = check_access(&settings, &headers).await {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    if let Some(denied) = check_access(&settings, &headers, peer).await {
         return denied;
     }
     let Ok(Query(pairs)) = params else {
@@ -434,6 +460,7 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         problems.push("backend unavailable".to_owned());
     }
     problems.extend(state.status.problems());
+    problems.extend(state.tls.get().and_then(|tls| tls.problem()));
     if problems.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
     }

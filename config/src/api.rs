@@ -43,9 +43,12 @@ pub struct ApiConfig {
         deserialize_with = "positive_usize"
     )]
     pub max_connections: usize,
-    /// How bearer tokens are checked.
+    /// How requests to the stat endpoint are authorized: bearer tokens, or client certificates.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// HTTPS (docs/tls.md); without it, plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::ApiTlsConfig>,
     /// The built-in dashboard page.
     #[serde(default)]
     pub dashboard: DashboardConfig,
@@ -110,6 +113,12 @@ pub enum AuthConfig {
     Jwt(JwtConfig),
     /// RFC 7662 token introspection at the auth server.
     Introspection(IntrospectionConfig),
+    /// No token: a client certificate (verified against `api.tls.client_ca_file`) whose
+    /// subject is listed here has the stat scope.
+    ClientCert {
+        /// Subjects as RFC 4514 writes them (`openssl x509 -noout -subject -nameopt RFC2253`).
+        allowed_subjects: Vec<String>,
+    },
     /// No token is accepted: the stat endpoint answers 401 to everyone.
     #[default]
     Deny,
@@ -183,6 +192,7 @@ struct RawAuth {
     client_id: Option<String>,
     client_secret: Option<String>,
     cache_max_secs: Option<u64>,
+    allowed_subjects: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -191,6 +201,7 @@ enum AuthKind {
     Static,
     Jwt,
     Introspection,
+    ClientCert,
     Deny,
 }
 
@@ -200,6 +211,7 @@ impl AuthKind {
         match self {
             AuthKind::Static => ("static", &["tokens"]),
             AuthKind::Deny => ("deny", &[]),
+            AuthKind::ClientCert => ("client_cert", &["allowed_subjects"]),
             AuthKind::Jwt => (
                 "jwt",
                 &[
@@ -244,6 +256,7 @@ impl TryFrom<RawAuth> for AuthConfig {
             ("client_id", raw.client_id.is_some()),
             ("client_secret", raw.client_secret.is_some()),
             ("cache_max_secs", raw.cache_max_secs.is_some()),
+            ("allowed_subjects", raw.allowed_subjects.is_some()),
         ];
         crate::values::only_options("auth", name, allowed, &given)?;
         let need = |v: Option<String>, option: &str| {
@@ -254,6 +267,17 @@ impl TryFrom<RawAuth> for AuthConfig {
                 tokens: raw.tokens.unwrap_or_default(),
             },
             AuthKind::Deny => AuthConfig::Deny,
+            AuthKind::ClientCert => {
+                AuthConfig::ClientCert {
+                    allowed_subjects: match raw.allowed_subjects {
+                        Some(list) if !list.is_empty() => list,
+                        _ => return Err(
+                            "auth type client_cert needs `allowed_subjects` (one or more subjects)"
+                                .into(),
+                        ),
+                    },
+                }
+            }
             AuthKind::Jwt => AuthConfig::Jwt(JwtConfig {
                 algorithms: jwt_algorithms(raw.algorithms)?,
                 jwks_uri: need(raw.jwks_uri, "jwks_uri")?,

@@ -39,6 +39,7 @@ mod load;
 mod locate;
 pub mod options;
 mod source;
+mod tls;
 mod values;
 
 pub use agent::{
@@ -54,6 +55,7 @@ pub use export::ExportConfig;
 pub use load::{ConfigError, MAX_DURATION_SECS, load, load_checked, parse, parse_checked};
 pub use locate::locate;
 pub use source::{BACKFILL_SOURCE, SourceConfig};
+pub use tls::ApiTlsConfig;
 
 #[cfg(test)]
 mod tests;

@@ -286,5 +286,32 @@ fn validate(config: &AgentConfig) -> Result<(), (String, String)> {
         ));
     }
     dashboard_path(config)?;
+    api_tls(config)?;
+    Ok(())
+}
+
+/// Client certificates need HTTPS with a CA to check them against.
+fn api_tls(config: &AgentConfig) -> Result<(), (String, String)> {
+    let client_ca = config
+        .api
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some());
+    if let Some(tls) = &config.api.tls
+        && tls.probes_without_client_cert
+        && tls.client_ca_file.is_none()
+    {
+        return Err((
+            "api.tls.probes_without_client_cert".into(),
+            "only means something with api.tls.client_ca_file".into(),
+        ));
+    }
+    if matches!(config.api.auth, crate::AuthConfig::ClientCert { .. }) && !client_ca {
+        return Err((
+            "api.auth.type".into(),
+            "client_cert needs api.tls with a client_ca_file to check the certificates against"
+                .into(),
+        ));
+    }
     Ok(())
 }

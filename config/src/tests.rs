@@ -271,3 +271,44 @@ fn every_duration_is_bounded() {
     let ten_years = format!("fold_silent_nodes_after_secs: {MAX_DURATION_SECS}\n{MINIMAL}");
     parse(&ten_years, "authstat.yaml", &no_env()).unwrap();
 }
+
+#[test]
+fn api_tls_and_client_certificate_auth_are_read_and_checked_across_keys() {
+    let tls =
+        "api:\n  tls:\n    cert_file: /etc/authstat/tls.crt\n    key_file: /etc/authstat/tls.key\n";
+    let c = parse(&format!("{MINIMAL}{tls}"), "authstat.yaml", &no_env()).unwrap();
+    let t = c.api.tls.unwrap();
+    assert_eq!(t.cert_file, std::path::Path::new("/etc/authstat/tls.crt"));
+    assert_eq!(
+        (t.client_ca_file, t.probes_without_client_cert),
+        (None, false)
+    );
+
+    let e = err(&format!("{MINIMAL}{tls}    cert: x\n"));
+    assert!(e.message.contains("unknown field `cert`"), "{e}");
+    assert_eq!(e.line, Some(MINIMAL.lines().count() + 5), "{e}");
+    let e = err(&format!(
+        "{MINIMAL}{tls}    probes_without_client_cert: true\n"
+    ));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("api.tls.probes_without_client_cert"),
+        "{e}"
+    );
+
+    let auth =
+        "  auth:\n    type: client_cert\n    allowed_subjects: [\"CN=reporting,O=Example\"]\n";
+    let e = err(&format!("{MINIMAL}api:\n{auth}"));
+    assert_eq!(e.key.as_deref(), Some("api.auth.type"), "{e}");
+    assert!(e.message.contains("client_ca_file"), "{e}");
+    let with_ca = format!("{MINIMAL}{tls}    client_ca_file: /etc/authstat/clients.pem\n{auth}");
+    let c = parse(&with_ca, "authstat.yaml", &no_env()).unwrap();
+    assert_eq!(
+        c.api.auth,
+        AuthConfig::ClientCert {
+            allowed_subjects: vec!["CN=reporting,O=Example".into()]
+        }
+    );
+    let e = err(&format!("{MINIMAL}api:\n  auth:\n    type: client_cert\n"));
+    assert!(e.message.contains("needs `allowed_subjects`"), "{e}");
+}

@@ -29,6 +29,10 @@ pub enum Denied {
     Inactive,
     /// The auth server (JWKS or introspection) cannot be reached: 503, not 401.
     Unavailable,
+    /// `client_cert` auth: no client certificate.
+    NoClientCert,
+    /// `client_cert` auth: the certificate's subject is not listed.
+    SubjectNotAllowed,
 }
 
 impl Denied {
@@ -48,6 +52,10 @@ impl Denied {
             Denied::WrongAudience => "the token is not meant for this audience".into(),
             Denied::Inactive => "the token is not active".into(),
             Denied::Unavailable => "the authorization server cannot be reached".into(),
+            Denied::NoClientCert => "a client certificate is required".into(),
+            Denied::SubjectNotAllowed => {
+                "the client certificate's subject is not in api.auth.allowed_subjects".into()
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum Authenticator {
     Jwt(Arc<JwtVerifier>),
     /// RFC 7662 introspection.
     Introspection(Arc<Introspector>),
+    /// Client certificates with these subjects (verified by the TLS handshake).
+    ClientCert(Vec<String>),
     /// Nobody.
     Deny,
 }
@@ -32,6 +34,9 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Self {
         match config {
             AuthConfig::Deny => Authenticator::Deny,
+            AuthConfig::ClientCert { allowed_subjects } => {
+                Authenticator::ClientCert(allowed_subjects.clone())
+            }
             AuthConfig::Jwt(c) => {
                 Authenticator::Jwt(Arc::new(JwtVerifier::new(c.clone(), http_client())))
             }
@@ -54,6 +59,29 @@ impl Authenticator {
         }
     }
 
+    /// Checks a request: its client certificate under `client_cert` auth, its `Authorization`
+    /// header otherwise.
+    pub async fn check_request(
+        &self,
+        header: Option<&str>,
+        peer: Option<&crate::tls::TlsPeer>,
+        scope: &str,
+    ) -> Result<(), Denied> {
+        match self {
+            Authenticator::ClientCert(allowed) => {
+                let subject = peer
+                    .and_then(|p| p.subject.as_deref())
+                    .ok_or(Denied::NoClientCert)?;
+                if allowed.iter().any(|a| a == subject) {
+                    Ok(())
+                } else {
+                    Err(Denied::SubjectNotAllowed)
+                }
+            }
+            _ => self.check(header, scope).await,
+        }
+    }
+
     /// Checks the `Authorization` header value for `scope` (exact membership, not Janssen's
     /// substring test).
     pub async fn check(&self, header: Option<&str>, scope: &str) -> Result<(), Denied> {
@@ -70,7 +98,7 @@ impl Authenticator {
             return Err(Denied::Missing);
         }
         let scopes = match self {
-            Authenticator::Deny => return Err(Denied::Unknown),
+            Authenticator::Deny | Authenticator::ClientCert(_) => return Err(Denied::Unknown),
             Authenticator::Jwt(verifier) => verifier.verify(token).await?,
             Authenticator::Introspection(introspector) => introspector.check(token).await?,
             Authenticator::Static(tokens) => {
@@ -164,6 +192,40 @@ mod tests {
                 .check(Some("Bearer good"), "jans_stat")
                 .await,
             Err(Denied::Unknown)
+        );
+    }
+
+    #[tokio::test]
+    async fn client_certificates_are_checked_by_subject_and_tokens_do_not_count() {
+        let a = Authenticator::new(&AuthConfig::ClientCert {
+            allowed_subjects: vec!["CN=reporting,O=Example".into()],
+        });
+        let peer = |s: Option<&str>| crate::tls::TlsPeer {
+            subject: s.map(str::to_owned),
+        };
+        let check = |p: Option<crate::tls::TlsPeer>| {
+            let a = a.clone();
+            async move {
+                a.check_request(Some("Bearer good"), p.as_ref(), "jans_stat")
+                    .await
+            }
+        };
+        assert_eq!(
+            check(Some(peer(Some("CN=reporting,O=Example")))).await,
+            Ok(())
+        );
+        assert_eq!(
+            check(Some(peer(Some("CN=other,O=Example")))).await,
+            Err(Denied::SubjectNotAllowed)
+        );
+        assert_eq!(check(Some(peer(None))).await, Err(Denied::NoClientCert));
+        assert_eq!(check(None).await, Err(Denied::NoClientCert));
+        // Bearer tokens still work under the other types, whatever the certificate.
+        assert_eq!(
+            auth()
+                .check_request(Some("Bearer good"), Some(&peer(None)), "jans_stat")
+                .await,
+            Ok(())
         );
     }
 }

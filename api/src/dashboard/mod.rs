@@ -113,13 +113,15 @@ pub(crate) struct PageQuery {
 
 async fn dashboard(
     State(state): State<Arc<ApiState>>,
+    peer: Option<axum::Extension<crate::tls::TlsPeer>>,
     headers: HeaderMap,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let settings = state.settings();
     let config = &settings.config.dashboard;
     let path = base_path(config);
-    if !config.anonymous && !signed_in(&state, &headers) {
+    let peer = peer.as_ref().map(|axum::Extension(p)| p);
+    if !config.anonymous && !signed_in(&state, &headers, peer).await {
         return redirect(&format!("{path}/login"));
     }
     let Ok(Query(query)) = query else {

@@ -112,12 +112,14 @@ pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
         .map(|(_, v)| v)
 }
 
-/// Whether the request came over HTTPS (through a proxy that says so).
-pub(super) fn over_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+/// Whether the request came over HTTPS: to the agent's own TLS (`peer` is there), or through a
+/// proxy that says so.
+pub(super) fn over_https(headers: &HeaderMap, peer: Option<&crate::tls::TlsPeer>) -> bool {
+    peer.is_some()
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 /// A post from another site: the browser says so (`Sec-Fetch-Site`), or its `Origin` names
@@ -136,8 +138,22 @@ pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-pub(super) fn signed_in(state: &ApiState, headers: &HeaderMap) -> bool {
-    cookie_value(headers, COOKIE).is_some_and(|id| state.sessions.is_live(id))
+/// A live session, or (under `client_cert` auth) a client certificate with an allowed subject.
+pub(super) async fn signed_in(
+    state: &ApiState,
+    headers: &HeaderMap,
+    peer: Option<&crate::tls::TlsPeer>,
+) -> bool {
+    if cookie_value(headers, COOKIE).is_some_and(|id| state.sessions.is_live(id)) {
+        return true;
+    }
+    let settings = state.settings();
+    matches!(settings.auth, crate::Authenticator::ClientCert(_))
+        && settings
+            .auth
+            .check_request(None, peer, &settings.config.scope)
+            .await
+            .is_ok()
 }
 
 pub(super) fn login_page(status: StatusCode, path: &str, error: Option<&str>) -> Response {
@@ -184,6 +200,7 @@ pub struct LoginForm {
 pub(super) async fn login(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    peer: Option<axum::Extension<crate::tls::TlsPeer>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -215,7 +232,12 @@ pub(super) async fn login(
             let id = state
                 .sessions
                 .open(Duration::from_secs(config.session_ttl_secs));
-            let secure = if over_https(&headers) { "; Secure" } else { "" };
+            let peer = peer.as_ref().map(|axum::Extension(p)| p);
+            let secure = if over_https(&headers, peer) {
+                "; Secure"
+            } else {
+                ""
+            };
             let cookie = format!(
                 "{COOKIE}={id}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
                 config.session_ttl_secs

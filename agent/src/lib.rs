@@ -88,6 +88,19 @@ impl std::fmt::Display for ReloadRefused {
 
 impl std::error::Error for ReloadRefused {}
 
+/// A configured file that cannot be used (a certificate, a key): a configuration error found
+/// when the agent starts (exit code 78).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableFile(pub String);
+
+impl std::fmt::Display for UnusableFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnusableFile {}
+
 impl RunningAgent {
     /// Asks the pipeline to flush now (tests use it instead of waiting for the interval).
     pub fn flush_now(&self) {

@@ -116,6 +116,14 @@ pub fn resolve_against(
         .check_config(&config)
         .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     exporters.resolve_paths(&mut config.export, &base);
+    if let Some(tls) = &mut config.api.tls {
+        for path in [&mut tls.cert_file, &mut tls.key_file]
+            .into_iter()
+            .chain(tls.client_ca_file.as_mut())
+        {
+            *path = base.join(&*path);
+        }
+    }
     exporters.settings(&config.export, &node)?;
     backends
         .check_config(&config)

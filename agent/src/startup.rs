@@ -148,9 +148,10 @@ pub async fn start_on(
     let api_stats = Arc::new(api::ApiStats::default());
     let connections = Arc::new(http::ConnectionStats::default());
     let tls = match &config.api.tls {
-        Some(tls) => {
-            Some(api::tls::ApiTls::load(tls).map_err(|e| anyhow::anyhow!("api.tls: {e}"))?)
-        }
+        Some(tls) => Some(
+            api::tls::ApiTls::load(tls)
+                .map_err(|e| crate::UnusableFile(format!("api.tls: {e}")))?,
+        ),
         None => None,
     };
     let http = serve(

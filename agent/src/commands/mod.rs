@@ -2,6 +2,7 @@
 //! line, 78 for a bad configuration (including a node id another agent owns), 1 otherwise.
 
 mod backfill;
+mod certs;
 mod import;
 mod query;
 
@@ -85,7 +86,9 @@ impl From<anyhow::Error> for Failure {
             return Failure::Config(e);
         }
         // So is an OTLP setting that cannot be used (a certificate file that cannot be read).
-        if e.chain().any(|c| c.is::<authstat_export::SettingsError>()) {
+        if e.chain()
+            .any(|c| c.is::<authstat_export::SettingsError>() || c.is::<crate::UnusableFile>())
+        {
             return Failure::Config(e);
         }
         Failure::Other(e)
@@ -312,6 +315,13 @@ pub async fn check_config(path: &Path, skip_backend: bool) -> Result<(), Failure
         .map_err(Failure::Config)?
     {
         println!("  {line}");
+    }
+    let (certificates, bad) = certs::check(&resolved);
+    for line in certificates {
+        println!("  {line}");
+    }
+    if !bad.is_empty() {
+        return Err(Failure::Config(anyhow::anyhow!(bad.join("; "))));
     }
     let mut problems = Vec::new();
     // The sources as configured, with nothing stored: what they find now, nothing is written.

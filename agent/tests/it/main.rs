@@ -29,4 +29,5 @@ mod reload;
 mod sources;
 mod startup;
 mod support;
+mod tls;
 mod toy_plugins;

@@ -121,6 +121,17 @@ pub fn request(
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    exchange(&mut stream, method, target, headers, body).unwrap()
+}
+
+/// One HTTP/1.1 request and its response over `stream` (a socket, or a TLS session over one).
+pub fn exchange<S: Read + Write>(
+    stream: &mut S,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Response> {
     let mut req = format!(
         "{method} {target} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -130,9 +141,9 @@ pub fn request(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    stream.write_all(req.as_bytes()).unwrap();
+    stream.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -153,11 +164,11 @@ pub fn request(
     } else {
         body.to_owned()
     };
-    Response {
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
 fn headers_chunked(text: &str) -> bool {

@@ -189,6 +189,7 @@ pub(super) fn kind() -> super::ExporterKind {
                 s.compression
             )];
             lines.extend(s.warnings.iter().map(|w| format!("warning: {w}")));
+            lines.extend(certificate_lines(&s)?);
             Ok(lines)
         },
         start: |spec| {
@@ -202,6 +203,28 @@ pub(super) fn kind() -> super::ExporterKind {
             )?))
         },
     }
+}
+
+/// `check-config`'s lines of the collector's CA file and the client certificate, read and
+/// checked (an error names the file and the problem).
+fn certificate_lines(s: &Settings) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    if let Some(ca) = &s.certificate {
+        let n = authstat_tls::check_ca_file(ca).map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
+        lines.push(format!(
+            "export otlp certificate: {} ({n} CA certificate(s))",
+            ca.display()
+        ));
+    }
+    if let (Some(cert), Some(key)) = (&s.client_certificate, &s.client_key) {
+        let info = authstat_tls::check_identity_files(cert, key, authstat_tls::Usage::Client)
+            .map_err(|e| anyhow::anyhow!("client_certificate: {e}"))?;
+        lines.push(format!(
+            "export otlp client certificate: {} (serial {}), expires {}",
+            info.subject, info.serial, info.not_after_text
+        ));
+    }
+    Ok(lines)
 }
 
 /// Starts pushing. Must run inside the tokio runtime.

@@ -7,7 +7,9 @@
 #                    AUTHSTAT_TEST_MYSQL_URL, AUTHSTAT_TEST_MONGODB_URI,
 #                    AUTHSTAT_TEST_STOMP_ADDR, AUTHSTAT_TEST_STOMP_SSL_ADDR (the broker's
 #                    self-signed certificate is conf/broker.pem) and AUTHSTAT_TEST_ACTIVEMQ_DIR
-#                    (its start.sh and stop.sh restart the broker)
+#                    (its start.sh and stop.sh restart the broker), AUTHSTAT_TEST_TLS_DIR (the
+#                    run's throwaway CA ca.pem, the servers' server.pem/.key for localhost, the
+#                    client certificate client.pem/.key of the database user authstat_tls)
 #   stop_services    stop them and delete their data (scripts/test runs it on exit)
 #
 # Everything lives in one temporary directory. A server that cannot be started stops the run
@@ -65,6 +67,35 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     done
 }
 
+# A throwaway CA for this run, and the certificates the servers present and the tests' client
+# presents (docs/tls.md). PostgreSQL's certificate names localhost and not 127.0.0.1, so that
+# connecting to 127.0.0.1 with host-name verification is the wrong-host case; MariaDB's names
+# 127.0.0.1 (its client library takes "localhost" for the Unix socket), and its tests swap it
+# for one of another name (FLUSH SSL) for that case.
+make_test_ca() {
+    local dir="$AUTHSTAT_SERVICES_DIR/tls" ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    mkdir -p "$dir"
+    (
+        cd "$dir" || exit 1
+        # shellcheck disable=SC2086
+        openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj "/CN=authstat test services CA" &&
+            for spec in "server localhost serverAuth DNS:localhost" "mysql-server 127.0.0.1 serverAuth IP:127.0.0.1" \
+                "client authstat_tls clientAuth DNS:authstat_tls"; do
+                set -- $spec
+                openssl req $ec -keyout "$1.key" -out "$1.csr" -subj "/CN=$2" &&
+                    printf 'subjectAltName=%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' "$4" "$3" >"$1.ext" &&
+                    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$1.pem" \
+                        -days 2 -extfile "$1.ext" || exit 1
+            done
+    ) >"$dir/openssl.log" 2>&1 || services_fail "TLS: the test CA could not be made: $(tail -3 "$dir/openssl.log")"
+    chmod 600 "$dir"/*.key
+    # The servers read theirs as the database user; the client key stays the test runner's (libpq
+    # refuses a key that another user owns).
+    [ "$(id -u)" = 0 ] && chown "$AUTHSTAT_DB_USER" "$dir" "$dir"/server.* "$dir"/mysql-server.* "$dir"/ca.pem
+    true
+    export AUTHSTAT_TEST_TLS_DIR="$dir"
+}
+
 start_postgres() {
     need_packages postgresql-15 postgresql-15-hll libpq-dev
     local bin=/usr/lib/postgresql/15/bin dir="$AUTHSTAT_SERVICES_DIR/postgres" port
@@ -73,9 +104,17 @@ start_postgres() {
     [ "$(id -u)" = 0 ] && chown "$AUTHSTAT_DB_USER" "$dir"
     as_db_user "$bin/initdb -D '$dir/data' -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >'$dir/initdb.log' 2>&1" ||
         services_fail "PostgreSQL: initdb failed (see $dir/initdb.log): $(tail -3 "$dir/initdb.log")"
+    # TLS with the run's CA; the role authstat_tls logs in with a client certificate only.
+    local tls="$AUTHSTAT_SERVICES_DIR/tls"
+    printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nssl_ca_file = '%s'\n" \
+        "$tls/server.pem" "$tls/server.key" "$tls/ca.pem" >>"$dir/data/postgresql.conf"
+    { printf 'hostssl all authstat_tls 127.0.0.1/32 cert\nhostssl all authstat_tls ::1/128 cert\nhost all authstat_tls all reject\n'
+      cat "$dir/data/pg_hba.conf"; } >"$dir/pg_hba.conf" && cp "$dir/pg_hba.conf" "$dir/data/pg_hba.conf"
     as_db_user "$bin/pg_ctl -D '$dir/data' -l '$dir/server.log' -w -t 30 start \
         -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" >/dev/null" ||
         services_fail "PostgreSQL: the server did not start: $(tail -5 "$dir/server.log")"
+    "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE ROLE authstat_tls LOGIN SUPERUSER" >/dev/null ||
+        services_fail "PostgreSQL: the role authstat_tls could not be made"
     export AUTHSTAT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
     echo "scripts/test: PostgreSQL 15 on 127.0.0.1:$port" >&2
 }
@@ -104,12 +143,16 @@ start_mariadb() {
     mariadbd --no-defaults $user_opt --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
         --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
         --innodb-flush-log-at-trx-commit=2 --max-connections=300 \
+        --ssl-ca="$AUTHSTAT_SERVICES_DIR/tls/ca.pem" --ssl-cert="$AUTHSTAT_SERVICES_DIR/tls/mysql-server.pem" \
+        --ssl-key="$AUTHSTAT_SERVICES_DIR/tls/mysql-server.key" \
         >"$dir/stdout.log" 2>&1 &
     wait_for 60 "MariaDB" mariadb-admin --no-defaults --socket="$dir/mysqld.sock" -uroot ping ||
         services_fail "MariaDB: the server did not answer within 60 s: $(tail -5 "$dir/error.log")"
     mariadb --no-defaults --socket="$dir/mysqld.sock" -uroot -e \
         "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; \
-         GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" ||
+         GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; \
+         CREATE USER IF NOT EXISTS 'authstat_tls'@'127.0.0.1' REQUIRE SUBJECT '/CN=authstat_tls'; \
+         GRANT ALL PRIVILEGES ON *.* TO 'authstat_tls'@'127.0.0.1';" ||
         services_fail "MariaDB: root could not be allowed on 127.0.0.1"
     export AUTHSTAT_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port/mysql"
     echo "scripts/test: MariaDB on 127.0.0.1:$port" >&2
@@ -224,6 +267,7 @@ start_services() {
         useradd --system --no-create-home --shell /usr/sbin/nologin "$AUTHSTAT_DB_USER" ||
             services_fail "could not create the user $AUTHSTAT_DB_USER for the database servers"
     fi
+    make_test_ca
     start_postgres
     start_mariadb
     start_mongodb

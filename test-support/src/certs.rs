@@ -157,6 +157,25 @@ impl Ca {
         }
     }
 
+    /// A CA made elsewhere (scripts/services.sh), to issue more: its certificate and key files
+    /// (PEM; the key PKCS#8) and its subject's common name (the issuer of what it signs).
+    pub fn load(cert: &Path, key: &Path, common_name: &str) -> Self {
+        let pem = std::fs::read_to_string(cert).expect("the CA's certificate");
+        let key = KeyPair::from_pem(&std::fs::read_to_string(key).expect("the CA's key"))
+            .expect("the CA's key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            issuer: Issuer::new(params, key),
+            pem,
+            intermediate: false,
+        }
+    }
+
     /// A CA that this one signs (its `Issued::cert_pem` of leaves holds the leaf and itself).
     pub fn intermediate(&self, name: &str) -> Ca {
         let mut params = CertificateParams::default();

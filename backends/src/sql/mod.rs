@@ -17,6 +17,8 @@ mod dialect;
 mod dims;
 mod flush;
 mod fold;
+#[cfg(feature = "mysql")]
+mod mysql_tls;
 mod own;
 mod pool;
 mod read;

@@ -151,7 +151,12 @@ fn without_gss(url: &str) -> String {
 /// locks than InnoDB's default REPEATABLE READ (every statement of a flush reads only rows its
 /// own node owns, so nothing needs the stronger level).
 #[derive(Debug)]
-struct SessionSettings(SessionLimits);
+struct SessionSettings {
+    limits: SessionLimits,
+    /// MySQL: what the URL's `ssl_mode` demands, checked on each new connection.
+    #[cfg(feature = "mysql")]
+    mysql_tls: Option<Arc<super::mysql_tls::MysqlTls>>,
+}
 
 /// Whole seconds, at least 1 (MySQL's timeouts are in seconds).
 fn secs(d: Duration) -> u64 {
@@ -162,7 +167,7 @@ impl SessionSettings {
     /// The statements that set the limits: PostgreSQL's, or MariaDB's and then MySQL's (each
     /// server refuses the other's variables).
     fn statements(&self, dialect: Dialect) -> Vec<String> {
-        let l = &self.0;
+        let l = &self.limits;
         match dialect {
             Dialect::Postgres => vec![format!(
                 "SET statement_timeout = {}; SET lock_timeout = {}; \
@@ -196,6 +201,15 @@ impl SessionSettings {
 
 impl<C: SqlConnection> CustomizeConnection<C, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
+        #[cfg(feature = "mysql")]
+        if let Some(tls) = &self.mysql_tls
+            && let Some(mysql) =
+                (conn as &mut dyn std::any::Any).downcast_mut::<diesel::MysqlConnection>()
+        {
+            tls.check(mysql).map_err(|e| {
+                diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.into()))
+            })?;
+        }
         if C::DIALECT == Dialect::Mysql {
             conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 .map_err(diesel::r2d2::Error::QueryError)?;
@@ -252,13 +266,27 @@ where
             Dialect::Postgres => without_gss(&config.url),
             _ => config.url.clone(),
         };
+        let settings = SessionSettings {
+            limits,
+            #[cfg(feature = "mysql")]
+            mysql_tls: match C::DIALECT {
+                Dialect::Mysql => super::mysql_tls::MysqlTls::from_url(
+                    &config.url,
+                    Duration::from_secs(config.connect_timeout_secs.max(1)),
+                )
+                .map_err(|e| {
+                    unavailable(C::DIALECT, format!("{}: {e}", redact_url(&config.url)))
+                })?,
+                _ => None,
+            },
+        };
         let manager = ConnectionManager::<C>::new(url);
         Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
             .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
-            .connection_customizer(Box::new(SessionSettings(limits)))
+            .connection_customizer(Box::new(settings))
             .build(manager)
             .map_err(|e| {
                 unavailable(

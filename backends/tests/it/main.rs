@@ -18,4 +18,5 @@ mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+mod tls;
 mod toy;

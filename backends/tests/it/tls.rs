@@ -201,3 +201,115 @@ async fn mysql_verify_identity_with_a_client_certificate() {
     // verify_ca checks the chain only, as MySQL defines it.
     works(chain_only.unwrap().as_ref(), "chain-only").await;
 }
+
+/// A TLS endpoint in front of the MongoDB-protocol test server (which speaks no TLS): the
+/// run's certificate for `localhost`, a client certificate of the run's CA required; the
+/// bytes inside go to the real server. What it tests is the driver's side: the CA it trusts,
+/// the host name it checks, the certificate it presents.
+#[cfg(feature = "mongodb")]
+async fn tls_front(f: &Files, target: String) -> u16 {
+    use std::sync::Arc;
+    let read = |p: &Path| authstat_tls::read_file(p).unwrap();
+    let (server_pem, server_key) = (f.dir.join("server.pem"), f.dir.join("server.key"));
+    let now = std::time::SystemTime::now();
+    let identity = authstat_tls::identity(
+        (&server_pem, &read(&server_pem)),
+        (&server_key, &read(&server_key)),
+        authstat_tls::Usage::Server,
+        now,
+    )
+    .unwrap();
+    let roots = Arc::new(authstat_tls::roots(&f.ca, &read(&f.ca), now).unwrap());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots,
+        authstat_tls::provider(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(authstat_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain, identity.key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, target) = (acceptor.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    port
+}
+
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn mongodb_tls_with_a_ca_file_and_a_client_certificate() {
+    use authstat_backends::options::MongoConfig;
+    let f = files();
+    let uri = required_env("AUTHSTAT_TEST_MONGODB_URI", "MongoDB");
+    let target = uri
+        .trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let port = tls_front(&f, target).await;
+    // The driver reads the client's certificate and key from one file.
+    let combined = f.key.with_file_name("client-combined.pem");
+    let mut both = std::fs::read(&f.cert).unwrap();
+    both.extend(std::fs::read(&f.key).unwrap());
+    std::fs::write(&combined, both).unwrap();
+    let database = authstat_test_support::env::unique_name("authstat_tls");
+    let build = async |host: &str, ca: &Path, client: bool| {
+        let mut uri = format!(
+            "mongodb://{host}:{port}/?tls=true&tlsCAFile={}&serverSelectionTimeoutMS=2000",
+            ca.display()
+        );
+        if client {
+            uri.push_str(&format!("&tlsCertificateKeyFile={}", combined.display()));
+        }
+        let config = MongoConfig {
+            uri,
+            database: database.clone(),
+            collection: "nodes".into(),
+            connect_timeout_secs: 2,
+        };
+        authstat_backends::mongo::MongoStore::open(&config)
+            .await
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn StatStore>)
+    };
+    works(
+        build("localhost", &f.ca, true).await.unwrap().as_ref(),
+        "tls-node",
+    )
+    .await;
+    refused(
+        build("127.0.0.1", &f.ca, true).await,
+        "mongodb",
+        "invalid peer certificate",
+    );
+    refused(
+        build("localhost", &f.stranger, true).await,
+        "mongodb",
+        "UnknownIssuer",
+    );
+    refused(
+        build("localhost", &f.ca, false).await,
+        "mongodb",
+        "CertificateRequired",
+    );
+}

@@ -6,7 +6,9 @@
 #                    loopback ports, and export AUTHSTAT_TEST_POSTGRES_URL,
 #                    AUTHSTAT_TEST_MYSQL_URL, AUTHSTAT_TEST_MONGODB_URI,
 #                    AUTHSTAT_TEST_STOMP_ADDR, AUTHSTAT_TEST_STOMP_SSL_ADDR (the broker's
-#                    self-signed certificate is conf/broker.pem) and AUTHSTAT_TEST_ACTIVEMQ_DIR
+#                    self-signed certificate is conf/broker.pem), AUTHSTAT_TEST_STOMP_MTLS_ADDR
+#                    (the same, with client certificates of the test CA required),
+#                    AUTHSTAT_TEST_ACTIVEMQ_DIR
 #                    (its start.sh and stop.sh restart the broker), AUTHSTAT_TEST_TLS_DIR (the
 #                    run's throwaway CA ca.pem, the servers' server.pem/.key for localhost, the
 #                    client certificate client.pem/.key of the database user authstat_tls)
@@ -204,12 +206,14 @@ start_activemq() {
     # Debian's ActiveMQ 5.17, run by hand: its launcher forces a 512 MB heap, and its default
     # instance has OpenWire only. This one listens on free loopback ports with a STOMP connector
     # and wants a login (authstat / authstat-test), as production brokers should; and a STOMP
-    # over TLS connector (stomp+ssl) with a self-signed certificate for 127.0.0.1, made here.
+    # over TLS connector (stomp+ssl) with a self-signed certificate for 127.0.0.1, made here;
+    # and one more that requires a client certificate signed by the run's test CA.
     need_packages activemq
-    local dir="$AUTHSTAT_SERVICES_DIR/activemq" openwire stomp stomps
+    local dir="$AUTHSTAT_SERVICES_DIR/activemq" openwire stomp stomps stompm
     openwire=$(free_port)
     stomp=$(free_port)
     stomps=$(free_port)
+    stompm=$(free_port)
     mkdir -p "$dir/conf" "$dir/data" "$dir/tmp"
     cp /etc/activemq/instances-available/main/log4j2.properties "$dir/conf/"
     keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -dname "CN=127.0.0.1" \
@@ -217,10 +221,13 @@ start_activemq() {
         -keystore "$dir/conf/broker.p12" -storepass authstat-test -keypass authstat-test \
         >"$dir/keytool.log" 2>&1 &&
         keytool -exportcert -rfc -alias broker -keystore "$dir/conf/broker.p12" \
-            -storepass authstat-test -file "$dir/conf/broker.pem" >>"$dir/keytool.log" 2>&1 ||
+            -storepass authstat-test -file "$dir/conf/broker.pem" >>"$dir/keytool.log" 2>&1 &&
+        keytool -importcert -noprompt -alias test-ca -file "$AUTHSTAT_SERVICES_DIR/tls/ca.pem" \
+            -storetype PKCS12 -keystore "$dir/conf/clients.p12" -storepass authstat-test \
+            >>"$dir/keytool.log" 2>&1 ||
         services_fail "ActiveMQ: keytool could not make the broker's certificate: $(tail -3 "$dir/keytool.log")"
-    sed -e "s|<transportConnector name=\"openwire\" uri=\"tcp://127.0.0.1:61616\"/>|<transportConnector name=\"openwire\" uri=\"tcp://127.0.0.1:$openwire\"/><transportConnector name=\"stomp\" uri=\"stomp://127.0.0.1:$stomp\"/><transportConnector name=\"stomp+ssl\" uri=\"stomp+ssl://127.0.0.1:$stomps\"/>|" \
-        -e "s|</transportConnectors>|</transportConnectors><plugins><simpleAuthenticationPlugin><users><authenticationUser username=\"authstat\" password=\"authstat-test\" groups=\"users,admins\"/></users></simpleAuthenticationPlugin></plugins><sslContext><sslContext keyStore=\"file:$dir/conf/broker.p12\" keyStorePassword=\"authstat-test\" keyStoreType=\"PKCS12\"/></sslContext>|" \
+    sed -e "s|<transportConnector name=\"openwire\" uri=\"tcp://127.0.0.1:61616\"/>|<transportConnector name=\"openwire\" uri=\"tcp://127.0.0.1:$openwire\"/><transportConnector name=\"stomp\" uri=\"stomp://127.0.0.1:$stomp\"/><transportConnector name=\"stomp+ssl\" uri=\"stomp+ssl://127.0.0.1:$stomps\"/><transportConnector name=\"stomp+ssl-mutual\" uri=\"stomp+ssl://127.0.0.1:$stompm?needClientAuth=true\"/>|" \
+        -e "s|</transportConnectors>|</transportConnectors><plugins><simpleAuthenticationPlugin><users><authenticationUser username=\"authstat\" password=\"authstat-test\" groups=\"users,admins\"/></users></simpleAuthenticationPlugin></plugins><sslContext><sslContext keyStore=\"file:$dir/conf/broker.p12\" keyStorePassword=\"authstat-test\" keyStoreType=\"PKCS12\" trustStore=\"file:$dir/conf/clients.p12\" trustStorePassword=\"authstat-test\" trustStoreType=\"PKCS12\"/></sslContext>|" \
         /etc/activemq/instances-available/main/activemq.xml >"$dir/conf/activemq.xml"
     grep -q "stomp+ssl://127.0.0.1:$stomps" "$dir/conf/activemq.xml" ||
         services_fail "ActiveMQ: the STOMP connectors could not be added to activemq.xml"
@@ -232,7 +239,7 @@ cd '$dir' && java -Xms64M -Xmx256M -Dactivemq.home=/usr/share/activemq -Dactivem
     >>'$dir/broker.log' 2>&1 &
 echo \$! >'$dir/pid'
 for i in \$(seq 1 300); do
-    python3 -c 'import socket; [socket.create_connection(("127.0.0.1", p), 1).close() for p in ($stomp, $stomps)]' 2>/dev/null && exit 0
+    python3 -c 'import socket; [socket.create_connection(("127.0.0.1", p), 1).close() for p in ($stomp, $stomps, $stompm)]' 2>/dev/null && exit 0
     sleep 0.2
 done
 echo "ActiveMQ did not listen on $stomp within 60 s" >&2
@@ -250,6 +257,7 @@ EOS
     "$dir/start.sh" || services_fail "ActiveMQ did not start: $(tail -5 "$dir/broker.log")"
     export AUTHSTAT_TEST_STOMP_ADDR="127.0.0.1:$stomp"
     export AUTHSTAT_TEST_STOMP_SSL_ADDR="127.0.0.1:$stomps"
+    export AUTHSTAT_TEST_STOMP_MTLS_ADDR="127.0.0.1:$stompm"
     export AUTHSTAT_TEST_ACTIVEMQ_DIR="$dir"
     echo "scripts/test: ActiveMQ (STOMP) on 127.0.0.1:$stomp, STOMP over TLS on 127.0.0.1:$stomps" >&2
 }

@@ -341,3 +341,59 @@ fn a_broker_over_tls_is_read_when_its_certificate_is_trusted() {
     agent.signal("TERM");
     agent.wait_exit();
 }
+
+/// A broker that requires a client certificate (`needClientAuth=true`): nothing is read
+/// without one (the reason on `/readyz`), everything with the source's `tls.cert_file` and
+/// `tls.key_file` (the test CA's client certificate); the broker's own certificate is trusted
+/// through `tls.ca_file`, not the environment.
+#[test]
+fn a_broker_that_requires_a_client_certificate_gets_the_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = authstat_test_support::env::unique_name("authstat_test_mtls");
+    let mutual = required_env("AUTHSTAT_TEST_STOMP_MTLS_ADDR", "ActiveMQ");
+    let broker = PathBuf::from(required_env("AUTHSTAT_TEST_ACTIVEMQ_DIR", "ActiveMQ"))
+        .join("conf/broker.pem");
+    let ca = PathBuf::from(required_env("AUTHSTAT_TEST_TLS_DIR", "TLS"));
+    let config = write_config_for(dir.path(), &queue, &format!("stomp+ssl://{mutual}"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with_tls = |client: bool| {
+        let mut tls = format!("    tls:\n      ca_file: {}\n", broker.display());
+        if client {
+            tls.push_str(&format!(
+                "      cert_file: {}\n      key_file: {}\n",
+                ca.join("client.pem").display(),
+                ca.join("client.key").display()
+            ));
+        }
+        std::fs::write(
+            &config,
+            text.replace("    prefetch: 25\n", &format!("{tls}    prefetch: 25\n")),
+        )
+        .unwrap();
+    };
+    publish(&queue, 0..30);
+    with_tls(false);
+    let mut agent = spawn_agent(&config, dir.path(), &CREDENTIALS);
+    let ready = unready_queue(agent.addr);
+    // The broker ends the handshake without one (Java's alert: bad_certificate).
+    assert!(
+        ready.body.contains("received fatal alert"),
+        "{}",
+        ready.body
+    );
+    agent.signal("TERM");
+    agent.wait_exit();
+    assert_eq!(
+        stored(&config),
+        (0, 0),
+        "nothing read without a client certificate"
+    );
+
+    with_tls(true);
+    let mut agent = spawn_agent(&config, dir.path(), &CREDENTIALS);
+    wait_until("every record stored", || stored(&config) == (30, 30));
+    wait_until("the queue emptied", || queued(&queue) == 0);
+    assert_eq!(get(agent.addr, "/readyz", None).status, 200);
+    agent.signal("TERM");
+    agent.wait_exit();
+}

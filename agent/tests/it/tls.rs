@@ -295,3 +295,76 @@ fn check_config_reads_every_certificate_and_names_what_is_wrong() {
         );
     }
 }
+
+#[test]
+fn check_config_reads_the_backends_and_the_queues_certificates() {
+    let fixture = Fixture::new("");
+    let dir = fixture.dir.path();
+    let ca = Ca::new("authstat test CA");
+    ca.write(&dir.join("ca.pem"));
+    let agent = ca.issue(&Leaf::client("agent"));
+    let mut both = agent.cert_pem.clone();
+    both.push_str(&agent.key_pem);
+    std::fs::write(dir.join("agent-both.pem"), &both).unwrap();
+    let path = fixture.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let uri = format!(
+        "mongodb://localhost:27017/?tls=true&tlsCAFile={}&tlsCertificateKeyFile={}",
+        dir.join("ca.pem").display(),
+        dir.join("agent-both.pem").display()
+    );
+    let mongo = original.replace(
+        "backend:\n  type: sqlite\n  path: data/authstat.db\n",
+        &format!("backend:\n  type: mongodb\n  uri: \"{uri}\"\n"),
+    );
+    std::fs::write(&path, &mongo).unwrap();
+    let out = check_config(&fixture);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("backend mongodb tlsCAFile:"), "{text}");
+    assert!(
+        text.contains("backend mongodb tlsCertificateKeyFile: O=authstat tests,CN=agent"),
+        "{text}"
+    );
+
+    // The same file with an expired certificate: named, with the reason.
+    let expired = ca.issue(&Leaf {
+        from_days_ago: 10,
+        days_left: -1,
+        ..Leaf::client("agent")
+    });
+    std::fs::write(
+        dir.join("agent-both.pem"),
+        format!("{}{}", expired.cert_pem, expired.key_pem),
+    )
+    .unwrap();
+    let out = check_config(&fixture);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("backend mongodb tlsCertificateKeyFile:") && err.contains("expired on"),
+        "{err}"
+    );
+
+    // A queue's client certificate that is not its key's: the source's option is named.
+    agent.write(dir, "agent");
+    std::fs::write(
+        dir.join("agent.key"),
+        ca.issue(&Leaf::client("other")).key_pem,
+    )
+    .unwrap();
+    let queue = "sources:\n  - name: mq\n    type: activemq\n    format: janssen_audit\n    brokers: [\"stomp+ssl://127.0.0.1:1\"]\n    tls:\n      ca_file: ca.pem\n      cert_file: agent.pem\n      key_file: agent.key\n";
+    std::fs::write(&path, original.replacen("sources:\n", queue, 1)).unwrap();
+    let out = check_config(&fixture);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("sources[0].tls.cert_file")
+            && err.contains("is not the key of the certificate"),
+        "{err}"
+    );
+}

@@ -35,7 +35,7 @@ use authstat_core::store::SourcePosition;
 use serde::{Deserialize, Serialize};
 
 pub(super) use options::check;
-pub use options::{ACTIVEMQ, ActivemqConfig};
+pub use options::{ACTIVEMQ, ActivemqConfig, StompTls};
 
 use crate::backoff::Backoff;
 use crate::registry::{BuildError, SourceSpec};
@@ -67,6 +67,14 @@ pub(super) fn build(spec: SourceSpec<'_>) -> Result<Box<dyn Source>, BuildError>
         message: "type activemq needs the format of its messages (janssen_audit)".into(),
     })?;
     let mut source = Activemq::new(spec.config.name.clone(), config, parser);
+    if let Some(tls) = &config.tls {
+        let built =
+            stomp::tls_config_of(tls, spec.base).map_err(|(key, message)| BuildError::Option {
+                key: format!("{}.{key}", spec.key),
+                message,
+            })?;
+        source.tls = Some(built);
+    }
     let key = source.position_key();
     if let Some(stored) = spec
         .positions
@@ -387,6 +395,7 @@ mod tests {
             password: None,
             prefetch: 10,
             poll_interval_ms,
+            tls: None,
         };
         Activemq::new(
             "queue".into(),

@@ -34,6 +34,25 @@ pub struct ActivemqConfig {
     /// pace of the source's checks, in milliseconds.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// TLS to `stomp+ssl://` brokers: whom to trust and the client certificate to present.
+    #[serde(default)]
+    pub tls: Option<StompTls>,
+}
+
+/// `tls:` of an `activemq` source (relative paths are relative to the configuration file).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StompTls {
+    /// The CAs that sign the brokers' certificates (PEM); without it, the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// This agent's client certificate (PEM, leaf first), for a broker that requires one
+    /// (ActiveMQ's `needClientAuth=true`); with `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 fn default_queue() -> String {
@@ -86,6 +105,14 @@ impl ActivemqConfig {
             } else {
                 rest.to_owned()
             };
+        }
+        if let Some(tls) = &o.tls
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err(OptionError::new(
+                "tls.cert_file",
+                "a client certificate and its key go together (cert_file and key_file)",
+            ));
         }
         o.username = o.username.filter(|u| !u.is_empty());
         positive("prefetch", u64::from(o.prefetch))?;

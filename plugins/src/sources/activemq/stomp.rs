@@ -99,6 +99,41 @@ pub fn tls_config() -> io::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of a source's `tls:` options (paths relative to `base`): the brokers'
+/// CA (or the system's), and the client certificate. An error names the option and the problem.
+pub fn tls_config_of(
+    tls: &super::options::StompTls,
+    base: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>, (String, String)> {
+    let now = std::time::SystemTime::now();
+    let roots = match &tls.ca_file {
+        Some(ca) => {
+            let ca = base.join(ca);
+            authstat_tls::read_file(&ca)
+                .and_then(|pem| authstat_tls::roots(&ca, &pem, now))
+                .map_err(|e| ("tls.ca_file".to_owned(), e))?
+        }
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
+        }
+    };
+    let identity = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (base.join(cert), base.join(key));
+            let read = |p: &std::path::Path| authstat_tls::read_file(p);
+            let pair = read(&cert).and_then(|c| {
+                let k = read(&key)?;
+                authstat_tls::identity((&cert, &c), (&key, &k), authstat_tls::Usage::Client, now)
+            });
+            Some(pair.map_err(|e| ("tls.cert_file".to_owned(), e))?)
+        }
+        _ => None,
+    };
+    authstat_tls::client_config(roots, identity).map_err(|e| ("tls".to_owned(), e))
+}
+
 /// A connection to one broker.
 pub struct Connection {
     stream: Stream,

@@ -98,6 +98,20 @@ fn kubernetes_sidecar_is_valid_and_clear_of_the_auth_server() {
             .get("subPath")
             .is_none()
     );
+    // HTTPS from a Secret mounted as a directory (a subPath mount is never updated: no renewal).
+    let tls = parsed.api.tls.as_ref().expect("the example serves HTTPS");
+    assert_eq!(authstat["livenessProbe"]["httpGet"]["scheme"], "HTTPS");
+    let secret = mount("authstat", "authstat-tls");
+    assert!(secret.get("subPath").is_none());
+    let secret_dir = std::path::Path::new(secret["mountPath"].as_str().unwrap());
+    assert!(tls.cert_file.starts_with(secret_dir) && tls.key_file.starts_with(secret_dir));
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "authstat-tls")
+        .unwrap();
+    assert_eq!(volume["secret"]["secretName"], "authstat-tls");
     let log_dir = mount("authstat", "auth-logs")["mountPath"].clone();
     assert_eq!(parsed.sources[0].kind, "file", "the sidecar follows files");
     let file =
@@ -114,7 +128,16 @@ fn kubernetes_sidecar_starts_without_its_database() {
     let docs = yaml_documents(&example("kubernetes/authstat-sidecar.yaml"));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("authstat.yaml");
-    std::fs::write(&config, docs[0]["data"]["authstat.yaml"].as_str().unwrap()).unwrap();
+    // The Secret's files, from a CA of the test's.
+    let ca = authstat_test_support::certs::Ca::new("authstat test CA");
+    let issued = ca.issue(&authstat_test_support::certs::Leaf::server());
+    std::fs::write(dir.path().join("tls.crt"), &issued.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &issued.key_pem).unwrap();
+    let text = docs[0]["data"]["authstat.yaml"]
+        .as_str()
+        .unwrap()
+        .replace("/etc/authstat-tls/", &format!("{}/", dir.path().display()));
+    std::fs::write(&config, text).unwrap();
     let probe = docs[2]["spec"]["template"]["spec"]["containers"]
         .as_sequence()
         .unwrap()
@@ -137,8 +160,14 @@ fn kubernetes_sidecar_starts_without_its_database() {
     crate::support::wait_until("a failed attempt", || {
         agent.logged(&["the backend is unavailable"])
     });
-    assert_eq!(crate::support::get(agent.addr, &probe, None).status, 200);
-    let ready = crate::support::get(agent.addr, "/readyz", None);
+    let trusting = crate::tls::client(&ca, None);
+    let get = |path: &str| {
+        crate::tls::https(agent.addr, &trusting, path, &[])
+            .unwrap()
+            .0
+    };
+    assert_eq!(get(&probe).status, 200);
+    let ready = get("/readyz");
     assert_eq!(ready.status, 503);
     assert!(ready.body.contains("postgres"), "{}", ready.body);
     assert!(agent.child.try_wait().unwrap().is_none(), "still running");

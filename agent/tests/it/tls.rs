@@ -28,7 +28,7 @@ fn fixture(api_keys: &str) -> Fixture {
 
 const TLS: &str = "  tls:\n    cert_file: server.pem\n    key_file: server.key\n";
 
-fn client(ca: &Ca, identity: Option<&Issued>) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client(ca: &Ca, identity: Option<&Issued>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
@@ -51,7 +51,7 @@ fn client(ca: &Ca, identity: Option<&Issued>) -> Arc<rustls::ClientConfig> {
 }
 
 /// One request over HTTPS: the response and the serial of the server's certificate.
-fn https(
+pub(crate) fn https(
     addr: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
     target: &str,

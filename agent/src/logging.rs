@@ -10,10 +10,23 @@ use tracing_subscriber::EnvFilter;
 pub(crate) type LevelHandle = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 fn filter(level: &str) -> Result<EnvFilter, String> {
-    match EnvFilter::try_from_default_env() {
-        Ok(from_env) => Ok(from_env),
-        Err(_) => EnvFilter::try_new(level).map_err(|e| format!("logging.level '{level}': {e}")),
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(from_env) => from_env,
+        Err(_) => EnvFilter::try_new(level).map_err(|e| format!("logging.level '{level}': {e}"))?,
+    };
+    Ok(quiet_peers(filter, level))
+}
+
+/// rustls warns of what a peer did (an IP address sent as the server name, an unexpected
+/// alert) at every connection: over HTTPS any client could fill the log. Such lines are dropped
+/// below `error` unless the filter names rustls itself; handshake failures are counted in
+/// `authstat_tls_handshake_failures_total` (and logged at debug by authstat).
+fn quiet_peers(filter: EnvFilter, level: &str) -> EnvFilter {
+    let named = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    if named.contains("rustls") {
+        return filter;
     }
+    filter.add_directive("rustls=error".parse().expect("a valid directive"))
 }
 
 /// Whether `level` is a level (`error` … `trace`, `off`) or a filter in `RUST_LOG`'s syntax

@@ -61,6 +61,18 @@ pub async fn start(resolved: Resolved, options: StartOptions) -> anyhow::Result<
     start_on(resolved, options, listener).await
 }
 
+/// The API's TLS, its files read and checked (an unusable file is a configuration error).
+fn api_tls(
+    api: &authstat_config::ApiConfig,
+) -> Result<Option<Arc<api::tls::ApiTls>>, crate::UnusableFile> {
+    api.tls
+        .as_ref()
+        .map(|tls| {
+            api::tls::ApiTls::load(tls).map_err(|e| crate::UnusableFile(format!("api.tls: {e}")))
+        })
+        .transpose()
+}
+
 /// Serves `front` on `listener` until `stopped`, with the configured cap on connections.
 fn serve(
     api: &authstat_config::ApiConfig,
@@ -147,13 +159,7 @@ pub async fn start_on(
     let registry = telemetry::registry();
     let api_stats = Arc::new(api::ApiStats::default());
     let connections = Arc::new(http::ConnectionStats::default());
-    let tls = match &config.api.tls {
-        Some(tls) => Some(
-            api::tls::ApiTls::load(tls)
-                .map_err(|e| crate::UnusableFile(format!("api.tls: {e}")))?,
-        ),
-        None => None,
-    };
+    let tls = api_tls(&config.api)?;
     let http = serve(
         &config.api,
         listener,
@@ -193,12 +199,10 @@ pub async fn start_on(
         .exporters
         .start(&config.export, &resolved.node, &registry, &store)?;
     let (fold, daily) = background(&config, &store, &stats);
-    if let Some(tls) = &tls {
-        registry.register(tls.clone());
-    }
     let (state, data_version, recent_users) =
-        api_state(&config, store, stats.clone(), api_stats, registry);
+        api_state(&config, store, stats.clone(), api_stats, registry.clone());
     if let Some(tls) = tls {
+        registry.register(tls.clone());
         let _ = state.tls.set(tls);
     }
     front.ready(api::router(state.clone()));

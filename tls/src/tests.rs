@@ -190,3 +190,34 @@ fn the_first_load_names_what_is_wrong() {
     ca.write(&dir.path().join("clients.pem"));
     ServerTls::load(files).unwrap();
 }
+
+/// A Kubernetes Secret mounted as a directory: the files are symlinks through `..data`, which
+/// the kubelet points at a new directory in one rename.
+#[test]
+fn a_secret_swapped_as_a_directory_symlink_is_applied() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (first, second) = (ca.issue(&Leaf::server()), ca.issue(&Leaf::server()));
+    for (name, issued) in [("..2026_12_01", &first), ("..2026_12_02", &second)] {
+        let version = dir.path().join(name);
+        std::fs::create_dir(&version).unwrap();
+        std::fs::write(version.join("tls.crt"), &issued.cert_pem).unwrap();
+        std::fs::write(version.join("tls.key"), &issued.key_pem).unwrap();
+    }
+    symlink("..2026_12_01", dir.path().join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key"] {
+        symlink(format!("..data/{file}"), dir.path().join(file)).unwrap();
+    }
+    let tls = ServerTls::load(ServerFiles {
+        cert_file: dir.path().join("tls.crt"),
+        key_file: dir.path().join("tls.key"),
+        client_ca_file: None,
+        client_cert_optional: false,
+    })
+    .unwrap();
+    assert_eq!(tls.leaf().serial, first.serial);
+    symlink("..2026_12_02", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    assert!(matches!(tls.reload_if_changed(), Reload::Applied(l) if l.serial == second.serial));
+}

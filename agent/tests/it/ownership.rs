@@ -28,7 +28,8 @@ pub fn query_authentications(config: &Path) -> serde_json::Value {
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{:?}: {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -368,3 +368,36 @@ fn check_config_reads_the_backends_and_the_queues_certificates() {
         "{err}"
     );
 }
+
+/// libpq does TLS with OpenSSL, which used to free its state at exit while the connection pool's
+/// threads were still in a handshake: `authstat query` on a PostgreSQL server with TLS (libpq's
+/// default `sslmode=prefer`; the test server has TLS on) died of SIGSEGV in about one run in
+/// three. Fifteen runs in a row end cleanly now (before the fix: 0.7^15, well under 1 %).
+#[cfg(feature = "postgres")]
+#[test]
+fn one_shot_commands_on_postgres_over_tls_exit_cleanly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = authstat_test_support::db::postgres("authstat_exit");
+    let config = dir.path().join("authstat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id: exit\nsources:\n  - {{name: audit, type: file, format: janssen_audit, paths: [x.log]}}\nbackend: {{type: postgres, url: \"{url}?sslmode=require\"}}\n"
+        ),
+    )
+    .unwrap();
+    for run in 0..15 {
+        let out = authstat()
+            .args(["query", "--month", "202402", "--format", "json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), None, "run {run}: {:?}", out.status);
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -18,5 +18,6 @@ mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "mongodb"))]
 mod tls;
 mod toy;

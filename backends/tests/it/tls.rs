@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use authstat_backends::options::SqlServerConfig;
 use authstat_core::store::{StatStore, StoreError};
 use authstat_test_support::certs::Ca;
@@ -43,6 +44,7 @@ pub(crate) fn files() -> Files {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn port(url: &str) -> &str {
     url.rsplit_once(':').unwrap().1.split('/').next().unwrap()
 }
@@ -68,6 +70,7 @@ fn refused(result: Result<std::sync::Arc<dyn StatStore>, StoreError>, backend: &
     assert!(text.contains(why), "{why:?} not in: {text}");
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn config(url: String) -> SqlServerConfig {
     SqlServerConfig {
         url,

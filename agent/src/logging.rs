@@ -14,15 +14,16 @@ fn filter(level: &str) -> Result<EnvFilter, String> {
         Ok(from_env) => from_env,
         Err(_) => EnvFilter::try_new(level).map_err(|e| format!("logging.level '{level}': {e}"))?,
     };
-    Ok(quiet_peers(filter, level))
+    let named = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    Ok(quiet_peers(filter, &named))
 }
 
 /// rustls warns of what a peer did (an IP address sent as the server name, an unexpected
 /// alert) at every connection: over HTTPS any client could fill the log. Such lines are dropped
 /// below `error` unless the filter names rustls itself; handshake failures are counted in
 /// `authstat_tls_handshake_failures_total` (and logged at debug by authstat).
-fn quiet_peers(filter: EnvFilter, level: &str) -> EnvFilter {
-    let named = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+/// (`named`: the filter's text.)
+fn quiet_peers(filter: EnvFilter, named: &str) -> EnvFilter {
     if named.contains("rustls") {
         return filter;
     }
@@ -73,5 +74,19 @@ pub fn init(config: &LoggingConfig) -> LevelHandle {
     match config.format {
         LogFormat::Json => finish!(tracing_subscriber::fmt().json()),
         LogFormat::Text => finish!(tracing_subscriber::fmt()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a peer makes rustls warn about is dropped unless the filter asks for rustls.
+    #[test]
+    fn rustls_warnings_about_peers_are_dropped_unless_asked_for() {
+        let quiet = quiet_peers(EnvFilter::new("info"), "info").to_string();
+        assert!(quiet.contains("rustls=error"), "{quiet}");
+        let asked = quiet_peers(EnvFilter::new("info,rustls=debug"), "info,rustls=debug");
+        assert!(!asked.to_string().contains("rustls=error"), "{asked}");
     }
 }

@@ -138,16 +138,22 @@ fn serial(params: &mut CertificateParams) -> String {
     text
 }
 
+/// A CA's parameters: its common name, valid from yesterday for 60 days.
+fn ca_params(name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    dates(&mut params, 1, 60);
+    serial(&mut params);
+    params
+}
+
 impl Ca {
     /// A self-signed CA named `name`, valid from yesterday for 60 days.
     pub fn new(name: &str) -> Self {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        dates(&mut params, 1, 60);
-        serial(&mut params);
+        let params = ca_params(name);
         let key = key_pair(Key::Ecdsa);
         let cert = params.self_signed(&key).expect("a self-signed CA");
         Ca {
@@ -163,14 +169,8 @@ impl Ca {
         let pem = std::fs::read_to_string(cert).expect("the CA's certificate");
         let key = KeyPair::from_pem(&std::fs::read_to_string(key).expect("the CA's key"))
             .expect("the CA's key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         Ca {
-            issuer: Issuer::new(params, key),
+            issuer: Issuer::new(ca_params(common_name), key),
             pem,
             intermediate: false,
         }
@@ -178,13 +178,7 @@ impl Ca {
 
     /// A CA that this one signs (its `Issued::cert_pem` of leaves holds the leaf and itself).
     pub fn intermediate(&self, name: &str) -> Ca {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        dates(&mut params, 1, 60);
-        serial(&mut params);
+        let params = ca_params(name);
         let key = key_pair(Key::Ecdsa);
         let cert = params
             .signed_by(&key, &self.issuer)

@@ -208,6 +208,18 @@ fn a_client_certificate_can_be_the_only_credential_and_the_probes_may_go_without
     assert!(https(agent.addr, &client(&ca, Some(&stranger)), "/livez", &[]).is_err());
 }
 
+/// `check-config`'s output, which must be a success.
+fn check_config_ok(fixture: &Fixture) -> String {
+    let out = check_config(fixture);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 fn check_config(fixture: &Fixture) -> std::process::Output {
     authstat()
         .args(["check-config", "--skip-backend"])
@@ -224,13 +236,7 @@ fn check_config_reads_every_certificate_and_names_what_is_wrong() {
     let issued = ca.issue(&Leaf::server());
     issued.write(dir, "server");
     ca.write(&dir.join("clients.pem"));
-    let out = check_config(&fixture);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_config_ok(&fixture);
     assert!(
         text.contains(&format!(
             "api.tls certificate: O=authstat tests,CN=localhost (serial {})",
@@ -318,13 +324,7 @@ fn check_config_reads_the_backends_and_the_queues_certificates() {
         &format!("backend:\n  type: mongodb\n  uri: \"{uri}\"\n"),
     );
     std::fs::write(&path, &mongo).unwrap();
-    let out = check_config(&fixture);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_config_ok(&fixture);
     assert!(text.contains("backend mongodb tlsCAFile:"), "{text}");
     assert!(
         text.contains("backend mongodb tlsCertificateKeyFile: O=authstat tests,CN=agent"),

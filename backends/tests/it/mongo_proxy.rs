@@ -44,15 +44,19 @@ impl Drop for Proxy {
     }
 }
 
+/// `host:port` of a `mongodb://host:port…` URI.
+pub fn host_port(uri: &str) -> String {
+    uri.trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 impl Proxy {
     /// A proxy to the server of `uri` (`mongodb://host:port…`).
     pub async fn start(uri: &str) -> Self {
-        let target = uri
-            .trim_start_matches("mongodb://")
-            .split(['/', '?'])
-            .next()
-            .unwrap()
-            .to_owned();
+        let target = host_port(uri);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {

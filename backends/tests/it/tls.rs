@@ -264,13 +264,7 @@ async fn mongodb_tls_with_a_ca_file_and_a_client_certificate() {
     use authstat_backends::options::MongoConfig;
     let f = files();
     let uri = required_env("AUTHSTAT_TEST_MONGODB_URI", "MongoDB");
-    let target = uri
-        .trim_start_matches("mongodb://")
-        .split(['/', '?'])
-        .next()
-        .unwrap()
-        .to_owned();
-    let port = tls_front(&f, target).await;
+    let port = tls_front(&f, crate::mongo_proxy::host_port(&uri)).await;
     // The driver reads the client's certificate and key from one file.
     let combined = f.key.with_file_name("client-combined.pem");
     let mut both = std::fs::read(&f.cert).unwrap();

@@ -195,3 +195,60 @@ fn server_offers_tls(greeting: &[u8]) -> bool {
         .get(flags..flags + 2)
         .is_some_and(|f| u16::from_le_bytes([f[0], f[1]]) & 0x0800 != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_url_says_what_to_enforce() {
+        let of = |url: &str| MysqlTls::from_url(url, T);
+        assert!(of("mysql://u@h/db").unwrap().is_none());
+        assert!(of("mysql://u@h/db?ssl_mode=PREFERRED").unwrap().is_none());
+        let required = of("mysql://u@h/db?ssl_mode=required").unwrap().unwrap();
+        assert_eq!(required.mode, Mode::Required);
+        let identity =
+            of("mysql://u@db.example.com:3307/x?ssl_mode=VERIFY_IDENTITY&ssl_ca=/ca.pem")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (identity.mode, identity.host.as_str(), identity.port),
+            (Mode::VerifyIdentity, "db.example.com", 3307)
+        );
+        assert!(
+            of("mysql://u@h/db?ssl_mode=verify_ca")
+                .unwrap_err()
+                .contains("needs ssl_ca")
+        );
+        assert!(
+            of("mysql://u@h/db?ssl_mode=strict")
+                .unwrap_err()
+                .contains("expected disabled")
+        );
+        assert!(
+            of("mysql://u@h/db?ssl_mode=required&ssl_cert=/c.pem")
+                .unwrap_err()
+                .contains("go together")
+        );
+    }
+
+    #[test]
+    fn the_greeting_says_whether_the_server_offers_tls() {
+        // Protocol 10, "10.11.6-MariaDB\0", thread id, 8 bytes of scramble, a filler, the flags.
+        let greeting = |flags: u16| {
+            let mut g = vec![10];
+            g.extend(b"10.11.6-MariaDB\0");
+            g.extend([1, 0, 0, 0]);
+            g.extend([b'x'; 8]);
+            g.push(0);
+            g.extend(flags.to_le_bytes());
+            g
+        };
+        assert!(server_offers_tls(&greeting(0xfffe)));
+        assert!(!server_offers_tls(&greeting(0xfffe & !0x0800)));
+        assert!(!server_offers_tls(&[0xff, 0x15, 0x04]));
+        assert!(!server_offers_tls(&greeting(0x0800)[..20]));
+    }
+}

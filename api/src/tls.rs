@@ -57,7 +57,7 @@ authstat_core::family!(
     "authstat_tls_cert_expiry_seconds",
     Gauge,
     "s",
-    false,
+    true,
     [],
     "Seconds until the API's certificate expires (0 once it has)."
 );
@@ -67,7 +67,7 @@ authstat_core::family!(
     "authstat_tls_files_refused",
     Gauge,
     "1",
-    false,
+    true,
     [],
     "1 while the certificate files on disk are not a valid pair and the previous one is served (the reason is on /readyz)."
 );
@@ -77,7 +77,7 @@ authstat_core::family!(
     "authstat_tls_reloads_total",
     Counter,
     "{reload}",
-    false,
+    true,
     ["result"],
     "Changes of the certificate files: applied, or refused (the previous pair is kept)."
 );

@@ -203,6 +203,19 @@ fn a_client_certificate_can_be_the_only_credential_and_the_probes_may_go_without
     assert_eq!(none.status, 401, "{none:?}");
     let (probe, _) = https(agent.addr, &client(&ca, None), "/livez", &[]).unwrap();
     assert_eq!(probe.status, 200);
+    // The dashboard needs no login for a listed certificate; another is sent to the login page.
+    let (page, _) = https(
+        agent.addr,
+        &client(&ca, Some(&reporting)),
+        "/dashboard",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("Monthly active users"), "{}", page.body);
+    let (login, _) = https(agent.addr, &client(&ca, Some(&intruder)), "/dashboard", &[]).unwrap();
+    assert_eq!(login.status, 303, "{login:?}");
+    assert_eq!(login.header("location"), Some("/dashboard/login"));
     // A certificate from a CA the agent does not trust ends at the handshake.
     let stranger = Ca::new("other CA").issue(&Leaf::client("reporting"));
     assert!(https(agent.addr, &client(&ca, Some(&stranger)), "/livez", &[]).is_err());

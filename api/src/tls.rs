@@ -153,11 +153,26 @@ impl ApiTls {
         Ok(Arc::new(tls))
     }
 
-    /// Why the certificate files as they are now are not in use, if they are not.
+    /// What `/readyz` says of the API's TLS: certificate files that were not reloaded, a
+    /// certificate in use that has expired.
     pub fn problem(&self) -> Option<String> {
-        self.server
-            .problem()
-            .map(|why| format!("tls: the certificate files were not reloaded ({why}); the previous certificate is served"))
+        self.problem_at(SystemTime::now())
+    }
+
+    fn problem_at(&self, now: SystemTime) -> Option<String> {
+        let leaf = self.server.leaf();
+        let expired = (now > leaf.not_after).then(|| {
+            format!(
+                "tls: the API's certificate expired on {}: clients refuse it; renew {}",
+                leaf.not_after_text,
+                self.server.files().cert_file.display()
+            )
+        });
+        let refused = self.server.problem().map(|why| {
+            format!("tls: the certificate files were not reloaded ({why}); the previous certificate is served")
+        });
+        let lines: Vec<String> = refused.into_iter().chain(expired).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
     }
 
     /// Whether a request without a client certificate to `path` must be refused here (the

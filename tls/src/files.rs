@@ -100,9 +100,25 @@ impl Identity {
     }
 }
 
-/// The bytes of `path`, or an error naming it.
+/// The most a certificate, key or CA file may hold (a system's whole CA bundle is ~200 KiB).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The bytes of `path` (at most [`MAX_FILE_BYTES`]), or an error naming it.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{}: larger than {} MiB, not a certificate or key file",
+            path.display(),
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 fn chain_of(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

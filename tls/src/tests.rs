@@ -221,3 +221,9 @@ fn a_secret_swapped_as_a_directory_symlink_is_applied() {
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
     assert!(matches!(tls.reload_if_changed(), Reload::Applied(l) if l.serial == second.serial));
 }
+
+#[test]
+fn a_file_that_never_ends_is_refused_not_read_forever() {
+    let e = read_file(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.contains("larger than 4 MiB"), "{e}");
+}

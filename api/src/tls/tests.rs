@@ -294,3 +294,20 @@ fn the_expiry_is_a_gauge() {
     };
     assert!((2 * 86_400..=3 * 86_400).contains(&left), "{left}");
 }
+
+#[test]
+fn a_certificate_that_expires_in_use_shows_on_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    Ca::new("test CA")
+        .issue(&Leaf::server())
+        .write(dir.path(), "server");
+    let tls = ApiTls::load(&config(dir.path(), false, false)).unwrap();
+    assert_eq!(tls.problem(), None);
+    let after = tls.server.leaf().not_after + Duration::from_secs(1);
+    let problem = tls.problem_at(after).unwrap();
+    assert!(
+        problem.starts_with("tls: the API's certificate expired on"),
+        "{problem}"
+    );
+    assert!(problem.contains("server.pem"), "{problem}");
+}

@@ -311,3 +311,23 @@ fn a_certificate_that_expires_in_use_shows_on_readyz() {
     );
     assert!(problem.contains("server.pem"), "{problem}");
 }
+
+#[tokio::test]
+async fn a_client_that_offers_only_h2_is_refused_at_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.issue(&Leaf::server()).write(dir.path(), "server");
+    let tls = ApiTls::load(&config(dir.path(), false, false)).unwrap();
+    let (addr, _stop) = start(tls.clone()).await;
+    let mut h2_only = (*client(&ca, None, None)).clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    let refused = get(addr, Arc::new(h2_only), "/stat").await.unwrap_err();
+    assert!(refused.contains("NoApplicationProtocol"), "{refused}");
+    // Without ALPN at all (curl --no-alpn), HTTP/1.1 is served.
+    let mut plain = (*client(&ca, None, None)).clone();
+    plain.alpn_protocols.clear();
+    assert_eq!(
+        get(addr, Arc::new(plain), "/stat").await.unwrap().status,
+        200
+    );
+}

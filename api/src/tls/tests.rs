@@ -23,6 +23,13 @@ fn config(dir: &Path, client_ca: bool, probes_open: bool) -> ApiTlsConfig {
 
 /// An HTTPS server on a free port whose routes answer with the client's certificate subject.
 async fn start(tls: Arc<ApiTls>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_with_timeout(tls, Duration::from_secs(5)).await
+}
+
+async fn start_with_timeout(
+    tls: Arc<ApiTls>,
+    timeout: Duration,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let subject = |peer: Option<axum::Extension<TlsPeer>>| async move {
         format!("{:?}", peer.and_then(|axum::Extension(p)| p.subject))
     };
@@ -35,7 +42,7 @@ async fn start(tls: Arc<ApiTls>) -> (SocketAddr, tokio::sync::oneshot::Sender<()
     let server = Server {
         listener,
         app,
-        timeout: Duration::from_secs(5),
+        timeout,
         cap: 16,
         requests: Arc::new(crate::ApiStats::default()),
         connections: Arc::new(ConnectionStats::default()),
@@ -330,4 +337,23 @@ async fn a_client_that_offers_only_h2_is_refused_at_the_handshake() {
         get(addr, Arc::new(plain), "/stat").await.unwrap().status,
         200
     );
+}
+
+/// A client that starts a handshake and stalls (a slow-loris on TLS) is cut off after the
+/// request timeout, and counted.
+#[tokio::test]
+async fn a_stalled_handshake_is_cut_off_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    Ca::new("test CA")
+        .issue(&Leaf::server())
+        .write(dir.path(), "server");
+    let tls = ApiTls::load(&config(dir.path(), false, false)).unwrap();
+    let (addr, _stop) = start_with_timeout(tls.clone(), Duration::from_millis(300)).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The first bytes of a TLS record header, then nothing.
+    tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server kept a stalled handshake open");
+    assert_eq!(tls.stats.timed_out.load(Ordering::Relaxed), 1);
 }

@@ -109,7 +109,7 @@ impl StatStore for Settled {
     }
 
     async fn drop_days_before(&self, month: authstat_core::Month) -> Result<u64, StoreError> {
-        self.inner.drop_days_before(month).await
+        self.bound(self.inner.drop_days_before(month)).await
     }
 
     async fn node_dims(
@@ -117,7 +117,7 @@ impl StatStore for Settled {
         node: &authstat_core::NodeId,
         months: &[authstat_core::Month],
     ) -> Result<Vec<authstat_core::dims::MonthDims>, StoreError> {
-        self.inner.node_dims(node, months).await
+        self.bound(self.inner.node_dims(node, months)).await
     }
     async fn read_dims(
         &self,
@@ -183,3 +183,6 @@ impl StatStore for Settled {
         self.bound(self.inner.take_over_key(key, from, to)).await
     }
 }
+
+#[cfg(test)]
+mod tests;

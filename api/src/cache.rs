@@ -6,13 +6,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use authstat_config::ApiConfig;
-use authstat_core::store::StatStore;
+use std::collections::BTreeMap;
+
+use authstat_core::hll::Hll;
+use authstat_core::store::{StatStore, StoreError};
 use authstat_core::{Month, MonthStats};
 
 use super::ApiStats;
 use super::stat::{self, Format, Grouping};
 use crate::active::{Active, Range};
-use authstat_core::dims::MonthDims;
+use authstat_core::dims::{Dim, DimKind, MonthDims};
 
 /// A range's answer: when it was made, how long it may be used, what it depends on, the answer.
 type CachedRange = (Instant, Duration, Vec<(u64, u64)>, Arc<Active>);
@@ -109,57 +112,47 @@ impl StatCache {
             && made.elapsed() < kept.min(ttl)
             && made_of == generation
         {
-            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(answer);
+            return Ok(self.hit(answer));
         }
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let _permit = self
-            .reads
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let read = self
-            .store
-            .read_dims(&months, authstat_core::dims::DimKind::Day)
-            .await;
-        if read.is_err() {
-            self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut days = std::collections::BTreeMap::new();
-        for month in read? {
-            for (dim, stats) in month.dims {
-                if let Some(day) = dim.as_day() {
-                    days.insert(day, stats.users);
-                }
-            }
-        }
-        let mut answer = crate::active::active(range, &days);
+        let _permit = self.miss().await;
+        let read = self.store.read_dims(&months, DimKind::Day);
+        let mut answer = crate::active::active(range, &users_by_day(self.counted(read).await?));
         if let Some(n) = range.clients {
-            let read = self
-                .store
-                .read_dims(&months, authstat_core::dims::DimKind::ClientDay)
-                .await;
-            if read.is_err() {
-                self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            let mut by_client: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> =
-                std::collections::BTreeMap::new();
-            for month in read? {
-                for (dim, stats) in month.dims {
-                    if let Some((day, client)) = dim.as_client_day() {
-                        by_client
-                            .entry(client)
-                            .or_default()
-                            .insert(day, stats.users);
-                    }
-                }
-            }
+            let read = self.store.read_dims(&months, DimKind::ClientDay);
+            let by_client = users_by_client_and_day(self.counted(read).await?);
             answer.clients = Some(crate::active::clients_of(&range, n, &by_client));
         }
         let answer = Arc::new(answer);
         self.ranges
             .insert(range, (Instant::now(), ttl, generation, answer.clone()));
         Ok(answer)
+    }
+
+    /// A hit, counted.
+    fn hit<T>(&self, answer: T) -> T {
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    /// A miss, counted; the permit to read (at most [`CONCURRENT_READS`] reads at once).
+    async fn miss(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.reads
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// A read of the backend, its failure counted.
+    async fn counted<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let read = read.await;
+        if read.is_err() {
+            self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        read
     }
 
     /// Drops every answer (a reload: TTLs may differ).
@@ -217,29 +210,20 @@ impl StatCache {
             && cached.made.elapsed() < ttl
             && cached.generation == generation
         {
-            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(cached.answer);
+            return Ok(self.hit(cached.answer));
         }
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let _permit = self
-            .reads
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _permit = self.miss().await;
         let months = &key.0;
-        let read = async {
-            let stats = self.store.read_months(months).await?;
-            let dims = match grouping {
-                Some(g) => Some((g, self.store.read_dims(months, g.kind).await?)),
-                None => None,
-            };
-            Ok::<_, authstat_core::store::StoreError>((stats, dims))
-        }
-        .await;
-        if read.is_err() {
-            self.counters.backend_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let (stats, dims) = read?;
+        let (stats, dims) = self
+            .counted(async {
+                let stats = self.store.read_months(months).await?;
+                let dims = match grouping {
+                    Some(g) => Some((g, self.store.read_dims(months, g.kind).await?)),
+                    None => None,
+                };
+                Ok((stats, dims))
+            })
+            .await?;
         let answer = Arc::new(Answer::new(stats, dims));
         self.entries.insert(
             key,
@@ -252,6 +236,29 @@ impl StatCache {
         );
         Ok(answer)
     }
+}
+
+/// Each day's users, from the months' day dimensions.
+fn users_by_day(months: Vec<MonthDims>) -> BTreeMap<i64, Hll> {
+    months
+        .into_iter()
+        .flat_map(|month| month.dims)
+        .filter_map(|(dim, stats)| Some((dim.as_day()?, stats.users)))
+        .collect()
+}
+
+/// Each client's users of each day, from the months' client-day dimensions.
+fn users_by_client_and_day(months: Vec<MonthDims>) -> BTreeMap<Dim, BTreeMap<i64, Hll>> {
+    let mut by_client: BTreeMap<Dim, BTreeMap<i64, Hll>> = BTreeMap::new();
+    for (dim, stats) in months.into_iter().flat_map(|month| month.dims) {
+        if let Some((day, client)) = dim.as_client_day() {
+            by_client
+                .entry(client)
+                .or_default()
+                .insert(day, stats.users);
+        }
+    }
+    by_client
 }
 
 /// A cached answer: when it was made, how long it may be used, what it depends on (see

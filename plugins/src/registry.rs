@@ -75,10 +75,17 @@ pub struct SourceKind {
     /// What `check-config` says once when a source of this kind is configured, given the
     /// agent's settings (how its figures combine with authstat's, for example).
     pub note: Option<fn(&AgentConfig) -> String>,
+    /// What `check-config` says of the certificates and keys its options name, each read and
+    /// checked (relative paths from the configuration's directory): a line each starting with
+    /// the option (`tls.cert_file: …`), or the option and the problem.
+    pub certificates: Option<Certificates>,
     /// For a kind whose system keeps statistics of its own: everything it keeps, read at once
     /// (blocking) for `authstat import`, from the source's options.
     pub history: Option<ReadHistory>,
 }
+
+/// A source kind's certificate check for `check-config` ([`SourceKind::certificates`]).
+pub type Certificates = fn(&serde_yaml::Mapping, &Path) -> Vec<Result<String, String>>;
 
 /// Reads everything a source's system keeps, from the source's options (blocking).
 pub(crate) type ReadHistory = fn(&serde_yaml::Mapping) -> Result<History, String>;

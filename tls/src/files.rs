@@ -232,3 +232,28 @@ pub fn check_identity_files(cert: &Path, key: &Path, usage: Usage) -> Result<Cer
 pub fn check_ca_file(path: &Path) -> Result<usize, String> {
     roots(path, &read_file(path)?, SystemTime::now()).map(|r| r.len())
 }
+
+/// `check-config`'s line of a certificate and its key — `what: subject (serial …), expires …
+/// (N days)` — or `what: ` and the problem.
+pub fn pair_line(what: &str, cert: &Path, key: &Path, usage: Usage) -> Result<String, String> {
+    let info = check_identity_files(cert, key, usage).map_err(|e| format!("{what}: {e}"))?;
+    let days = info
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs()
+        / 86_400;
+    let warning = if days < 14 { " — renew it soon" } else { "" };
+    Ok(format!(
+        "{what}: {} (serial {}), expires {} ({days} days){warning}",
+        info.subject, info.serial, info.not_after_text
+    ))
+}
+
+/// `check-config`'s line of a CA file — `what: path (N certificate(s))` — or `what: ` and the
+/// problem.
+pub fn ca_line(what: &str, path: &Path) -> Result<String, String> {
+    check_ca_file(path)
+        .map(|n| format!("{what}: {} ({n} certificate(s))", path.display()))
+        .map_err(|e| format!("{what}: {e}"))
+}

@@ -10,8 +10,8 @@ mod files;
 mod server;
 
 pub use files::{
-    CertInfo, Identity, Usage, check_ca_file, check_identity_files, hex_serial, identity,
-    read_file, roots,
+    CertInfo, Identity, MAX_FILE_BYTES, Usage, ca_line, check_ca_file, check_identity_files,
+    hex_serial, identity, pair_line, read_file, roots,
 };
 pub use server::{Reload, ServerFiles, ServerTls};
 

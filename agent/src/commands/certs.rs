@@ -3,40 +3,10 @@
 //! dates. Nothing is started.
 
 use std::path::Path;
-use std::time::SystemTime;
 
-use authstat_tls::{CertInfo, Usage, check_ca_file, check_identity_files};
+use authstat_tls::{Usage, ca_line as ca, pair_line as pair};
 
 use crate::resolve::Resolved;
-
-/// A certificate's line: its subject and how long it has left.
-fn describe(what: &str, info: &CertInfo) -> String {
-    let days = info
-        .not_after
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        .as_secs()
-        / 86_400;
-    let warning = if days < 14 { " — renew it soon" } else { "" };
-    format!(
-        "{what}: {} (serial {}), expires {} ({days} days){warning}",
-        info.subject, info.serial, info.not_after_text
-    )
-}
-
-/// A pair's line, or what is wrong with it.
-pub(crate) fn pair(what: &str, cert: &Path, key: &Path, usage: Usage) -> Result<String, String> {
-    check_identity_files(cert, key, usage)
-        .map(|info| describe(what, &info))
-        .map_err(|e| format!("{what}: {e}"))
-}
-
-/// A CA file's line, or what is wrong with it.
-pub(crate) fn ca(what: &str, path: &Path) -> Result<String, String> {
-    check_ca_file(path)
-        .map(|n| format!("{what}: {} ({n} certificate(s))", path.display()))
-        .map_err(|e| format!("{what}: {e}"))
-}
 
 /// Every certificate of the configuration, checked: a line each, or the problems.
 pub(crate) fn check(resolved: &Resolved) -> (Vec<String>, Vec<String>) {
@@ -53,8 +23,15 @@ pub(crate) fn check(resolved: &Resolved) -> (Vec<String>, Vec<String>) {
         }
     }
     results.extend(backend(resolved));
-    results.extend(activemq(resolved));
-    results.into_iter().partition_result()
+    results.extend(sources(resolved));
+    let (mut lines, mut problems) = (Vec::new(), Vec::new());
+    for result in results {
+        match result {
+            Ok(line) => lines.push(line),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (lines, problems)
 }
 
 /// The certificate files a backend's URL names (PostgreSQL's `sslrootcert`, `sslcert`,
@@ -104,41 +81,26 @@ fn backend(resolved: &Resolved) -> Vec<Result<String, String>> {
     out
 }
 
-/// The files of the `tls:` options of every `activemq` source.
-fn activemq(resolved: &Resolved) -> Vec<Result<String, String>> {
-    use authstat_plugins::sources::activemq::{ACTIVEMQ, ActivemqConfig};
+/// The certificates each source's options name, as its kind reads them (`SourceKind::certificates`).
+fn sources(resolved: &Resolved) -> Vec<Result<String, String>> {
+    let kinds = resolved.plugins.source_kinds();
     let mut out = Vec::new();
     for (i, source) in resolved.config.sources.iter().enumerate() {
-        let tls = (source.kind == ACTIVEMQ)
-            .then(|| ActivemqConfig::decode(&source.options).ok())
-            .flatten()
-            .and_then(|c| c.tls);
-        let Some(tls) = tls else { continue };
-        let at = |p: &Path| resolved.base.join(p);
-        if let Some(ca_file) = &tls.ca_file {
-            out.push(ca(&format!("sources[{i}].tls.ca_file"), &at(ca_file)));
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let what = format!("sources[{i}].tls.cert_file");
-            out.push(pair(&what, &at(cert), &at(key), Usage::Client));
-        }
+        let Some(certificates) = kinds
+            .iter()
+            .find(|k| k.name == source.kind)
+            .and_then(|k| k.certificates)
+        else {
+            continue;
+        };
+        out.extend(
+            certificates(&source.options, &resolved.base)
+                .into_iter()
+                .map(|r| {
+                    r.map(|line| format!("sources[{i}].{line}"))
+                        .map_err(|e| format!("sources[{i}].{e}"))
+                }),
+        );
     }
     out
-}
-
-trait Partition {
-    fn partition_result(self) -> (Vec<String>, Vec<String>);
-}
-
-impl<I: Iterator<Item = Result<String, String>>> Partition for I {
-    fn partition_result(self) -> (Vec<String>, Vec<String>) {
-        let (mut good, mut bad) = (Vec::new(), Vec::new());
-        for r in self {
-            match r {
-                Ok(line) => good.push(line),
-                Err(e) => bad.push(e),
-            }
-        }
-        (good, bad)
-    }
 }

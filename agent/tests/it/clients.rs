@@ -199,26 +199,21 @@ async fn per_client_figures_of_three_nodes_match_an_independent_count() {
     assert!(plain["response"][0].get("clients").is_none());
 
     // authstat query --group-by client answers the same figures.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"))
-        .args([
-            "query",
-            "--month",
-            "202402",
-            "--format",
-            "json",
-            "--group-by",
-            "client",
-            "--top",
-            "10000",
-            "--config",
-        ])
-        .arg(dir.path().join("node-a.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::support::run_ok(
+        crate::support::authstat()
+            .args([
+                "query",
+                "--month",
+                "202402",
+                "--format",
+                "json",
+                "--group-by",
+                "client",
+                "--top",
+                "10000",
+                "--config",
+            ])
+            .arg(dir.path().join("node-a.yaml")),
     );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let api_feb = all.json()["response"][0]["clients"].clone();

@@ -270,24 +270,19 @@ async fn active_users_of_days_weeks_and_rolling_ranges_match_an_independent_coun
     }
 
     // authstat query --from --to --by week answers the same.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authstat"))
-        .args([
-            "query",
-            "--from",
-            &text(first),
-            "--to",
-            &text(last),
-            "--by",
-            "week",
-        ])
-        .args(["--format", "json", "--config"])
-        .arg(dir.path().join("day-a.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::support::run_ok(
+        crate::support::authstat()
+            .args([
+                "query",
+                "--from",
+                &text(first),
+                "--to",
+                &text(last),
+                "--by",
+                "week",
+            ])
+            .args(["--format", "json", "--config"])
+            .arg(dir.path().join("day-a.yaml")),
     );
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     let api_weeks = ask(api, &format!("{range}&by=week"), Some(TOKEN))

@@ -197,6 +197,7 @@ fn plugins() -> Plugins {
             build: build_toy,
             follows: None,
             note: None,
+            certificates: None,
             history: None,
         })
 }

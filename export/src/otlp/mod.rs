@@ -210,19 +210,14 @@ pub(super) fn kind() -> super::ExporterKind {
 fn certificate_lines(s: &Settings) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     if let Some(ca) = &s.certificate {
-        let n = authstat_tls::check_ca_file(ca).map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
-        lines.push(format!(
-            "export otlp certificate: {} ({n} CA certificate(s))",
-            ca.display()
-        ));
+        lines.push(
+            authstat_tls::ca_line("export otlp certificate", ca).map_err(anyhow::Error::msg)?,
+        );
     }
     if let (Some(cert), Some(key)) = (&s.client_certificate, &s.client_key) {
-        let info = authstat_tls::check_identity_files(cert, key, authstat_tls::Usage::Client)
-            .map_err(|e| anyhow::anyhow!("client_certificate: {e}"))?;
-        lines.push(format!(
-            "export otlp client certificate: {} (serial {}), expires {}",
-            info.subject, info.serial, info.not_after_text
-        ));
+        let what = "export otlp client_certificate";
+        let usage = authstat_tls::Usage::Client;
+        lines.push(authstat_tls::pair_line(what, cert, key, usage).map_err(anyhow::Error::msg)?);
     }
     Ok(lines)
 }

@@ -17,6 +17,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             build: file::build_file,
             follows: Some(file::followed),
             note: None,
+            certificates: None,
             history: None,
         },
         SourceKind {
@@ -27,6 +28,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             build: activemq::build,
             follows: None,
             note: None,
+            certificates: Some(activemq::certificates),
             history: None,
         },
         SourceKind {
@@ -37,6 +39,7 @@ pub(crate) fn kinds() -> Vec<SourceKind> {
             build: janssen::build,
             follows: None,
             note: Some(janssen::users_rule),
+            certificates: None,
             history: Some(janssen::history),
         },
     ]

@@ -34,6 +34,7 @@ use authstat_core::source::{Origin, Source, SourceEvent, SourceProblem, SourceSt
 use authstat_core::store::SourcePosition;
 use serde::{Deserialize, Serialize};
 
+pub(super) use options::certificates;
 pub(super) use options::check;
 pub use options::{ACTIVEMQ, ActivemqConfig, StompTls};
 

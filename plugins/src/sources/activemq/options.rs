@@ -121,7 +121,73 @@ impl ActivemqConfig {
     }
 }
 
+/// `check-config`'s lines of the source's `tls` files (see `SourceKind::certificates`).
+pub(in crate::sources) fn certificates(
+    options: &serde_yaml::Mapping,
+    base: &std::path::Path,
+) -> Vec<Result<String, String>> {
+    let Some(tls) = ActivemqConfig::decode(options).ok().and_then(|c| c.tls) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(ca) = &tls.ca_file {
+        out.push(authstat_tls::ca_line("tls.ca_file", &base.join(ca)));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let (cert, key) = (base.join(cert), base.join(key));
+        let usage = authstat_tls::Usage::Client;
+        out.push(authstat_tls::pair_line("tls.cert_file", &cert, &key, usage));
+    }
+    out
+}
+
 /// Checks the options of an `activemq` source.
 pub(in crate::sources) fn check(options: &serde_yaml::Mapping) -> Result<(), OptionError> {
     ActivemqConfig::decode(options).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use authstat_test_support::certs::{Ca, Leaf};
+
+    use super::*;
+
+    /// `check-config`'s lines of a queue's TLS files, relative to the configuration's directory,
+    /// and the option named with its problem.
+    #[test]
+    fn the_tls_files_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("broker CA");
+        ca.write(&dir.path().join("ca.pem"));
+        ca.issue(&Leaf::client("agent")).write(dir.path(), "client");
+        let options = |key: &str| -> serde_yaml::Mapping {
+            serde_yaml::from_str(&format!(
+                "brokers: [stomp+ssl://mq:61614]\ntls: {{ca_file: ca.pem, cert_file: client.pem, key_file: {key}}}\n"
+            ))
+            .unwrap()
+        };
+        let lines = certificates(&options("client.key"), dir.path());
+        assert!(
+            lines[0].as_ref().unwrap().starts_with("tls.ca_file: "),
+            "{lines:?}"
+        );
+        let pair = lines[1].as_ref().unwrap();
+        assert!(
+            pair.starts_with("tls.cert_file: O=authstat tests,CN=agent (serial"),
+            "{pair}"
+        );
+        let bad = certificates(&options("missing.key"), dir.path());
+        let problem = bad[1].as_ref().unwrap_err();
+        assert!(
+            problem.starts_with("tls.cert_file: cannot read") && problem.contains("missing.key"),
+            "{problem}"
+        );
+        assert!(
+            certificates(
+                &serde_yaml::from_str("brokers: [mq:61613]").unwrap(),
+                dir.path()
+            )
+            .is_empty()
+        );
+    }
 }

@@ -97,7 +97,12 @@ fn serve(
         requests,
         connections,
         tls,
-        probe_paths: vec!["/livez".into(), "/readyz".into(), api.health_path.clone()],
+        probe_paths: vec![
+            "/livez".to_owned(),
+            "/readyz".to_owned(),
+            api.health_path.clone(),
+        ]
+        .into(),
     };
     authstat_runtime::tasks::spawn("http", http::serve(server, stopped))
 }

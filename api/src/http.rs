@@ -115,7 +115,7 @@ pub struct Server {
     /// HTTPS (`api.tls`); plain HTTP without it.
     pub tls: Option<Arc<crate::tls::ApiTls>>,
     /// The paths served without a client certificate under `probes_without_client_cert`.
-    pub probe_paths: Vec<String>,
+    pub probe_paths: Arc<[String]>,
 }
 
 /// Serves until `stopped`, then lets requests in flight finish (at most `timeout` more).
@@ -264,7 +264,7 @@ fn connection(
         evicted,
         shutting_down,
         tls: server.tls.clone(),
-        probe_paths: server.probe_paths.clone().into(),
+        probe_paths: server.probe_paths.clone(),
     };
     async move {
         let _departure = departure;

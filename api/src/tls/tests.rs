@@ -47,7 +47,7 @@ async fn start_with_timeout(
         requests: Arc::new(crate::ApiStats::default()),
         connections: Arc::new(ConnectionStats::default()),
         tls: Some(tls),
-        probe_paths: vec!["/livez".into()],
+        probe_paths: vec!["/livez".to_owned()].into(),
     };
     tokio::spawn(serve(server, stopped));
     (addr, stop)

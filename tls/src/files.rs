@@ -67,6 +67,12 @@ impl CertInfo {
     }
 }
 
+/// Whether a certificate is X.509 v3 (what rustls, and browsers, accept for a leaf).
+fn is_v3(der: &[u8]) -> bool {
+    x509_cert::Certificate::from_der(der)
+        .is_ok_and(|c| c.tbs_certificate.version == x509_cert::certificate::Version::V3)
+}
+
 /// A serial number's bytes in hexadecimal, without leading zero bytes (as `openssl x509
 /// -serial` writes it).
 pub fn hex_serial(bytes: &[u8]) -> String {
@@ -150,6 +156,13 @@ pub fn identity(
         )
     })?;
     let leaf = CertInfo::of(&chain[0]).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    if !is_v3(&chain[0]) {
+        return Err(format!(
+            "{}: an X.509 v1 certificate, which TLS peers refuse: issue a v3 one (with \
+             extensions, e.g. `openssl x509 -req … -extfile` with a subjectAltName)",
+            cert_path.display()
+        ));
+    }
     let identity = Identity { chain, key, leaf };
     let certified = identity
         .certified_key()

@@ -227,3 +227,35 @@ fn a_file_that_never_ends_is_refused_not_read_forever() {
     let e = read_file(Path::new("/dev/zero")).unwrap_err();
     assert!(e.contains("larger than 4 MiB"), "{e}");
 }
+
+/// `openssl x509 -req` without extensions makes a v1 certificate, which rustls refuses as a
+/// peer's: said when the files are read, not at the first handshake.
+#[test]
+fn a_v1_certificate_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    run(&format!(
+        "openssl req -x509 {ec} -subj /CN=ca -keyout ca.key -out ca.pem -days 2"
+    ));
+    run(&format!(
+        "openssl req {ec} -subj /CN=leaf -keyout v1.key -out v1.csr"
+    ));
+    run(
+        "openssl x509 -req -in v1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out v1.pem",
+    );
+    let e = check(dir.path(), "v1", Usage::Client).unwrap_err();
+    assert!(e.contains("an X.509 v1 certificate"), "{e}");
+}
